@@ -1,0 +1,178 @@
+//! libtorch provisioning.
+//!
+//! tch 0.24 binds libtorch 2.11.0. The simplest portable source of that exact build is the
+//! PyPI wheel `torch==2.11.0`, which ships the headers and shared libraries under
+//! `site-packages/torch`. We pip-install it into a private virtualenv outside the repository
+//! (`$WHETSTONE_HOME`, default `~/.cache/whetstone/torch-2.11.0`) and point `LIBTORCH` at it.
+//! The same virtualenv is the Python reference for exactness tests and the peer in benches.
+//!
+//! A user who already has libtorch sets `LIBTORCH` (or `LIBTORCH_USE_PYTORCH=1`) and the
+//! install is skipped.
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub const TORCH_VERSION: &str = "2.11.0";
+/// Free space needed for the install: the CUDA-enabled wheel and its dependencies unpack to ~5 GB.
+const NEEDED_GB: u64 = 7;
+const MARKER: &str = ".whetstone-install-complete";
+
+pub struct Env {
+    /// Directory with `include/` and `lib/` (what `LIBTORCH` names), when known.
+    libtorch: Option<PathBuf>,
+    /// A Python interpreter with torch importable, when known.
+    python: Option<PathBuf>,
+    /// Whether the user selected `LIBTORCH_USE_PYTORCH`.
+    use_pytorch: bool,
+}
+
+impl Env {
+    pub fn describe(&self) -> String {
+        match (&self.libtorch, &self.python) {
+            (Some(l), Some(p)) => format!("LIBTORCH={} (python: {})", l.display(), p.display()),
+            (Some(l), None) => format!("LIBTORCH={} (no Python torch reference found)", l.display()),
+            (None, Some(p)) => format!("LIBTORCH_USE_PYTORCH with {}", p.display()),
+            (None, None) => "LIBTORCH_USE_PYTORCH".into(),
+        }
+    }
+
+    pub fn python(&self) -> PathBuf {
+        self.python.clone().unwrap_or_else(|| PathBuf::from("python3"))
+    }
+
+    /// The environment cargo and the binaries it runs need.
+    pub fn vars(&self, root: &Path) -> Vec<(String, String)> {
+        let mut v = Vec::new();
+        if let Some(l) = &self.libtorch {
+            if !self.use_pytorch {
+                v.push(("LIBTORCH".into(), l.display().to_string()));
+            }
+            let lib = l.join("lib");
+            let old = std::env::var("LD_LIBRARY_PATH").unwrap_or_default();
+            let path = if old.is_empty() { lib.display().to_string() } else { format!("{}:{old}", lib.display()) };
+            v.push(("LD_LIBRARY_PATH".into(), path));
+        }
+        v.push(("WHETSTONE_PYTHON".into(), self.python().display().to_string()));
+        if std::env::var_os("WHETSTONE_DATA").is_none() {
+            v.push(("WHETSTONE_DATA".into(), root.join("data/cache").display().to_string()));
+        }
+        v
+    }
+}
+
+fn home() -> Result<PathBuf> {
+    if let Some(h) = std::env::var_os("WHETSTONE_HOME") {
+        return Ok(PathBuf::from(h));
+    }
+    let home = std::env::var_os("HOME").context("neither WHETSTONE_HOME nor HOME is set")?;
+    Ok(PathBuf::from(home).join(".cache/whetstone").join(format!("torch-{TORCH_VERSION}")))
+}
+
+/// Make sure a libtorch is available and return how to use it. Quick (no subprocess) once installed.
+pub fn ensure() -> Result<Env> {
+    if let Some(l) = std::env::var_os("LIBTORCH") {
+        let l = PathBuf::from(l);
+        if !l.join("lib").is_dir() {
+            bail!("LIBTORCH={} has no lib/ folder; point it at an unpacked libtorch (or a site-packages/torch)", l.display());
+        }
+        let python = std::env::var_os("WHETSTONE_PYTHON").map(PathBuf::from).or_else(|| venv_python_if_installed().ok().flatten());
+        return Ok(Env { libtorch: Some(l), python, use_pytorch: false });
+    }
+    if std::env::var_os("LIBTORCH_USE_PYTORCH").is_some() {
+        let python = std::env::var_os("WHETSTONE_PYTHON").map(PathBuf::from).unwrap_or_else(|| "python3".into());
+        let dir = python_torch_dir(&python).ok();
+        return Ok(Env { libtorch: dir, python: Some(python), use_pytorch: true });
+    }
+    let venv = home()?;
+    if !venv.join(MARKER).exists() {
+        install(&venv)?;
+    }
+    let python = venv.join("bin/python");
+    let torch = site_packages_torch(&venv)?;
+    Ok(Env { libtorch: Some(torch), python: Some(python), use_pytorch: false })
+}
+
+fn venv_python_if_installed() -> Result<Option<PathBuf>> {
+    let venv = home()?;
+    Ok(venv.join(MARKER).exists().then(|| venv.join("bin/python")))
+}
+
+fn site_packages_torch(venv: &Path) -> Result<PathBuf> {
+    let lib = venv.join("lib");
+    let entries = std::fs::read_dir(&lib).with_context(|| format!("reading {}", lib.display()))?;
+    for e in entries.flatten() {
+        let cand = e.path().join("site-packages/torch");
+        if cand.join("lib").is_dir() {
+            return Ok(cand);
+        }
+    }
+    bail!("no site-packages/torch under {}; delete {} and run `cargo xtask setup` again", lib.display(), venv.display())
+}
+
+fn python_torch_dir(python: &Path) -> Result<PathBuf> {
+    let out = Command::new(python)
+        .args(["-c", "import torch, os; print(os.path.dirname(torch.__file__))"])
+        .output()
+        .with_context(|| format!("running {}", python.display()))?;
+    if !out.status.success() {
+        bail!("{} cannot import torch", python.display());
+    }
+    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
+fn install(venv: &Path) -> Result<()> {
+    eprintln!("xtask: installing torch=={TORCH_VERSION} into {} (one time, ~5 GB, a few minutes)", venv.display());
+    let py = which("python3").context(
+        "python3 was not found on PATH. Install Python 3 with pip and venv (Debian/Ubuntu: `apt-get install python3 python3-venv python3-pip`), \
+         or set LIBTORCH to an existing libtorch 2.11.0",
+    )?;
+    let parent = venv.parent().unwrap_or(venv);
+    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    check_disk(parent)?;
+    if venv.exists() {
+        // A previous install was interrupted: start over.
+        std::fs::remove_dir_all(venv).with_context(|| format!("removing incomplete {}", venv.display()))?;
+    }
+    let st = Command::new(&py).args(["-m", "venv"]).arg(venv).status().context("running python3 -m venv")?;
+    if !st.success() {
+        bail!("`python3 -m venv {}` failed: install the venv module (Debian/Ubuntu: `apt-get install python3-venv`)", venv.display());
+    }
+    let vpy = venv.join("bin/python");
+    let st = Command::new(&vpy).args(["-m", "pip", "--version"]).status().context("running pip")?;
+    if !st.success() {
+        bail!("pip is not available in the new virtualenv: install pip (Debian/Ubuntu: `apt-get install python3-pip`)");
+    }
+    let st = Command::new(&vpy)
+        .args(["-m", "pip", "install", "--progress-bar", "off", &format!("torch=={TORCH_VERSION}"), "numpy"])
+        .status()
+        .context("running pip install")?;
+    if !st.success() {
+        bail!("`pip install torch=={TORCH_VERSION}` failed (see pip's output above); check network access to PyPI and free disk space");
+    }
+    std::fs::write(venv.join(MARKER), TORCH_VERSION)?;
+    eprintln!("xtask: torch {TORCH_VERSION} installed");
+    Ok(())
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+fn check_disk(dir: &Path) -> Result<()> {
+    let Ok(out) = Command::new("df").args(["-Pk"]).arg(dir).output() else { return Ok(()) };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let avail_kb = text.lines().nth(1).and_then(|l| l.split_whitespace().nth(3)).and_then(|s| s.parse::<u64>().ok());
+    if let Some(kb) = avail_kb {
+        let gb = kb / (1024 * 1024);
+        if gb < NEEDED_GB {
+            bail!(
+                "only {gb} GB free at {}; the torch install needs about {NEEDED_GB} GB. Free some space, set WHETSTONE_HOME to a roomier disk, \
+                 or set LIBTORCH to an existing libtorch 2.11.0",
+                dir.display()
+            );
+        }
+    }
+    Ok(())
+}

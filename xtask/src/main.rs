@@ -1,0 +1,146 @@
+//! `cargo xtask`: the project's own task runner.
+//!
+//! It provisions libtorch (a pip-installed `torch==2.11.0` in a cache virtualenv, see
+//! [`libtorch`]) and then runs cargo with the environment that tch needs, so that a user
+//! never exports anything by hand. It deliberately does not depend on tch itself.
+
+mod libtorch;
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+const USAGE: &str = "\
+cargo xtask <command> [args]
+
+commands:
+  setup              install libtorch (torch==2.11.0) into the cache virtualenv and print the environment
+  data [NAME|all]    fetch, verify (sha256) and extract a dataset into data/cache (default: rotten-tomatoes)
+  train [ARGS..]     build the CLI and run `whetstone train ARGS..` (default recipe when no --recipe)
+  test [ARGS..]      run the whole test suite (cargo test --release --workspace ARGS..)
+  bench [NAME]       run the criterion benches and the side-by-side PyTorch peers (NAME: train, all)
+  env                print the environment exports for using the installed libtorch from a shell
+
+environment:
+  WHETSTONE_HOME     where the torch virtualenv lives (default ~/.cache/whetstone/torch-2.11.0)
+  LIBTORCH           use an existing libtorch instead (skips the install); LIBTORCH_USE_PYTORCH likewise
+";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<ExitCode> {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    if args.is_empty() {
+        eprint!("{USAGE}");
+        return Ok(ExitCode::from(2));
+    }
+    let cmd = args.remove(0);
+    let root = workspace_root()?;
+    match cmd.as_str() {
+        "setup" => {
+            let env = libtorch::ensure()?;
+            println!("libtorch ready: {}", env.describe());
+            Ok(ExitCode::SUCCESS)
+        }
+        "env" => {
+            let env = libtorch::ensure()?;
+            for (k, v) in env.vars(&root) {
+                println!("export {k}={v:?}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        "data" => {
+            let env = libtorch::ensure()?;
+            let names = if args.is_empty() { vec!["rotten-tomatoes".to_string()] } else { args };
+            let mut a = vec!["data".to_string()];
+            a.extend(names);
+            cargo_run_cli(&root, &env, &a)
+        }
+        "train" => {
+            let env = libtorch::ensure()?;
+            let mut a = vec!["train".to_string()];
+            a.extend(args);
+            cargo_run_cli(&root, &env, &a)
+        }
+        "test" => {
+            let env = libtorch::ensure()?;
+            // Tests read real data only through the project's cached fetch: fetch it first.
+            cargo_run_cli(&root, &env, &["data".into(), "rotten-tomatoes".into(), "sms-spam".into()])?;
+            let mut c = cargo(&root, &env);
+            c.args(["test", "--release", "--workspace"]).args(&args);
+            status(c)
+        }
+        "bench" => {
+            let env = libtorch::ensure()?;
+            let what = args.first().cloned().unwrap_or_else(|| "train".into());
+            bench(&root, &env, &what)
+        }
+        "-h" | "--help" | "help" => {
+            print!("{USAGE}");
+            Ok(ExitCode::SUCCESS)
+        }
+        other => {
+            eprint!("unknown command `{other}`\n\n{USAGE}");
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+fn workspace_root() -> Result<PathBuf> {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    Ok(manifest.parent().context("xtask has no parent directory")?.to_path_buf())
+}
+
+fn cargo(root: &Path, env: &libtorch::Env) -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root);
+    for (k, v) in env.vars(root) {
+        c.env(k, v);
+    }
+    c
+}
+
+fn status(mut c: Command) -> Result<ExitCode> {
+    let st = c.status().with_context(|| format!("could not start {c:?}"))?;
+    Ok(if st.success() { ExitCode::SUCCESS } else { ExitCode::from(st.code().unwrap_or(1).clamp(1, 255) as u8) })
+}
+
+/// Build the `whetstone` CLI in release mode and run it with `args`.
+fn cargo_run_cli(root: &Path, env: &libtorch::Env, args: &[String]) -> Result<ExitCode> {
+    let mut c = cargo(root, env);
+    c.args(["run", "--release", "--quiet", "-p", "whetstone", "--"]).args(args);
+    let code = status(c)?;
+    if code != ExitCode::SUCCESS {
+        bail!("`whetstone {}` failed", args.join(" "));
+    }
+    Ok(code)
+}
+
+fn bench(root: &Path, env: &libtorch::Env, what: &str) -> Result<ExitCode> {
+    match what {
+        "train" | "all" => {
+            cargo_run_cli(root, env, &["data".into(), "rotten-tomatoes".into()])?;
+            let mut c = cargo(root, env);
+            c.args(["run", "--release", "--quiet", "-p", "whetstone-benches", "--bin", "train-throughput", "--"]);
+            c.arg("--python").arg(env.python());
+            c.arg("--peer").arg(root.join("benches/peers/train_throughput.py"));
+            c.arg("--out").arg(root.join("reports"));
+            let code = status(c)?;
+            if what == "all" && code == ExitCode::SUCCESS {
+                let mut c = cargo(root, env);
+                c.args(["bench", "-p", "whetstone-benches"]);
+                return status(c);
+            }
+            Ok(code)
+        }
+        other => bail!("unknown bench `{other}` (known: train, all)"),
+    }
+}

@@ -1,1 +1,45 @@
-//! whetstone-models
+//! Text encoders and classifiers for whetstone, over libtorch (tch).
+//!
+//! * [`TransformerEncoder`]: BERT-compatible parameter names, pre- or post-LayerNorm, padding mask.
+//! * [`TextCnn`] (Kim 2014) and [`BiLstm`].
+//! * [`ClassificationHead`] with CLS, mean or max pooling.
+//! * Safetensors checkpoint I/O that lists every mismatching tensor.
+//!
+//! Every model implements [`TextClassifier`] and is device-agnostic: build it in a
+//! [`tch::nn::VarStore`] on any device ([`parse_device`] reads `cpu|cuda|cuda:N|auto`).
+//!
+//! ```
+//! use whetstone_models::{ModelConfig, TextClassifier, TransformerClassifierConfig, TransformerConfig};
+//! use tch::{nn::VarStore, Device, Kind, Tensor};
+//!
+//! let vs = VarStore::new(Device::Cpu);
+//! let cfg = ModelConfig::Transformer(TransformerClassifierConfig {
+//!     encoder: TransformerConfig { layers: 1, hidden: 32, heads: 2, ffn: 64, max_len: 16, ..Default::default() },
+//!     ..Default::default()
+//! });
+//! let model = cfg.build(&vs.root(), 100, 2)?;
+//! let ids = Tensor::from_slice(&[2i64, 10, 11, 3, 2, 12, 3, 0]).view([2, 4]);
+//! let mask = ids.ne(0).to_kind(Kind::Int64);
+//! let logits = model.forward_t(&ids, &mask, false);
+//! assert_eq!(logits.size(), vec![2, 2]);
+//! assert!(vs.variables().contains_key("encoder.layer.0.attention.self.query.weight"));
+//! # Ok::<(), whetstone_models::ModelError>(())
+//! ```
+
+mod bilstm;
+mod checkpoint;
+mod classifier;
+mod device;
+mod error;
+mod head;
+mod textcnn;
+pub mod transformer;
+
+pub use bilstm::{BiLstm, BiLstmConfig};
+pub use checkpoint::{count_parameters, load_varstore, save_varstore, write_safetensors_atomic};
+pub use classifier::{ModelConfig, TextClassifier, TransformerClassifier, TransformerClassifierConfig};
+pub use device::parse_device;
+pub use error::{ModelError, Result};
+pub use head::{pool, ClassificationHead, Pooling};
+pub use textcnn::{TextCnn, TextCnnConfig};
+pub use transformer::{TransformerConfig, TransformerEncoder};

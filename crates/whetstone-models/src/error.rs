@@ -1,0 +1,22 @@
+/// Errors raised while building, loading or saving a model.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// A configuration value is out of range or inconsistent.
+    #[error("invalid model configuration: {0}")]
+    Config(String),
+    /// A `--device` string could not be parsed or the device is unavailable.
+    #[error("invalid device `{0}`: expected cpu, cuda, cuda:N or auto")]
+    Device(String),
+    /// A checkpoint does not fit the model.
+    #[error("checkpoint {path} does not match the model:\n{details}")]
+    Mismatch { path: String, details: String },
+    /// An error from libtorch.
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+}
+
+/// Result alias for this crate.
+pub type Result<T> = std::result::Result<T, ModelError>;

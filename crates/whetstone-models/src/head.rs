@@ -1,0 +1,57 @@
+//! Pooling of token states and the classification head.
+
+use serde::{Deserialize, Serialize};
+use tch::{nn, Kind, Tensor};
+
+/// How a sequence of token states becomes one vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Pooling {
+    /// The first token (`[CLS]`), as BERT does.
+    Cls,
+    /// The mean over real (unpadded) tokens, as sentence-transformers do.
+    #[default]
+    Mean,
+    /// The element-wise max over real tokens.
+    Max,
+}
+
+/// Pool `hidden` `[B, T, H]` with `mask` `[B, T]` (1 = token, 0 = padding) into `[B, H]`.
+pub fn pool(hidden: &Tensor, mask: &Tensor, pooling: Pooling) -> Tensor {
+    match pooling {
+        Pooling::Cls => hidden.select(1, 0),
+        Pooling::Mean => {
+            let m = mask.to_kind(hidden.kind()).unsqueeze(-1);
+            let sum = (hidden * &m).sum_dim_intlist(1, false, hidden.kind());
+            sum / m.sum_dim_intlist(1, false, hidden.kind()).clamp_min(1.0)
+        }
+        Pooling::Max => {
+            let pad = mask.eq(0).unsqueeze(-1);
+            hidden.masked_fill(&pad, f64::NEG_INFINITY).amax(1, false)
+        }
+    }
+}
+
+/// Dropout then a linear layer named `classifier` (the Hugging Face `*ForSequenceClassification` name).
+#[derive(Debug)]
+pub struct ClassificationHead {
+    classifier: nn::Linear,
+    dropout: f64,
+}
+
+impl ClassificationHead {
+    /// A head mapping `in_dim` features to `num_labels` logits, with parameters under `p / "classifier"`.
+    pub fn new(p: &nn::Path, in_dim: i64, num_labels: i64, dropout: f64, init_std: Option<f64>) -> Self {
+        let cfg = match init_std {
+            Some(std) => nn::LinearConfig { ws_init: nn::Init::Randn { mean: 0.0, stdev: std }, bs_init: Some(nn::Init::Const(0.0)), bias: true },
+            None => nn::LinearConfig::default(),
+        };
+        Self { classifier: nn::linear(p / "classifier", in_dim, num_labels, cfg), dropout }
+    }
+
+    /// Logits `[B, num_labels]` from pooled features `[B, in_dim]`.
+    pub fn forward_t(&self, pooled: &Tensor, train: bool) -> Tensor {
+        let x = pooled.dropout(self.dropout, train);
+        x.apply(&self.classifier).to_kind(Kind::Float)
+    }
+}

@@ -1,0 +1,94 @@
+//! TextCNN (Kim 2014, "Convolutional Neural Networks for Sentence Classification").
+
+use crate::error::{ModelError, Result};
+use crate::TextClassifier;
+use serde::{Deserialize, Serialize};
+use tch::{nn, Kind, Tensor};
+
+/// Configuration of [`TextCnn`]. Defaults follow Kim's CNN-rand: windows 3/4/5, 100 maps each, dropout 0.5.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TextCnnConfig {
+    /// Word-embedding width.
+    pub embed_dim: usize,
+    /// Convolution window sizes (in tokens).
+    pub kernel_sizes: Vec<usize>,
+    /// Feature maps per window size.
+    pub channels: usize,
+    /// Dropout before the classifier.
+    pub dropout: f64,
+}
+
+impl Default for TextCnnConfig {
+    fn default() -> Self {
+        Self { embed_dim: 300, kernel_sizes: vec![3, 4, 5], channels: 100, dropout: 0.5 }
+    }
+}
+
+/// Embeddings, parallel 1-D convolutions with ReLU, max-over-time pooling, dropout, linear.
+///
+/// Padding never influences the output: padded embeddings are zeroed and convolution windows that
+/// lie wholly past the end of a sentence are excluded from the max, so a sentence gets the same
+/// logits alone or in a padded batch.
+#[derive(Debug)]
+pub struct TextCnn {
+    embedding: nn::Embedding,
+    convs: Vec<(nn::Conv1D, i64)>,
+    classifier: nn::Linear,
+    dropout: f64,
+}
+
+impl TextCnn {
+    /// Build under `p` (`embedding`, `convs.{i}`, `classifier`).
+    pub fn new(p: &nn::Path, vocab_size: i64, num_labels: i64, c: &TextCnnConfig) -> Result<Self> {
+        if c.kernel_sizes.is_empty() || c.kernel_sizes.contains(&0) || c.channels == 0 || c.embed_dim == 0 {
+            return Err(ModelError::Config("textcnn needs non-empty kernel_sizes > 0, channels > 0 and embed_dim > 0".into()));
+        }
+        if !(0.0..1.0).contains(&c.dropout) {
+            return Err(ModelError::Config(format!("textcnn dropout must be in [0, 1), got {}", c.dropout)));
+        }
+        let e = c.embed_dim as i64;
+        let embedding = nn::embedding(p / "embedding", vocab_size, e, Default::default());
+        let convs = c
+            .kernel_sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &k)| (nn::conv1d(p / "convs" / i, e, c.channels as i64, k as i64, Default::default()), k as i64))
+            .collect();
+        let classifier = nn::linear(p / "classifier", (c.channels * c.kernel_sizes.len()) as i64, num_labels, Default::default());
+        Ok(Self { embedding, convs, classifier, dropout: c.dropout })
+    }
+}
+
+impl TextClassifier for TextCnn {
+    fn forward_t(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Tensor {
+        let max_k = self.convs.iter().map(|(_, k)| *k).max().unwrap_or(1);
+        let t = input_ids.size()[1];
+        // Windows need at least max_k positions: right-pad short batches with masked positions.
+        let (ids, mask) = if t < max_k {
+            let extra = max_k - t;
+            (input_ids.constant_pad_nd([0, extra]), attention_mask.constant_pad_nd([0, extra]))
+        } else {
+            (input_ids.shallow_clone(), attention_mask.shallow_clone())
+        };
+        let m = mask.to_kind(Kind::Float);
+        let x = ids.apply(&self.embedding) * m.unsqueeze(-1);
+        let x = x.transpose(1, 2); // [B, E, T]
+        let lens = m.sum_dim_intlist(1, false, Kind::Int64); // [B]
+        let pooled: Vec<Tensor> = self
+            .convs
+            .iter()
+            .map(|(conv, k)| {
+                let y = x.apply(conv).relu(); // [B, C, T-k+1]
+                let n = y.size()[2];
+                // A window starting at s is valid when it starts inside the sentence
+                // (s < max(len - k + 1, 1)); the others are pure padding.
+                let valid_n = (&lens - (*k - 1)).clamp_min(1);
+                let pos = Tensor::arange(n, (Kind::Int64, y.device())).unsqueeze(0);
+                let invalid = pos.ge_tensor(&valid_n.unsqueeze(1)).unsqueeze(1);
+                y.masked_fill(&invalid, f64::NEG_INFINITY).amax(2, false)
+            })
+            .collect();
+        Tensor::cat(&pooled, 1).dropout(self.dropout, train).apply(&self.classifier)
+    }
+}

@@ -1,0 +1,68 @@
+use crate::error::{ModelError, Result};
+use serde::{Deserialize, Serialize};
+
+/// Shape of a BERT-style Transformer encoder. Field names follow Hugging Face's `BertConfig`
+/// where one exists, so a `config.json` maps onto it directly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransformerConfig {
+    /// Number of encoder layers.
+    pub layers: usize,
+    /// Width of the token states.
+    pub hidden: usize,
+    /// Attention heads; must divide `hidden`.
+    pub heads: usize,
+    /// Width of the feed-forward block (BERT uses 4 × hidden).
+    pub ffn: usize,
+    /// Longest sequence the position embeddings cover.
+    pub max_len: usize,
+    /// Token-type (segment) vocabulary; BERT uses 2.
+    pub type_vocab_size: usize,
+    /// Dropout on embeddings, attention output and feed-forward output.
+    pub dropout: f64,
+    /// Dropout on attention probabilities.
+    pub attention_dropout: f64,
+    /// Pre-LayerNorm (Xiong et al. 2020: stabler from scratch) instead of BERT's post-LayerNorm.
+    pub pre_norm: bool,
+    /// LayerNorm epsilon (BERT: 1e-12).
+    pub layer_norm_eps: f64,
+    /// Standard deviation of the normal initialisation (BERT: 0.02).
+    pub init_std: f64,
+}
+
+impl Default for TransformerConfig {
+    fn default() -> Self {
+        Self {
+            layers: 2,
+            hidden: 128,
+            heads: 2,
+            ffn: 512,
+            max_len: 512,
+            type_vocab_size: 2,
+            dropout: 0.1,
+            attention_dropout: 0.1,
+            pre_norm: false,
+            layer_norm_eps: 1e-12,
+            init_std: 0.02,
+        }
+    }
+}
+
+impl TransformerConfig {
+    /// Check the shape is consistent.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(ModelError::Config(m));
+        if self.layers == 0 || self.hidden == 0 || self.heads == 0 || self.ffn == 0 || self.max_len == 0 {
+            return bad("transformer layers, hidden, heads, ffn and max_len must all be > 0".into());
+        }
+        if self.hidden % self.heads != 0 {
+            return bad(format!("transformer hidden ({}) must be divisible by heads ({})", self.hidden, self.heads));
+        }
+        for (name, p) in [("dropout", self.dropout), ("attention_dropout", self.attention_dropout)] {
+            if !(0.0..1.0).contains(&p) {
+                return bad(format!("transformer {name} must be in [0, 1), got {p}"));
+            }
+        }
+        Ok(())
+    }
+}

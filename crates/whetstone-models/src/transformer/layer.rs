@@ -1,0 +1,47 @@
+use super::{attention::SelfAttention, TransformerConfig};
+use tch::{nn, Tensor};
+
+/// One encoder block: self-attention and a GELU feed-forward block, each with a residual
+/// connection and LayerNorm, either after the residual (BERT) or before the sub-layer (pre-LN).
+#[derive(Debug)]
+pub struct EncoderLayer {
+    attention: SelfAttention,
+    attention_norm: nn::LayerNorm,
+    intermediate: nn::Linear,
+    output: nn::Linear,
+    output_norm: nn::LayerNorm,
+    dropout: f64,
+    pre_norm: bool,
+}
+
+impl EncoderLayer {
+    /// Parameters under `p` = `encoder.layer.N`.
+    pub fn new(p: &nn::Path, c: &TransformerConfig) -> Self {
+        let (h, f) = (c.hidden as i64, c.ffn as i64);
+        let a = p / "attention";
+        Self {
+            attention: SelfAttention::new(&a, c),
+            attention_norm: super::layer_norm(&(&a / "output" / "LayerNorm"), h, c.layer_norm_eps),
+            intermediate: nn::linear(p / "intermediate" / "dense", h, f, super::linear_init(c)),
+            output: nn::linear(p / "output" / "dense", f, h, super::linear_init(c)),
+            output_norm: super::layer_norm(&(p / "output" / "LayerNorm"), h, c.layer_norm_eps),
+            dropout: c.dropout,
+            pre_norm: c.pre_norm,
+        }
+    }
+
+    fn ffn(&self, x: &Tensor, train: bool) -> Tensor {
+        x.apply(&self.intermediate).gelu("none").apply(&self.output).dropout(self.dropout, train)
+    }
+
+    pub fn forward_t(&self, x: &Tensor, keep: &Tensor, train: bool) -> Tensor {
+        if self.pre_norm {
+            let x = x + self.attention.forward_t(&x.apply(&self.attention_norm), keep, train).dropout(self.dropout, train);
+            &x + self.ffn(&x.apply(&self.output_norm), train)
+        } else {
+            let a = self.attention.forward_t(x, keep, train).dropout(self.dropout, train);
+            let x = (x + a).apply(&self.attention_norm);
+            (&x + self.ffn(&x, train)).apply(&self.output_norm)
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! Gradient clipping.
+
+use crate::error::Result;
+use tch::{Kind, Tensor};
+
+/// Scale all gradients so that their global L2 norm is at most `max_norm`, exactly as
+/// `torch.nn.utils.clip_grad_norm_` does (coefficient `max_norm / (norm + 1e-6)`, clamped to 1).
+/// Returns the norm before clipping, which is non-finite when a gradient is.
+pub fn clip_grad_norm(params: &[&Tensor], max_norm: f64) -> Result<f64> {
+    let grads: Vec<Tensor> = params.iter().map(|p| p.grad()).filter(|g| g.defined()).collect();
+    if grads.is_empty() {
+        return Ok(0.0);
+    }
+    tch::no_grad(|| {
+        let norms: Vec<Tensor> = grads.iter().map(|g| g.norm().to_kind(Kind::Float)).collect();
+        let total = Tensor::stack(&norms, 0).norm();
+        let coef = (max_norm / (&total + 1e-6)).clamp_max(1.0);
+        for g in &grads {
+            let mut g = g.shallow_clone();
+            g.f_mul_(&coef.to_kind(g.kind()))?;
+        }
+        Ok(total.double_value(&[]))
+    })
+}
+
+/// The global L2 norm of the gradients, without changing them.
+pub fn grad_norm(params: &[&Tensor]) -> f64 {
+    let norms: Vec<Tensor> = params.iter().map(|p| p.grad()).filter(|g| g.defined()).map(|g| g.norm().to_kind(Kind::Float)).collect();
+    if norms.is_empty() {
+        return 0.0;
+    }
+    Tensor::stack(&norms, 0).norm().double_value(&[])
+}

@@ -1,0 +1,29 @@
+//! Optimiser state as plain data, so it can be checkpointed and restored.
+
+use crate::error::{OptimError, Result};
+use tch::Tensor;
+
+/// Everything an optimiser needs to continue exactly where it stopped.
+#[derive(Debug)]
+pub struct OptimState {
+    /// Number of updates taken.
+    pub step: u64,
+    /// Per-parameter buffers named `"{param}.{buffer}"`, e.g. `"classifier.weight.exp_avg"`.
+    pub tensors: Vec<(String, Tensor)>,
+}
+
+impl OptimState {
+    /// Find the buffer `name`, with a clear error when it is absent.
+    pub fn take(&self, name: &str, like: &Tensor) -> Result<Tensor> {
+        let t = self
+            .tensors
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| t)
+            .ok_or_else(|| OptimError::State(format!("buffer `{name}` is missing")))?;
+        if t.size() != like.size() {
+            return Err(OptimError::State(format!("buffer `{name}` has shape {:?}, parameter has {:?}", t.size(), like.size())));
+        }
+        Ok(t.to_device(like.device()).to_kind(like.kind()).contiguous())
+    }
+}

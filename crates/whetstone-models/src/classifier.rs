@@ -25,7 +25,7 @@ pub struct TransformerClassifier {
 
 /// Configuration of [`TransformerClassifier`]: the encoder's shape plus the pooling.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct TransformerClassifierConfig {
     /// Encoder shape.
     #[serde(flatten)]

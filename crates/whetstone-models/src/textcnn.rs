@@ -17,11 +17,14 @@ pub struct TextCnnConfig {
     pub channels: usize,
     /// Dropout before the classifier.
     pub dropout: f64,
+    /// Word vectors start uniform in `[-init_range, init_range]` (Kim's 0.25: about the
+    /// variance of pre-trained word2vec vectors).
+    pub init_range: f64,
 }
 
 impl Default for TextCnnConfig {
     fn default() -> Self {
-        Self { embed_dim: 300, kernel_sizes: vec![3, 4, 5], channels: 100, dropout: 0.5 }
+        Self { embed_dim: 300, kernel_sizes: vec![3, 4, 5], channels: 100, dropout: 0.5, init_range: 0.25 }
     }
 }
 
@@ -48,7 +51,8 @@ impl TextCnn {
             return Err(ModelError::Config(format!("textcnn dropout must be in [0, 1), got {}", c.dropout)));
         }
         let e = c.embed_dim as i64;
-        let embedding = nn::embedding(p / "embedding", vocab_size, e, Default::default());
+        let init = nn::EmbeddingConfig { ws_init: nn::Init::Uniform { lo: -c.init_range, up: c.init_range }, ..Default::default() };
+        let embedding = nn::embedding(p / "embedding", vocab_size, e, init);
         let convs = c
             .kernel_sizes
             .iter()

@@ -34,8 +34,8 @@ pub enum Algorithm {
 /// assert_eq!(opt.state().step, 1);
 /// # Ok::<(), whetstone_optim::OptimError>(())
 /// ```
+/// (Unknown keys are caught by the recipe loader: serde cannot deny them next to `flatten`.)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct OptimConfig {
     /// The algorithm (`kind = "adamw"` or `"sgd"`) and its own settings.
     #[serde(flatten)]

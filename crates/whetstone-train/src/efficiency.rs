@@ -1,0 +1,47 @@
+//! Efficiency of a trained classifier: size, batch-1 latency and batch-32 throughput.
+
+use crate::error::Result;
+use std::path::Path;
+use tch::{nn::VarStore, Device};
+use whetstone_data::{make_batch, Encoded};
+use whetstone_eval::{file_size, measure_latency, measure_throughput, Efficiency};
+use whetstone_models::{count_parameters, TextClassifier};
+
+/// Measure `model` on examples of `enc` (real sentences, in their order): latency of single
+/// sentences (`latency_iters` timed calls after a warm-up) and throughput at batch 32.
+pub fn measure_efficiency(
+    model: &dyn TextClassifier,
+    vs: &VarStore,
+    checkpoint: &Path,
+    enc: &Encoded,
+    device: Device,
+    latency_iters: usize,
+    throughput_iters: usize,
+) -> Result<Efficiency> {
+    let n = enc.ids.len().max(1);
+    let singles: Vec<_> = (0..n.min(256)).map(|i| make_batch(enc, &[i % enc.ids.len()], device)).collect();
+    let batches: Vec<_> = (0..8).map(|b| make_batch(enc, &(0..32).map(|i| (b * 32 + i) % enc.ids.len()).collect::<Vec<_>>(), device)).collect();
+    let sync = || {
+        if let Device::Cuda(i) = device {
+            tch::Cuda::synchronize(i as i64);
+        }
+    };
+    let (latency, throughput) = tch::no_grad(|| {
+        let mut k = 0;
+        let lat = measure_latency(latency_iters / 10, latency_iters, || {
+            let b = &singles[k % singles.len()];
+            k += 1;
+            let _ = model.forward_t(&b.input_ids, &b.attention_mask, false);
+            sync();
+        });
+        let mut k = 0;
+        let thr = measure_throughput(2, throughput_iters, 32, || {
+            let b = &batches[k % batches.len()];
+            k += 1;
+            let _ = model.forward_t(&b.input_ids, &b.attention_mask, false);
+            sync();
+        });
+        (lat, thr)
+    });
+    Ok(Efficiency { params: count_parameters(vs), checkpoint_bytes: file_size(checkpoint)?, latency_b1: latency, throughput_b32: throughput })
+}

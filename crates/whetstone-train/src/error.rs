@@ -1,0 +1,40 @@
+use std::path::PathBuf;
+
+/// Errors from training, evaluation and run artefacts.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Data(#[from] whetstone_data::DataError),
+    #[error(transparent)]
+    Model(#[from] whetstone_models::ModelError),
+    #[error(transparent)]
+    Optim(#[from] whetstone_optim::OptimError),
+    #[error(transparent)]
+    Eval(#[from] whetstone_eval::EvalError),
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+    /// A training setting is invalid.
+    #[error("invalid training setting: {0}")]
+    Config(String),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    /// A checkpoint is unreadable or does not fit the run.
+    #[error("checkpoint {path}: {msg}")]
+    Checkpoint { path: PathBuf, msg: String },
+    /// The loss became NaN or infinite; training stopped without overwriting good checkpoints.
+    #[error("loss became {loss} at step {step} (epoch {epoch}); training stopped. The last good checkpoint is kept at {checkpoint} (resume with --resume, perhaps with a lower learning rate or gradient clipping)")]
+    NonFiniteLoss { step: u64, epoch: u64, loss: f64, checkpoint: String },
+    /// A run folder lacks something that is needed.
+    #[error("run {run}: {msg}")]
+    Run { run: PathBuf, msg: String },
+}
+
+/// Result alias for this crate.
+pub type Result<T> = std::result::Result<T, TrainError>;
+
+/// Attach a path to an I/O error.
+pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> TrainError {
+    let path = path.into();
+    move |source| TrainError::Io { path, source }
+}

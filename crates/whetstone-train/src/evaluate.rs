@@ -1,0 +1,55 @@
+//! Batched inference over an encoded split.
+
+use crate::error::Result;
+use tch::{Device, Kind, Tensor};
+use whetstone_data::{make_batch, BucketBatcher, Encoded};
+use whetstone_models::TextClassifier;
+
+/// Predictions for every example of a split, in the split's order.
+#[derive(Debug, Clone)]
+pub struct Predictions {
+    /// Arg-max class per example.
+    pub preds: Vec<i64>,
+    /// Softmax probabilities per example.
+    pub probs: Vec<Vec<f32>>,
+    /// Mean cross-entropy against the gold labels.
+    pub loss: f64,
+}
+
+/// Run `model` over `enc` in length-sorted batches (little padding) without gradients.
+pub fn predict(model: &dyn TextClassifier, enc: &Encoded, batch_size: usize, device: Device) -> Result<Predictions> {
+    let n = enc.ids.len();
+    let lengths: Vec<usize> = enc.ids.iter().map(Vec::len).collect();
+    let order = BucketBatcher::new(batch_size, 1).eval_order(&lengths);
+    let mut preds = vec![0i64; n];
+    let mut probs = vec![Vec::new(); n];
+    let mut loss_sum = 0.0;
+    tch::no_grad(|| -> Result<()> {
+        for idx in &order {
+            let batch = make_batch(enc, idx, device);
+            let logits = model.forward_t(&batch.input_ids, &batch.attention_mask, false).to_kind(Kind::Float);
+            let loss = logits.f_cross_entropy_loss::<Tensor>(&batch.labels, None, tch::Reduction::Sum, -100, 0.0)?;
+            loss_sum += loss.f_double_value(&[])?;
+            let p = logits.softmax(-1, Kind::Float).to_device(Device::Cpu);
+            let c = p.size()[1] as usize;
+            let flat = Vec::<f32>::try_from(p.flatten(0, -1))?;
+            for (row, &i) in idx.iter().enumerate() {
+                let pr = flat[row * c..(row + 1) * c].to_vec();
+                preds[i] = argmax(&pr);
+                probs[i] = pr;
+            }
+        }
+        Ok(())
+    })?;
+    Ok(Predictions { preds, probs, loss: if n == 0 { 0.0 } else { loss_sum / n as f64 } })
+}
+
+fn argmax(v: &[f32]) -> i64 {
+    let mut best = 0;
+    for (i, x) in v.iter().enumerate() {
+        if *x > v[best] {
+            best = i;
+        }
+    }
+    best as i64
+}

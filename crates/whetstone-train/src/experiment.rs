@@ -1,0 +1,216 @@
+//! A whole run from a recipe: data → tokenizer → model → training → test → report.
+
+use crate::checkpoint::BEST_MODEL_FILE;
+use crate::efficiency::measure_efficiency;
+use crate::error::{io, Result, TrainError};
+use crate::evaluate::predict;
+use crate::objective::CrossEntropy;
+use crate::recipe::Recipe;
+use crate::run::{read_recipe, LABELS_FILE, RECIPE_FILE, TOKENIZER_FILE};
+use crate::trainer::{FitSummary, Outcome, Trainer, METRICS_LOG_FILE};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tch::nn::VarStore;
+use whetstone_data::{encode, load_splits, Manifest, Splits, TextTokenizer};
+use whetstone_eval::{classification_report, plot_training_curves, read_jsonl, write_report_md, ClassificationReport, Curve, Efficiency, RunReport};
+use whetstone_models::{load_varstore, parse_device};
+
+/// Options of a run that are not part of the recipe.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The run folder.
+    pub dir: PathBuf,
+    /// Continue the run in `dir` from its checkpoint.
+    pub resume: bool,
+    /// No progress output.
+    pub quiet: bool,
+}
+
+/// What a run produced.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    pub dir: PathBuf,
+    pub fit: FitSummary,
+    /// Test-set report (absent when the run was interrupted).
+    pub test: Option<ClassificationReport>,
+    pub valid: Option<ClassificationReport>,
+    pub efficiency: Option<Efficiency>,
+    pub wall_s: f64,
+}
+
+/// Display names for classes: the manifest's `label_names` for a named dataset, else the raw labels.
+pub fn display_names(recipe: &Recipe, splits: &Splits) -> Vec<String> {
+    if recipe.data.path.is_none() {
+        if let Ok(m) = Manifest::builtin() {
+            if let Ok(e) = m.get(&recipe.data.dataset) {
+                return splits.labels.display_names(e.label_names.as_ref());
+            }
+        }
+    }
+    splits.labels.names.clone()
+}
+
+fn write(path: &Path, body: &str) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, body).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))
+}
+
+/// Train `recipe` into `opts.dir`, evaluate the best checkpoint on the test split and write
+/// `metrics.json`, `report.md` and the training-curve plot next to the checkpoints.
+pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
+    let started = Instant::now();
+    let dir = &opts.dir;
+    if opts.resume {
+        let saved = read_recipe(dir)?;
+        if saved != *recipe {
+            return Err(TrainError::Run {
+                run: dir.clone(),
+                msg: "the recipe differs from the one the run started with; resume without changing settings".into(),
+            });
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    if recipe.threads > 0 {
+        tch::set_num_threads(recipe.threads as i32);
+    }
+    let device = parse_device(&recipe.device)?;
+    let splits = load_splits(&recipe.data.source(), recipe.data.valid_fraction, recipe.data.test_fraction, recipe.seed)?;
+    let names = display_names(recipe, &splits);
+    let say = |s: String| {
+        if !opts.quiet {
+            eprintln!("{s}");
+        }
+    };
+    say(format!(
+        "data: {} — train {} / valid {} / test {} examples, {} classes ({})",
+        recipe.data.describe(),
+        splits.train.len(),
+        splits.valid.len(),
+        splits.test.len(),
+        splits.labels.len(),
+        names.join(", ")
+    ));
+
+    let tok_path = dir.join(TOKENIZER_FILE);
+    let tokenizer = if opts.resume {
+        TextTokenizer::from_file(&tok_path)?
+    } else {
+        let t = match &recipe.tokenizer.path {
+            Some(p) => TextTokenizer::from_file(p)?,
+            None => TextTokenizer::train_wordpiece(&splits.train.texts, recipe.tokenizer.vocab_size, recipe.tokenizer.min_frequency, recipe.tokenizer.lowercase)?,
+        };
+        t.save(&tok_path)?;
+        write(&dir.join(RECIPE_FILE), &toml::to_string(recipe).map_err(|e| TrainError::Config(format!("cannot write the recipe: {e}")))?)?;
+        write(&dir.join(LABELS_FILE), &serde_json::to_string_pretty(&json!({"labels": splits.labels.names, "display": names})).unwrap_or_default())?;
+        t
+    };
+    let max_len = recipe.model.max_len().map_or(recipe.data.max_len, |m| m.min(recipe.data.max_len));
+    let t0 = Instant::now();
+    let train = encode(&tokenizer, &splits.train, max_len)?;
+    let valid = encode(&tokenizer, &splits.valid, max_len)?;
+    let test = encode(&tokenizer, &splits.test, max_len)?;
+    say(format!("tokenizer: vocabulary {} ({}), encoded in {:.2}s", tokenizer.vocab_size(), if recipe.tokenizer.path.is_some() { "loaded" } else { "WordPiece trained on the train split" }, t0.elapsed().as_secs_f64()));
+
+    tch::manual_seed(recipe.seed as i64);
+    let mut vs = VarStore::new(device);
+    let model = recipe.model.build(&vs.root(), tokenizer.vocab_size() as i64, splits.labels.len() as i64)?;
+    let optim = recipe.optim.build(&vs)?;
+    say(format!("model: {} with {} parameters on {:?}", recipe.model.kind(), whetstone_eval::format_count(whetstone_models::count_parameters(&vs)), device));
+
+    let mut trainer = Trainer {
+        model: model.as_ref(),
+        vs: &vs,
+        optim,
+        objective: Box::new(CrossEntropy::default()),
+        schedule: recipe.schedule.clone(),
+        lr: recipe.optim.lr,
+        config: recipe.train.clone(),
+        seed: recipe.seed,
+        device,
+        run_dir: dir.clone(),
+        label_names: names.clone(),
+        quiet: opts.quiet,
+    };
+    let fit = trainer.fit(&train, &valid, opts.resume)?;
+    drop(trainer);
+    if fit.outcome == Outcome::Interrupted {
+        return Ok(RunResult { dir: dir.clone(), fit, test: None, valid: None, efficiency: None, wall_s: started.elapsed().as_secs_f64() });
+    }
+
+    let best = dir.join(BEST_MODEL_FILE);
+    load_varstore(&mut vs, &best)?;
+    let device_eval = device;
+    let test_pred = predict(model.as_ref(), &test, recipe.train.eval_batch_size, device_eval)?;
+    let test_report = classification_report(&test.labels, &test_pred.preds, &names)?;
+    let valid_report = if valid.ids.is_empty() {
+        None
+    } else {
+        let p = predict(model.as_ref(), &valid, recipe.train.eval_batch_size, device_eval)?;
+        Some(classification_report(&valid.labels, &p.preds, &names)?)
+    };
+    let efficiency = if recipe.eval.latency_iters > 0 && !test.ids.is_empty() {
+        Some(measure_efficiency(model.as_ref(), &vs, &best, &test, device, recipe.eval.latency_iters, recipe.eval.throughput_iters)?)
+    } else {
+        None
+    };
+    let wall_s = started.elapsed().as_secs_f64();
+    let summary = json!({
+        "device": format!("{device:?}"),
+        "model": recipe.model.kind(),
+        "steps": fit.progress.step,
+        "epochs": fit.progress.epoch,
+        "outcome": format!("{:?}", fit.outcome),
+        "best_step": fit.progress.best_step,
+        "best_valid": fit.progress.best_metric,
+        "valid_metric": recipe.train.metric,
+        "train_seconds": fit.progress.train_seconds,
+        "train_seq_per_s": fit.seq_per_s,
+        "padding_fraction": fit.padding_fraction,
+        "wall_seconds": wall_s,
+        "train_examples": train.ids.len(),
+        "valid_examples": valid.ids.len(),
+        "test_examples": test.ids.len(),
+    });
+    let metrics = json!({
+        "name": recipe.name,
+        "test": test_report,
+        "valid": valid_report,
+        "test_loss": test_pred.loss,
+        "efficiency": efficiency,
+        "train": summary,
+    });
+    write(&dir.join("metrics.json"), &serde_json::to_string_pretty(&metrics).unwrap_or_default())?;
+    let plot_ok = write_plot(dir, &recipe.name, &recipe.train.metric).is_ok();
+    let recipe_toml = std::fs::read_to_string(dir.join(RECIPE_FILE)).unwrap_or_default();
+    write_report_md(
+        &RunReport {
+            name: &recipe.name,
+            recipe_toml: &recipe_toml,
+            test: &test_report,
+            valid: valid_report.as_ref(),
+            efficiency: efficiency.as_ref(),
+            train_summary: &summary,
+            plot_png: plot_ok.then_some("curves.png"),
+        },
+        &dir.join("report.md"),
+    )?;
+    Ok(RunResult { dir: dir.clone(), fit, test: Some(test_report), valid: valid_report, efficiency, wall_s })
+}
+
+/// Draw `curves.png` / `curves.svg` from the run's metrics log.
+pub fn write_plot(dir: &Path, name: &str, metric: &str) -> Result<()> {
+    let records = read_jsonl(&dir.join(METRICS_LOG_FILE))?;
+    let series = |split: &str, key: &str| -> Vec<(f64, f64)> {
+        records
+            .iter()
+            .filter(|r| r.get("split").and_then(|s| s.as_str()) == Some(split))
+            .filter_map(|r| Some((r.get("step")?.as_f64()?, r.get(key)?.as_f64()?)))
+            .collect()
+    };
+    let loss = Curve { name: "train loss".into(), points: series("train", "loss") };
+    let val = Curve { name: format!("valid {metric}"), points: series("valid", metric) };
+    plot_training_curves(&loss, &val, name, &dir.join("curves.png"), &dir.join("curves.svg"))?;
+    Ok(())
+}

@@ -1,0 +1,148 @@
+//! A training recipe: everything a run needs, as one serde struct read from TOML.
+
+use crate::config::TrainConfig;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use whetstone_data::{DataSource, Format, TableSpec};
+use whetstone_models::ModelConfig;
+use whetstone_optim::{OptimConfig, Schedule};
+
+/// A complete, resolved training recipe. Unknown keys are rejected.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recipe {
+    /// Run name; the run goes to `runs/<name>/` unless told otherwise.
+    #[serde(default = "default_name")]
+    pub name: String,
+    /// Seed for splits, initialisation, data order and dropout.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// `cpu`, `cuda`, `cuda:N` or `auto`.
+    #[serde(default = "default_device")]
+    pub device: String,
+    /// Intra-op threads for libtorch; 0 keeps libtorch's default (all cores).
+    #[serde(default)]
+    pub threads: usize,
+    #[serde(default)]
+    pub data: DataRecipe,
+    #[serde(default)]
+    pub tokenizer: TokenizerRecipe,
+    #[serde(default)]
+    pub model: ModelConfig,
+    #[serde(default)]
+    pub optim: OptimConfig,
+    #[serde(default)]
+    pub schedule: Schedule,
+    #[serde(default)]
+    pub train: TrainConfig,
+    #[serde(default)]
+    pub eval: EvalRecipe,
+}
+
+fn default_name() -> String {
+    "run".into()
+}
+fn default_seed() -> u64 {
+    42
+}
+fn default_device() -> String {
+    "auto".into()
+}
+
+/// Where the labelled text comes from and how it is split and truncated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataRecipe {
+    /// A dataset from the manifest (`rotten-tomatoes`, `imdb`, `sms-spam`); ignored when `path` is set.
+    pub dataset: String,
+    /// The user's own CSV / TSV / JSONL file (the training split, or all data to be split).
+    pub path: Option<PathBuf>,
+    /// Optional fixed validation file.
+    pub valid_path: Option<PathBuf>,
+    /// Optional fixed test file.
+    pub test_path: Option<PathBuf>,
+    /// File format; inferred from the extension when absent.
+    pub format: Option<Format>,
+    /// Column (or JSON field) with the text.
+    pub text_col: String,
+    /// Column (or JSON field) with the label.
+    pub label_col: String,
+    /// Share of the data held out for validation when no file gives it.
+    pub valid_fraction: f64,
+    /// Share held out for testing when no file gives it.
+    pub test_fraction: f64,
+    /// Tokens per example after tokenisation (longer texts are truncated).
+    pub max_len: usize,
+}
+
+impl Default for DataRecipe {
+    fn default() -> Self {
+        Self {
+            dataset: "rotten-tomatoes".into(),
+            path: None,
+            valid_path: None,
+            test_path: None,
+            format: None,
+            text_col: "text".into(),
+            label_col: "label".into(),
+            valid_fraction: 0.1,
+            test_fraction: 0.1,
+            max_len: 64,
+        }
+    }
+}
+
+impl DataRecipe {
+    /// The data source this section describes.
+    pub fn source(&self) -> DataSource {
+        let spec = |p: &PathBuf| TableSpec { format: self.format, ..TableSpec::new(p, &self.text_col, &self.label_col) };
+        match &self.path {
+            None => DataSource::Named { name: self.dataset.clone() },
+            Some(train) => DataSource::Files { train: spec(train), valid: self.valid_path.as_ref().map(spec), test: self.test_path.as_ref().map(spec) },
+        }
+    }
+
+    /// A short human description of the source.
+    pub fn describe(&self) -> String {
+        match &self.path {
+            None => self.dataset.clone(),
+            Some(p) => p.display().to_string(),
+        }
+    }
+}
+
+/// The tokenizer: a WordPiece vocabulary trained on the training split, or a `tokenizer.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenizerRecipe {
+    /// Load this `tokenizer.json` instead of training one.
+    pub path: Option<PathBuf>,
+    /// Vocabulary size for a trained WordPiece.
+    pub vocab_size: usize,
+    /// Minimum count of a merge to enter the vocabulary.
+    pub min_frequency: u64,
+    /// Lower-case (and strip accents) before tokenising.
+    pub lowercase: bool,
+}
+
+impl Default for TokenizerRecipe {
+    fn default() -> Self {
+        Self { path: None, vocab_size: 16000, min_frequency: 2, lowercase: true }
+    }
+}
+
+/// How the finished model is measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalRecipe {
+    /// Timed single-sentence forward passes for the batch-1 latency percentiles (0 skips efficiency).
+    pub latency_iters: usize,
+    /// Timed batches of 32 for throughput.
+    pub throughput_iters: usize,
+}
+
+impl Default for EvalRecipe {
+    fn default() -> Self {
+        Self { latency_iters: 200, throughput_iters: 30 }
+    }
+}

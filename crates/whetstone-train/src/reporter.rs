@@ -1,0 +1,54 @@
+//! Progress output: an indicatif bar on a terminal, plain lines otherwise (CI logs, pipes).
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
+
+/// Shows training progress with loss, throughput and ETA.
+pub struct Reporter {
+    bar: Option<ProgressBar>,
+    total: u64,
+}
+
+impl Reporter {
+    /// A reporter for `total` steps starting at `start`. `quiet` suppresses everything.
+    pub fn new(total: u64, start: u64, quiet: bool) -> Self {
+        if quiet || !std::io::stderr().is_terminal() {
+            return Self { bar: None, total };
+        }
+        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+        let style = ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} steps  {msg}  ETA {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+        bar.set_style(style);
+        bar.set_position(start);
+        Self { bar: Some(bar), total }
+    }
+
+    /// Advance to `step` with the latest statistics; plain mode prints only when `log` is set.
+    pub fn update(&self, step: u64, epoch: u64, loss: f64, seq_per_s: f64, eta_s: f64, log: bool) {
+        let msg = format!("epoch {} loss {loss:.4} {seq_per_s:.0} seq/s", epoch + 1);
+        match &self.bar {
+            Some(b) => {
+                b.set_position(step);
+                b.set_message(msg);
+            }
+            None if log => eprintln!("step {step}/{} {msg} ETA {:.0}s", self.total, eta_s),
+            None => {}
+        }
+    }
+
+    /// Print a line without breaking the bar.
+    pub fn println(&self, line: &str) {
+        match &self.bar {
+            Some(b) => b.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    /// Remove the bar.
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! A finished (or interrupted) run folder, loaded back for evaluation and prediction.
+
+use crate::checkpoint::BEST_MODEL_FILE;
+use crate::error::{io, Result, TrainError};
+use crate::recipe::Recipe;
+use std::path::{Path, PathBuf};
+use tch::{nn::VarStore, Device};
+use whetstone_data::{LabelSet, TextTokenizer};
+use whetstone_models::{load_varstore, parse_device, TextClassifier};
+
+/// The resolved recipe of a run.
+pub const RECIPE_FILE: &str = "recipe.toml";
+/// The run's tokenizer.
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+/// The run's class names, in class-id order.
+pub const LABELS_FILE: &str = "labels.json";
+
+/// Everything in a run folder needed to use its model.
+pub struct LoadedRun {
+    pub dir: PathBuf,
+    pub recipe: Recipe,
+    pub tokenizer: TextTokenizer,
+    pub labels: LabelSet,
+    /// Display names of the classes (e.g. `negative` for raw label `0`).
+    pub label_names: Vec<String>,
+    pub vs: VarStore,
+    pub model: Box<dyn TextClassifier>,
+    pub device: Device,
+}
+
+fn need(dir: &Path, file: &str) -> Result<PathBuf> {
+    let p = dir.join(file);
+    if !p.exists() {
+        return Err(TrainError::Run { run: dir.to_path_buf(), msg: format!("{file} is missing; is this a whetstone run folder that finished training?") });
+    }
+    Ok(p)
+}
+
+/// Read a run's recipe.
+pub fn read_recipe(dir: &Path) -> Result<Recipe> {
+    let p = need(dir, RECIPE_FILE)?;
+    let text = std::fs::read_to_string(&p).map_err(io(&p))?;
+    toml::from_str(&text).map_err(|e| TrainError::Run { run: dir.to_path_buf(), msg: format!("{}: {e}", p.display()) })
+}
+
+impl LoadedRun {
+    /// Load the best model of the run in `dir` onto `device` (`None`: the recipe's device).
+    pub fn open(dir: &Path, device: Option<&str>) -> Result<Self> {
+        if !dir.is_dir() {
+            return Err(TrainError::Run { run: dir.to_path_buf(), msg: "no such run folder".into() });
+        }
+        let recipe = read_recipe(dir)?;
+        let tokenizer = TextTokenizer::from_file(&need(dir, TOKENIZER_FILE)?)?;
+        let lp = need(dir, LABELS_FILE)?;
+        let labels_json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&lp).map_err(io(&lp))?).map_err(|e| TrainError::Run { run: dir.into(), msg: format!("{}: {e}", lp.display()) })?;
+        let strings = |key: &str| -> Vec<String> {
+            labels_json.get(key).and_then(|v| v.as_array()).map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default()
+        };
+        let labels = LabelSet { names: strings("labels") };
+        let mut label_names = strings("display");
+        if label_names.len() != labels.len() {
+            label_names = labels.names.clone();
+        }
+        if labels.is_empty() {
+            return Err(TrainError::Run { run: dir.into(), msg: format!("{} lists no labels", lp.display()) });
+        }
+        let device = parse_device(device.unwrap_or(&recipe.device))?;
+        let mut vs = VarStore::new(device);
+        let model = recipe.model.build(&vs.root(), tokenizer.vocab_size() as i64, labels.len() as i64)?;
+        load_varstore(&mut vs, &need(dir, BEST_MODEL_FILE)?)?;
+        Ok(Self { dir: dir.to_path_buf(), recipe, tokenizer, labels, label_names, vs, model, device })
+    }
+
+    /// Longest input the run's model was trained with.
+    pub fn max_len(&self) -> usize {
+        let m = self.recipe.data.max_len;
+        self.recipe.model.max_len().map_or(m, |x| x.min(m))
+    }
+}
+
+impl LoadedRun {
+    /// Predictions and a classification report on a labelled split (labels are class ids of this run).
+    pub fn evaluate_split(&self, split: &whetstone_data::Split) -> Result<(crate::Predictions, whetstone_eval::ClassificationReport)> {
+        let enc = whetstone_data::encode(&self.tokenizer, split, self.max_len())?;
+        let p = crate::predict(self.model.as_ref(), &enc, self.recipe.train.eval_batch_size, self.device)?;
+        let report = whetstone_eval::classification_report(&enc.labels, &p.preds, &self.label_names)?;
+        Ok((p, report))
+    }
+
+    /// The run's own test split, rebuilt from its recipe (splits are deterministic in the seed).
+    pub fn test_split(&self) -> Result<whetstone_data::Split> {
+        let d = &self.recipe.data;
+        let splits = whetstone_data::load_splits(&d.source(), d.valid_fraction, d.test_fraction, self.recipe.seed)?;
+        if splits.labels != self.labels {
+            return Err(TrainError::Run { run: self.dir.clone(), msg: format!("the data's labels {:?} differ from the run's {:?}", splits.labels.names, self.labels.names) });
+        }
+        Ok(splits.test)
+    }
+
+    /// Read a labelled table and map its labels onto this run's classes. A label the run never
+    /// saw is an error naming the file and line.
+    pub fn read_labelled(&self, spec: &whetstone_data::TableSpec) -> Result<whetstone_data::Split> {
+        let rows = whetstone_data::read_table(spec)?;
+        let mut split = whetstone_data::Split { texts: Vec::with_capacity(rows.len()), labels: Vec::with_capacity(rows.len()) };
+        for r in rows {
+            let id = self.labels.id(&r.label).ok_or_else(|| TrainError::Run {
+                run: self.dir.clone(),
+                msg: format!("{}:{}: label `{}` is not one the model was trained on ({})", spec.path.display(), r.line, r.label, self.labels.names.join(", ")),
+            })?;
+            split.texts.push(r.text);
+            split.labels.push(id);
+        }
+        Ok(split)
+    }
+
+    /// The most likely class (display name) and its probability for each text.
+    pub fn predict_texts(&self, texts: &[String]) -> Result<Vec<(String, f32)>> {
+        let split = whetstone_data::Split { texts: texts.to_vec(), labels: vec![0; texts.len()] };
+        let enc = whetstone_data::encode(&self.tokenizer, &split, self.max_len())?;
+        let p = crate::predict(self.model.as_ref(), &enc, self.recipe.train.eval_batch_size, self.device)?;
+        Ok(p.preds.iter().zip(&p.probs).map(|(&c, pr)| (self.label_names[c as usize].clone(), pr[c as usize])).collect())
+    }
+}

@@ -1,0 +1,44 @@
+//! Where recipes come from: the set embedded in the binary, or a TOML file.
+
+use anyhow::{bail, Context, Result};
+use std::path::Path;
+
+/// Recipes compiled into the binary: (name, TOML).
+pub const EMBEDDED: &[(&str, &str)] = &[
+    ("default", include_str!("../recipes/default.toml")),
+    ("rt-transformer", include_str!("../recipes/rt-transformer.toml")),
+    ("sms-spam", include_str!("../recipes/sms-spam.toml")),
+];
+
+/// The TOML of `spec`: an embedded recipe name, or a path to a TOML file. Returns (origin, text).
+pub fn load_text(spec: &str) -> Result<(String, String)> {
+    if let Some((_, text)) = EMBEDDED.iter().find(|(n, _)| *n == spec) {
+        return Ok((format!("embedded recipe `{spec}`"), text.to_string()));
+    }
+    let p = Path::new(spec);
+    if !p.exists() {
+        let names: Vec<&str> = EMBEDDED.iter().map(|(n, _)| *n).collect();
+        bail!("recipe `{spec}` is neither an embedded recipe ({}) nor an existing file", names.join(", "));
+    }
+    let text = std::fs::read_to_string(p).with_context(|| format!("reading recipe {}", p.display()))?;
+    Ok((p.display().to_string(), text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use whetstone_train::Recipe;
+
+    #[test]
+    fn embedded_recipes_are_valid() {
+        for (name, text) in EMBEDDED {
+            Recipe::parse(name, text, &[]).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+
+    #[test]
+    fn missing_recipe_is_a_clear_error() {
+        let e = load_text("no-such-recipe").unwrap_err().to_string();
+        assert!(e.contains("no-such-recipe") && e.contains("default"), "{e}");
+    }
+}

@@ -56,7 +56,12 @@ impl Recipe {
         }
         let recipe: Recipe = serde_path_to_error::deserialize(value.clone()).map_err(|e| {
             let path = e.path().to_string();
-            let inner = e.into_inner();
+            let inner = e.into_inner().to_string();
+            let prefix = if path == "." { String::new() } else { format!("{path}.") };
+            if let Some(field) = inner.strip_prefix("unknown field `").and_then(|r| r.split('`').next()) {
+                let key = if path == field || path.ends_with(&format!(".{field}")) { path.clone() } else { format!("{prefix}{field}") };
+                return format!("{origin}: unknown key `{key}` ({})", inner.lines().next().unwrap_or_default());
+            }
             if path == "." {
                 format!("{origin}: {inner}")
             } else {

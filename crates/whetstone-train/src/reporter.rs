@@ -7,13 +7,14 @@ use std::io::IsTerminal;
 pub struct Reporter {
     bar: Option<ProgressBar>,
     total: u64,
+    quiet: bool,
 }
 
 impl Reporter {
     /// A reporter for `total` steps starting at `start`. `quiet` suppresses everything.
     pub fn new(total: u64, start: u64, quiet: bool) -> Self {
         if quiet || !std::io::stderr().is_terminal() {
-            return Self { bar: None, total };
+            return Self { bar: None, total, quiet };
         }
         let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
         let style = ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} steps  {msg}  ETA {eta}")
@@ -21,7 +22,7 @@ impl Reporter {
             .progress_chars("=> ");
         bar.set_style(style);
         bar.set_position(start);
-        Self { bar: Some(bar), total }
+        Self { bar: Some(bar), total, quiet }
     }
 
     /// Advance to `step` with the latest statistics; plain mode prints only when `log` is set.
@@ -32,7 +33,7 @@ impl Reporter {
                 b.set_position(step);
                 b.set_message(msg);
             }
-            None if log => eprintln!("step {step}/{} {msg} ETA {:.0}s", self.total, eta_s),
+            None if log && !self.quiet => eprintln!("step {step}/{} {msg} ETA {:.0}s", self.total, eta_s),
             None => {}
         }
     }
@@ -41,7 +42,8 @@ impl Reporter {
     pub fn println(&self, line: &str) {
         match &self.bar {
             Some(b) => b.println(line),
-            None => eprintln!("{line}"),
+            None if !self.quiet => eprintln!("{line}"),
+            None => {}
         }
     }
 

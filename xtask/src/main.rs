@@ -75,7 +75,7 @@ fn run() -> Result<ExitCode> {
             // Tests read real data only through the project's cached fetch: fetch it first.
             cargo_run_cli(&root, &env, &["data".into(), "rotten-tomatoes".into(), "sms-spam".into()])?;
             let mut c = cargo(&root, &env);
-            c.args(["test", "--release", "--workspace"]).args(&args);
+            c.args(["test", "--release", "--workspace", "--no-fail-fast"]).args(&args);
             status(c)
         }
         "bench" => {
@@ -116,7 +116,7 @@ fn status(mut c: Command) -> Result<ExitCode> {
 /// Build the `whetstone` CLI in release mode and run it with `args`.
 fn cargo_run_cli(root: &Path, env: &libtorch::Env, args: &[String]) -> Result<ExitCode> {
     let mut c = cargo(root, env);
-    c.args(["run", "--release", "--quiet", "-p", "whetstone", "--"]).args(args);
+    c.args(["run", "--release", "-p", "whetstone", "--"]).args(args);
     let code = status(c)?;
     if code != ExitCode::SUCCESS {
         bail!("`whetstone {}` failed", args.join(" "));

@@ -170,8 +170,6 @@ pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
         "padding_fraction": fit.padding_fraction,
         "wall_seconds": wall_s,
         "train_examples": train.ids.len(),
-        "valid_examples": valid.ids.len(),
-        "test_examples": test.ids.len(),
     });
     let metrics = json!({
         "name": recipe.name,

@@ -8,6 +8,14 @@ use whetstone_models::{ModelConfig, TextClassifier, TextCnnConfig, TransformerCl
 use whetstone_optim::{OptimConfig, Schedule};
 use whetstone_train::{Checkpoint, CrossEntropy, Objective, Outcome, TrainConfig, TrainError, Trainer, CHECKPOINT_FILE};
 
+/// libtorch's random generator is global to the process and `cargo test` runs tests on
+/// parallel threads: tests that depend on the random stream take this lock.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 struct Data {
     train: Encoded,
     valid: Encoded,
@@ -77,6 +85,7 @@ fn assert_bit_identical(a: &[(String, Tensor)], b: &[(String, Tensor)]) {
 
 #[test]
 fn runs_are_bit_reproducible_and_resume_exactly() {
+    let _g = serial();
     let d = data();
     for model in [textcnn(), transformer()] {
         let tmp = tempfile::tempdir().unwrap();
@@ -110,6 +119,7 @@ fn runs_are_bit_reproducible_and_resume_exactly() {
 
 #[test]
 fn resume_without_checkpoint_or_from_garbage_is_a_clear_error() {
+    let _g = serial();
     let d = data();
     let tmp = tempfile::tempdir().unwrap();
     let (_, out) = run(&d, &textcnn(), config(), tmp.path(), true, 1, Box::new(CrossEntropy::default()));
@@ -144,6 +154,7 @@ impl Objective for PoisonAt {
 
 #[test]
 fn non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint() {
+    let _g = serial();
     let d = data();
     let tmp = tempfile::tempdir().unwrap();
     // grad_accum = 2: call 19 is in step 10; the checkpoint at step 8 is the last good one.
@@ -161,6 +172,7 @@ fn non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint()
 
 #[test]
 fn early_stopping_ends_the_run_after_patience_evaluations() {
+    let _g = serial();
     let d = data();
     let tmp = tempfile::tempdir().unwrap();
     // With a vanishing learning rate the validation metric cannot improve after the first evaluation.

@@ -31,3 +31,25 @@ pub fn grad_norm(params: &[&Tensor]) -> f64 {
     }
     Tensor::stack(&norms, 0).norm().double_value(&[])
 }
+
+/// Clamp every gradient element to `[−clip, clip]`, as `torch.nn.utils.clip_grad_value_`.
+///
+/// ```
+/// # let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+/// # let lin = tch::nn::linear(vs.root(), 3, 2, Default::default());
+/// (lin.ws.sum(tch::Kind::Float) * 10.0).backward();
+/// whetstone_optim::clip_grad_value(&[&lin.ws], 1.0)?;
+/// assert_eq!(lin.ws.grad().max().double_value(&[]), 1.0);
+/// # Ok::<(), whetstone_optim::OptimError>(())
+/// ```
+pub fn clip_grad_value(params: &[&Tensor], clip: f64) -> Result<()> {
+    tch::no_grad(|| {
+        for p in params {
+            let mut g = p.grad();
+            if g.defined() {
+                g.f_clamp_(-clip, clip)?;
+            }
+        }
+        Ok(())
+    })
+}

@@ -1,24 +1,101 @@
 //! Choosing an optimiser from a recipe.
 
+use crate::adabelief::{AdaBelief, AdaBeliefConfig};
+use crate::adafactor::{Adafactor, AdafactorConfig};
+use crate::adagrad::{Adagrad, AdagradConfig};
+use crate::adam::{Adam, AdamConfig};
+use crate::adamax::{Adamax, AdamaxConfig};
 use crate::adamw::{AdamW, AdamWConfig};
+use crate::adamw_schedule_free::{ScheduleFreeAdamW, ScheduleFreeAdamWConfig};
 use crate::error::{OptimError, Result};
+use crate::groups::{param_groups, GroupSpec, Grouped};
+use crate::lamb::{Lamb, LambConfig};
+use crate::lion::{Lion, LionConfig};
+use crate::lookahead::{Lookahead, LookaheadConfig};
+use crate::nadam::{NAdam, NAdamConfig};
 use crate::optimizer::Optimizer;
-use crate::params::{named_params, NO_DECAY};
+use crate::params::{Param, NO_DECAY};
+use crate::radam::{RAdam, RAdamConfig};
+use crate::rmsprop::{Rmsprop, RmspropConfig};
 use crate::sgd::{Sgd, SgdConfig};
+use crate::skip_nonfinite::SkipNonFinite;
 use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
 
-/// The algorithm and its hyper-parameters.
+/// The algorithm and its hyper-parameters (`kind = "..."` in a recipe).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Algorithm {
-    /// [`AdamW`].
-    Adamw(AdamWConfig),
     /// [`Sgd`].
     Sgd(SgdConfig),
+    /// [`Adam`] (L2 weight decay).
+    Adam(AdamConfig),
+    /// [`AdamW`].
+    Adamw(AdamWConfig),
+    /// [`NAdam`].
+    Nadam(NAdamConfig),
+    /// [`RAdam`].
+    Radam(RAdamConfig),
+    /// [`Adagrad`].
+    Adagrad(AdagradConfig),
+    /// [`Rmsprop`].
+    Rmsprop(RmspropConfig),
+    /// [`Adamax`].
+    Adamax(AdamaxConfig),
+    /// [`AdaBelief`].
+    Adabelief(AdaBeliefConfig),
+    /// [`Lion`].
+    Lion(LionConfig),
+    /// [`Lamb`].
+    Lamb(LambConfig),
+    /// [`Adafactor`].
+    Adafactor(AdafactorConfig),
+    /// [`ScheduleFreeAdamW`].
+    #[serde(rename = "schedulefree-adamw")]
+    ScheduleFreeAdamw(ScheduleFreeAdamWConfig),
 }
 
-/// An optimiser recipe: the algorithm, the base learning rate and weight decay.
+impl Algorithm {
+    /// The same algorithm with (β₁, β₂) replaced; an error for algorithms without betas.
+    pub fn with_betas(&self, betas: (f64, f64)) -> Result<Self> {
+        let mut a = self.clone();
+        match &mut a {
+            Algorithm::Adam(c) => c.betas = betas,
+            Algorithm::Adamw(c) => c.betas = betas,
+            Algorithm::Nadam(c) => c.betas = betas,
+            Algorithm::Radam(c) => c.betas = betas,
+            Algorithm::Adamax(c) => c.betas = betas,
+            Algorithm::Adabelief(c) => c.betas = betas,
+            Algorithm::Lion(c) => c.betas = betas,
+            Algorithm::Lamb(c) => c.betas = betas,
+            Algorithm::ScheduleFreeAdamw(c) => c.betas = betas,
+            _ => return Err(OptimError::Config("this algorithm has no betas to set per group".into())),
+        }
+        Ok(a)
+    }
+
+    /// Build the algorithm over `params` (flat buffers where it supports them and `flat`).
+    pub fn build(&self, params: Vec<Param>, flat: bool) -> Result<Box<dyn Optimizer>> {
+        Ok(match self {
+            Algorithm::Sgd(c) => Box::new(Sgd::with_layout(params, c.clone(), flat)?),
+            Algorithm::Adam(c) => Box::new(Adam::with_layout(params, c.clone(), flat)?),
+            Algorithm::Adamw(c) => Box::new(AdamW::with_layout(params, c.clone(), flat)?),
+            Algorithm::Nadam(c) => Box::new(NAdam::with_layout(params, c.clone(), flat)?),
+            Algorithm::Radam(c) => Box::new(RAdam::with_layout(params, c.clone(), flat)?),
+            Algorithm::Adagrad(c) => Box::new(Adagrad::with_layout(params, c.clone(), flat)?),
+            Algorithm::Rmsprop(c) => Box::new(Rmsprop::with_layout(params, c.clone(), flat)?),
+            Algorithm::Adamax(c) => Box::new(Adamax::with_layout(params, c.clone(), flat)?),
+            Algorithm::Adabelief(c) => Box::new(AdaBelief::with_layout(params, c.clone(), flat)?),
+            Algorithm::Lion(c) => Box::new(Lion::with_layout(params, c.clone(), flat)?),
+            Algorithm::Lamb(c) => Box::new(Lamb::new(params, c.clone())?),
+            Algorithm::Adafactor(c) => Box::new(Adafactor::new(params, c.clone())?),
+            Algorithm::ScheduleFreeAdamw(c) => Box::new(ScheduleFreeAdamW::new(params, c.clone())?),
+        })
+    }
+}
+
+/// An optimiser recipe: the algorithm, the base learning rate and weight decay, parameter
+/// groups and the wrappers around the update.
 ///
 /// ```
 /// use whetstone_optim::{OptimConfig, Optimizer};
@@ -34,18 +111,52 @@ pub enum Algorithm {
 /// assert_eq!(opt.state().step, 1);
 /// # Ok::<(), whetstone_optim::OptimError>(())
 /// ```
+///
+/// In a recipe (TOML):
+///
+/// ```toml
+/// [optim]
+/// kind = "adamw"            # sgd adam adamw nadam radam adagrad rmsprop adamax adabelief lion lamb adafactor schedulefree-adamw
+/// lr = 3e-4
+/// weight_decay = 0.01
+/// betas = [0.9, 0.98]       # the algorithm's own fields sit next to `kind`
+/// layer_decay = 0.9         # layer-wise lr decay for Transformer layers
+/// no_decay = ["bias", "LayerNorm", "layer_norm", "norm.weight"]
+/// groups = [{ pattern = "classifier.*", lr_scale = 10.0 }]
+/// lookahead = { k = 5, alpha = 0.5 }
+/// skip_nonfinite = true
+/// ```
 /// (Unknown keys are caught by the recipe loader: serde cannot deny them next to `flatten`.)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OptimConfig {
-    /// The algorithm (`kind = "adamw"` or `"sgd"`) and its own settings.
+    /// The algorithm (`kind = "adamw"`, `"sgd"`, …) and its own settings.
     #[serde(flatten)]
     pub algorithm: Algorithm,
     /// Peak learning rate; a schedule multiplies it.
     #[serde(default = "default_lr")]
     pub lr: f64,
-    /// Weight decay (decoupled for AdamW, L2 for SGD), not applied to biases and LayerNorm.
+    /// Weight decay (decoupled for AdamW-style algorithms, L2 for SGD / Adam / …), not applied
+    /// to names matching `no_decay`.
     #[serde(default = "default_wd")]
     pub weight_decay: f64,
+    /// Name patterns without weight decay (see [`crate::name_matches`]); default [`NO_DECAY`].
+    #[serde(default = "default_no_decay")]
+    pub no_decay: Vec<String>,
+    /// Layer-wise learning-rate decay factor (see [`crate::groups`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer_decay: Option<f64>,
+    /// Explicit parameter groups, applied in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<GroupSpec>,
+    /// Wrap the optimiser in [`Lookahead`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lookahead: Option<LookaheadConfig>,
+    /// Skip steps with non-finite gradients ([`SkipNonFinite`]).
+    #[serde(default)]
+    pub skip_nonfinite: bool,
+    /// Keep each group's parameters in flat buffers (faster; see [`crate::flat`]).
+    #[serde(default = "default_flat")]
+    pub flat: bool,
 }
 
 fn default_lr() -> f64 {
@@ -54,10 +165,26 @@ fn default_lr() -> f64 {
 fn default_wd() -> f64 {
     0.01
 }
+fn default_no_decay() -> Vec<String> {
+    NO_DECAY.iter().map(|s| s.to_string()).collect()
+}
+fn default_flat() -> bool {
+    true
+}
 
 impl Default for OptimConfig {
     fn default() -> Self {
-        Self { algorithm: Algorithm::Adamw(AdamWConfig::default()), lr: default_lr(), weight_decay: default_wd() }
+        Self {
+            algorithm: Algorithm::Adamw(AdamWConfig::default()),
+            lr: default_lr(),
+            weight_decay: default_wd(),
+            no_decay: default_no_decay(),
+            layer_decay: None,
+            groups: Vec::new(),
+            lookahead: None,
+            skip_nonfinite: false,
+            flat: default_flat(),
+        }
     }
 }
 
@@ -70,10 +197,30 @@ impl OptimConfig {
         if self.weight_decay < 0.0 {
             return Err(OptimError::Config(format!("weight_decay must be >= 0, got {}", self.weight_decay)));
         }
-        let params = named_params(vs, self.weight_decay, NO_DECAY);
-        Ok(match &self.algorithm {
-            Algorithm::Adamw(c) => Box::new(AdamW::new(params, c.clone())?),
-            Algorithm::Sgd(c) => Box::new(Sgd::new(params, c.clone())?),
-        })
+        let groups = param_groups(vs, self.lr, self.weight_decay, &self.no_decay, self.layer_decay, &self.groups)?;
+        let mut opt: Box<dyn Optimizer> = if groups.len() == 1 && groups[0].lr_scale == 1.0 && groups[0].betas.is_none() {
+            let g = groups.into_iter().next().ok_or_else(|| OptimError::Config("no parameters".into()))?;
+            self.algorithm.build(g.params, self.flat)?
+        } else if groups.is_empty() {
+            self.algorithm.build(Vec::new(), self.flat)?
+        } else {
+            let mut built = Vec::new();
+            for g in groups {
+                let alg = match g.betas {
+                    Some(b) => self.algorithm.with_betas(b)?,
+                    None => self.algorithm.clone(),
+                };
+                let names = g.params.iter().map(|p| p.name.clone()).collect();
+                built.push((g.lr_scale, names, alg.build(g.params, self.flat)?));
+            }
+            Box::new(Grouped::new(built))
+        };
+        if let Some(la) = &self.lookahead {
+            opt = Box::new(Lookahead::new(opt, la.clone())?);
+        }
+        if self.skip_nonfinite {
+            opt = Box::new(SkipNonFinite::new(opt));
+        }
+        Ok(opt)
     }
 }

@@ -26,4 +26,56 @@ pub trait Optimizer: std::fmt::Debug + Send {
     fn state(&self) -> OptimState;
     /// Restore a state saved by [`Optimizer::state`].
     fn load_state(&mut self, state: &OptimState) -> Result<()>;
+    /// Steps skipped because a gradient was not finite ([`crate::SkipNonFinite`]); 0 for
+    /// optimisers that never skip.
+    fn skipped_steps(&self) -> u64 {
+        0
+    }
+    /// Put the evaluation weights into the parameters before validation. A no-op except for
+    /// optimisers whose training point differs from their output, such as
+    /// [`crate::ScheduleFreeAdamW`] (which swaps in its averaged iterate `x`).
+    fn eval_mode(&mut self) -> Result<()> {
+        Ok(())
+    }
+    /// Undo [`Optimizer::eval_mode`] before the next training step.
+    fn train_mode(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl<O: Optimizer + ?Sized> Optimizer for Box<O> {
+    fn step(&mut self, lr: f64) -> Result<()> {
+        (**self).step(lr)
+    }
+    fn params(&self) -> Vec<&Tensor> {
+        (**self).params()
+    }
+    fn zero_grad(&mut self) {
+        (**self).zero_grad()
+    }
+    fn state(&self) -> OptimState {
+        (**self).state()
+    }
+    fn load_state(&mut self, state: &OptimState) -> Result<()> {
+        (**self).load_state(state)
+    }
+    fn skipped_steps(&self) -> u64 {
+        (**self).skipped_steps()
+    }
+    fn eval_mode(&mut self) -> Result<()> {
+        (**self).eval_mode()
+    }
+    fn train_mode(&mut self) -> Result<()> {
+        (**self).train_mode()
+    }
+}
+
+/// A one-element float64 tensor holding `v`, for scalars kept in [`OptimState`].
+pub(crate) fn scalar_tensor(v: f64) -> Tensor {
+    Tensor::from_slice(&[v])
+}
+
+/// Read back a scalar saved with [`scalar_tensor`].
+pub(crate) fn read_scalar(state: &OptimState, name: &str) -> Result<f64> {
+    Ok(state.find(name)?.f_to_kind(tch::Kind::Double)?.f_double_value(&[0])?)
 }

@@ -17,14 +17,42 @@ pub struct Param {
 /// (as in BERT's and nanoGPT's recipes, decay only matrices and embeddings).
 pub const NO_DECAY: &[&str] = &["bias", "LayerNorm", "layer_norm", "norm.weight"];
 
+/// Whether parameter `name` matches `pattern`. A pattern without `*` or `?` matches as a
+/// substring (`"bias"`, `"LayerNorm"`); otherwise it is a glob over the whole name, where `*`
+/// matches any run of characters (dots included) and `?` one character
+/// (`"encoder.layer.*.attention.*"`, `"*.bias"`).
+///
+/// ```
+/// use whetstone_optim::name_matches;
+/// assert!(name_matches("bias", "encoder.layer.0.output.dense.bias"));
+/// assert!(name_matches("*.bias", "classifier.bias"));
+/// assert!(!name_matches("classifier.*", "encoder.classifier.weight"));
+/// ```
+pub fn name_matches(pattern: &str, name: &str) -> bool {
+    if !pattern.contains(['*', '?']) {
+        return name.contains(pattern);
+    }
+    fn glob(p: &[char], s: &[char]) -> bool {
+        match p.split_first() {
+            None => s.is_empty(),
+            Some(('*', rest)) => (0..=s.len()).any(|i| glob(rest, &s[i..])),
+            Some(('?', rest)) => !s.is_empty() && glob(rest, &s[1..]),
+            Some((c, rest)) => s.first() == Some(c) && glob(rest, &s[1..]),
+        }
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let s: Vec<char> = name.chars().collect();
+    glob(&p, &s)
+}
+
 /// The trainable variables of `vs`, sorted by name, with `weight_decay` except for names
-/// containing any of `no_decay`.
+/// matching any of `no_decay` (see [`name_matches`]).
 pub fn named_params(vs: &VarStore, weight_decay: f64, no_decay: &[&str]) -> Vec<Param> {
     let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
     vars.sort_by(|a, b| a.0.cmp(&b.0));
     vars.into_iter()
         .map(|(name, tensor)| {
-            let wd = if no_decay.iter().any(|p| name.contains(p)) { 0.0 } else { weight_decay };
+            let wd = if no_decay.iter().any(|p| name_matches(p, &name)) { 0.0 } else { weight_decay };
             Param { name, tensor, weight_decay: wd }
         })
         .collect()

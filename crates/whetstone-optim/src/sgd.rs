@@ -1,21 +1,22 @@
-//! Stochastic gradient descent with momentum, dampening, Nesterov and (L2) weight decay.
+//! Stochastic gradient descent with momentum (Polyak 1964), dampening, Nesterov momentum
+//! (Sutskever et al. 2013) and L2 weight decay.
 
+use crate::chain_optimizer::{named_optimizer, ChainOptimizer};
 use crate::error::{OptimError, Result};
-use crate::optimizer::Optimizer;
+use crate::fused::FusedKind;
 use crate::params::Param;
-use crate::state::OptimState;
+use crate::transform::{add_l2_decay, chain, scale_by_learning_rate, trace, Chain};
 use serde::{Deserialize, Serialize};
-use tch::Tensor;
 
-/// SGD hyper-parameters. Defaults: momentum 0.9, no dampening, no Nesterov.
+/// SGD hyper-parameters. Defaults: momentum 0.9 (torch's is 0), no dampening, no Nesterov.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SgdConfig {
-    /// Momentum coefficient μ.
+    /// Momentum coefficient μ (0 = plain SGD).
     pub momentum: f64,
     /// Dampening τ of the gradient added to the momentum buffer.
     pub dampening: f64,
-    /// Nesterov momentum (Sutskever et al. 2013).
+    /// Nesterov momentum.
     pub nesterov: bool,
 }
 
@@ -25,71 +26,52 @@ impl Default for SgdConfig {
     }
 }
 
-/// SGD, the same update as `torch.optim.SGD`:
-/// `g ← g + λθ; b ← μb + (1−τ)g` (b₁ = g); `g ← g + μb` (Nesterov) or `g ← b`; `θ ← θ − ηg`.
-#[derive(Debug)]
-pub struct Sgd {
-    params: Vec<Param>,
-    buffers: Vec<Tensor>,
-    config: SgdConfig,
-    step: u64,
+impl SgdConfig {
+    /// The chain: `add_l2_decay → trace (if μ > 0) → scale_by_learning_rate`.
+    pub fn chain(&self) -> Chain {
+        let mut parts = vec![add_l2_decay()];
+        if self.momentum != 0.0 {
+            parts.push(trace(self.momentum, self.dampening, self.nesterov));
+        }
+        parts.push(scale_by_learning_rate());
+        chain(parts)
+    }
 }
 
+/// SGD, the update of `torch.optim.SGD`:
+/// `g ← g + λθ; b ← μb + (1−τ)g` (b₁ = g); `g ← g + μb` (Nesterov) or `g ← b`; `θ ← θ − ηg`.
+///
+/// ```
+/// use whetstone_optim::{named_params, Optimizer, Sgd, SgdConfig, NO_DECAY};
+/// # let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+/// # let lin = tch::nn::linear(vs.root(), 3, 2, Default::default());
+/// let mut opt = Sgd::new(named_params(&vs, 1e-4, NO_DECAY), SgdConfig { nesterov: true, ..Default::default() })?;
+/// # lin.ws.sum(tch::Kind::Float).backward();
+/// opt.step(0.1)?;
+/// # Ok::<(), whetstone_optim::OptimError>(())
+/// ```
+#[derive(Debug)]
+pub struct Sgd(ChainOptimizer);
+named_optimizer!(Sgd);
+
 impl Sgd {
-    /// SGD over `params` (weight decay is per parameter).
+    /// SGD over `params` on flat buffers (weight decay is per parameter).
     pub fn new(params: Vec<Param>, config: SgdConfig) -> Result<Self> {
+        Self::with_layout(params, config, true)
+    }
+
+    /// SGD with flat buffers or one tensor at a time.
+    pub fn with_layout(params: Vec<Param>, config: SgdConfig, flat: bool) -> Result<Self> {
         if config.momentum < 0.0 || config.dampening < 0.0 {
             return Err(OptimError::Config("sgd momentum and dampening must be >= 0".into()));
         }
         if config.nesterov && (config.momentum <= 0.0 || config.dampening != 0.0) {
             return Err(OptimError::Config("sgd nesterov needs momentum > 0 and dampening = 0".into()));
         }
-        let buffers = params.iter().map(|p| p.tensor.zeros_like()).collect();
-        Ok(Self { params, buffers, config, step: 0 })
-    }
-}
-
-impl Optimizer for Sgd {
-    fn step(&mut self, lr: f64) -> Result<()> {
-        let c = &self.config;
-        let first = self.step == 0;
-        tch::no_grad(|| -> Result<()> {
-            for (p, buf) in self.params.iter_mut().zip(self.buffers.iter_mut()) {
-                let grad = p.tensor.grad();
-                if !grad.defined() {
-                    continue;
-                }
-                let mut g = if p.weight_decay != 0.0 { grad.f_add(&(&p.tensor * p.weight_decay))? } else { grad };
-                if c.momentum != 0.0 {
-                    if first {
-                        buf.f_copy_(&g)?;
-                    } else {
-                        buf.f_mul_scalar_(c.momentum)?;
-                        buf.f_add_(&(&g * (1.0 - c.dampening)))?;
-                    }
-                    g = if c.nesterov { g.f_add(&(&*buf * c.momentum))? } else { buf.shallow_clone() };
-                }
-                p.tensor.f_add_(&(g * -lr))?;
-            }
-            Ok(())
-        })?;
-        self.step += 1;
-        Ok(())
-    }
-
-    fn params(&self) -> Vec<&Tensor> {
-        self.params.iter().map(|p| &p.tensor).collect()
-    }
-
-    fn state(&self) -> OptimState {
-        let tensors = self.params.iter().zip(&self.buffers).map(|(p, b)| (format!("{}.momentum_buffer", p.name), b.copy())).collect();
-        OptimState { step: self.step, tensors }
-    }
-
-    fn load_state(&mut self, state: &OptimState) -> Result<()> {
-        let bufs = self.params.iter().map(|p| state.take(&format!("{}.momentum_buffer", p.name), &p.tensor)).collect::<Result<Vec<_>>>()?;
-        self.buffers = bufs;
-        self.step = state.step;
-        Ok(())
+        let mut opt = ChainOptimizer::new(params, config.chain(), flat)?;
+        if config.momentum != 0.0 {
+            opt = opt.with_fused(FusedKind::Sgd { momentum: config.momentum, dampening: config.dampening, nesterov: config.nesterov });
+        }
+        Ok(Self(opt))
     }
 }

@@ -13,7 +13,12 @@ pub struct OptimState {
 }
 
 impl OptimState {
-    /// Find the buffer `name`, with a clear error when it is absent.
+    /// The saved tensor `name`, with a clear error when it is absent.
+    pub fn find(&self, name: &str) -> Result<&Tensor> {
+        self.tensors.iter().find(|(n, _)| n == name).map(|(_, t)| t).ok_or_else(|| OptimError::State(format!("buffer `{name}` is missing")))
+    }
+
+    /// Find the buffer `name` shaped like `like`, converted to its kind and device.
     pub fn take(&self, name: &str, like: &Tensor) -> Result<Tensor> {
         let t = self
             .tensors

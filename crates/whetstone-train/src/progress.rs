@@ -23,4 +23,7 @@ pub struct Progress {
     pub examples_seen: u64,
     /// Seconds spent training in earlier sessions of this run.
     pub train_seconds: f64,
+    /// State of a reduce-on-plateau schedule (which sees the validation metric).
+    #[serde(default)]
+    pub plateau: Option<whetstone_optim::PlateauState>,
 }

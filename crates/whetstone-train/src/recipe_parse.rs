@@ -46,6 +46,15 @@ fn unknown_keys(given: &Value, known: &Value, prefix: &str, out: &mut Vec<String
     }
 }
 
+/// The reduce-on-plateau settings of `s`, also when it follows a warmup.
+fn plateau_of(s: &whetstone_optim::Schedule) -> Option<&whetstone_optim::PlateauConfig> {
+    match s {
+        whetstone_optim::Schedule::ReduceOnPlateau(p) => Some(p),
+        whetstone_optim::Schedule::Warmup { then, .. } => plateau_of(then),
+        _ => None,
+    }
+}
+
 impl Recipe {
     /// Parse recipe TOML `text` (from `origin`, used in messages) with `overrides` applied.
     /// Unknown keys anywhere are rejected by their full dotted name; bad values name their key.
@@ -99,6 +108,14 @@ impl Recipe {
         if self.optim.weight_decay < 0.0 {
             return Err(Config(format!("optim.weight_decay must be >= 0, got {}", self.optim.weight_decay)));
         }
+        if let Some(p) = plateau_of(&self.schedule) {
+            if p.mode != whetstone_optim::PlateauMode::Max {
+                return Err(Config(format!(
+                    "schedule: reduce-on-plateau watches train.metric (`{}`), where higher is better: set schedule mode = \"max\"",
+                    self.train.metric
+                )));
+            }
+        }
         whetstone_models::parse_device(&self.device).map_err(|e| Config(format!("device: {e}")))?;
         Ok(())
     }
@@ -142,6 +159,9 @@ mod tests {
         assert!(e.contains("KEY=VALUE"), "{e}");
         let e = Recipe::parse("file.toml", "name = [", &[]).unwrap_err();
         assert!(e.contains("file.toml"), "{e}");
+        let e = Recipe::parse("t", BASE, &["schedule.kind=\"reduce-on-plateau\"".into()]).unwrap_err();
+        assert!(e.contains("mode = \"max\""), "{e}");
+        Recipe::parse("t", BASE, &["schedule.kind=\"reduce-on-plateau\"".into(), "schedule.mode=\"max\"".into()]).unwrap();
         let e = Recipe::parse("t", BASE, &["device=tpu".into()]).unwrap_err();
         assert!(e.contains("device"), "{e}");
     }

@@ -14,7 +14,7 @@ use tch::{nn::VarStore, Device, Tensor};
 use whetstone_data::{make_batch, padding_fraction, BucketBatcher, Encoded};
 use whetstone_eval::{classification_report, read_jsonl, MetricsLog};
 use whetstone_models::{save_varstore, TextClassifier};
-use whetstone_optim::{clip_grad_norm, Optimizer, Schedule};
+use whetstone_optim::{clip_grad_norm, Optimizer, Schedule, Scheduler};
 
 /// File name of the metrics log inside a run folder.
 pub const METRICS_LOG_FILE: &str = "metrics.jsonl";
@@ -143,6 +143,7 @@ impl Trainer<'_> {
         let total = steps_per_epoch * c.epochs;
 
         let log_path = self.run_dir.join(METRICS_LOG_FILE);
+        let mut scheduler = Scheduler::new(self.schedule.clone())?;
         let mut prog = if resume {
             let p = self.restore()?;
             Self::truncate_log(&log_path, p.step)?;
@@ -150,6 +151,9 @@ impl Trainer<'_> {
         } else {
             Progress::default()
         };
+        if resume {
+            scheduler.load_state(prog.plateau.clone())?;
+        }
         let mut log = if resume { MetricsLog::append(&log_path)? } else { MetricsLog::create(&log_path)? };
         if resume {
             log.write(&json!({"event": "resume", "step": prog.step, "epoch": prog.epoch}))?;
@@ -191,7 +195,7 @@ impl Trainer<'_> {
                 }
                 let params = self.optim.params().into_iter().map(Tensor::shallow_clone).collect::<Vec<_>>();
                 let grad_norm = if c.clip_norm > 0.0 { Some(clip_grad_norm(&params.iter().collect::<Vec<_>>(), c.clip_norm)?) } else { None };
-                let lr = self.lr * self.schedule.factor(prog.step, total);
+                let lr = self.lr * scheduler.factor(prog.step, total);
                 self.optim.step(lr)?;
                 prog.step += 1;
                 prog.batch_in_epoch += group.len();
@@ -211,6 +215,9 @@ impl Trainer<'_> {
                     if let Some(g) = grad_norm {
                         rec["grad_norm"] = json!(g);
                     }
+                    if self.optim.skipped_steps() > 0 {
+                        rec["skipped_steps"] = json!(self.optim.skipped_steps());
+                    }
                     log.write(&rec)?;
                     (loss_acc, loss_n) = (0.0, 0);
                 }
@@ -221,10 +228,11 @@ impl Trainer<'_> {
                 }
                 let eval_due = if c.eval_every > 0 { prog.step % c.eval_every == 0 || prog.step == total } else { end_of_epoch };
                 if eval_due {
-                    self.evaluate(valid, &mut prog, epoch_done, &mut log, &reporter)?;
+                    self.evaluate(valid, &mut prog, epoch_done, &mut log, &reporter, &mut scheduler)?;
                 }
                 if eval_due || end_of_epoch || (c.checkpoint_every > 0 && prog.step % c.checkpoint_every == 0) {
                     prog.train_seconds += train_time;
+                    prog.plateau = scheduler.state().cloned();
                     self.save_checkpoint(&prog)?;
                     prog.train_seconds -= train_time;
                 }
@@ -247,7 +255,16 @@ impl Trainer<'_> {
         Ok(FitSummary { outcome, progress: prog, total_steps: total, seq_per_s: session_examples as f64 / train_time.max(1e-9), padding_fraction: padding })
     }
 
-    fn evaluate(&self, valid: &Encoded, prog: &mut Progress, epoch: u64, log: &mut MetricsLog, reporter: &Reporter) -> Result<()> {
+    /// Validate with the optimiser's evaluation weights (they differ from the training point for
+    /// schedule-free methods), keep the best model, and tell the scheduler the metric.
+    fn evaluate(&mut self, valid: &Encoded, prog: &mut Progress, epoch: u64, log: &mut MetricsLog, reporter: &Reporter, scheduler: &mut Scheduler) -> Result<()> {
+        self.optim.eval_mode()?;
+        let r = self.evaluate_weights(valid, prog, epoch, log, reporter, scheduler);
+        self.optim.train_mode()?;
+        r
+    }
+
+    fn evaluate_weights(&self, valid: &Encoded, prog: &mut Progress, epoch: u64, log: &mut MetricsLog, reporter: &Reporter, scheduler: &mut Scheduler) -> Result<()> {
         let best_path = self.run_dir.join(BEST_MODEL_FILE);
         if valid.ids.is_empty() {
             // Nothing to select on: the latest weights are the best we know.
@@ -258,6 +275,7 @@ impl Trainer<'_> {
         let metric = report.metric(&self.config.metric).unwrap_or(report.accuracy);
         log.write(&json!({"split": "valid", "step": prog.step, "epoch": epoch + 1, "loss": p.loss,
             "accuracy": report.accuracy, "macro_f1": report.macro_f1, "mcc": report.mcc}))?;
+        scheduler.observe(metric);
         let improved = prog.best_metric.is_none_or(|b| metric > b);
         reporter.println(&format!(
             "step {:>6}  epoch {:>3}  valid loss {:.4}  {} {:.4}{}",

@@ -199,3 +199,44 @@ fn early_stopping_ends_the_run_after_patience_evaluations() {
     assert_eq!(s.progress.best_step, 5);
     assert!(tmp.path().join("model.safetensors").exists());
 }
+
+#[test]
+fn reduce_on_plateau_follows_the_validation_metric_and_survives_resume() {
+    let _g = serial();
+    let d = data();
+    let tmp = tempfile::tempdir().unwrap();
+    let schedule: Schedule = toml::from_str("kind = \"reduce-on-plateau\"\nmode = \"max\"\nfactor = 0.5\npatience = 0").unwrap();
+    let mk = |_vs: &VarStore, stop_after: u64| TrainConfig { epochs: 1, eval_every: 3, log_every: 1, checkpoint_every: 0, stop_after, ..config() };
+    let train = |stop_after: u64, resume: bool| {
+        tch::manual_seed(3);
+        let vs = VarStore::new(Device::Cpu);
+        let model = textcnn().build(&vs.root(), d.vocab, 2).unwrap();
+        let mut t = Trainer {
+            model: model.as_ref(),
+            vs: &vs,
+            optim: OptimConfig { lr: 1e-30, weight_decay: 0.0, ..Default::default() }.build(&vs).unwrap(),
+            objective: Box::new(CrossEntropy::default()),
+            schedule: schedule.clone(),
+            lr: 1e-30,
+            config: mk(&vs, stop_after),
+            seed: 1,
+            device: Device::Cpu,
+            run_dir: tmp.path().to_path_buf(),
+            label_names: vec!["n".into(), "p".into()],
+            quiet: true,
+        };
+        t.fit(&d.train, &d.valid, resume).unwrap()
+    };
+    train(7, false);
+    let s = train(0, true);
+    assert_eq!(s.outcome, Outcome::Finished);
+    // The metric cannot improve after the first evaluation (step 3), so every later evaluation
+    // halves the rate for the steps after it: 7..9 at 1/2 (the run resumed from the step-6
+    // checkpoint, which must carry the plateau state), 10..12 at 1/4, 13..15 at 1/8.
+    let log = whetstone_eval::read_jsonl(&tmp.path().join("metrics.jsonl")).unwrap();
+    let lr_at = |step: u64| log.iter().find(|r| r["split"] == "train" && r["step"] == step).and_then(|r| r["lr"].as_f64()).unwrap() / 1e-30;
+    assert!((lr_at(5) - 1.0).abs() < 1e-12, "{}", lr_at(5));
+    assert!((lr_at(8) - 0.5).abs() < 1e-12, "{}", lr_at(8));
+    assert!((lr_at(11) - 0.25).abs() < 1e-12, "{}", lr_at(11));
+    assert!((lr_at(14) - 0.125).abs() < 1e-12, "{}", lr_at(14));
+}

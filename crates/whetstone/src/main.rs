@@ -191,8 +191,12 @@ fn train(a: TrainArgs) -> Result<()> {
                 );
             }
             println!(
-                "trained {} steps in {:.1}s ({:.0} seq/s); total {:.1}s",
-                r.fit.progress.step, r.fit.progress.train_seconds, r.fit.seq_per_s, r.wall_s
+                "trained {} steps in {:.1}s ({:.0} seq/s, {:.1}% padding); total {:.1}s",
+                r.fit.progress.step,
+                r.fit.progress.train_seconds,
+                r.fit.seq_per_s,
+                100.0 * r.fit.padding_fraction,
+                r.wall_s
             );
             println!("run written to {} (report.md, metrics.json, curves.png, model.safetensors)", dir.display());
         }

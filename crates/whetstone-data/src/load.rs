@@ -43,7 +43,7 @@ pub fn load_splits(src: &DataSource, valid_frac: f64, test_frac: f64, seed: u64)
             let manifest = Manifest::builtin()?;
             let entry = manifest.get(name)?;
             let file = fetch(entry, &cache_dir())?;
-            let examples = read_table(&entry.table_spec(file))?;
+            let examples = read_table(&entry.table_spec(file)?)?;
             stratified_split(examples, valid_frac, test_frac, seed)
         }
         DataSource::Files { train, valid, test } => {

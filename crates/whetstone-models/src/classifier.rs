@@ -1,11 +1,13 @@
 //! The classifier trait and the model zoo's configuration.
 
 use crate::bilstm::{BiLstm, BiLstmConfig};
-use crate::error::Result;
+use crate::error::{ModelError, Result};
 use crate::head::{pool, ClassificationHead, Pooling};
+use crate::pretrained::BertCheckpoint;
 use crate::textcnn::{TextCnn, TextCnnConfig};
 use crate::transformer::{TransformerConfig, TransformerEncoder};
 use serde::{Deserialize, Serialize};
+use std::path::Path;
 use tch::{nn, Tensor};
 
 /// A model mapping padded token ids to class logits.
@@ -23,7 +25,8 @@ pub struct TransformerClassifier {
     pooling: Pooling,
 }
 
-/// Configuration of [`TransformerClassifier`]: the encoder's shape plus the pooling.
+/// Configuration of [`TransformerClassifier`]: the encoder's shape plus the pooling, or a
+/// pretrained checkpoint folder to start from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default)]
 pub struct TransformerClassifierConfig {
@@ -32,6 +35,12 @@ pub struct TransformerClassifierConfig {
     pub encoder: TransformerConfig,
     /// How token states become the sentence vector.
     pub pooling: Pooling,
+    /// A Hugging Face BERT checkpoint folder (see [`crate::pretrained`]) whose encoder to
+    /// start from, with a fresh head. Its `config.json` then sets the encoder's shape and
+    /// dropout, and the encoder fields here are unused except `max_len`, which must not
+    /// exceed the checkpoint's position embeddings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pretrained: Option<std::path::PathBuf>,
 }
 
 impl TransformerClassifier {
@@ -42,9 +51,26 @@ impl TransformerClassifier {
         Ok(Self { encoder, head, pooling: c.pooling })
     }
 
+    /// A classifier whose encoder is the pretrained checkpoint in `dir` (Hugging Face BERT
+    /// layout) and whose head is fresh, or the checkpoint's own `classifier.*` if it has one.
+    /// Shorthand for [`BertCheckpoint::open`] then [`BertCheckpoint::load_classifier`].
+    pub fn from_pretrained(p: &nn::Path, dir: &Path, num_labels: i64, pooling: Pooling) -> Result<Self> {
+        BertCheckpoint::open(dir)?.load_classifier(p, num_labels, pooling)
+    }
+
     /// The encoder.
     pub fn encoder(&self) -> &TransformerEncoder {
         &self.encoder
+    }
+
+    /// The classification head.
+    pub fn head(&self) -> &ClassificationHead {
+        &self.head
+    }
+
+    /// How token states are pooled before the head.
+    pub fn pooling(&self) -> Pooling {
+        self.pooling
     }
 }
 
@@ -79,11 +105,38 @@ impl Default for ModelConfig {
     }
 }
 
+/// A recipe's `pretrained` classifier, after checking the recipe's tokenizer and `max_len`
+/// fit the checkpoint.
+fn build_pretrained(p: &nn::Path, dir: &Path, vocab_size: i64, num_labels: i64, c: &TransformerClassifierConfig) -> Result<TransformerClassifier> {
+    let ckpt = BertCheckpoint::open(dir)?;
+    let at = dir.display().to_string();
+    if ckpt.vocab_size() != vocab_size {
+        return Err(ModelError::Pretrained {
+            path: at,
+            message: format!(
+                "the tokenizer has {vocab_size} ids but the checkpoint's vocabulary has {}: use its {} as the tokenizer",
+                ckpt.vocab_size(),
+                ckpt.tokenizer_path().display()
+            ),
+        });
+    }
+    if c.encoder.max_len > ckpt.encoder_config().max_len {
+        return Err(ModelError::Pretrained {
+            path: at,
+            message: format!("max_len {} exceeds the checkpoint's {} position embeddings", c.encoder.max_len, ckpt.encoder_config().max_len),
+        });
+    }
+    ckpt.load_classifier(p, num_labels, c.pooling)
+}
+
 impl ModelConfig {
     /// Build the model with its parameters under `p`.
     pub fn build(&self, p: &nn::Path, vocab_size: i64, num_labels: i64) -> Result<Box<dyn TextClassifier>> {
         Ok(match self {
-            ModelConfig::Transformer(c) => Box::new(TransformerClassifier::new(p, vocab_size, num_labels, c)?),
+            ModelConfig::Transformer(c) => match &c.pretrained {
+                None => Box::new(TransformerClassifier::new(p, vocab_size, num_labels, c)?),
+                Some(dir) => Box::new(build_pretrained(p, dir, vocab_size, num_labels, c)?),
+            },
             ModelConfig::Textcnn(c) => Box::new(TextCnn::new(p, vocab_size, num_labels, c)?),
             ModelConfig::Bilstm(c) => Box::new(BiLstm::new(p, vocab_size, num_labels, c)?),
         })

@@ -49,6 +49,18 @@ impl ClassificationHead {
         Self { classifier: nn::linear(p / "classifier", in_dim, num_labels, cfg), dropout }
     }
 
+    /// `classifier.weight` `[num_labels, in_dim]` and `classifier.bias`, sharing storage.
+    pub fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut out = vec![("classifier.weight".to_string(), self.classifier.ws.shallow_clone())];
+        out.extend(self.classifier.bs.as_ref().map(|b| ("classifier.bias".to_string(), b.shallow_clone())));
+        out
+    }
+
+    /// Number of labels the head predicts.
+    pub fn num_labels(&self) -> i64 {
+        self.classifier.ws.size()[0]
+    }
+
     /// Logits `[B, num_labels]` from pooled features `[B, in_dim]`.
     pub fn forward_t(&self, pooled: &Tensor, train: bool) -> Tensor {
         let x = pooled.dropout(self.dropout, train);

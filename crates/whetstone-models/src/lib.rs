@@ -4,6 +4,9 @@
 //! * [`TextCnn`] (Kim 2014) and [`BiLstm`].
 //! * [`ClassificationHead`] with CLS, mean or max pooling.
 //! * Safetensors checkpoint I/O that lists every mismatching tensor.
+//! * [`pretrained`]: Hugging Face BERT checkpoints (`config.json`, `model.safetensors`,
+//!   `tokenizer.json`) loaded into the encoder or a classifier ([`BertCheckpoint`]), and
+//!   written back with `save_pretrained`.
 //!
 //! Every model implements [`TextClassifier`] and is device-agnostic: build it in a
 //! [`tch::nn::VarStore`] on any device ([`parse_device`] reads `cpu|cuda|cuda:N|auto`).
@@ -32,6 +35,7 @@ mod classifier;
 mod device;
 mod error;
 mod head;
+pub mod pretrained;
 mod textcnn;
 pub mod transformer;
 
@@ -41,5 +45,6 @@ pub use classifier::{ModelConfig, TextClassifier, TransformerClassifier, Transfo
 pub use device::parse_device;
 pub use error::{ModelError, Result};
 pub use head::{pool, ClassificationHead, Pooling};
+pub use pretrained::BertCheckpoint;
 pub use textcnn::{TextCnn, TextCnnConfig};
 pub use transformer::{TransformerConfig, TransformerEncoder};

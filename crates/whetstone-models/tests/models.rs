@@ -5,6 +5,7 @@ fn tiny_transformer(pre_norm: bool, pooling: Pooling) -> ModelConfig {
     ModelConfig::Transformer(TransformerClassifierConfig {
         encoder: TransformerConfig { layers: 2, hidden: 32, heads: 4, ffn: 64, max_len: 32, pre_norm, ..Default::default() },
         pooling,
+        pretrained: None,
     })
 }
 

@@ -29,6 +29,15 @@ impl SelfAttention {
         }
     }
 
+    /// Parameters with BERT names relative to `encoder.layer.N.attention`.
+    pub fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut out = super::linear_parameters("self.query", &self.query);
+        out.extend(super::linear_parameters("self.key", &self.key));
+        out.extend(super::linear_parameters("self.value", &self.value));
+        out.extend(super::linear_parameters("output.dense", &self.output));
+        out
+    }
+
     /// `x` `[B, T, H]`; `keep` `[B, 1, 1, T]` boolean, true where a key may be attended to.
     /// Returns the projected output (before dropout and residual).
     pub fn forward_t(&self, x: &Tensor, keep: &Tensor, train: bool) -> Tensor {

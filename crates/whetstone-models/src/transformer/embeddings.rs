@@ -29,6 +29,17 @@ impl Embeddings {
         &self.word.ws
     }
 
+    /// Parameters with BERT names relative to `embeddings`.
+    pub fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut out = vec![
+            ("word_embeddings.weight".to_string(), self.word.ws.shallow_clone()),
+            ("position_embeddings.weight".to_string(), self.position.ws.shallow_clone()),
+            ("token_type_embeddings.weight".to_string(), self.token_type.ws.shallow_clone()),
+        ];
+        out.extend(super::layer_norm_parameters("LayerNorm", &self.norm));
+        out
+    }
+
     pub fn forward_t(&self, input_ids: &Tensor, train: bool) -> Tensor {
         let t = input_ids.size()[1];
         let pos = Tensor::arange(t, (Kind::Int64, input_ids.device())).unsqueeze(0);

@@ -30,6 +30,17 @@ impl EncoderLayer {
         }
     }
 
+    /// Parameters with BERT names relative to `encoder.layer.N`.
+    pub fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut out: Vec<(String, Tensor)> =
+            self.attention.named_parameters().into_iter().map(|(n, t)| (format!("attention.{n}"), t)).collect();
+        out.extend(super::layer_norm_parameters("attention.output.LayerNorm", &self.attention_norm));
+        out.extend(super::linear_parameters("intermediate.dense", &self.intermediate));
+        out.extend(super::linear_parameters("output.dense", &self.output));
+        out.extend(super::layer_norm_parameters("output.LayerNorm", &self.output_norm));
+        out
+    }
+
     fn ffn(&self, x: &Tensor, train: bool) -> Tensor {
         x.apply(&self.intermediate).gelu("none").apply(&self.output).dropout(self.dropout, train)
     }

@@ -24,6 +24,21 @@ fn layer_norm(p: &nn::Path, h: i64, eps: f64) -> nn::LayerNorm {
     nn::layer_norm(p, vec![h], nn::LayerNormConfig { eps, ..Default::default() })
 }
 
+/// `prefix.weight` and `prefix.bias` of a linear layer.
+fn linear_parameters(prefix: &str, l: &nn::Linear) -> Vec<(String, Tensor)> {
+    let mut out = vec![(format!("{prefix}.weight"), l.ws.shallow_clone())];
+    out.extend(l.bs.as_ref().map(|b| (format!("{prefix}.bias"), b.shallow_clone())));
+    out
+}
+
+/// `prefix.weight` and `prefix.bias` of a LayerNorm.
+fn layer_norm_parameters(prefix: &str, n: &nn::LayerNorm) -> Vec<(String, Tensor)> {
+    let mut out = Vec::new();
+    out.extend(n.ws.as_ref().map(|w| (format!("{prefix}.weight"), w.shallow_clone())));
+    out.extend(n.bs.as_ref().map(|b| (format!("{prefix}.bias"), b.shallow_clone())));
+    out
+}
+
 /// Embeddings followed by `layers` encoder blocks.
 #[derive(Debug)]
 pub struct TransformerEncoder {
@@ -52,6 +67,27 @@ impl TransformerEncoder {
     /// The embedding layer.
     pub fn embeddings(&self) -> &Embeddings {
         &self.embeddings
+    }
+
+    /// Number of rows of the word-embedding matrix.
+    pub fn vocab_size(&self) -> i64 {
+        self.embeddings.word_weight().size()[0]
+    }
+
+    /// Every parameter with its Hugging Face BERT name (no `bert.` prefix), in model order.
+    ///
+    /// The tensors share storage with the model, so this is what checkpoint export writes
+    /// and what pretrained loading copies into, whatever path the encoder was built under.
+    pub fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut out: Vec<(String, Tensor)> =
+            self.embeddings.named_parameters().into_iter().map(|(n, t)| (format!("embeddings.{n}"), t)).collect();
+        for (i, layer) in self.layers.iter().enumerate() {
+            out.extend(layer.named_parameters().into_iter().map(|(n, t)| (format!("encoder.layer.{i}.{n}"), t)));
+        }
+        if let Some(norm) = &self.final_norm {
+            out.extend(layer_norm_parameters("encoder.LayerNorm", norm));
+        }
+        out
     }
 
     /// Token states `[B, T, hidden]` for `input_ids` `[B, T]` and `attention_mask` `[B, T]`

@@ -5,7 +5,7 @@ use crate::error::{ModelError, Result};
 use crate::head::{pool, ClassificationHead, Pooling};
 use crate::pretrained::BertCheckpoint;
 use crate::textcnn::{TextCnn, TextCnnConfig};
-use crate::transformer::{TransformerConfig, TransformerEncoder};
+use crate::transformer::{EncoderOutput, TransformerConfig, TransformerEncoder};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use tch::{nn, Tensor};
@@ -15,6 +15,12 @@ pub trait TextClassifier: std::fmt::Debug + Send {
     /// Logits `[B, num_labels]` (f32) for `input_ids` `[B, T]` and `attention_mask` `[B, T]`
     /// (1 = token, 0 = padding). `train` switches dropout on.
     fn forward_t(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Tensor;
+
+    /// The model as a [`TransformerClassifier`], for strategies that need its layers (hidden
+    /// state distillation, structured pruning); `None` for other architectures.
+    fn as_transformer(&self) -> Option<&TransformerClassifier> {
+        None
+    }
 }
 
 /// A Transformer encoder, pooling and a classification head.
@@ -72,12 +78,36 @@ impl TransformerClassifier {
     pub fn pooling(&self) -> Pooling {
         self.pooling
     }
+
+    /// Logits `[B, num_labels]` from final token states `[B, T, hidden]`: pooling, then the head.
+    pub fn logits_from_states(&self, states: &Tensor, attention_mask: &Tensor, train: bool) -> Tensor {
+        self.head.forward_t(&pool(states, attention_mask, self.pooling), train)
+    }
+
+    /// The logits with every hidden state (and, with `output_attentions`, the attention
+    /// probabilities) of the encoder; see [`TransformerEncoder::forward_hidden_states`].
+    pub fn forward_detailed(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool, output_attentions: bool) -> (Tensor, EncoderOutput) {
+        let out = self.encoder.forward_hidden_states(input_ids, attention_mask, train, output_attentions);
+        (self.logits_from_states(&out.last, attention_mask, train), out)
+    }
+
+    /// Every parameter with its name in the store the model was built at the root of:
+    /// the encoder's BERT names, then `classifier.{weight,bias}`. The tensors share storage.
+    pub fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut out = self.encoder.named_parameters();
+        out.extend(self.head.named_parameters());
+        out
+    }
 }
 
 impl TextClassifier for TransformerClassifier {
     fn forward_t(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Tensor {
         let h = self.encoder.forward_t(input_ids, attention_mask, train);
         self.head.forward_t(&pool(&h, attention_mask, self.pooling), train)
+    }
+
+    fn as_transformer(&self) -> Option<&TransformerClassifier> {
+        Some(self)
     }
 }
 

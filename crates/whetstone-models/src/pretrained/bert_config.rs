@@ -116,6 +116,7 @@ impl BertJsonConfig {
             pre_norm: false,
             layer_norm_eps: self.layer_norm_eps,
             init_std: self.initializer_range,
+            layer_shapes: Vec::new(),
         };
         config.validate().map_err(|e| ModelError::Pretrained { path: path.to_string(), message: e.to_string() })?;
         Ok(config)
@@ -128,6 +129,11 @@ impl BertJsonConfig {
         if c.pre_norm {
             return Err(ModelError::Config(
                 "a pre-LayerNorm encoder cannot be exported as BERT, which is post-LayerNorm".into(),
+            ));
+        }
+        if !c.is_uniform() {
+            return Err(ModelError::Config(
+                "an encoder with per-layer head counts or feed-forward widths (structurally pruned) cannot be exported as a BERT config.json; save it with save_varstore and its whetstone config".into(),
             ));
         }
         Ok(Self {

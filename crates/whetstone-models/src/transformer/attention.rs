@@ -1,8 +1,9 @@
 use super::TransformerConfig;
-use tch::{nn, Tensor};
+use tch::{nn, Kind, Tensor};
 
 /// Multi-head self-attention with BERT's parameter names (`attention.self.{query,key,value}`,
-/// `attention.output.dense`). Uses libtorch's fused `scaled_dot_product_attention`.
+/// `attention.output.dense`). Uses libtorch's fused `scaled_dot_product_attention`; the
+/// probabilities are only materialised on request ([`SelfAttention::forward_with_probs`]).
 #[derive(Debug)]
 pub struct SelfAttention {
     query: nn::Linear,
@@ -10,23 +11,32 @@ pub struct SelfAttention {
     value: nn::Linear,
     output: nn::Linear,
     heads: i64,
+    head_dim: i64,
     attention_dropout: f64,
 }
 
 impl SelfAttention {
-    /// Parameters under `p` = `encoder.layer.N.attention`.
-    pub fn new(p: &nn::Path, c: &TransformerConfig) -> Self {
+    /// Parameters under `p` = `encoder.layer.N.attention`, with `heads` heads of width
+    /// `c.head_dim()` (fewer than `c.heads` after structured pruning).
+    pub fn new(p: &nn::Path, c: &TransformerConfig, heads: usize) -> Self {
         let h = c.hidden as i64;
-        let lin = |q: nn::Path| nn::linear(q, h, h, super::linear_init(c));
+        let inner = (heads * c.head_dim()) as i64;
+        let lin = |q: nn::Path| nn::linear(q, h, inner, super::linear_init(c));
         let s = p / "self";
         Self {
             query: lin(&s / "query"),
             key: lin(&s / "key"),
             value: lin(&s / "value"),
-            output: lin(p / "output" / "dense"),
-            heads: c.heads as i64,
+            output: nn::linear(p / "output" / "dense", inner, h, super::linear_init(c)),
+            heads: heads as i64,
+            head_dim: c.head_dim() as i64,
             attention_dropout: c.attention_dropout,
         }
+    }
+
+    /// Number of heads.
+    pub fn heads(&self) -> i64 {
+        self.heads
     }
 
     /// Parameters with BERT names relative to `encoder.layer.N.attention`.
@@ -38,16 +48,37 @@ impl SelfAttention {
         out
     }
 
+    /// Queries, keys and values `[B, heads, T, head_dim]` of `x` `[B, T, H]`.
+    fn qkv(&self, x: &Tensor) -> (Tensor, Tensor, Tensor) {
+        let (b, t, _) = x.size3().expect("attention input must be [B, T, H]");
+        let split = |y: Tensor| y.view([b, t, self.heads, self.head_dim]).transpose(1, 2);
+        (split(x.apply(&self.query)), split(x.apply(&self.key)), split(x.apply(&self.value)))
+    }
+
+    /// Heads `[B, heads, T, head_dim]` back to `[B, T, heads·head_dim]`, then the output projection.
+    fn merge(&self, ctx: Tensor) -> Tensor {
+        let (b, _, t, _) = ctx.size4().expect("context must be [B, heads, T, head_dim]");
+        ctx.transpose(1, 2).contiguous().view([b, t, self.heads * self.head_dim]).apply(&self.output)
+    }
+
     /// `x` `[B, T, H]`; `keep` `[B, 1, 1, T]` boolean, true where a key may be attended to.
     /// Returns the projected output (before dropout and residual).
     pub fn forward_t(&self, x: &Tensor, keep: &Tensor, train: bool) -> Tensor {
-        let (b, t, h) = x.size3().expect("attention input must be [B, T, H]");
-        let split = |y: Tensor| y.view([b, t, self.heads, h / self.heads]).transpose(1, 2);
-        let q = split(x.apply(&self.query));
-        let k = split(x.apply(&self.key));
-        let v = split(x.apply(&self.value));
+        let (q, k, v) = self.qkv(x);
         let p = if train { self.attention_dropout } else { 0.0 };
         let ctx = Tensor::scaled_dot_product_attention(&q, &k, &v, Some(keep), p, false, None, false);
-        ctx.transpose(1, 2).contiguous().view([b, t, h]).apply(&self.output)
+        self.merge(ctx)
+    }
+
+    /// As [`Self::forward_t`], computing the attention explicitly, and also returning the
+    /// probabilities `[B, heads, T, T]` (before dropout), e.g. for attention-map distillation
+    /// (TinyBERT, Jiao et al. 2020). Slower than the fused kernel; same output up to rounding.
+    pub fn forward_with_probs(&self, x: &Tensor, keep: &Tensor, train: bool) -> (Tensor, Tensor) {
+        let (q, k, v) = self.qkv(x);
+        let scores = q.matmul(&k.transpose(-2, -1)) / (self.head_dim as f64).sqrt();
+        let probs = scores.masked_fill(&keep.logical_not(), f64::NEG_INFINITY).softmax(-1, Kind::Float).to_kind(x.kind());
+        let p = if train { self.attention_dropout } else { 0.0 };
+        let ctx = probs.dropout(p, train).matmul(&v);
+        (self.merge(ctx), probs)
     }
 }

@@ -1,4 +1,4 @@
-use super::{attention::SelfAttention, TransformerConfig};
+use super::{attention::SelfAttention, LayerShape, TransformerConfig};
 use tch::{nn, Tensor};
 
 /// One encoder block: self-attention and a GELU feed-forward block, each with a residual
@@ -15,12 +15,12 @@ pub struct EncoderLayer {
 }
 
 impl EncoderLayer {
-    /// Parameters under `p` = `encoder.layer.N`.
-    pub fn new(p: &nn::Path, c: &TransformerConfig) -> Self {
-        let (h, f) = (c.hidden as i64, c.ffn as i64);
+    /// Parameters under `p` = `encoder.layer.N`, with the heads and feed-forward width of `shape`.
+    pub fn new(p: &nn::Path, c: &TransformerConfig, shape: LayerShape) -> Self {
+        let (h, f) = (c.hidden as i64, shape.ffn as i64);
         let a = p / "attention";
         Self {
-            attention: SelfAttention::new(&a, c),
+            attention: SelfAttention::new(&a, c, shape.heads),
             attention_norm: super::layer_norm(&(&a / "output" / "LayerNorm"), h, c.layer_norm_eps),
             intermediate: nn::linear(p / "intermediate" / "dense", h, f, super::linear_init(c)),
             output: nn::linear(p / "output" / "dense", f, h, super::linear_init(c)),
@@ -28,6 +28,11 @@ impl EncoderLayer {
             dropout: c.dropout,
             pre_norm: c.pre_norm,
         }
+    }
+
+    /// Heads and feed-forward width of this layer.
+    pub fn shape(&self) -> LayerShape {
+        LayerShape { heads: self.attention.heads() as usize, ffn: self.intermediate.ws.size()[0] as usize }
     }
 
     /// Parameters with BERT names relative to `encoder.layer.N`.
@@ -45,14 +50,34 @@ impl EncoderLayer {
         x.apply(&self.intermediate).gelu("none").apply(&self.output).dropout(self.dropout, train)
     }
 
+    /// `x` `[B, T, H]` through the block; `keep` as in [`SelfAttention::forward_t`].
     pub fn forward_t(&self, x: &Tensor, keep: &Tensor, train: bool) -> Tensor {
+        self.forward_inner(x, keep, train, false).0
+    }
+
+    /// As [`Self::forward_t`], also returning the attention probabilities `[B, heads, T, T]`.
+    pub fn forward_with_probs(&self, x: &Tensor, keep: &Tensor, train: bool) -> (Tensor, Tensor) {
+        let (y, probs) = self.forward_inner(x, keep, train, true);
+        (y, probs.expect("probabilities were requested"))
+    }
+
+    fn forward_inner(&self, x: &Tensor, keep: &Tensor, train: bool, probs: bool) -> (Tensor, Option<Tensor>) {
+        let attend = |y: &Tensor| {
+            if probs {
+                let (o, p) = self.attention.forward_with_probs(y, keep, train);
+                (o, Some(p))
+            } else {
+                (self.attention.forward_t(y, keep, train), None)
+            }
+        };
         if self.pre_norm {
-            let x = x + self.attention.forward_t(&x.apply(&self.attention_norm), keep, train).dropout(self.dropout, train);
-            &x + self.ffn(&x.apply(&self.output_norm), train)
+            let (a, p) = attend(&x.apply(&self.attention_norm));
+            let x = x + a.dropout(self.dropout, train);
+            (&x + self.ffn(&x.apply(&self.output_norm), train), p)
         } else {
-            let a = self.attention.forward_t(x, keep, train).dropout(self.dropout, train);
-            let x = (x + a).apply(&self.attention_norm);
-            (&x + self.ffn(&x, train)).apply(&self.output_norm)
+            let (a, p) = attend(x);
+            let x = (x + a.dropout(self.dropout, train)).apply(&self.attention_norm);
+            ((&x + self.ffn(&x, train)).apply(&self.output_norm), p)
         }
     }
 }

@@ -9,7 +9,7 @@ mod config;
 mod embeddings;
 mod layer;
 
-pub use config::TransformerConfig;
+pub use config::{LayerShape, TransformerConfig};
 pub use embeddings::Embeddings;
 pub use layer::EncoderLayer;
 
@@ -39,6 +39,18 @@ fn layer_norm_parameters(prefix: &str, n: &nn::LayerNorm) -> Vec<(String, Tensor
     out
 }
 
+/// Every intermediate state of an encoder pass ([`TransformerEncoder::forward_hidden_states`]),
+/// as Hugging Face's `output_hidden_states` / `output_attentions` give them.
+#[derive(Debug)]
+pub struct EncoderOutput {
+    /// `layers + 1` states `[B, T, hidden]`: the embedding output, then each layer's output.
+    pub hidden_states: Vec<Tensor>,
+    /// Attention probabilities `[B, heads, T, T]` of each layer, when requested (else empty).
+    pub attentions: Vec<Tensor>,
+    /// The encoder's output: the last hidden state, after the final LayerNorm with pre-LN.
+    pub last: Tensor,
+}
+
 /// Embeddings followed by `layers` encoder blocks.
 #[derive(Debug)]
 pub struct TransformerEncoder {
@@ -54,7 +66,7 @@ impl TransformerEncoder {
     pub fn new(p: &nn::Path, vocab_size: i64, config: &TransformerConfig) -> Result<Self> {
         config.validate()?;
         let enc = p / "encoder";
-        let layers = (0..config.layers).map(|i| EncoderLayer::new(&(&enc / "layer" / i), config)).collect();
+        let layers = (0..config.layers).map(|i| EncoderLayer::new(&(&enc / "layer" / i), config, config.layer_shape(i))).collect();
         let final_norm = config.pre_norm.then(|| layer_norm(&(&enc / "LayerNorm"), config.hidden as i64, config.layer_norm_eps));
         Ok(Self { embeddings: Embeddings::new(&(p / "embeddings"), vocab_size, config), layers, final_norm, config: config.clone() })
     }
@@ -67,6 +79,25 @@ impl TransformerEncoder {
     /// The embedding layer.
     pub fn embeddings(&self) -> &Embeddings {
         &self.embeddings
+    }
+
+    /// The encoder blocks, in order.
+    pub fn layers(&self) -> &[EncoderLayer] {
+        &self.layers
+    }
+
+    /// The key mask `[B, 1, 1, T]` (true = may be attended to) the blocks take, from an
+    /// `attention_mask` `[B, T]` (1 = token, 0 = padding).
+    pub fn attention_keep(attention_mask: &Tensor) -> Tensor {
+        attention_mask.ne(0).unsqueeze(1).unsqueeze(1)
+    }
+
+    /// The final LayerNorm (pre-LN only), applied to the last block's output; identity otherwise.
+    pub fn finish(&self, x: Tensor) -> Tensor {
+        match &self.final_norm {
+            Some(n) => x.apply(n),
+            None => x,
+        }
     }
 
     /// Number of rows of the word-embedding matrix.
@@ -93,14 +124,32 @@ impl TransformerEncoder {
     /// Token states `[B, T, hidden]` for `input_ids` `[B, T]` and `attention_mask` `[B, T]`
     /// (1 = token, 0 = padding; padded keys get no attention).
     pub fn forward_t(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Tensor {
-        let keep = attention_mask.ne(0).unsqueeze(1).unsqueeze(1);
+        let keep = Self::attention_keep(attention_mask);
         let mut x = self.embeddings.forward_t(input_ids, train);
         for layer in &self.layers {
             x = layer.forward_t(&x, &keep, train);
         }
-        match &self.final_norm {
-            Some(n) => x.apply(n),
-            None => x,
+        self.finish(x)
+    }
+
+    /// As [`Self::forward_t`], keeping every layer's output and, with `output_attentions`,
+    /// the attention probabilities (computed explicitly instead of with the fused kernel).
+    pub fn forward_hidden_states(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool, output_attentions: bool) -> EncoderOutput {
+        let keep = Self::attention_keep(attention_mask);
+        let mut hidden_states = vec![self.embeddings.forward_t(input_ids, train)];
+        let mut attentions = Vec::new();
+        for layer in &self.layers {
+            let x = hidden_states.last().expect("embedding output is first");
+            let y = if output_attentions {
+                let (y, p) = layer.forward_with_probs(x, &keep, train);
+                attentions.push(p);
+                y
+            } else {
+                layer.forward_t(x, &keep, train)
+            };
+            hidden_states.push(y);
         }
+        let last = self.finish(hidden_states.last().expect("embedding output is first").shallow_clone());
+        EncoderOutput { hidden_states, attentions, last }
     }
 }

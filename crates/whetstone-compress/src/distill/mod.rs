@@ -1,0 +1,24 @@
+//! Knowledge distillation: losses, layer mappings, schedules, students and the training objective.
+//!
+//! * [`kd_loss`] / [`logit_distill_loss`]: Hinton's temperature KD mixed with the hard label.
+//! * [`hidden_mse`], [`attention_loss`]: TinyBERT's intermediate-layer transfer; attention
+//!   probabilities come from [`whetstone_models::TransformerClassifier::forward_detailed`],
+//!   which computes them explicitly (the usual forward uses the fused kernel, which hides them).
+//! * [`LayerMapping`]: uniform, last or explicit.
+//! * [`DistillObjective`]: the strategy plugged into the trainer; [`TeacherCache`] for logits
+//!   computed once.
+//! * [`student_from_teacher`]: DistilBERT-style students.
+
+mod cache;
+mod loss;
+mod mapping;
+mod objective;
+mod schedule;
+mod student;
+
+pub use cache::TeacherCache;
+pub use loss::{attention_loss, hidden_mse, kd_loss, logit_distill_loss, AttentionLoss, DistillConfig};
+pub use mapping::LayerMapping;
+pub use objective::{DistillObjective, DistillTerms};
+pub use schedule::ScalarSchedule;
+pub use student::student_from_teacher;

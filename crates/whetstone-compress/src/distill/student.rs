@@ -1,0 +1,56 @@
+//! Students built from the teacher by keeping some of its layers (DistilBERT, Sanh et al. 2019).
+
+use crate::error::{CompressError, Result};
+use std::collections::HashMap;
+use tch::{nn, Tensor};
+use whetstone_models::{TransformerClassifier, TransformerClassifierConfig};
+
+/// Build, under `p`, a student with the teacher's embeddings, the teacher layers listed in
+/// `layers` (0-based, in the given order), its final LayerNorm (pre-LN) and its classification
+/// head, all copied. DistilBERT keeps every other layer: `&[0, 2, 4, …]`.
+///
+/// A fresh small student needs no helper: build a [`whetstone_models::ModelConfig`] with the
+/// shape you want (e.g. 4 layers × 312 hidden, TinyBERT-4).
+///
+/// ```
+/// use whetstone_compress::student_from_teacher;
+/// use whetstone_models::{TransformerClassifier, TransformerClassifierConfig, TransformerConfig};
+/// use tch::{nn::VarStore, Device};
+/// let tvs = VarStore::new(Device::Cpu);
+/// let cfg = TransformerClassifierConfig { encoder: TransformerConfig { layers: 4, hidden: 16, heads: 2, ffn: 32, max_len: 8, ..Default::default() }, ..Default::default() };
+/// let teacher = TransformerClassifier::new(&tvs.root(), 50, 2, &cfg)?;
+/// let svs = VarStore::new(Device::Cpu);
+/// let (scfg, _student) = student_from_teacher(&teacher, &[0, 2], &svs.root())?;
+/// assert_eq!(scfg.encoder.layers, 2);
+/// # Ok::<(), whetstone_compress::CompressError>(())
+/// ```
+pub fn student_from_teacher(teacher: &TransformerClassifier, layers: &[usize], p: &nn::Path) -> Result<(TransformerClassifierConfig, TransformerClassifier)> {
+    let tc = teacher.encoder().config();
+    if layers.is_empty() {
+        return Err(CompressError::Mapping("a student needs at least one teacher layer".into()));
+    }
+    if let Some(l) = layers.iter().find(|&&l| l >= tc.layers) {
+        return Err(CompressError::Mapping(format!("teacher layer {l} does not exist: the teacher has layers 0..{}", tc.layers)));
+    }
+    let mut encoder = tc.clone();
+    encoder.layers = layers.len();
+    encoder.layer_shapes = if tc.layer_shapes.is_empty() { Vec::new() } else { layers.iter().map(|&l| tc.layer_shape(l)).collect() };
+    let config = TransformerClassifierConfig { encoder, pooling: teacher.pooling(), pretrained: None };
+    let student = TransformerClassifier::new(p, teacher.encoder().vocab_size(), teacher.head().num_labels(), &config)?;
+    let source: HashMap<String, Tensor> = teacher.named_parameters().into_iter().collect();
+    let rename = |name: &str| -> String {
+        match name.strip_prefix("encoder.layer.").and_then(|rest| rest.split_once('.')) {
+            Some((i, rest)) => format!("encoder.layer.{}.{rest}", layers[i.parse::<usize>().expect("layer index")]),
+            None => name.to_string(),
+        }
+    };
+    tch::no_grad(|| -> Result<()> {
+        for (name, mut t) in student.named_parameters() {
+            let from = rename(&name);
+            let src = source.get(&from).ok_or_else(|| CompressError::Mismatch(format!("the teacher has no `{from}` for the student's `{name}`")))?;
+            t.f_copy_(src)?;
+        }
+        Ok(())
+    })?;
+    Ok((config, student))
+}

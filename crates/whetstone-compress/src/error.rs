@@ -1,0 +1,46 @@
+/// Errors from compressing a model.
+#[derive(Debug, thiserror::Error)]
+pub enum CompressError {
+    /// A sparsity target outside `[0, 1)`.
+    #[error("sparsity must be in [0, 1), got {0}")]
+    Sparsity(f64),
+    /// A method name that is not implemented.
+    #[error("unknown {what} `{name}`: expected one of {expected}")]
+    Unknown { what: &'static str, name: String, expected: String },
+    /// Parameter patterns that select nothing.
+    #[error("no parameter matches {patterns}; available names start with: {sample}")]
+    NoMatch { patterns: String, sample: String },
+    /// Teacher and student that cannot be paired.
+    #[error("teacher and student do not fit: {0}")]
+    Mismatch(String),
+    /// A layer mapping or layer selection that refers to layers that do not exist.
+    #[error("invalid layer mapping: {0}")]
+    Mapping(String),
+    /// Any other out-of-range or inconsistent setting.
+    #[error("invalid compression setting: {0}")]
+    Config(String),
+    /// A mask or state that does not fit the parameters.
+    #[error("masks do not fit the model: {0}")]
+    Masks(String),
+    /// An error from building, loading or saving a model.
+    #[error(transparent)]
+    Model(#[from] whetstone_models::ModelError),
+    /// An error from an optimiser.
+    #[error(transparent)]
+    Optim(#[from] whetstone_optim::OptimError),
+    /// An error from libtorch.
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+}
+
+/// Result alias for this crate.
+pub type Result<T> = std::result::Result<T, CompressError>;
+
+/// Check a sparsity target is in `[0, 1)`.
+pub(crate) fn check_sparsity(s: f64) -> Result<()> {
+    if (0.0..1.0).contains(&s) {
+        Ok(())
+    } else {
+        Err(CompressError::Sparsity(s))
+    }
+}

@@ -1,0 +1,52 @@
+//! Model compression for whetstone.
+//!
+//! Methods work on any tch [`tch::nn::VarStore`] model by parameter name and pattern
+//! ([`ParamSelector`]); those that need the architecture (heads and neurons) work through the
+//! small [`Structured`] trait, implemented for whetstone's Transformer.
+//!
+//! * [`distill`]: logit, hidden-state, attention and embedding distillation
+//!   ([`DistillObjective`], a trainer [`whetstone_train::Objective`]), layer mappings,
+//!   schedules, teacher-logit caching and DistilBERT-style students.
+//! * [`prune`]: magnitude and movement pruning with masks kept by an optimiser wrapper
+//!   ([`Masked`]), the cubic schedule, N:M masks, and structured pruning that physically
+//!   shrinks the model ([`prune_structured`]).
+//! * [`Regularizer`] (L1, group lasso over heads and neurons) and [`RegularizedObjective`];
+//!   [`SparsityReport`] per tensor and layer.
+//! * [`QuantizedClassifier`]: dynamic int8 Linear layers for CPU inference.
+//!
+//! ```
+//! use whetstone_compress::{magnitude_masks, ParamSelector, Scope};
+//! use whetstone_models::{TransformerClassifier, TransformerClassifierConfig, TransformerConfig};
+//! use tch::{nn::VarStore, Device};
+//!
+//! let vs = VarStore::new(Device::Cpu);
+//! let cfg = TransformerClassifierConfig {
+//!     encoder: TransformerConfig { layers: 1, hidden: 16, heads: 2, ffn: 32, max_len: 8, ..Default::default() },
+//!     ..Default::default()
+//! };
+//! let _model = TransformerClassifier::new(&vs.root(), 50, 2, &cfg)?;
+//! let weights = ParamSelector::default().select_vs(&vs)?; // the 6 Linear weights of the layer
+//! let masks = magnitude_masks(&weights, 0.5, Scope::Global)?;
+//! masks.apply(&vs)?;
+//! assert_eq!(masks.sparsity(), 0.5);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+// In-place tch ops (`f_mul_`, …) return a handle to the tensor they changed; it is not needed.
+#![allow(unused_must_use)]
+
+pub mod distill;
+mod error;
+pub mod prune;
+mod quantize;
+mod regularize;
+mod report;
+mod select;
+
+pub use distill::*;
+pub use error::{CompressError, Result};
+pub use prune::*;
+pub use quantize::{QuantizedClassifier, QuantizedLinear};
+pub use regularize::{RegularizedObjective, Regularizer};
+pub use report::{SparsityReport, SparsityRow};
+pub use select::ParamSelector;

@@ -1,6 +1,7 @@
 //! Choosing an optimiser from a recipe.
 
 use crate::adabelief::{AdaBelief, AdaBeliefConfig};
+use crate::adaptive::{Adaptive, AdaptiveConfig};
 use crate::adafactor::{Adafactor, AdafactorConfig};
 use crate::adagrad::{Adagrad, AdagradConfig};
 use crate::adam::{Adam, AdamConfig};
@@ -53,6 +54,8 @@ pub enum Algorithm {
     /// [`ScheduleFreeAdamW`].
     #[serde(rename = "schedulefree-adamw")]
     ScheduleFreeAdamw(ScheduleFreeAdamWConfig),
+    /// [`Adaptive`], the charter's adaptive optimiser.
+    Adaptive(AdaptiveConfig),
 }
 
 impl Algorithm {
@@ -69,6 +72,10 @@ impl Algorithm {
             Algorithm::Lion(c) => c.betas = betas,
             Algorithm::Lamb(c) => c.betas = betas,
             Algorithm::ScheduleFreeAdamw(c) => c.betas = betas,
+            Algorithm::Adaptive(c) => {
+                c.beta1_min = c.beta1_min.min(betas.0);
+                c.betas = betas;
+            }
             _ => return Err(OptimError::Config("this algorithm has no betas to set per group".into())),
         }
         Ok(a)
@@ -90,6 +97,7 @@ impl Algorithm {
             Algorithm::Lamb(c) => Box::new(Lamb::new(params, c.clone())?),
             Algorithm::Adafactor(c) => Box::new(Adafactor::new(params, c.clone())?),
             Algorithm::ScheduleFreeAdamw(c) => Box::new(ScheduleFreeAdamW::new(params, c.clone())?),
+            Algorithm::Adaptive(c) => Box::new(Adaptive::new(params, c.clone())?),
         })
     }
 }
@@ -116,7 +124,7 @@ impl Algorithm {
 ///
 /// ```toml
 /// [optim]
-/// kind = "adamw"            # sgd adam adamw nadam radam adagrad rmsprop adamax adabelief lion lamb adafactor schedulefree-adamw
+/// kind = "adamw"            # sgd adam adamw nadam radam adagrad rmsprop adamax adabelief lion lamb adafactor schedulefree-adamw adaptive
 /// lr = 3e-4
 /// weight_decay = 0.01
 /// betas = [0.9, 0.98]       # the algorithm's own fields sit next to `kind`

@@ -44,12 +44,22 @@
 //!   step is a few whole-buffer kernels; Adam, AdamW and SGD use a one-pass, vectorised CPU
 //!   kernel ([`fused`]). State is still saved per parameter name, so checkpoints do not depend
 //!   on the layout.
+//!
+//! # The adaptive optimiser
+//!
+//! [`Adaptive`] ([`adaptive`], `kind = "adaptive"`) is RAdam with decoupled weight decay plus two
+//! per-tensor adaptations: β₁ falls from β₁max towards β₁min when the gradient keeps pointing
+//! against its momentum (a smoothed cos(g, m) < 0: oscillation), and a learning-rate multiplier
+//! α ∈ [1/κ, κ] follows a normalised hypergradient, `log α ← log α + μ·cos(gₜ, dₜ₋₁)` (Baydin et
+//! al. 2018). Variance rectification replaces warmup. The update, with equations and the reason
+//! for each part, is in the [`adaptive`] module docs; `reports/optim.md` measures it.
 
 // In-place tch ops (`f_add_`, …) return a handle to the tensor they changed; it is not needed.
 #![allow(unused_must_use)]
 
 mod accumulate;
 mod adabelief;
+pub mod adaptive;
 mod adafactor;
 mod adagrad;
 mod adam;
@@ -80,6 +90,7 @@ mod state;
 
 pub use accumulate::Accumulate;
 pub use adabelief::{AdaBelief, AdaBeliefConfig};
+pub use adaptive::{Adaptive, AdaptiveConfig, ScaleByAdaptive};
 pub use adafactor::{Adafactor, AdafactorConfig, ScaleByAdafactor};
 pub use adagrad::{Adagrad, AdagradConfig, ScaleByAdagrad};
 pub use adam::{Adam, AdamConfig};

@@ -5,9 +5,10 @@ use crate::efficiency::measure_efficiency;
 use crate::error::{io, Result, TrainError};
 use crate::evaluate::predict;
 use crate::objective::CrossEntropy;
+use crate::pretrained::{checkpoint_of, resolve_model};
 use crate::recipe::Recipe;
 use crate::run::{read_recipe, LABELS_FILE, RECIPE_FILE, TOKENIZER_FILE};
-use crate::trainer::{FitSummary, Outcome, Trainer, METRICS_LOG_FILE};
+use crate::trainer::{steps_per_epoch, FitSummary, Outcome, Trainer, METRICS_LOG_FILE};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -57,6 +58,18 @@ fn write(path: &Path, body: &str) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(io(path))
 }
 
+/// The `tokenizer.json` of a pretrained checkpoint, which its embeddings were trained with.
+fn pretrained_tokenizer(ckpt: &whetstone_models::BertCheckpoint) -> Result<TextTokenizer> {
+    let path = ckpt.tokenizer_path();
+    if !path.is_file() {
+        return Err(TrainError::Config(format!(
+            "the pretrained checkpoint {} has no tokenizer.json; set tokenizer.path to the tokenizer its vocabulary came from",
+            ckpt.dir().display()
+        )));
+    }
+    Ok(TextTokenizer::from_file(&path)?)
+}
+
 /// Train `recipe` into `opts.dir`, evaluate the best checkpoint on the test split and write
 /// `metrics.json`, `report.md` and the training-curve plot next to the checkpoints.
 pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
@@ -93,31 +106,48 @@ pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
         names.join(", ")
     ));
 
+    let model_config = resolve_model(&recipe.model)?;
+    let checkpoint = checkpoint_of(&model_config)?;
     let tok_path = dir.join(TOKENIZER_FILE);
+    let tok_source = match (&recipe.tokenizer.path, &checkpoint) {
+        (Some(_), _) => "loaded",
+        (None, Some(_)) => "the pretrained checkpoint's",
+        (None, None) => "WordPiece trained on the train split",
+    };
     let tokenizer = if opts.resume {
         TextTokenizer::from_file(&tok_path)?
     } else {
-        let t = match &recipe.tokenizer.path {
-            Some(p) => TextTokenizer::from_file(p)?,
-            None => TextTokenizer::train_wordpiece(&splits.train.texts, recipe.tokenizer.vocab_size, recipe.tokenizer.min_frequency, recipe.tokenizer.lowercase)?,
+        let t = match (&recipe.tokenizer.path, &checkpoint) {
+            (Some(p), _) => TextTokenizer::from_file(p)?,
+            (None, Some(ck)) => pretrained_tokenizer(ck)?,
+            (None, None) => TextTokenizer::train_wordpiece(&splits.train.texts, recipe.tokenizer.vocab_size, recipe.tokenizer.min_frequency, recipe.tokenizer.lowercase)?,
         };
         t.save(&tok_path)?;
         write(&dir.join(RECIPE_FILE), &toml::to_string(recipe).map_err(|e| TrainError::Config(format!("cannot write the recipe: {e}")))?)?;
         write(&dir.join(LABELS_FILE), &serde_json::to_string_pretty(&json!({"labels": splits.labels.names, "display": names})).unwrap_or_default())?;
         t
     };
-    let max_len = recipe.model.max_len().map_or(recipe.data.max_len, |m| m.min(recipe.data.max_len));
+    let max_len = model_config.max_len().map_or(recipe.data.max_len, |m| m.min(recipe.data.max_len));
     let t0 = Instant::now();
     let train = encode(&tokenizer, &splits.train, max_len)?;
     let valid = encode(&tokenizer, &splits.valid, max_len)?;
     let test = encode(&tokenizer, &splits.test, max_len)?;
-    say(format!("tokenizer: vocabulary {} ({}), encoded in {:.2}s", tokenizer.vocab_size(), if recipe.tokenizer.path.is_some() { "loaded" } else { "WordPiece trained on the train split" }, t0.elapsed().as_secs_f64()));
+    say(format!("tokenizer: vocabulary {} ({tok_source}), encoded in {:.2}s", tokenizer.vocab_size(), t0.elapsed().as_secs_f64()));
 
     tch::manual_seed(recipe.seed as i64);
     let mut vs = VarStore::new(device);
-    let model = recipe.model.build(&vs.root(), tokenizer.vocab_size() as i64, splits.labels.len() as i64)?;
-    let optim = recipe.optim.build(&vs)?;
+    let model = model_config.build(&vs.root(), tokenizer.vocab_size() as i64, splits.labels.len() as i64)?;
     say(format!("model: {} with {} parameters on {:?}", recipe.model.kind(), whetstone_eval::format_count(whetstone_models::count_parameters(&vs)), device));
+    let finetune = &recipe.finetune;
+    let init_std = checkpoint.as_ref().map(|c| c.encoder_config().init_std).or(match &model_config {
+        whetstone_models::ModelConfig::Transformer(c) => Some(c.encoder.init_std),
+        _ => None,
+    });
+    for line in finetune.prepare(&vs, init_std, recipe.seed)? {
+        say(format!("finetune: {line}"));
+    }
+    let optim = recipe.optim.build(&vs)?;
+    let optim = finetune.wrap_optimizer(optim, &vs, steps_per_epoch(&recipe.train, &train, recipe.seed))?;
 
     let mut trainer = Trainer {
         model: model.as_ref(),

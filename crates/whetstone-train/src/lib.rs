@@ -8,6 +8,9 @@
 //!   (`recipe.toml`, `tokenizer.json`, `labels.json`, `model.safetensors`,
 //!   `checkpoint.safetensors`, `metrics.jsonl`, `metrics.json`, `report.md`, `curves.png/svg`).
 //! * [`LoadedRun`]: a run folder loaded back for evaluation and prediction.
+//! * [`FinetuneConfig`] (`[finetune]`): freezing, gradual unfreezing, a head-only warm-up and
+//!   re-initialised top layers for fine-tuning a pretrained encoder, which a recipe names with
+//!   `[model] pretrained = "minilm-l6"` (a manifest model) or a checkpoint folder.
 //!
 //! ```
 //! use whetstone_train::{Recipe, TrainConfig};
@@ -30,7 +33,9 @@ mod efficiency;
 mod error;
 mod evaluate;
 mod experiment;
+mod finetune;
 mod objective;
+mod pretrained;
 mod progress;
 mod recipe;
 mod recipe_parse;
@@ -44,9 +49,11 @@ pub use efficiency::measure_efficiency;
 pub use error::{Result, TrainError};
 pub use evaluate::{predict, Predictions};
 pub use experiment::{display_names, train_recipe, write_plot, RunOptions, RunResult};
+pub use finetune::{block_depth, freeze, reinit_top_layers, FinetuneConfig, FreezeSchedule, Freezing};
 pub use objective::{CrossEntropy, Objective};
+pub use pretrained::resolve_pretrained;
 pub use progress::Progress;
 pub use recipe_parse::apply_override;
 pub use recipe::{DataRecipe, EvalRecipe, Recipe, TokenizerRecipe};
 pub use run::{read_recipe, LoadedRun, LABELS_FILE, RECIPE_FILE, TOKENIZER_FILE};
-pub use trainer::{FitSummary, Outcome, Trainer, METRICS_LOG_FILE};
+pub use trainer::{steps_per_epoch, FitSummary, Outcome, Trainer, METRICS_LOG_FILE};

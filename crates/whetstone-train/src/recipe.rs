@@ -1,6 +1,7 @@
 //! A training recipe: everything a run needs, as one serde struct read from TOML.
 
 use crate::config::TrainConfig;
+use crate::finetune::FinetuneConfig;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use whetstone_data::{DataSource, Format, TableSpec};
@@ -35,6 +36,10 @@ pub struct Recipe {
     pub schedule: Schedule,
     #[serde(default)]
     pub train: TrainConfig,
+    /// Fine-tuning a pretrained encoder: freezing, head-only warm-up, gradual unfreezing,
+    /// re-initialised top layers (all off by default).
+    #[serde(default)]
+    pub finetune: FinetuneConfig,
     #[serde(default)]
     pub eval: EvalRecipe,
 }
@@ -112,6 +117,8 @@ impl DataRecipe {
 }
 
 /// The tokenizer: a WordPiece vocabulary trained on the training split, or a `tokenizer.json`.
+/// With a `pretrained` model and no `path`, the checkpoint's own `tokenizer.json` is used (its
+/// embeddings were trained with it) and the WordPiece settings are ignored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TokenizerRecipe {

@@ -92,6 +92,7 @@ impl Recipe {
         use crate::TrainError::Config;
         self.train.validate()?;
         self.schedule.validate()?;
+        self.finetune.validate()?;
         let d = &self.data;
         if !(0.0..1.0).contains(&d.valid_fraction) || !(0.0..1.0).contains(&d.test_fraction) || d.valid_fraction + d.test_fraction >= 1.0 {
             return Err(Config(format!("data.valid_fraction ({}) and data.test_fraction ({}) must be in [0, 1) and sum to less than 1", d.valid_fraction, d.test_fraction)));
@@ -139,7 +140,7 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_named_even_inside_flattened_tables() {
-        for (set, key) in [("train.epoch=3", "train.epoch"), ("model.layer=3", "model.layer"), ("optim.betas1=0.9", "optim.betas1"), ("extra=1", "extra")] {
+        for (set, key) in [("train.epoch=3", "train.epoch"), ("model.layer=3", "model.layer"), ("optim.betas1=0.9", "optim.betas1"), ("finetune.freez=[]", "finetune.freez"), ("extra=1", "extra")] {
             let e = Recipe::parse("r.toml", BASE, &[set.into()]).unwrap_err();
             assert!(e.contains(&format!("`{key}`")) && e.contains("r.toml"), "{set}: {e}");
         }

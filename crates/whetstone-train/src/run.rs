@@ -26,6 +26,8 @@ pub struct LoadedRun {
     pub vs: VarStore,
     pub model: Box<dyn TextClassifier>,
     pub device: Device,
+    /// Longest input, from the resolved model (a pretrained checkpoint may shorten it).
+    max_len: usize,
 }
 
 fn need(dir: &Path, file: &str) -> Result<PathBuf> {
@@ -67,15 +69,16 @@ impl LoadedRun {
         }
         let device = parse_device(device.unwrap_or(&recipe.device))?;
         let mut vs = VarStore::new(device);
-        let model = recipe.model.build(&vs.root(), tokenizer.vocab_size() as i64, labels.len() as i64)?;
+        let model_config = crate::pretrained::resolve_model(&recipe.model)?;
+        let model = model_config.build(&vs.root(), tokenizer.vocab_size() as i64, labels.len() as i64)?;
         load_varstore(&mut vs, &need(dir, BEST_MODEL_FILE)?)?;
-        Ok(Self { dir: dir.to_path_buf(), recipe, tokenizer, labels, label_names, vs, model, device })
+        let max_len = model_config.max_len().map_or(recipe.data.max_len, |m| m.min(recipe.data.max_len));
+        Ok(Self { dir: dir.to_path_buf(), recipe, tokenizer, labels, label_names, vs, model, device, max_len })
     }
 
     /// Longest input the run's model was trained with.
     pub fn max_len(&self) -> usize {
-        let m = self.recipe.data.max_len;
-        self.recipe.model.max_len().map_or(m, |x| x.min(m))
+        self.max_len
     }
 }
 

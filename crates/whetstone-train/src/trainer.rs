@@ -66,6 +66,15 @@ pub struct Trainer<'a> {
     pub quiet: bool,
 }
 
+/// Optimiser steps in one epoch of `train` under `config`: what [`Trainer::fit`] takes per
+/// epoch (micro-batches of the first epoch's bucketed order, grouped by `grad_accum`), for
+/// settings counted in epochs that must become steps, such as [`crate::FinetuneConfig`]'s.
+pub fn steps_per_epoch(config: &TrainConfig, train: &Encoded, seed: u64) -> u64 {
+    let lengths: Vec<usize> = train.ids.iter().map(Vec::len).collect();
+    let batches = BucketBatcher::new(config.batch_size.max(1), config.bucket_factor.max(1)).epoch_order(&lengths, seed, 0).len();
+    batches.div_ceil(config.grad_accum.max(1)) as u64
+}
+
 /// Seed of the random stream for `step`: distinct per step, fixed by the run's seed.
 fn step_seed(seed: u64, step: u64) -> i64 {
     (seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ step.wrapping_mul(0xD1B5_4A32_D192_ED03)) as i64 & i64::MAX

@@ -8,6 +8,7 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     ("default", include_str!("../recipes/default.toml")),
     ("rt-transformer", include_str!("../recipes/rt-transformer.toml")),
     ("sms-spam", include_str!("../recipes/sms-spam.toml")),
+    ("minilm-rt", include_str!("../recipes/minilm-rt.toml")),
 ];
 
 /// The TOML of `spec`: an embedded recipe name, or a path to a TOML file. Returns (origin, text).

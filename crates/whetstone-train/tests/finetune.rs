@@ -1,0 +1,290 @@
+//! Fine-tuning utilities on a tiny random BERT checkpoint written with `save_pretrained`:
+//! frozen blocks stay bit-identical, gradual unfreezing follows its schedule and resumes
+//! exactly, re-initialisation, layer-wise lr decay with BERT names, pooling, and a whole run
+//! from a recipe that names the checkpoint (and takes its tokenizer).
+
+use std::path::{Path, PathBuf};
+use tch::{nn::VarStore, Device, Kind, Tensor};
+use whetstone_data::{encode, Encoded, Split, TextTokenizer};
+use whetstone_models::pretrained::BertCheckpoint;
+use whetstone_models::{ModelConfig, Pooling, TransformerClassifierConfig, TransformerConfig, TransformerEncoder};
+use whetstone_optim::{param_groups, OptimConfig, Schedule, NO_DECAY};
+use whetstone_train::*;
+
+/// libtorch's generator is global and tests run on parallel threads.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `n` short labelled sentences: label 1 has praise, label 0 has complaints.
+fn corpus(n: usize) -> Split {
+    let good = ["good", "great", "fine", "lovely", "superb"];
+    let bad = ["bad", "awful", "dull", "boring", "weak"];
+    let things = ["movie", "film", "plot", "acting", "story", "cast"];
+    let mut split = Split { texts: Vec::new(), labels: Vec::new() };
+    for i in 0..n {
+        let words = if i % 2 == 1 { &good } else { &bad };
+        let text = format!("the {} was {} and {}", things[i % 6], words[i % 5], words[(i / 5) % 5]);
+        split.texts.push(if i % 3 == 0 { format!("{text} , really") } else { text });
+        split.labels.push((i % 2) as i64);
+    }
+    split
+}
+
+/// A 2-layer, 16-wide random BERT with its own WordPiece tokenizer, saved in `dir`.
+fn tiny_checkpoint(dir: &Path) -> TextTokenizer {
+    let tok = TextTokenizer::train_wordpiece(&corpus(200).texts, 120, 1, true).unwrap();
+    let tok_file = dir.with_extension("tokenizer.json");
+    tok.save(&tok_file).unwrap();
+    tch::manual_seed(5);
+    let vs = VarStore::new(Device::Cpu);
+    let config = TransformerConfig { layers: 2, hidden: 16, heads: 2, ffn: 32, max_len: 32, ..Default::default() };
+    let encoder = TransformerEncoder::new(&vs.root(), tok.vocab_size() as i64, &config).unwrap();
+    encoder.save_pretrained(dir, &tok_file).unwrap();
+    tok
+}
+
+fn checkpoint_tensors(dir: &Path) -> Vec<(String, Tensor)> {
+    Tensor::read_safetensors(dir.join("model.safetensors")).unwrap()
+}
+
+fn sorted_vars(vs: &VarStore) -> Vec<(String, Tensor)> {
+    let mut v: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+fn get<'a>(vars: &'a [(String, Tensor)], name: &str) -> &'a Tensor {
+    &vars.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no {name}")).1
+}
+
+/// Whether every tensor whose name starts with `prefix` is bit-identical in `a` and `b`.
+fn same(a: &[(String, Tensor)], b: &[(String, Tensor)], prefix: &str) -> bool {
+    let names: Vec<&String> = a.iter().map(|(n, _)| n).filter(|n| n.starts_with(prefix)).collect();
+    assert!(!names.is_empty(), "nothing starts with {prefix}");
+    names.iter().all(|n| get(a, n).equal(get(b, n)))
+}
+
+struct Data {
+    train: Encoded,
+    valid: Encoded,
+}
+
+fn data(tok: &TextTokenizer) -> Data {
+    let all = corpus(120);
+    let part = |r: std::ops::Range<usize>| Split { texts: all.texts[r.clone()].to_vec(), labels: all.labels[r].to_vec() };
+    Data { train: encode(tok, &part(0..96), 24).unwrap(), valid: encode(tok, &part(96..120), 24).unwrap() }
+}
+
+fn train_config() -> TrainConfig {
+    // 96 examples in batches of 16: 6 steps an epoch, 12 in all.
+    TrainConfig { epochs: 2, batch_size: 16, eval_every: 5, checkpoint_every: 3, log_every: 5, bucket_factor: 2, ..Default::default() }
+}
+
+/// Fine-tune the checkpoint in `ckpt` into `run` with `finetune`; returns the final variables.
+fn fit(ckpt: &Path, d: &Data, finetune: &FinetuneConfig, cfg: TrainConfig, run: &Path, resume: bool, init_seed: i64) -> (Vec<(String, Tensor)>, Outcome) {
+    tch::manual_seed(init_seed);
+    let vs = VarStore::new(Device::Cpu);
+    let model = BertCheckpoint::open(ckpt).unwrap().load_classifier(&vs.root(), 2, Pooling::Mean).unwrap();
+    finetune.prepare(&vs, Some(0.02), 3).unwrap();
+    // Weight decay makes a zero gradient insufficient for freezing: the test would catch it.
+    let optim = OptimConfig { weight_decay: 0.1, ..Default::default() }.build(&vs).unwrap();
+    let optim = finetune.wrap_optimizer(optim, &vs, steps_per_epoch(&cfg, &d.train, 11)).unwrap();
+    let mut t = Trainer {
+        model: &model,
+        vs: &vs,
+        optim,
+        objective: Box::new(CrossEntropy::default()),
+        schedule: Schedule::Constant,
+        lr: 3e-3,
+        config: cfg,
+        seed: 11,
+        device: Device::Cpu,
+        run_dir: run.to_path_buf(),
+        label_names: vec!["neg".into(), "pos".into()],
+        quiet: true,
+    };
+    let outcome = t.fit(&d.train, &d.valid, resume).unwrap().outcome;
+    drop(t);
+    (sorted_vars(&vs), outcome)
+}
+
+#[test]
+fn frozen_blocks_stay_bit_identical_unfreeze_on_schedule_and_resume_exactly() {
+    let _g = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let ckpt = tmp.path().join("ckpt");
+    let tok = tiny_checkpoint(&ckpt);
+    let d = data(&tok);
+    let start = checkpoint_tensors(&ckpt);
+    // Embeddings frozen throughout; the head alone for steps 0–3, the top layer joins at 4, layer 0 at 8.
+    let ft = FinetuneConfig { freeze: vec!["embeddings".into()], unfreeze_every_steps: 4, ..Default::default() };
+    assert_eq!(steps_per_epoch(&train_config(), &d.train, 11), 6);
+
+    let (after4, out) = fit(&ckpt, &d, &ft, TrainConfig { stop_after: 4, ..train_config() }, &tmp.path().join("a"), false, 1);
+    assert_eq!(out, Outcome::Interrupted);
+    assert!(same(&after4, &start, "embeddings.") && same(&after4, &start, "encoder."), "only the head may train in steps 0-3");
+    let (after8, _) = fit(&ckpt, &d, &ft, TrainConfig { stop_after: 8, ..train_config() }, &tmp.path().join("b"), false, 1);
+    assert!(!same(&after8, &after4, "classifier.") && !same(&after8, &start, "encoder.layer.1."), "head and top layer train from step 4");
+    assert!(same(&after8, &start, "embeddings.") && same(&after8, &start, "encoder.layer.0."), "layer 0 waits until step 8");
+
+    let (full, out) = fit(&ckpt, &d, &ft, train_config(), &tmp.path().join("full"), false, 1);
+    assert_eq!(out, Outcome::Finished);
+    assert!(same(&full, &start, "embeddings."), "permanently frozen");
+    assert!(!same(&full, &start, "encoder.layer.0."), "layer 0 trains from step 8");
+
+    // Killed at step 7 (last checkpoint at step 6, frozen layer 0), resumed into a differently
+    // initialised head: bit-identical to the uninterrupted run.
+    let dir = tmp.path().join("killed");
+    fit(&ckpt, &d, &ft, TrainConfig { stop_after: 7, ..train_config() }, &dir, false, 1);
+    assert_eq!(Checkpoint::load(&dir.join(CHECKPOINT_FILE)).unwrap().progress.step, 6);
+    let (resumed, out) = fit(&ckpt, &d, &ft, train_config(), &dir, true, 999);
+    assert_eq!(out, Outcome::Finished);
+    for (n, t) in &full {
+        assert!(t.equal(get(&resumed, n)), "{n} differs after resume");
+    }
+}
+
+#[test]
+fn head_warmup_trains_only_the_head_then_everything() {
+    let _g = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let ckpt = tmp.path().join("ckpt");
+    let d = data(&tiny_checkpoint(&ckpt));
+    let start = checkpoint_tensors(&ckpt);
+    let ft = FinetuneConfig { head_warmup_epochs: 1, ..Default::default() };
+    let (warm, _) = fit(&ckpt, &d, &ft, TrainConfig { stop_after: 6, ..train_config() }, &tmp.path().join("a"), false, 1);
+    assert!(same(&warm, &start, "embeddings.") && same(&warm, &start, "encoder."));
+    let (all, _) = fit(&ckpt, &d, &ft, TrainConfig { stop_after: 7, ..train_config() }, &tmp.path().join("b"), false, 1);
+    assert!(!same(&all, &start, "embeddings.") && !same(&all, &start, "encoder.layer.0."));
+}
+
+#[test]
+fn reinit_resets_only_the_top_layers_with_the_encoder_init() {
+    let _g = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let ckpt = tmp.path().join("ckpt");
+    tiny_checkpoint(&ckpt);
+    let start = checkpoint_tensors(&ckpt);
+    let load = || {
+        let vs = VarStore::new(Device::Cpu);
+        let model = BertCheckpoint::open(&ckpt).unwrap().load_classifier(&vs.root(), 2, Pooling::Cls).unwrap();
+        (vs, model)
+    };
+    let (vs, _m) = load();
+    let names = reinit_top_layers(&vs, 1, 0.02, 4).unwrap();
+    assert_eq!(names.len(), 16, "{names:?}");
+    let vars = sorted_vars(&vs);
+    assert!(same(&vars, &start, "encoder.layer.0.") && same(&vars, &start, "embeddings."));
+    let ln = get(&vars, "encoder.layer.1.output.LayerNorm.weight");
+    assert!(ln.equal(&ln.ones_like()));
+    assert_eq!(get(&vars, "encoder.layer.1.attention.self.query.bias").abs().sum(Kind::Float).double_value(&[]), 0.0);
+    let w = get(&vars, "encoder.layer.1.intermediate.dense.weight");
+    assert!(!w.equal(get(&start, "encoder.layer.1.intermediate.dense.weight")));
+    let std = w.std(true).double_value(&[]);
+    assert!((0.016..0.024).contains(&std), "std {std}");
+    let (vs2, _m2) = load();
+    reinit_top_layers(&vs2, 1, 0.02, 4).unwrap();
+    assert!(w.equal(&vs2.variables()["encoder.layer.1.intermediate.dense.weight"]), "deterministic in the seed");
+    let e = reinit_top_layers(&vs2, 3, 0.02, 4).unwrap_err().to_string();
+    assert!(e.contains("2 encoder layers"), "{e}");
+}
+
+#[test]
+fn layer_decay_follows_bert_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ckpt = tmp.path().join("ckpt");
+    tiny_checkpoint(&ckpt);
+    let vs = VarStore::new(Device::Cpu);
+    let _m = BertCheckpoint::open(&ckpt).unwrap().load_classifier(&vs.root(), 2, Pooling::Mean).unwrap();
+    let no_decay: Vec<String> = NO_DECAY.iter().map(|s| s.to_string()).collect();
+    let groups = param_groups(&vs, 1e-3, 0.01, &no_decay, Some(0.5), &[]).unwrap();
+    let scale = |name: &str| groups.iter().find(|g| g.params.iter().any(|p| p.name == name)).unwrap_or_else(|| panic!("{name}")).lr_scale;
+    // Two layers: embeddings decay², layer 0 decay, layer 1 and the head 1.
+    for name in ["embeddings.word_embeddings.weight", "embeddings.position_embeddings.weight", "embeddings.LayerNorm.weight", "embeddings.LayerNorm.bias"] {
+        assert_eq!(scale(name), 0.25, "{name}");
+    }
+    assert_eq!(scale("encoder.layer.0.attention.self.query.weight"), 0.5);
+    assert_eq!(scale("encoder.layer.0.output.LayerNorm.bias"), 0.5);
+    assert_eq!(scale("encoder.layer.1.intermediate.dense.weight"), 1.0);
+    assert_eq!(scale("classifier.weight"), 1.0);
+    assert_eq!(scale("classifier.bias"), 1.0);
+}
+
+#[test]
+fn pooling_applies_to_pretrained_encoders() {
+    let _g = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let ckpt = tmp.path().join("ckpt");
+    let tok = tiny_checkpoint(&ckpt);
+    let d = data(&tok);
+    let batch = whetstone_data::make_batch(&d.valid, &[0, 1, 2, 3], Device::Cpu);
+    let logits = |pooling: Pooling| {
+        tch::manual_seed(2);
+        let vs = VarStore::new(Device::Cpu);
+        let encoder = TransformerConfig { max_len: 32, ..Default::default() };
+        let cfg = ModelConfig::Transformer(TransformerClassifierConfig { encoder, pooling, pretrained: Some(ckpt.clone()) });
+        let model = cfg.build(&vs.root(), tok.vocab_size() as i64, 2).unwrap();
+        tch::no_grad(|| model.forward_t(&batch.input_ids, &batch.attention_mask, false))
+    };
+    let (cls, mean, max) = (logits(Pooling::Cls), logits(Pooling::Mean), logits(Pooling::Max));
+    assert!(!cls.equal(&mean) && !mean.equal(&max) && !cls.equal(&max));
+    assert!(mean.equal(&logits(Pooling::Mean)));
+}
+
+fn write_csv(path: &Path, split: &Split) {
+    let mut body = String::from("text,label\n");
+    for (t, l) in split.texts.iter().zip(&split.labels) {
+        body.push_str(&format!("\"{t}\",{}\n", if *l == 1 { "pos" } else { "neg" }));
+    }
+    std::fs::write(path, body).unwrap();
+}
+
+fn recipe(csv: &Path, pretrained: &Path, extra: &str) -> Recipe {
+    let text = format!(
+        "name = \"ft\"\ndevice = \"cpu\"\n[data]\npath = {csv:?}\nmax_len = 24\nvalid_fraction = 0.2\ntest_fraction = 0.2\n\
+         [model]\nkind = \"transformer\"\npretrained = {pretrained:?}\npooling = \"cls\"\n[optim]\nkind = \"adamw\"\nlr = 1e-3\n\
+         [train]\nepochs = 2\nbatch_size = 8\n[eval]\nlatency_iters = 2\nthroughput_iters = 1\n{extra}"
+    );
+    Recipe::parse("test recipe", &text, &[]).unwrap()
+}
+
+#[test]
+fn a_recipe_fine_tunes_a_checkpoint_folder_with_its_tokenizer() {
+    let _g = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let ckpt = tmp.path().join("ckpt");
+    let tok = tiny_checkpoint(&ckpt);
+    let csv = tmp.path().join("reviews.csv");
+    write_csv(&csv, &corpus(80));
+    let r = recipe(&csv, &ckpt, "[finetune]\nfreeze = [\"embeddings\"]\nhead_warmup_steps = 3\nreinit_layers = 1\n");
+    let dir = tmp.path().join("run");
+    let result = train_recipe(&r, &RunOptions { dir: dir.clone(), resume: false, quiet: true }).unwrap();
+    assert!(result.test.is_some());
+    let run_tok = TextTokenizer::from_file(&dir.join(TOKENIZER_FILE)).unwrap();
+    assert_eq!(run_tok.vocab_size(), tok.vocab_size());
+    assert_eq!(run_tok.token_to_id("awful"), tok.token_to_id("awful"));
+    let best = Tensor::read_safetensors(dir.join(BEST_MODEL_FILE)).unwrap();
+    assert!(same(&best, &checkpoint_tensors(&ckpt), "embeddings."), "frozen embeddings are saved unchanged");
+    let loaded = LoadedRun::open(&dir, None).unwrap();
+    assert_eq!(loaded.predict_texts(&["the film was great".into()]).unwrap().len(), 1);
+
+    // A checkpoint without tokenizer.json needs tokenizer.path.
+    let bare: PathBuf = tmp.path().join("bare");
+    std::fs::create_dir_all(&bare).unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(ckpt.join(f), bare.join(f)).unwrap();
+    }
+    let e = train_recipe(&recipe(&csv, &bare, ""), &RunOptions { dir: tmp.path().join("bare-run"), resume: false, quiet: true }).unwrap_err().to_string();
+    assert!(e.contains("tokenizer.json") && e.contains("tokenizer.path"), "{e}");
+
+    // Bad [finetune] settings name their keys.
+    let e = Recipe::parse("r", "[finetune]\nunfreeze_every = 3\n", &[]).unwrap_err();
+    assert!(e.contains("finetune.unfreeze_every"), "{e}");
+    let e = Recipe::parse("r", "[finetune]\nhead_warmup_steps = 3\nunfreeze_every_epochs = 1\n", &[]).unwrap_err();
+    assert!(e.contains("finetune.head_warmup_steps") && e.contains("unfreeze_every_epochs"), "{e}");
+    let e = train_recipe(&recipe(&csv, &ckpt, "[finetune]\nfreeze = [\"embedings\"]\n"), &RunOptions { dir: tmp.path().join("typo"), resume: false, quiet: true }).unwrap_err().to_string();
+    assert!(e.contains("embedings") && e.contains("matches no"), "{e}");
+}

@@ -8,7 +8,8 @@ same padded batches with the same per-step sequence as whetstone's `Trainer`
     torch.manual_seed(step seed); zero_grad; forward (dropout on); cross-entropy;
     loss.item(); backward; clip_grad_norm_; set lr (warmup-linear); AdamW.step
 
-and prints one JSON object on stdout.
+for each AdamW implementation the job lists (`default` = torch's CPU for-loop, `foreach`,
+`fused`; `profile` / `profile-fused` add per-phase timing), and prints one JSON object on stdout.
 
 Batch file: one line of JSON header terminated by "\n", then raw little-endian int64 data.
 The header lists `train` and `infer` batches as [B, T]; the data holds, for each batch in
@@ -259,13 +260,17 @@ def run_job(job):
     def train_run(variant):
         model = fresh_model()
         model.train()
-        kw = {}
-        profile = variant == "profile"
-        if variant == "foreach":
-            kw["foreach"] = True
-        elif variant == "fused":
-            kw["fused"] = True
-        elif variant not in ("default", "profile"):
+        # "default" / "foreach" / "fused": timed runs; "profile" / "profile-<impl>": the same
+        # with per-phase timing.
+        profile = variant.startswith("profile")
+        impl = variant.split("-", 1)[1] if variant.startswith("profile-") else ("default" if profile else variant)
+        if impl == "foreach":
+            kw = {"foreach": True}
+        elif impl == "fused":
+            kw = {"fused": True}
+        elif impl == "default":
+            kw = {}
+        else:
             raise SystemExit(f"peer: unknown optimizer variant {variant!r}")
         opt = torch.optim.AdamW(param_groups(model, job["weight_decay"], job["no_decay"]),
                                 lr=job["lr"], betas=(0.9, 0.999), eps=1e-8, **kw)

@@ -1,14 +1,11 @@
-//! Shared pieces of whetstone's benchmarks: the two benchmark workloads (taken from the shipped
-//! recipes), synthetic batches for the criterion micro-benches, and a prototype of a leaner
-//! AdamW used to quantify optimisation suggestions (it is *not* the library's optimiser).
-
-#![allow(unused_must_use)]
+//! Shared pieces of whetstone's benchmarks: the two training workloads (taken from the shipped
+//! recipes), synthetic batches for the criterion micro-benches, and the parameter shapes of the
+//! optimiser-step benchmarks ([`optim_shapes`]).
 
 use anyhow::{Context, Result};
 use tch::{nn::VarStore, Device, Kind, Tensor};
 use whetstone_data::Batch;
 use whetstone_models::{ModelConfig, TextClassifier};
-use whetstone_optim::{named_params, AdamWConfig, OptimState, Optimizer, Param, NO_DECAY};
 use whetstone_train::Recipe;
 
 /// The shipped default recipe (TextCNN, batch 50).
@@ -85,81 +82,90 @@ pub fn synthetic_batch(b: i64, t: i64, vocab: i64, num_labels: i64, seed: i64) -
     Batch { input_ids, attention_mask: mask, labels }
 }
 
-/// A prototype AdamW with the same update as `whetstone_optim::AdamW` but without per-step
-/// temporaries: one persistent scratch buffer per parameter, `lerp_`/`mul_out`/`sqrt_out`/
-/// `addcdiv_` instead of allocating `g·(1−β₂)·g`, `√v`, `m·(−α)`. 8 memory passes per tensor
-/// and no allocation, against ~12 passes and 4 tensor allocations. Rounding differs from
-/// torch's in the last bit (the algebra is rearranged), so it only serves to measure.
-#[derive(Debug)]
-pub struct LeanAdamW {
-    params: Vec<Param>,
-    exp_avg: Vec<Tensor>,
-    exp_avg_sq: Vec<Tensor>,
-    scratch: Vec<Tensor>,
-    config: AdamWConfig,
-    step: u64,
-}
+/// Parameter sets of the optimiser-step benchmarks (`optim-speed` and the `optim_step`
+/// criterion bench), as `(name, shape)` lists, and a float32 CPU `VarStore` holding them with
+/// fixed random gradients.
+pub mod optim_shapes {
+    use tch::{nn::VarStore, Device, Kind, Tensor};
 
-impl LeanAdamW {
-    /// Over the trainable variables of `vs`, with `weight_decay` except on biases / LayerNorm.
-    pub fn new(vs: &VarStore, weight_decay: f64) -> Self {
-        let params = named_params(vs, weight_decay, NO_DECAY);
-        Self::from_params(params)
+    /// A named parameter shape.
+    pub type Shape = (String, Vec<i64>);
+
+    /// MiniLM-L6 (BERT-style encoder, hidden 384, FFN 1536, 6 layers, vocabulary 30522, no
+    /// pooler): 101 tensors, 22,565,376 parameters. Names follow Hugging Face's BERT, so the
+    /// usual no-decay split (bias / LayerNorm) applies.
+    pub fn minilm() -> Vec<Shape> {
+        let h = 384;
+        let f = 1536;
+        let mut v: Vec<Shape> = vec![
+            ("embeddings.word_embeddings.weight".into(), vec![30522, h]),
+            ("embeddings.position_embeddings.weight".into(), vec![512, h]),
+            ("embeddings.token_type_embeddings.weight".into(), vec![2, h]),
+            ("embeddings.LayerNorm.weight".into(), vec![h]),
+            ("embeddings.LayerNorm.bias".into(), vec![h]),
+        ];
+        for l in 0..6 {
+            let p = format!("encoder.layer.{l}");
+            for m in ["attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"] {
+                v.push((format!("{p}.{m}.weight"), vec![h, h]));
+                v.push((format!("{p}.{m}.bias"), vec![h]));
+            }
+            v.push((format!("{p}.attention.output.LayerNorm.weight"), vec![h]));
+            v.push((format!("{p}.attention.output.LayerNorm.bias"), vec![h]));
+            v.push((format!("{p}.intermediate.dense.weight"), vec![f, h]));
+            v.push((format!("{p}.intermediate.dense.bias"), vec![f]));
+            v.push((format!("{p}.output.dense.weight"), vec![h, f]));
+            v.push((format!("{p}.output.dense.bias"), vec![h]));
+            v.push((format!("{p}.output.LayerNorm.weight"), vec![h]));
+            v.push((format!("{p}.output.LayerNorm.bias"), vec![h]));
+        }
+        v
     }
 
-    /// Over explicit parameters.
-    pub fn from_params(params: Vec<Param>) -> Self {
-        let z = |p: &Param| p.tensor.zeros_like();
-        Self {
-            exp_avg: params.iter().map(z).collect(),
-            exp_avg_sq: params.iter().map(z).collect(),
-            scratch: params.iter().map(z).collect(),
-            params,
-            config: AdamWConfig::default(),
-            step: 0,
+    /// 200 small tensors of 5000 elements (1,000,000 parameters): 100 matrices 50×100
+    /// (`tNNN.weight`) and 100 vectors of 5000 (`tNNN.bias`, so half of them get no weight decay).
+    pub fn small() -> Vec<Shape> {
+        (0..200).map(|i| if i % 2 == 0 { (format!("t{i:03}.weight"), vec![50, 100]) } else { (format!("t{i:03}.bias"), vec![5000]) }).collect()
+    }
+
+    /// `minilm` or `small`.
+    pub fn by_name(name: &str) -> Option<Vec<Shape>> {
+        match name {
+            "minilm" => Some(minilm()),
+            "small" => Some(small()),
+            _ => None,
         }
     }
-}
 
-impl Optimizer for LeanAdamW {
-    fn step(&mut self, lr: f64) -> whetstone_optim::Result<()> {
-        self.step += 1;
-        let (b1, b2) = self.config.betas;
-        let t = self.step as i32;
-        let step_size = lr / (1.0 - b1.powi(t));
-        let bc2 = (1.0 - b2.powi(t)).sqrt();
-        let eps = self.config.eps;
+    /// Total number of elements.
+    pub fn numel(shapes: &[Shape]) -> i64 {
+        shapes.iter().map(|(_, s)| s.iter().product::<i64>()).sum()
+    }
+
+    /// A float32 CPU `VarStore` with these variables (N(0, 0.02²)) and fixed N(0, 1) gradients,
+    /// seeded. The optimisers never write to the gradients, so every step sees the same values.
+    pub fn store(shapes: &[Shape], seed: i64) -> VarStore {
+        tch::manual_seed(seed);
+        let vs = VarStore::new(Device::Cpu);
+        let root = vs.root();
+        let vars: Vec<Tensor> = shapes
+            .iter()
+            .map(|(n, s)| {
+                // VarStore names are dot-separated paths: walk down to the last component.
+                let (dir, leaf) = n.rsplit_once('.').unwrap_or(("", n.as_str()));
+                let path = dir.split('.').filter(|c| !c.is_empty()).fold(root.clone(), |p, c| p / c);
+                path.randn(leaf, s, 0.0, 0.02)
+            })
+            .collect();
+        // Define every `.grad` through one backward pass, then fill it with random values.
+        let loss = vars.iter().map(|v| v.sum(Kind::Float)).fold(Tensor::zeros([], (Kind::Float, Device::Cpu)), |a, b| a + b);
+        loss.backward();
         tch::no_grad(|| {
-            for (((p, m), v), s) in self.params.iter_mut().zip(&mut self.exp_avg).zip(&mut self.exp_avg_sq).zip(&mut self.scratch) {
-                let g = p.tensor.grad();
-                if !g.defined() {
-                    continue;
-                }
-                if p.weight_decay != 0.0 {
-                    p.tensor.f_mul_scalar_(1.0 - lr * p.weight_decay)?;
-                }
-                m.f_lerp_(&g, 1.0 - b1)?;
-                g.f_mul_out(s, &g)?; // s = g²
-                v.f_lerp_(&*s, 1.0 - b2)?; // v = β₂v + (1−β₂)g²
-                v.f_sqrt_out(s)?; // s = √v
-                // θ −= α·m / (√v/bc2 + ε)  ⇔  θ += m / ((√v + ε·bc2) · (−1/(α·bc2)))
-                s.f_add_scalar_(eps * bc2)?;
-                s.f_mul_scalar_(-1.0 / (step_size * bc2))?;
-                p.tensor.f_addcdiv_(&*m, &*s)?;
+            for v in &vars {
+                let mut g = v.grad();
+                let _ = g.copy_(&Tensor::randn_like(v));
             }
-            Ok(())
-        })
-    }
-
-    fn params(&self) -> Vec<&Tensor> {
-        self.params.iter().map(|p| &p.tensor).collect()
-    }
-
-    fn state(&self) -> OptimState {
-        OptimState { step: self.step, tensors: Vec::new() }
-    }
-
-    fn load_state(&mut self, _state: &OptimState) -> whetstone_optim::Result<()> {
-        Ok(())
+        });
+        vs
     }
 }

@@ -18,7 +18,9 @@ commands:
   data [NAME|all]    fetch, verify (sha256) and extract a dataset into data/cache (default: rotten-tomatoes)
   train [ARGS..]     build the CLI and run `whetstone train ARGS..` (default recipe when no --recipe)
   test [ARGS..]      run the whole test suite (cargo test --release --workspace ARGS..)
-  bench [NAME]       run the criterion benches and the side-by-side PyTorch peers (NAME: train, all)
+  bench [NAME]       benchmarks against PyTorch, reports in reports/ (NAME: train (default): training and
+                     inference throughput; optim-speed: one optimiser step vs torch.optim; all: both,
+                     then the criterion benches)
   env                print the environment exports for using the installed libtorch from a shell
 
 environment:
@@ -126,21 +128,47 @@ fn cargo_run_cli(root: &Path, env: &libtorch::Env, args: &[String]) -> Result<Ex
 
 fn bench(root: &Path, env: &libtorch::Env, what: &str) -> Result<ExitCode> {
     match what {
-        "train" | "all" => {
-            cargo_run_cli(root, env, &["data".into(), "rotten-tomatoes".into()])?;
+        "train" => bench_train(root, env),
+        "optim-speed" => bench_optim_speed(root, env),
+        "optim" => {
+            // Convergence study: reports/optim.{md,json}; arguments after `optim` go to it (`--quick`, `--tasks`, …).
+            cargo_run_cli(root, env, &["data".into(), "rotten-tomatoes".into(), "sms-spam".into(), "imdb".into()])?;
             let mut c = cargo(root, env);
-            c.args(["run", "--release", "--quiet", "-p", "whetstone-benches", "--bin", "train-throughput", "--"]);
-            c.arg("--python").arg(env.python());
-            c.arg("--peer").arg(root.join("benches/peers/train_throughput.py"));
-            c.arg("--out").arg(root.join("reports"));
-            let code = status(c)?;
-            if what == "all" && code == ExitCode::SUCCESS {
-                let mut c = cargo(root, env);
-                c.args(["bench", "-p", "whetstone-benches"]);
-                return status(c);
-            }
-            Ok(code)
+            c.args(["run", "--release", "--quiet", "-p", "whetstone-benches", "--bin", "optim-study", "--"]).args(std::env::args().skip(3));
+            status(c)
         }
-        other => bail!("unknown bench `{other}` (known: train, all)"),
+        "all" => {
+            for step in [bench_train, bench_optim_speed] {
+                let code = step(root, env)?;
+                if code != ExitCode::SUCCESS {
+                    return Ok(code);
+                }
+            }
+            let mut c = cargo(root, env);
+            c.args(["bench", "-p", "whetstone-benches"]);
+            status(c)
+        }
+        other => bail!("unknown bench `{other}` (known: train, optim-speed, all)"),
     }
+}
+
+/// Training / inference throughput against the eager PyTorch peer: reports/bench.{md,json}.
+fn bench_train(root: &Path, env: &libtorch::Env) -> Result<ExitCode> {
+    cargo_run_cli(root, env, &["data".into(), "rotten-tomatoes".into()])?;
+    let mut c = cargo(root, env);
+    c.args(["run", "--release", "--quiet", "-p", "whetstone-benches", "--bin", "train-throughput", "--"]);
+    c.arg("--python").arg(env.python());
+    c.arg("--peer").arg(root.join("benches/peers/train_throughput.py"));
+    c.arg("--out").arg(root.join("reports"));
+    status(c)
+}
+
+/// One optimiser step of whetstone-optim against torch.optim: reports/optim-speed.{md,json}.
+fn bench_optim_speed(root: &Path, env: &libtorch::Env) -> Result<ExitCode> {
+    let mut c = cargo(root, env);
+    c.args(["run", "--release", "--quiet", "-p", "whetstone-benches", "--bin", "optim-speed", "--"]);
+    c.arg("--python").arg(env.python());
+    c.arg("--peer").arg(root.join("benches/peers/optim_speed.py"));
+    c.arg("--out").arg(root.join("reports"));
+    status(c)
 }

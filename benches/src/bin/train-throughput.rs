@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 use tch::{Device, Tensor};
-use whetstone_benches::{LeanAdamW, Workload, MAX_LEN, VOCAB_SIZE};
+use whetstone_benches::{Workload, MAX_LEN, VOCAB_SIZE};
 use whetstone_data::{encode, load_splits, make_batch, BucketBatcher, DataSource, Encoded, TextTokenizer};
 use whetstone_optim::{clip_grad_norm, Optimizer};
 use whetstone_train::{predict, CrossEntropy, Objective, Trainer};
@@ -48,15 +48,16 @@ struct Args {
     /// Workloads, comma-separated.
     #[arg(long, default_value = "textcnn,transformer", value_delimiter = ',')]
     workloads: Vec<String>,
-    /// Extra torch.optim.AdamW variants for the peer (besides the default), run once per workload.
+    /// Extra torch.optim.AdamW variants for the peer (besides the default), run in every
+    /// repetition (same peer process, after the default) and compared with the same whetstone runs.
     #[arg(long, default_value = "foreach,fused", value_delimiter = ',')]
     extra_variants: Vec<String>,
     /// Steps of the per-phase profile runs (after the same warm-up).
     #[arg(long, default_value_t = 30)]
     profile_steps: usize,
-    /// Skip the per-phase profile and the lean-AdamW prototype row.
+    /// Skip the per-phase profile.
     #[arg(long)]
-    no_investigate: bool,
+    no_profile: bool,
     /// Intra-op threads (default: libtorch's current setting, tch::get_num_threads()).
     #[arg(long)]
     threads: Option<i32>,
@@ -133,21 +134,12 @@ struct Ctx<'a> {
     threads: i32,
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum WsOptim {
-    Library,
-    Lean,
-}
-
 /// Whetstone training through the real `Trainer`: a warm-up `fit` of `warmup` steps, then a timed
 /// `fit` of `steps` steps on the same model and optimiser (both replay epoch 0 from its start).
-fn ws_train(ctx: &Ctx, w: &Workload, which: WsOptim) -> Result<Value> {
+fn ws_train(ctx: &Ctx, w: &Workload) -> Result<Value> {
     let d = ctx.data;
     let (vs, model) = w.build(d.vocab_size as i64, d.labels.len() as i64, SEED as i64)?;
-    let optim: Box<dyn Optimizer> = match which {
-        WsOptim::Library => w.recipe.optim.build(&vs)?,
-        WsOptim::Lean => Box::new(LeanAdamW::new(&vs, w.recipe.optim.weight_decay)),
-    };
+    let optim: Box<dyn Optimizer> = w.recipe.optim.build(&vs)?;
     let run_dir = tempfile::tempdir_in(ctx.tmp.path())?;
     let mut config = w.recipe.train.clone();
     config.epochs = 1;
@@ -196,13 +188,10 @@ fn ws_infer(ctx: &Ctx, w: &Workload) -> Result<Value> {
 
 /// Per-phase breakdown of whetstone's step, re-enacting `Trainer::fit`'s sequence with the same
 /// library calls (make_batch, CrossEntropy, backward, clip_grad_norm, Optimizer::step).
-fn ws_profile(ctx: &Ctx, w: &Workload, p: &Plan, which: WsOptim) -> Result<BTreeMap<&'static str, f64>> {
+fn ws_profile(ctx: &Ctx, w: &Workload, p: &Plan) -> Result<BTreeMap<&'static str, f64>> {
     let d = ctx.data;
     let (vs, model) = w.build(d.vocab_size as i64, d.labels.len() as i64, SEED as i64)?;
-    let mut optim: Box<dyn Optimizer> = match which {
-        WsOptim::Library => w.recipe.optim.build(&vs)?,
-        WsOptim::Lean => Box::new(LeanAdamW::new(&vs, w.recipe.optim.weight_decay)),
-    };
+    let mut optim: Box<dyn Optimizer> = w.recipe.optim.build(&vs)?;
     let mut obj = CrossEntropy::default();
     let params: Vec<Tensor> = optim.params().into_iter().map(Tensor::shallow_clone).collect();
     let params: Vec<&Tensor> = params.iter().collect();
@@ -360,6 +349,7 @@ fn run() -> Result<()> {
         cpu_model(),
         load_avg()
     );
+    let load_start = load_avg();
     let t_start = Instant::now();
     let data = load_data()?;
     eprintln!(
@@ -407,6 +397,10 @@ fn run() -> Result<()> {
     }
 
     // Interleaved measurements.
+    let extra_variants: Vec<&str> = args.extra_variants.iter().map(|v| v.trim()).filter(|v| !v.is_empty()).collect();
+    for v in &extra_variants {
+        ensure!(matches!(*v, "foreach" | "fused"), "unknown --extra-variants entry `{v}` (known: foreach, fused)");
+    }
     let mut rows: Vec<Row> = Vec::new();
     let mut raw = Vec::new();
     let row_index = |rows: &mut Vec<Row>, workload: &str, mode: &str, note: &str| -> usize {
@@ -418,12 +412,11 @@ fn run() -> Result<()> {
     };
     for rep in 0..args.reps {
         for (w, (p, file)) in workloads.iter().zip(&plans) {
-            let wt = ws_train(&ctx, w, WsOptim::Library)?;
+            let wt = ws_train(&ctx, w)?;
             let wi = if args.infer_passes > 0 { Some(ws_infer(&ctx, w)?) } else { None };
-            let mut variants = vec!["default"];
-            if rep == 0 {
-                variants.extend(args.extra_variants.iter().map(String::as_str).filter(|v| !v.is_empty()));
-            }
+            // Every variant in every repetition, so each row's ratio compares medians of the
+            // same repetitions (and the same whetstone runs).
+            let variants: Vec<&str> = std::iter::once("default").chain(extra_variants.iter().copied()).collect();
             let py = run_peer(&ctx, &peer_job(&ctx, w, p, file, &variants, args.infer_passes > 0))?;
             let train_mode = format!("train, batch {}", w.batch_size());
             let i = row_index(&mut rows, w.name, &train_mode, "whetstone `Trainer` vs torch.optim.AdamW default (CPU: for-loop)");
@@ -431,7 +424,7 @@ fn run() -> Result<()> {
             rows[i].py.push(py["train"]["default"]["seq_per_s"].as_f64().context("peer: no default result")?);
             for v in &variants[1..] {
                 let s = py["train"][*v]["seq_per_s"].as_f64().with_context(|| format!("peer: no {v} result"))?;
-                let i = row_index(&mut rows, w.name, &format!("{train_mode} (torch AdamW {v}=True)"), "same whetstone run; PyTorch with a faster AdamW");
+                let i = row_index(&mut rows, w.name, &format!("{train_mode} (torch AdamW {v}=True)"), "same whetstone runs; PyTorch with another AdamW implementation");
                 rows[i].ws.push(wt["seq_per_s"].as_f64().unwrap());
                 rows[i].py.push(s);
             }
@@ -452,27 +445,22 @@ fn run() -> Result<()> {
         }
     }
 
-    // Investigation: lean-AdamW prototype inside the real Trainer, and per-phase profiles.
+    // Per-phase profiles: whetstone's step vs the peer's, with torch's default AdamW and with
+    // its fastest variant (fused) when that is measured.
+    let profile_variants: Vec<&str> = std::iter::once("profile").chain(extra_variants.iter().filter(|v| **v == "fused").map(|_| "profile-fused")).collect();
     let mut profiles = Vec::new();
-    if !args.no_investigate {
+    if !args.no_profile {
         for (w, (p, file)) in workloads.iter().zip(&plans) {
-            let lean = ws_train(&ctx, w, WsOptim::Lean)?;
-            let train_mode = format!("train, batch {}", w.batch_size());
-            let base = rows.iter().find(|r| r.workload == w.name && r.mode == train_mode).map(|r| median(&r.py)).unwrap_or(f64::NAN);
-            rows.push(Row {
-                workload: w.name.into(),
-                mode: format!("{train_mode} — prototype lean AdamW (1 run)"),
-                ws: vec![lean["seq_per_s"].as_f64().unwrap()],
-                py: vec![base],
-                note: "`Trainer` with benches' LeanAdamW (no temporaries); PyTorch = median above".into(),
-            });
-            let ws_lib = ws_profile(&ctx, w, p, WsOptim::Library)?;
-            let ws_lean = ws_profile(&ctx, w, p, WsOptim::Lean)?;
-            let mut job = peer_job(&ctx, w, p, file, &["profile"], false);
+            let ws = ws_profile(&ctx, w, p)?;
+            let mut job = peer_job(&ctx, w, p, file, &profile_variants, false);
             job["steps"] = json!(args.profile_steps.clamp(1, p.train.len()));
             let py = run_peer(&ctx, &job)?;
-            let py_ph = py["train"]["profile"]["phases_ms_per_step"].clone();
-            profiles.push(json!({"workload": w.name, "whetstone": ws_lib, "whetstone_lean_adamw": ws_lean, "pytorch": py_ph}));
+            let mut entry = json!({"workload": w.name, "whetstone": ws});
+            for v in &profile_variants {
+                let key = if *v == "profile" { "pytorch".to_string() } else { format!("pytorch_{}", v.trim_start_matches("profile-")) };
+                entry[key] = py["train"][*v]["phases_ms_per_step"].clone();
+            }
+            profiles.push(entry);
         }
     }
 
@@ -484,20 +472,38 @@ fn run() -> Result<()> {
     }
     let mut prof_table = String::new();
     if !profiles.is_empty() {
-        prof_table.push_str("| workload | phase | whetstone ms/step | whetstone + lean AdamW ms/step | PyTorch ms/step |\n|---|---|---:|---:|---:|\n");
+        let with_fused = profile_variants.contains(&"profile-fused");
+        let cols: Vec<(&str, &str)> = if with_fused {
+            vec![("whetstone", "whetstone"), ("pytorch", "PyTorch (AdamW default)"), ("pytorch_fused", "PyTorch (AdamW fused=True)")]
+        } else {
+            vec![("whetstone", "whetstone"), ("pytorch", "PyTorch (AdamW default)")]
+        };
+        prof_table.push_str("| workload | phase |");
+        for (_, title) in &cols {
+            prof_table.push_str(&format!(" {title} ms/step |"));
+        }
+        prof_table.push_str(&format!("\n|---|---|{}\n", "---:|".repeat(cols.len())));
         for p in &profiles {
-            let mut tot = [0.0; 3];
+            let name = p["workload"].as_str().unwrap_or("?");
+            let mut tot = vec![0.0; cols.len()];
             for phase in ["zero_grad", "make_batch", "forward+loss", "backward", "clip", "optimizer"] {
-                let a = p["whetstone"][phase].as_f64().unwrap_or(0.0);
-                let b = p["whetstone_lean_adamw"][phase].as_f64().unwrap_or(0.0);
-                let c = p["pytorch"][phase].as_f64();
-                tot[0] += a;
-                tot[1] += b;
-                tot[2] += c.unwrap_or(0.0);
-                let cs = c.map(|c| format!("{c:.2}")).unwrap_or_else(|| "(in forward)".into());
-                prof_table.push_str(&format!("| {} | {phase} | {a:.2} | {b:.2} | {cs} |\n", p["workload"].as_str().unwrap()));
+                prof_table.push_str(&format!("| {name} | {phase} |"));
+                for (k, (key, _)) in cols.iter().enumerate() {
+                    match p[*key][phase].as_f64() {
+                        Some(x) => {
+                            tot[k] += x;
+                            prof_table.push_str(&format!(" {x:.2} |"));
+                        }
+                        None => prof_table.push_str(" (in forward) |"),
+                    }
+                }
+                prof_table.push('\n');
             }
-            prof_table.push_str(&format!("| {} | **total** | **{:.2}** | **{:.2}** | **{:.2}** |\n", p["workload"].as_str().unwrap(), tot[0], tot[1], tot[2]));
+            prof_table.push_str(&format!("| {name} | **total** |"));
+            for t in tot {
+                prof_table.push_str(&format!(" **{t:.2}** |"));
+            }
+            prof_table.push('\n');
         }
     }
     println!();
@@ -515,11 +521,13 @@ fn run() -> Result<()> {
         "python": peer_info["python"],
         "numpy": peer_info["numpy"],
         "tch": "0.24",
+        "load_average_at_start": load_start,
         "load_average_at_end": load_avg(),
     });
     let report = json!({
         "machine": machine,
         "settings": {"reps": args.reps, "steps": args.steps, "warmup": args.warmup, "infer_passes": args.infer_passes, "seed": SEED,
+                     "torch_adamw_variants": std::iter::once("default").chain(extra_variants.iter().copied()).collect::<Vec<_>>(), "profile_steps": args.profile_steps,
                      "vocab_size": data.vocab_size, "max_len": MAX_LEN, "train_examples": data.train.len(), "valid_examples": data.valid.len()},
         "workloads": workloads.iter().zip(&param_counts).map(|(w, n)| json!({"name": w.name, "params": n, "batch_size": w.batch_size(),
             "clip_norm": w.clip_norm(), "lr": w.recipe.optim.lr, "weight_decay": w.recipe.optim.weight_decay, "model": w.model_config()})).collect::<Vec<_>>(),
@@ -544,10 +552,21 @@ fn markdown(args: &Args, report: &Value, table: &str, prof_table: &str, workload
     md.push_str("Generated by `cargo xtask bench` (`benches/src/bin/train-throughput.rs` with the peer `benches/peers/train_throughput.py`).\n\n");
     md.push_str("## Machine\n\n");
     md.push_str(&format!(
-        "- CPU: {} ({} logical CPUs)\n- intra-op threads: {} on both sides (`tch::get_num_threads()` → `torch.set_num_threads`)\n- torch {} (the peer; whetstone links the same libtorch through tch {}), Python {}, numpy {}\n- load average at the end: {}\n\n",
+        "- CPU: {} ({} logical CPUs)\n- intra-op threads: {} on both sides (`tch::get_num_threads()` → `torch.set_num_threads`)\n- torch {} (the peer; whetstone links the same libtorch through tch {}), Python {}, numpy {}\n- load average (1/5/15 min) at the start: {}; at the end: {}\n\n",
         m["cpu"].as_str().unwrap_or("?"), m["logical_cpus"], m["threads"], m["torch"].as_str().unwrap_or("?"), m["tch"].as_str().unwrap_or("?"),
-        m["python"].as_str().unwrap_or("?"), m["numpy"].as_str().unwrap_or("?"), m["load_average_at_end"].as_str().unwrap_or("?")
+        m["python"].as_str().unwrap_or("?"), m["numpy"].as_str().unwrap_or("?"), m["load_average_at_start"].as_str().unwrap_or("?"), m["load_average_at_end"].as_str().unwrap_or("?")
     ));
+    let cpus = m["logical_cpus"].as_f64().unwrap_or(0.0).max(1.0);
+    let peak = ["load_average_at_start", "load_average_at_end"]
+        .iter()
+        .filter_map(|k| m[*k].as_str())
+        .filter_map(|s| s.split_whitespace().next().and_then(|x| x.parse::<f64>().ok()))
+        .fold(0.0f64, f64::max);
+    if peak > cpus {
+        md.push_str(&format!(
+            "**Warning: the machine was busy** (1-minute load average up to {peak:.1} on {cpus:.0} logical CPUs): other processes competed for the CPUs, so the throughputs are depressed and noisy, not necessarily equally on both sides. Rerun on a quiet machine before drawing conclusions.\n\n"
+        ));
+    }
     md.push_str("## Workloads\n\n");
     for (w, n) in workloads.iter().zip(counts) {
         md.push_str(&format!(
@@ -560,11 +579,22 @@ fn markdown(args: &Args, report: &Value, table: &str, prof_table: &str, workload
         s["train_examples"], s["valid_examples"], s["vocab_size"], MAX_LEN
     ));
     md.push_str("## Method\n\n");
+    let variants: Vec<String> = s["torch_adamw_variants"].as_array().map(|a| a.iter().filter_map(Value::as_str).filter(|v| *v != "default").map(|v| format!("`AdamW({v}=True)`")).collect()).unwrap_or_default();
+    let variants_text = if variants.is_empty() {
+        "Only torch's default AdamW is measured.".to_string()
+    } else {
+        format!(
+            "In every repetition the same peer process then trains again from the same initialisation with {} ({}); these rows reuse that repetition's whetstone run, so every row's ratio is the median whetstone seq/s over the median PyTorch seq/s of the same {} repetitions.",
+            variants.join(" and "),
+            if variants.len() == 1 { "one extra row" } else { "one extra row each" },
+            args.reps
+        )
+    };
     md.push_str(&format!(
         "- **Same batches.** The first {} batches of epoch 0 of the `BucketBatcher` order (exactly what `Trainer::fit` replays) are written, padded, to a batch file; the peer reads the same ids/mask/labels. Inference uses the validation split in `predict`'s length-sorted order, batch {INFER_BATCH}.\n\
-- **Whetstone** runs its real code path: `Trainer::fit` (per step: manual_seed, zero_grad, make_batch, forward, cross-entropy, backward, `clip_grad_norm`, schedule, `AdamW::step`), a {} -step warm-up `fit` then a timed `fit` of {} steps on the same model (wall clock around `fit`). Inference: `predict` (eval mode, no_grad, with its loss/softmax), 1 warm-up pass then {} timed passes.\n\
-- **PyTorch** (eager, plain `torch.nn` re-implementation with the same parameter names) does the same per-step sequence: `torch.manual_seed`, `zero_grad()` (default `set_to_none=True`), forward, `F.cross_entropy`, `.item()`, backward, `clip_grad_norm_`, set lr, `AdamW.step()` with torch's CPU default implementation (for-loop); `foreach=True` and `fused=True` variants are measured once (first repetition) as extra rows.\n\
-- **Repetitions**: {} interleaved (whetstone, PyTorch, whetstone, …); the table shows medians of seq/s (examples per second). Ratio > 1 means whetstone is faster.\n\
+- **Whetstone** runs its real code path: `Trainer::fit` (per step: manual_seed, zero_grad, make_batch, forward, cross-entropy, backward, `clip_grad_norm`, schedule, `Optimizer::step` of the recipe's optimiser as `OptimConfig::build` makes it, i.e. whetstone-optim's AdamW on flat buffers with its fused CPU kernel), a {}-step warm-up `fit` then a timed `fit` of {} steps on the same model (wall clock around `fit`). Inference: `predict` (eval mode, no_grad, with its loss/softmax), 1 warm-up pass then {} timed passes.\n\
+- **PyTorch** (eager, plain `torch.nn` re-implementation with the same parameter names) does the same per-step sequence: `torch.manual_seed`, `zero_grad()` (default `set_to_none=True`), forward, `F.cross_entropy`, `.item()`, backward, `clip_grad_norm_`, set lr, `AdamW.step()` (same two parameter groups: no decay on bias/LayerNorm). The plain rows use torch's CPU default implementation (for-loop). {variants_text}\n\
+- **Repetitions**: {} interleaved (whetstone, then PyTorch with every variant, per workload); the table shows medians of seq/s (examples per second). Ratio > 1 means whetstone is faster.\n\
 - Initialisation schemes differ where torch's defaults differ (TextCNN conv/linear); shapes, parameter counts, dropout and the arithmetic per step are the same.\n\n",
         args.steps.max(args.warmup), args.warmup, args.steps, args.infer_passes, args.reps
     ));
@@ -572,7 +602,7 @@ fn markdown(args: &Args, report: &Value, table: &str, prof_table: &str, workload
     md.push_str(table);
     if !prof_table.is_empty() {
         md.push_str(&format!(
-            "\n## Where the time goes\n\nOne run per column, {} steps after {} warm-up steps, ms per step. Whetstone's columns re-enact `Trainer::fit`'s step with the same library calls; \"lean AdamW\" swaps in the prototype optimiser from `benches/src/lib.rs` (`LeanAdamW`: the same update with `lerp_`/`mul_out`/`sqrt_out`/`addcdiv_` into one persistent scratch buffer per parameter, no per-step allocation). PyTorch's `zero_grad` sets gradients to `None`, so its backward allocates them instead of accumulating into zeroed ones.\n\n{prof_table}",
+            "\n## Where the time goes\n\nOne run per column (after the timed repetitions), {} steps after {} warm-up steps, ms per step, on the same batches. Whetstone's column re-enacts `Trainer::fit`'s step with the same library calls, timing each phase; PyTorch's columns time the peer's step with torch's default AdamW and, where measured, with `fused=True` (only the optimizer phase should differ between the two). PyTorch's `zero_grad` sets gradients to `None`, so its backward allocates them instead of accumulating into zeroed ones; its batch tensors are built before the loop, so it has no make_batch phase.\n\n{prof_table}",
             args.profile_steps.min(args.steps.max(args.warmup)), args.warmup
         ));
     }

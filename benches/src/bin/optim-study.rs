@@ -1,0 +1,504 @@
+//! Convergence study of whetstone's optimisers (`cargo xtask bench optim`).
+//!
+//! Each task trains the same model from the same initialisation (same seed) with every
+//! optimiser through the real training path (`whetstone_train::Trainer::fit`, validation every
+//! `eval_every` steps, gradient clipping at 1). Protocol, AlgoPerf-style:
+//!
+//! 1. every optimiser gets the same step budget and its own learning rate, picked from a grid of
+//!    3 values around its usual one by final validation accuracy (seed 0);
+//! 2. the chosen learning rate is rerun with seeds 1 and 2;
+//! 3. steps-to-target: the target is 98% of the best final validation accuracy (mean over
+//!    seeds) any optimiser reached on the task; a run's steps-to-target is the first
+//!    evaluation step at which its validation accuracy reaches it;
+//! 4. AdamW (warmup + linear decay) and the adaptive optimiser are swept over
+//!    ×{0.1, 0.3, 1, 3, 10} around their chosen learning rate (seed 0); a run diverges when the
+//!    loss becomes non-finite or the final validation accuracy is at chance (the majority class).
+//!
+//! Every finished run is appended to a cache (`target/optim-study/cache.jsonl`), so the study can
+//! be stopped and resumed, or run in pieces (`--tasks`, `--optimizers`, `--seeds`). The report
+//! (`reports/optim.md`, `reports/optim.json`, plots in `reports/optim/`) is written from
+//! whatever the cache holds for the selected tasks and optimisers.
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tch::nn::VarStore;
+use tch::Device;
+use whetstone_data::{encode, load_splits, DataSource, Encoded, Split, TextTokenizer};
+use whetstone_eval::{classification_report, plot_lines, plot_lines_log_x, read_jsonl, Curve};
+use whetstone_models::ModelConfig;
+use whetstone_optim::{OptimConfig, Schedule};
+use whetstone_train::{predict, CrossEntropy, TrainConfig, TrainError, Trainer, METRICS_LOG_FILE};
+
+#[derive(Parser, Debug)]
+#[command(about = "Convergence study of whetstone's optimisers")]
+struct Args {
+    /// Tiny budgets, one learning rate and one seed: a smoke test of the whole pipeline.
+    #[arg(long)]
+    quick: bool,
+    /// Tasks to run (comma-separated): rt-textcnn, sms-transformer, imdb-transformer.
+    #[arg(long, value_delimiter = ',')]
+    tasks: Option<Vec<String>>,
+    /// Optimisers to run (comma-separated names as in the report).
+    #[arg(long, value_delimiter = ',')]
+    optimizers: Option<Vec<String>>,
+    /// Seeds per chosen learning rate.
+    #[arg(long, default_value_t = 3)]
+    seeds: u64,
+    /// Skip the learning-rate sensitivity sweep.
+    #[arg(long)]
+    no_sweep: bool,
+    /// Train nothing: write the report from the cache.
+    #[arg(long)]
+    report_only: bool,
+    /// Where the report goes.
+    #[arg(long, default_value = "reports")]
+    out: PathBuf,
+    /// The run cache (JSON lines).
+    #[arg(long, default_value = "target/optim-study/cache.jsonl")]
+    cache: PathBuf,
+    /// Intra-op threads.
+    #[arg(long, default_value_t = 2)]
+    threads: i32,
+}
+
+/// One task: data, model and budget.
+struct Task {
+    name: &'static str,
+    dataset: &'static str,
+    model: Value,
+    max_len: usize,
+    vocab: usize,
+    /// Training examples used (a prefix of the shuffled split), `None` = all.
+    train_n: Option<usize>,
+    valid_n: Option<usize>,
+    test_n: Option<usize>,
+    epochs: u64,
+    batch_size: usize,
+    eval_every: u64,
+}
+
+fn tasks(quick: bool) -> Vec<Task> {
+    let small_tf = |max_len: usize| json!({"kind": "transformer", "layers": 2, "hidden": 128, "heads": 2, "ffn": 256, "max_len": max_len, "dropout": 0.1, "pooling": "mean"});
+    let mut t = vec![
+        Task { name: "rt-textcnn", dataset: "rotten-tomatoes", model: json!({"kind": "textcnn", "embed_dim": 128, "channels": 64}), max_len: 64, vocab: 8000, train_n: None, valid_n: None, test_n: None, epochs: 1, batch_size: 32, eval_every: 20 },
+        Task { name: "sms-transformer", dataset: "sms-spam", model: small_tf(64), max_len: 64, vocab: 8000, train_n: None, valid_n: None, test_n: None, epochs: 2, batch_size: 32, eval_every: 20 },
+        Task { name: "imdb-transformer", dataset: "imdb", model: small_tf(128), max_len: 128, vocab: 8000, train_n: Some(6400), valid_n: Some(500), test_n: Some(1000), epochs: 1, batch_size: 32, eval_every: 20 },
+    ];
+    if quick {
+        for task in &mut t {
+            (task.train_n, task.valid_n, task.test_n, task.epochs, task.eval_every) = (Some(320), Some(200), Some(200), 1, 5);
+        }
+    }
+    t
+}
+
+/// An optimiser of the study: its recipe, learning-rate grid and schedule.
+struct Opt {
+    name: &'static str,
+    /// The `[optim]` table without `lr`.
+    optim: &'static str,
+    grid: [f64; 3],
+    schedule: Sched,
+}
+
+#[derive(Clone, Copy)]
+enum Sched {
+    /// 10% linear warmup, then linear decay to 0 (the AdamW baseline's schedule).
+    WarmupLinear,
+    /// Linear decay from the first step, no warmup.
+    Linear,
+    /// Constant (schedule-free methods).
+    Constant,
+}
+
+impl Sched {
+    fn schedule(self) -> Schedule {
+        match self {
+            Sched::WarmupLinear => Schedule::WarmupLinear { warmup_steps: None, warmup_ratio: 0.1 },
+            Sched::Linear => Schedule::Linear { start_factor: 1.0, end_factor: 0.0 },
+            Sched::Constant => Schedule::Constant,
+        }
+    }
+    fn describe(self) -> &'static str {
+        match self {
+            Sched::WarmupLinear => "10% warmup + linear decay",
+            Sched::Linear => "linear decay, no warmup",
+            Sched::Constant => "constant",
+        }
+    }
+}
+
+fn optimisers() -> Vec<Opt> {
+    use Sched::*;
+    vec![
+        Opt { name: "adamw", optim: "kind = \"adamw\"\nweight_decay = 0.01", grid: [3e-4, 1e-3, 3e-3], schedule: WarmupLinear },
+        Opt { name: "adam", optim: "kind = \"adam\"\nweight_decay = 0.0", grid: [3e-4, 1e-3, 3e-3], schedule: WarmupLinear },
+        Opt { name: "sgd-momentum", optim: "kind = \"sgd\"\nmomentum = 0.9\nweight_decay = 0.0", grid: [0.03, 0.1, 0.3], schedule: WarmupLinear },
+        Opt { name: "nadam", optim: "kind = \"nadam\"\nweight_decay = 0.0", grid: [3e-4, 1e-3, 3e-3], schedule: WarmupLinear },
+        Opt { name: "radam", optim: "kind = \"radam\"\ndecoupled_weight_decay = true\nweight_decay = 0.01", grid: [3e-4, 1e-3, 3e-3], schedule: Linear },
+        Opt { name: "lion", optim: "kind = \"lion\"\nweight_decay = 0.1", grid: [3e-5, 1e-4, 3e-4], schedule: WarmupLinear },
+        Opt { name: "adabelief", optim: "kind = \"adabelief\"\nweight_decay = 0.01", grid: [3e-4, 1e-3, 3e-3], schedule: WarmupLinear },
+        Opt { name: "adafactor", optim: "kind = \"adafactor\"\nweight_decay = 0.0", grid: [1e-3, 3e-3, 1e-2], schedule: WarmupLinear },
+        Opt { name: "schedulefree-adamw", optim: "kind = \"schedulefree-adamw\"\nwarmup_steps = 20\nweight_decay = 0.01", grid: [1e-3, 3e-3, 1e-2], schedule: Constant },
+        Opt { name: "adaptive", optim: "kind = \"adaptive\"\nweight_decay = 0.01", grid: [3e-4, 1e-3, 3e-3], schedule: Linear },
+        // Ablations of the adaptive optimiser's defaults (run on request with --optimizers).
+        Opt { name: "adaptive-mu-0.1", optim: "kind = \"adaptive\"\nhyper_lr = 0.1\nweight_decay = 0.01", grid: [3e-4, 1e-3, 3e-3], schedule: Linear },
+        Opt { name: "adaptive-b2-0.999", optim: "kind = \"adaptive\"\nbetas = [0.9, 0.999]\nweight_decay = 0.01", grid: [3e-4, 1e-3, 3e-3], schedule: Linear },
+        Opt { name: "adaptive-b2-0.999-mu-0.1", optim: "kind = \"adaptive\"\nbetas = [0.9, 0.999]\nhyper_lr = 0.1\nweight_decay = 0.01", grid: [3e-4, 1e-3, 3e-3], schedule: Linear },
+    ]
+}
+
+const SWEEP: [f64; 5] = [0.1, 0.3, 1.0, 3.0, 10.0];
+const SWEPT: [&str; 2] = ["adamw", "adaptive"];
+
+/// A task's encoded splits.
+struct Data {
+    train: Encoded,
+    valid: Encoded,
+    test: Encoded,
+    vocab: i64,
+    labels: Vec<String>,
+    /// Accuracy of always predicting the majority class of the validation split.
+    chance: f64,
+}
+
+fn take(s: Split, n: Option<usize>) -> Split {
+    match n {
+        Some(n) if n < s.texts.len() => Split { texts: s.texts[..n].to_vec(), labels: s.labels[..n].to_vec() },
+        _ => s,
+    }
+}
+
+fn load(task: &Task) -> Result<Data> {
+    let splits = load_splits(&DataSource::Named { name: task.dataset.into() }, 0.1, 0.1, 0)?;
+    let labels = splits.labels.names.clone();
+    let (train, valid, test) = (take(splits.train, task.train_n), take(splits.valid, task.valid_n), take(splits.test, task.test_n));
+    let tok = TextTokenizer::train_wordpiece(&train.texts, task.vocab, 2, true)?;
+    let enc = |s: &Split| encode(&tok, s, task.max_len);
+    let (train, valid, test) = (enc(&train)?, enc(&valid)?, enc(&test)?);
+    let mut counts = BTreeMap::new();
+    for l in &valid.labels {
+        *counts.entry(*l).or_insert(0usize) += 1;
+    }
+    let chance = *counts.values().max().unwrap_or(&0) as f64 / valid.labels.len().max(1) as f64;
+    Ok(Data { train, valid, test, vocab: tok.vocab_size() as i64, labels, chance })
+}
+
+fn key(task: &str, opt: &str, lr: f64, seed: u64, quick: bool) -> String {
+    format!("{task}|{opt}|{lr:.3e}|{seed}{}", if quick { "|quick" } else { "" })
+}
+
+fn read_cache(path: &Path) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    if let Ok(recs) = read_jsonl(path) {
+        for r in recs {
+            if let Some(k) = r.get("key").and_then(Value::as_str) {
+                out.insert(k.to_string(), r);
+            }
+        }
+    }
+    out
+}
+
+fn append_cache(path: &Path, rec: &Value) -> Result<()> {
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    writeln!(f, "{rec}")?;
+    Ok(())
+}
+
+/// Train one (task, optimiser, lr, seed) and return its record.
+fn train_one(task: &Task, data: &Data, opt: &Opt, lr: f64, seed: u64, key: &str) -> Result<Value> {
+    let started = Instant::now();
+    let dir = tempfile::tempdir()?;
+    let model_cfg: ModelConfig = serde_json::from_value(task.model.clone())?;
+    let optim: OptimConfig = toml::from_str(&format!("{}\nlr = {lr}", opt.optim)).with_context(|| format!("optimiser recipe of {}", opt.name))?;
+    tch::manual_seed(seed as i64);
+    let vs = VarStore::new(Device::Cpu);
+    let model = model_cfg.build(&vs.root(), data.vocab, data.labels.len() as i64)?;
+    let config = TrainConfig { epochs: task.epochs, batch_size: task.batch_size, eval_every: task.eval_every, clip_norm: 1.0, log_every: 10, eval_batch_size: 256, ..Default::default() };
+    let mut trainer = Trainer {
+        model: model.as_ref(),
+        vs: &vs,
+        optim: optim.build(&vs)?,
+        objective: Box::new(CrossEntropy { label_smoothing: 0.0 }),
+        schedule: opt.schedule.schedule(),
+        lr,
+        config,
+        seed,
+        device: Device::Cpu,
+        run_dir: dir.path().to_path_buf(),
+        label_names: data.labels.clone(),
+        quiet: true,
+    };
+    let fit = trainer.fit(&data.train, &data.valid, false);
+    let train_s = started.elapsed().as_secs_f64();
+    let (non_finite, steps) = match &fit {
+        Ok(f) => (false, f.progress.step),
+        Err(TrainError::NonFiniteLoss { step, .. }) => (true, *step),
+        Err(e) => anyhow::bail!("{key}: {e}"),
+    };
+    let log = read_jsonl(dir.path().join(METRICS_LOG_FILE)).unwrap_or_default();
+    let series = |split: &str, k: &str| -> Vec<(u64, f64)> {
+        log.iter().filter(|r| r.get("split").and_then(Value::as_str) == Some(split)).filter_map(|r| Some((r.get("step")?.as_u64()?, r.get(k)?.as_f64()?))).collect()
+    };
+    let valid_acc = series("valid", "accuracy");
+    let (final_valid, test_acc) = if non_finite {
+        (data.chance, data.chance)
+    } else {
+        trainer.optim.eval_mode()?;
+        let p = predict(model.as_ref(), &data.test, 256, Device::Cpu)?;
+        let test = classification_report(&data.test.labels, &p.preds, &data.labels)?.accuracy;
+        (valid_acc.last().map_or(data.chance, |v| v.1), test)
+    };
+    // The adaptive optimiser's per-tensor learning-rate multipliers and β₁ at the end.
+    let state = trainer.optim.state();
+    let collect = |suffix: &str, f: fn(f64) -> f64| -> Vec<f64> { state.tensors.iter().filter(|(n, _)| n.ends_with(suffix)).map(|(_, t)| f(t.double_value(&[0]))).collect() };
+    let (mults, beta1s) = (collect(".log_lr_mult", f64::exp), collect(".beta1", |x| x));
+    let range = |v: &[f64]| if v.is_empty() { Value::Null } else { json!([v.iter().cloned().fold(f64::INFINITY, f64::min), v.iter().cloned().fold(f64::NEG_INFINITY, f64::max)]) };
+    let diverged = non_finite || final_valid <= data.chance + 0.005;
+    Ok(json!({
+        "key": key, "task": task.name, "optimizer": opt.name, "lr": lr, "seed": seed,
+        "steps": steps, "non_finite": non_finite, "diverged": diverged,
+        "final_valid_acc": final_valid, "test_acc": test_acc, "wall_s": train_s,
+        "valid_curve": valid_acc, "train_loss": series("train", "loss"),
+        "lr_mult_range": range(&mults), "beta1_range": range(&beta1s),
+    }))
+}
+
+fn f(r: &Value, k: &str) -> f64 {
+    r.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN)
+}
+
+fn mean_std(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let m = v.iter().sum::<f64>() / n;
+    let var = if v.len() > 1 { v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
+    (m, var.sqrt())
+}
+
+fn steps_to(r: &Value, target: f64) -> Option<u64> {
+    r.get("valid_curve")?.as_array()?.iter().find_map(|p| {
+        let (s, a) = (p.get(0)?.as_u64()?, p.get(1)?.as_f64()?);
+        (a >= target - 1e-12).then_some(s)
+    })
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    tch::set_num_threads(args.threads);
+    let all_tasks = tasks(args.quick);
+    let sel_tasks: Vec<&Task> = all_tasks.iter().filter(|t| args.tasks.as_ref().is_none_or(|v| v.iter().any(|n| n == t.name))).collect();
+    let all_opts = optimisers();
+    let sel_opts: Vec<&Opt> = all_opts.iter().filter(|o| args.optimizers.as_ref().is_none_or(|v| v.iter().any(|n| n == o.name))).collect();
+    anyhow::ensure!(!sel_tasks.is_empty() && !sel_opts.is_empty(), "no task or no optimiser selected");
+    let seeds = if args.quick { 1 } else { args.seeds.max(1) };
+    let mut cache = read_cache(&args.cache);
+    let study_start = Instant::now();
+
+    for task in sel_tasks.iter().filter(|_| !args.report_only) {
+        let mut data: Option<Data> = None;
+        let mut run = |opt: &Opt, lr: f64, seed: u64, cache: &mut BTreeMap<String, Value>| -> Result<Value> {
+            let k = key(task.name, opt.name, lr, seed, args.quick);
+            if let Some(r) = cache.get(&k) {
+                return Ok(r.clone());
+            }
+            if data.is_none() {
+                let t0 = Instant::now();
+                let d = load(task)?;
+                eprintln!("[{:>6.0}s] {}: train {} / valid {} / test {}, vocab {}, encoded in {:.1}s", study_start.elapsed().as_secs_f64(), task.name, d.train.ids.len(), d.valid.ids.len(), d.test.ids.len(), d.vocab, t0.elapsed().as_secs_f64());
+                data = Some(d);
+            }
+            let rec = train_one(task, data.as_ref().context("data")?, opt, lr, seed, &k)?;
+            eprintln!(
+                "[{:>6.0}s] {:<17} {:<19} lr {:<8.1e} seed {seed}: valid {:.4} test {:.4} {:>5.1}s{}",
+                study_start.elapsed().as_secs_f64(),
+                task.name,
+                opt.name,
+                lr,
+                f(&rec, "final_valid_acc"),
+                f(&rec, "test_acc"),
+                f(&rec, "wall_s"),
+                if rec["diverged"].as_bool() == Some(true) { "  DIVERGED" } else { "" }
+            );
+            append_cache(&args.cache, &rec)?;
+            cache.insert(k, rec.clone());
+            Ok(rec)
+        };
+        for opt in &sel_opts {
+            let grid: Vec<f64> = if args.quick { vec![opt.grid[1]] } else { opt.grid.to_vec() };
+            let mut best: Option<(f64, f64)> = None;
+            for &lr in &grid {
+                let r = run(opt, lr, 0, &mut cache)?;
+                let acc = f(&r, "final_valid_acc");
+                if best.is_none_or(|(_, a)| acc > a) {
+                    best = Some((lr, acc));
+                }
+            }
+            let lr = best.context("empty grid")?.0;
+            for seed in 1..seeds {
+                run(opt, lr, seed, &mut cache)?;
+            }
+            if !args.no_sweep && SWEPT.contains(&opt.name) {
+                for m in SWEEP {
+                    run(opt, lr * m, 0, &mut cache)?;
+                }
+            }
+        }
+    }
+    let report = summarise(&args, &sel_tasks, &sel_opts, seeds, &cache)?;
+    std::fs::create_dir_all(&args.out)?;
+    std::fs::write(args.out.join("optim.json"), serde_json::to_string_pretty(&report.0)?)?;
+    std::fs::write(args.out.join("optim.md"), report.1)?;
+    eprintln!("wrote {} and {} in {:.0}s", args.out.join("optim.md").display(), args.out.join("optim.json").display(), study_start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Per task: choose each optimiser's lr, compute the target and steps-to-target, draw the plots;
+/// returns the JSON summary and the Markdown report.
+fn summarise(args: &Args, tasks: &[&Task], opts: &[&Opt], seeds: u64, cache: &BTreeMap<String, Value>) -> Result<(Value, String)> {
+    let plots = args.out.join("optim");
+    std::fs::create_dir_all(&plots)?;
+    let get = |t: &str, o: &str, lr: f64, s: u64| cache.get(&key(t, o, lr, s, args.quick));
+    let mut md = String::new();
+    let mut json_tasks = Vec::new();
+    let mut verdicts = Vec::new();
+    for task in tasks {
+        let mut rows = Vec::new();
+        for opt in opts {
+            let grid: Vec<f64> = if args.quick { vec![opt.grid[1]] } else { opt.grid.to_vec() };
+            let grid_runs: Vec<(f64, &Value)> = grid.iter().filter_map(|&lr| get(task.name, opt.name, lr, 0).map(|r| (lr, r))).collect();
+            let Some(&(lr, _)) = grid_runs.iter().max_by(|a, b| f(a.1, "final_valid_acc").total_cmp(&f(b.1, "final_valid_acc")).then(b.0.total_cmp(&a.0))) else { continue };
+            // Ties pick the smaller lr (max_by keeps the last maximum; the tie-break reverses lr).
+            let runs: Vec<&Value> = (0..seeds).filter_map(|s| get(task.name, opt.name, lr, s)).collect();
+            rows.push((opt, lr, grid_runs, runs));
+        }
+        if rows.is_empty() {
+            continue;
+        }
+        let best_final = rows.iter().map(|(_, _, _, runs)| mean_std(&runs.iter().map(|r| f(r, "final_valid_acc")).collect::<Vec<_>>()).0).fold(f64::NEG_INFINITY, f64::max);
+        let target = 0.98 * best_final;
+        md.push_str(&format!(
+            "\n## {} ({} steps, target valid accuracy {:.4} = 98% of {:.4})\n\n| optimiser | schedule | lr grid → final valid acc (seed 0) | chosen lr | steps-to-target per seed | mean steps-to-target | final test acc (mean ± std) | wall s / run |\n|---|---|---|---|---|---|---|---|\n",
+            task.name,
+            rows[0].3.first().map_or(0.0, |r| f(r, "steps")),
+            target,
+            best_final
+        ));
+        let mut jrows = Vec::new();
+        let mut curves = Vec::new();
+        let mut stt_of = BTreeMap::new();
+        for (opt, lr, grid_runs, runs) in &rows {
+            let stt: Vec<Option<u64>> = runs.iter().map(|r| steps_to(r, target)).collect();
+            let reached: Vec<f64> = stt.iter().flatten().map(|&s| s as f64).collect();
+            let total_steps = runs.first().map_or(0.0, |r| f(r, "steps"));
+            // Runs that never reach the target count as the full budget plus one evaluation
+            // interval (a lower bound on their true steps-to-target), flagged with ">".
+            let penal: Vec<f64> = stt.iter().map(|s| s.map_or(total_steps + task.eval_every as f64, |x| x as f64)).collect();
+            let (stt_mean, _) = mean_std(&penal);
+            let final_mean = mean_std(&runs.iter().map(|r| f(r, "final_valid_acc")).collect::<Vec<_>>()).0;
+            stt_of.insert(opt.name, (stt_mean, reached.len() == stt.len(), final_mean, runs.len()));
+            let (tm, ts) = mean_std(&runs.iter().map(|r| f(r, "test_acc")).collect::<Vec<_>>());
+            let wall = mean_std(&runs.iter().map(|r| f(r, "wall_s")).collect::<Vec<_>>()).0;
+            let grid_s = grid_runs.iter().map(|(l, r)| format!("{l:.0e}→{:.3}{}", f(r, "final_valid_acc"), if r["diverged"].as_bool() == Some(true) { "✗" } else { "" })).collect::<Vec<_>>().join(", ");
+            let stt_s = stt.iter().map(|s| s.map_or("—".to_string(), |x| x.to_string())).collect::<Vec<_>>().join(" / ");
+            md.push_str(&format!(
+                "| {} | {} | {} | {:.0e} | {} | {}{:.0} | {:.4} ± {:.4} (n={}) | {:.1} |\n",
+                opt.name,
+                opt.schedule.describe(),
+                grid_s,
+                lr,
+                stt_s,
+                if reached.len() < stt.len() { ">" } else { "" },
+                stt_mean,
+                tm,
+                ts,
+                runs.len(),
+                wall
+            ));
+            if let Some(r0) = runs.first() {
+                let pts: Vec<(f64, f64)> = r0["train_loss"].as_array().map(|a| a.iter().filter_map(|p| Some((p.get(0)?.as_f64()?, p.get(1)?.as_f64()?))).collect()).unwrap_or_default();
+                curves.push(Curve { name: format!("{} {:.0e}", opt.name, lr), points: pts });
+            }
+            jrows.push(json!({"optimizer": opt.name, "schedule": opt.schedule.describe(), "chosen_lr": lr,
+                "grid": grid_runs.iter().map(|(l, r)| json!({"lr": l, "final_valid_acc": f(r, "final_valid_acc"), "diverged": r["diverged"]})).collect::<Vec<_>>(),
+                "steps_to_target": stt, "steps_to_target_mean_censored": stt_mean,
+                "test_acc_mean": tm, "test_acc_std": ts, "wall_s_mean": wall, "seeds": runs.len(),
+                "lr_mult_range_seed0": runs.first().map(|r| r["lr_mult_range"].clone()), "beta1_range_seed0": runs.first().map(|r| r["beta1_range"].clone())}));
+        }
+        let loss_png = plots.join(format!("{}-loss.png", task.name));
+        plot_lines(&curves, "step", "train loss (mean of 10 steps)", &format!("{}: training loss at each optimiser's chosen lr (seed 0)", task.name), &loss_png, &loss_png.with_extension("svg"))?;
+        md.push_str(&format!("\n![training loss](optim/{}-loss.png)\n", task.name));
+
+        // Sensitivity sweep.
+        let mut sweep_json = Vec::new();
+        if !args.no_sweep {
+            let mut sweep_curves = Vec::new();
+            let mut lines = Vec::new();
+            for (opt, lr, _, _) in rows.iter().filter(|(o, ..)| SWEPT.contains(&o.name)) {
+                let cells: Vec<Option<(f64, f64, bool)>> = SWEEP.iter().map(|m| get(task.name, opt.name, lr * m, 0).map(|r| (lr * m, f(r, "final_valid_acc"), r["diverged"].as_bool() == Some(true)))).collect();
+                let pts: Vec<(f64, f64, bool)> = cells.iter().flatten().copied().collect();
+                let ok: Vec<&(f64, f64, bool)> = pts.iter().filter(|p| !p.2 && p.1 >= target).collect();
+                let alive = pts.iter().filter(|p| !p.2).count();
+                lines.push(format!(
+                    "| {} | {:.0e} | {} | {alive}/{} | {}/{} |",
+                    opt.name,
+                    lr,
+                    cells.iter().map(|c| c.map_or("not run".to_string(), |p| format!("{:.3}{}", p.1, if p.2 { " ✗" } else { "" }))).collect::<Vec<_>>().join(" | "),
+                    pts.len(),
+                    ok.len(),
+                    pts.len()
+                ));
+                sweep_curves.push(Curve { name: opt.name.to_string(), points: pts.iter().map(|p| (p.0, p.1)).collect() });
+                sweep_json.push(json!({"optimizer": opt.name, "chosen_lr": lr, "points": pts.iter().map(|p| json!({"lr": p.0, "final_valid_acc": p.1, "diverged": p.2})).collect::<Vec<_>>()}));
+            }
+            if !lines.is_empty() {
+                md.push_str("\nLearning-rate sensitivity (seed 0, final validation accuracy; ✗ = diverged: non-finite loss or chance accuracy):\n\n| optimiser | chosen lr | ×0.1 | ×0.3 | ×1 | ×3 | ×10 | not diverged | at or above target |\n|---|---|---|---|---|---|---|---|---|\n");
+                md.push_str(&(lines.join("\n") + "\n"));
+                let png = plots.join(format!("{}-lr-sweep.png", task.name));
+                plot_lines_log_x(&sweep_curves, "learning rate", "final valid accuracy", &format!("{}: accuracy against learning rate", task.name), &png, &png.with_extension("svg"))?;
+                md.push_str(&format!("\n![accuracy against learning rate](optim/{}-lr-sweep.png)\n", task.name));
+            }
+        }
+        if let (Some(a), Some(b)) = (stt_of.get("adamw"), stt_of.get("adaptive")) {
+            let change = (b.0 - a.0) / a.0;
+            verdicts.push(json!({"task": task.name, "adamw_steps_to_target": a.0, "adaptive_steps_to_target": b.0, "relative_change": change, "adamw_reached_on_every_seed": a.1, "adaptive_reached_on_every_seed": b.1,
+                "adamw_final_valid_mean": a.2, "adaptive_final_valid_mean": b.2, "adamw_seeds": a.3, "adaptive_seeds": b.3}));
+        }
+        json_tasks.push(json!({"task": task.name, "dataset": task.dataset, "model": task.model, "max_len": task.max_len, "vocab": task.vocab,
+            "train_examples": task.train_n, "valid_examples": task.valid_n, "epochs": task.epochs, "batch_size": task.batch_size, "eval_every": task.eval_every,
+            "target": target, "best_final_valid_acc": best_final, "optimizers": jrows, "sweep": sweep_json}));
+    }
+    let mut head = String::from("# Optimiser convergence study\n\n<!-- generated by `cargo xtask bench optim` (benches/src/bin/optim-study.rs); the prose sections are in reports/optim-notes.md -->\n");
+    if args.quick {
+        head.push_str("\n**QUICK MODE: a smoke test with tiny budgets; these numbers mean nothing.**\n");
+    }
+    head.push_str("\n## Adaptive vs AdamW (warmup + linear decay): mean steps-to-target\n\n\">\" = not reached on every seed (censored at budget + one evaluation interval).\n\n| task | AdamW | adaptive | change | AdamW final valid acc | adaptive final valid acc | seeds (AdamW / adaptive) |\n|---|---|---|---|---|---|---|\n");
+    for v in &verdicts {
+        let c = |k: &str| if v[k].as_bool() == Some(true) { "" } else { ">" };
+        head.push_str(&format!(
+            "| {} | {}{:.0} | {}{:.0} | {:+.1}% | {:.4} | {:.4} | {} / {} |\n",
+            v["task"].as_str().unwrap_or(""),
+            c("adamw_reached_on_every_seed"),
+            f(v, "adamw_steps_to_target"),
+            c("adaptive_reached_on_every_seed"),
+            f(v, "adaptive_steps_to_target"),
+            100.0 * f(v, "relative_change"),
+            f(v, "adamw_final_valid_mean"),
+            f(v, "adaptive_final_valid_mean"),
+            v["adamw_seeds"],
+            v["adaptive_seeds"]
+        ));
+    }
+    let notes = std::fs::read_to_string(args.out.join("optim-notes.md")).unwrap_or_default();
+    let all_runs: Vec<&Value> = cache.values().filter(|r| tasks.iter().any(|t| r["task"].as_str() == Some(t.name)) && r["key"].as_str().is_some_and(|k| k.ends_with("|quick") == args.quick)).collect();
+    let json = json!({"quick": args.quick, "seeds": seeds, "sweep_multipliers": SWEEP, "tasks": json_tasks, "adaptive_vs_adamw": verdicts, "runs": all_runs});
+    Ok((json, format!("{head}\n{notes}\n{md}")))
+}

@@ -2,6 +2,8 @@
 //! recipes), synthetic batches for the criterion micro-benches, and the parameter shapes of the
 //! optimiser-step benchmarks ([`optim_shapes`]).
 
+pub mod machine;
+
 use anyhow::{Context, Result};
 use tch::{nn::VarStore, Device, Kind, Tensor};
 use whetstone_data::Batch;

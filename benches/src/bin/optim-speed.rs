@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
+use whetstone_benches::machine::{cpu_model, load_avg, median};
 use whetstone_benches::optim_shapes::{self, Shape};
 use whetstone_optim::{named_params, Adam, AdamConfig, AdamW, AdamWConfig, Optimizer, Sgd, SgdConfig, NO_DECAY};
 
@@ -125,31 +126,6 @@ fn run_peer(python: &Path, peer: &Path, dir: &Path, job: &Value) -> Result<Value
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text.lines().rev().find(|l| l.trim_start().starts_with('{')).context("the peer printed no JSON")?;
     serde_json::from_str(line).context("parsing the peer's JSON")
-}
-
-fn median(v: &[f64]) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    let n = s.len();
-    if n % 2 == 1 {
-        s[n / 2]
-    } else {
-        (s[n / 2 - 1] + s[n / 2]) / 2.0
-    }
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split_once(':')).map(|(_, v)| v.trim().to_string()))
-        .unwrap_or_else(|| "unknown".into())
-}
-
-fn load_avg() -> String {
-    std::fs::read_to_string("/proc/loadavg").map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_default()
 }
 
 /// All timed steps of one (parameter set, optimiser, implementation), per round.

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 use tch::{Device, Tensor};
+use whetstone_benches::machine::{cpu_model, load_avg, median};
 use whetstone_benches::{Workload, MAX_LEN, VOCAB_SIZE};
 use whetstone_data::{encode, load_splits, make_batch, BucketBatcher, DataSource, Encoded, TextTokenizer};
 use whetstone_optim::{clip_grad_norm, Optimizer};
@@ -280,31 +281,6 @@ fn peer_job(ctx: &Ctx, w: &Workload, p: &Plan, batch_file: &Path, variants: &[&s
         "variants": variants,
         "infer_passes": if infer { ctx.args.infer_passes } else { 0 },
     })
-}
-
-fn median(v: &[f64]) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    let n = s.len();
-    if n % 2 == 1 {
-        s[n / 2]
-    } else {
-        (s[n / 2 - 1] + s[n / 2]) / 2.0
-    }
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split_once(':')).map(|(_, v)| v.trim().to_string()))
-        .unwrap_or_else(|| "unknown".into())
-}
-
-fn load_avg() -> String {
-    std::fs::read_to_string("/proc/loadavg").map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_default()
 }
 
 struct Row {

@@ -2,27 +2,12 @@
 //! `tests/oracle/lr_schedulers.py`: after the same `manual_seed`, the same numbers. No torch, no
 //! pass: a missing oracle fails the test.
 
+mod lr_oracle;
+
+use lr_oracle::oracle;
 use serde_json::{json, Value};
-use std::io::Write;
-use std::process::{Command, Stdio};
 use tch::Kind;
 use whetstone_optim::{fan_in_fan_out, FanMode, Init, Kaiming, Nonlinearity};
-
-fn oracle(request: &Value) -> Value {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/oracle/lr_schedulers.py");
-    let py = std::env::var("WHETSTONE_PYTHON").unwrap_or_else(|_| "python3".into());
-    let mut child = Command::new(&py)
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("ORACLE MISSING: cannot run `{py} {script}`: {e}. Set WHETSTONE_PYTHON to a python with torch (source /tmp/ws-env.sh)."));
-    child.stdin.take().expect("stdin").write_all(request.to_string().as_bytes()).expect("write oracle request");
-    let out = child.wait_with_output().expect("oracle output");
-    assert!(out.status.success(), "ORACLE FAILED: `{py} {script}` exited with {}:\n{}", out.status, String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("oracle answer is JSON")
-}
 
 fn kaiming(mode: FanMode, nonlinearity: Nonlinearity, negative_slope: f64) -> Init {
     Init::KaimingUniform(Kaiming { mode, nonlinearity, negative_slope })

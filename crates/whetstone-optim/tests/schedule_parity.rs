@@ -6,9 +6,10 @@
 //! `t + 1` is the one after `t` calls to `scheduler.step()`: the oracle's `chain[t]`, compared
 //! with `Schedule::factor(t, total)`.
 
+mod lr_oracle;
+
+use lr_oracle::oracle;
 use serde_json::{json, Value};
-use std::io::Write;
-use std::process::{Command, Stdio};
 use whetstone_optim::{Plateau, PlateauConfig, Schedule};
 
 /// Largest relative error allowed against torch's own step-by-step lr. torch computes some
@@ -20,27 +21,6 @@ const TOL: f64 = 1e-9;
 /// forms) the only differences are the order of floating-point operations.
 const TOL_CLOSED: f64 = 1e-12;
 const STEPS: u64 = 240;
-
-fn python() -> String {
-    std::env::var("WHETSTONE_PYTHON").unwrap_or_else(|_| "python3".into())
-}
-
-/// Run the oracle once on `request`; panics (fails the test) if it cannot.
-fn oracle(request: &Value) -> Value {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/oracle/lr_schedulers.py");
-    let py = python();
-    let mut child = Command::new(&py)
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("ORACLE MISSING: cannot run `{py} {script}`: {e}. Set WHETSTONE_PYTHON to a python with torch (source /tmp/ws-env.sh)."));
-    child.stdin.take().expect("stdin").write_all(request.to_string().as_bytes()).expect("write oracle request");
-    let out = child.wait_with_output().expect("oracle output");
-    assert!(out.status.success(), "ORACLE FAILED: `{py} {script}` exited with {}:\n{}", out.status, String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("oracle answer is JSON")
-}
 
 fn schedule(toml_text: &str) -> Schedule {
     toml::from_str(toml_text).unwrap_or_else(|e| panic!("{toml_text}: {e}"))

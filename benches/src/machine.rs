@@ -27,3 +27,30 @@ pub fn cpu_model() -> String {
 pub fn load_avg() -> String {
     std::fs::read_to_string("/proc/loadavg").map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_default()
 }
+
+/// The Python interpreter for a PyTorch peer: `--python`, else `$WHETSTONE_PYTHON`, else `python3`.
+pub fn peer_python(arg: Option<std::path::PathBuf>) -> std::path::PathBuf {
+    arg.or_else(|| std::env::var_os("WHETSTONE_PYTHON").filter(|p| !p.is_empty()).map(std::path::PathBuf::from))
+        .unwrap_or_else(|| std::path::PathBuf::from("python3"))
+}
+
+/// Run `peer --check` under `python` and return its JSON (versions), with a clear error when the
+/// script, the interpreter, torch or numpy is missing.
+pub fn peer_check(python: &std::path::Path, peer: &std::path::Path) -> anyhow::Result<serde_json::Value> {
+    use anyhow::Context;
+    if !peer.exists() {
+        anyhow::bail!("the PyTorch peer script {} does not exist (pass --peer)", peer.display());
+    }
+    let out = std::process::Command::new(python).arg(peer).arg("--check").output().with_context(|| {
+        format!("could not run the Python interpreter `{}`: install Python with torch and numpy, or pass --python / set WHETSTONE_PYTHON (`cargo xtask setup` creates one)", python.display())
+    })?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "`{} {} --check` failed: the peer needs torch and numpy in that interpreter (`cargo xtask setup` installs them).\n{}",
+            python.display(),
+            peer.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    serde_json::from_slice(&out.stdout).context("parsing the peer's --check output")
+}

@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
-use whetstone_benches::machine::{cpu_model, load_avg, median};
+use whetstone_benches::machine::{cpu_model, load_avg, median, peer_check, peer_python};
 use whetstone_benches::optim_shapes::{self, Shape};
 use whetstone_optim::{named_params, Adam, AdamConfig, AdamW, AdamWConfig, Optimizer, Sgd, SgdConfig, NO_DECAY};
 
@@ -101,19 +101,6 @@ fn time_whetstone(shapes: &[Shape], optimizer: &str, flat: bool, warmup: usize, 
         ts.push(t0.elapsed().as_secs_f64() * 1e3);
     }
     Ok(ts)
-}
-
-fn peer_check(python: &Path, peer: &Path) -> Result<Value> {
-    if !peer.exists() {
-        bail!("the PyTorch peer script {} does not exist (pass --peer)", peer.display());
-    }
-    let out = Command::new(python).arg(peer).arg("--check").output().with_context(|| {
-        format!("could not run the Python interpreter `{}`: pass --python or set WHETSTONE_PYTHON (`cargo xtask setup` creates one)", python.display())
-    })?;
-    if !out.status.success() {
-        bail!("`{} {} --check` failed: the peer needs torch in that interpreter.\n{}", python.display(), peer.display(), String::from_utf8_lossy(&out.stderr).trim());
-    }
-    serde_json::from_slice(&out.stdout).context("parsing the peer's --check output")
 }
 
 fn run_peer(python: &Path, peer: &Path, dir: &Path, job: &Value) -> Result<Value> {
@@ -199,11 +186,7 @@ fn main() {
 fn run() -> Result<()> {
     let args = Args::parse();
     ensure!(args.rounds >= 1, "--rounds must be >= 1");
-    let python = args
-        .python
-        .clone()
-        .or_else(|| std::env::var_os("WHETSTONE_PYTHON").filter(|p| !p.is_empty()).map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("python3"));
+    let python = peer_python(args.python.clone());
     let peer_info = peer_check(&python, &args.peer)?;
     let torch_version = peer_info["torch"].as_str().unwrap_or("?").to_string();
     if let Some(n) = args.threads {

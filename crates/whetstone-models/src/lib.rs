@@ -47,4 +47,4 @@ pub use error::{ModelError, Result};
 pub use head::{pool, ClassificationHead, Pooling};
 pub use pretrained::BertCheckpoint;
 pub use textcnn::{TextCnn, TextCnnConfig};
-pub use transformer::{EncoderOutput, LayerShape, TransformerConfig, TransformerEncoder};
+pub use transformer::{EncoderOutput, LayerShape, MlmHead, TransformerConfig, TransformerEncoder};

@@ -8,8 +8,9 @@ use whetstone_data::{cache_dir, fetch, Manifest};
 use whetstone_models::pretrained::BertCheckpoint;
 use whetstone_models::ModelConfig;
 
-/// The checkpoint folder `spec` names: `spec` itself when it is an existing folder, else the
-/// manifest model of that name, fetched (or found) in the cache.
+/// The checkpoint folder `spec` names: `spec` itself when it is an existing folder (a
+/// `whetstone pretrain` run folder stands for its `encoder/`), else the manifest model of that
+/// name, fetched (or found) in the cache.
 ///
 /// ```no_run
 /// let dir = whetstone_train::resolve_pretrained(std::path::Path::new("minilm-l6"))?;
@@ -18,16 +19,20 @@ use whetstone_models::ModelConfig;
 /// ```
 pub fn resolve_pretrained(spec: &Path) -> Result<PathBuf> {
     if spec.is_dir() {
+        let encoder = spec.join(crate::pretrain::ENCODER_DIR);
+        if !spec.join("config.json").is_file() && encoder.join("config.json").is_file() {
+            return Ok(encoder);
+        }
         return Ok(spec.to_path_buf());
     }
     let manifest = Manifest::builtin()?;
-    let models: Vec<&str> = manifest.datasets.iter().filter(|d| d.is_folder()).map(|d| d.name.as_str()).collect();
+    let models: Vec<&str> = manifest.datasets.iter().filter(|d| d.is_model()).map(|d| d.name.as_str()).collect();
     let shown = spec.display();
     if spec.exists() {
         return Err(TrainError::Config(format!("model.pretrained `{shown}` is a file; give the checkpoint's folder (with config.json, model.safetensors, tokenizer.json)")));
     }
     match spec.to_str().and_then(|n| manifest.datasets.iter().find(|d| d.name == n)) {
-        Some(entry) if entry.is_folder() => Ok(fetch(entry, &cache_dir())?),
+        Some(entry) if entry.is_model() => Ok(fetch(entry, &cache_dir())?),
         Some(_) => Err(TrainError::Config(format!("model.pretrained `{shown}` is a dataset in the manifest, not a model (models: {})", models.join(", ")))),
         None => Err(TrainError::Config(format!(
             "model.pretrained `{shown}` is neither an existing checkpoint folder nor a model in the manifest (models: {})",

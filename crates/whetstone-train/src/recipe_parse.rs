@@ -55,34 +55,42 @@ fn plateau_of(s: &whetstone_optim::Schedule) -> Option<&whetstone_optim::Plateau
     }
 }
 
+/// Parse TOML `text` (from `origin`, used in messages) into `T` with `overrides` applied.
+/// Unknown keys anywhere are rejected by their full dotted name (also inside flattened
+/// tables, by comparing with `T` serialised back); bad values name their key.
+pub(crate) fn parse_toml<T: serde::de::DeserializeOwned + serde::Serialize>(origin: &str, text: &str, overrides: &[String]) -> Result<T, String> {
+    let mut value = toml::from_str::<toml::Table>(text).map(Value::Table).map_err(|e| format!("{origin}: {e}"))?;
+    for o in overrides {
+        apply_override(&mut value, o)?;
+    }
+    let parsed: T = serde_path_to_error::deserialize(value.clone()).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        let prefix = if path == "." { String::new() } else { format!("{path}.") };
+        if let Some(field) = inner.strip_prefix("unknown field `").and_then(|r| r.split('`').next()) {
+            let key = if path == field || path.ends_with(&format!(".{field}")) { path.clone() } else { format!("{prefix}{field}") };
+            return format!("{origin}: unknown key `{key}` ({})", inner.lines().next().unwrap_or_default());
+        }
+        if path == "." {
+            format!("{origin}: {inner}")
+        } else {
+            format!("{origin}: key `{path}`: {inner}")
+        }
+    })?;
+    let known = Value::try_from(&parsed).map_err(|e| format!("{origin}: {e}"))?;
+    let mut unknown = Vec::new();
+    unknown_keys(&value, &known, "", &mut unknown);
+    if !unknown.is_empty() {
+        return Err(format!("{origin}: unknown key(s) {}", unknown.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")));
+    }
+    Ok(parsed)
+}
+
 impl Recipe {
     /// Parse recipe TOML `text` (from `origin`, used in messages) with `overrides` applied.
     /// Unknown keys anywhere are rejected by their full dotted name; bad values name their key.
     pub fn parse(origin: &str, text: &str, overrides: &[String]) -> Result<Recipe, String> {
-        let mut value = toml::from_str::<toml::Table>(text).map(Value::Table).map_err(|e| format!("{origin}: {e}"))?;
-        for o in overrides {
-            apply_override(&mut value, o)?;
-        }
-        let recipe: Recipe = serde_path_to_error::deserialize(value.clone()).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner().to_string();
-            let prefix = if path == "." { String::new() } else { format!("{path}.") };
-            if let Some(field) = inner.strip_prefix("unknown field `").and_then(|r| r.split('`').next()) {
-                let key = if path == field || path.ends_with(&format!(".{field}")) { path.clone() } else { format!("{prefix}{field}") };
-                return format!("{origin}: unknown key `{key}` ({})", inner.lines().next().unwrap_or_default());
-            }
-            if path == "." {
-                format!("{origin}: {inner}")
-            } else {
-                format!("{origin}: key `{path}`: {inner}")
-            }
-        })?;
-        let known = Value::try_from(&recipe).map_err(|e| format!("{origin}: {e}"))?;
-        let mut unknown = Vec::new();
-        unknown_keys(&value, &known, "", &mut unknown);
-        if !unknown.is_empty() {
-            return Err(format!("{origin}: unknown key(s) {}", unknown.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")));
-        }
+        let recipe: Recipe = parse_toml(origin, text, overrides)?;
         recipe.validate().map_err(|e| format!("{origin}: {e}"))?;
         Ok(recipe)
     }

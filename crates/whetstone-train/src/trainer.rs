@@ -273,28 +273,32 @@ impl Trainer<'_> {
         r
     }
 
-    fn evaluate_weights(&self, valid: &Encoded, prog: &mut Progress, epoch: u64, log: &mut MetricsLog, reporter: &Reporter, scheduler: &mut Scheduler) -> Result<()> {
+    fn evaluate_weights(&mut self, valid: &Encoded, prog: &mut Progress, epoch: u64, log: &mut MetricsLog, reporter: &Reporter, scheduler: &mut Scheduler) -> Result<()> {
         let best_path = self.run_dir.join(BEST_MODEL_FILE);
         if valid.ids.is_empty() {
             // Nothing to select on: the latest weights are the best we know.
             return Ok(save_varstore(self.vs, &best_path)?);
         }
-        let p = predict(self.model, valid, self.config.eval_batch_size, self.device)?;
-        let report = classification_report(&valid.labels, &p.preds, &self.label_names)?;
-        let metric = report.metric(&self.config.metric).unwrap_or(report.accuracy);
-        log.write(&json!({"split": "valid", "step": prog.step, "epoch": epoch + 1, "loss": p.loss,
-            "accuracy": report.accuracy, "macro_f1": report.macro_f1, "mcc": report.mcc}))?;
+        let (metric, summary) = match self.objective.validate(self.model, valid, self.config.eval_batch_size, self.device) {
+            Some(v) => {
+                let v = v?;
+                let mut rec = json!({"split": "valid", "step": prog.step, "epoch": epoch + 1});
+                rec.as_object_mut().expect("a JSON object").extend(v.record);
+                log.write(&rec)?;
+                (v.metric, v.summary)
+            }
+            None => {
+                let p = predict(self.model, valid, self.config.eval_batch_size, self.device)?;
+                let report = classification_report(&valid.labels, &p.preds, &self.label_names)?;
+                let metric = report.metric(&self.config.metric).unwrap_or(report.accuracy);
+                log.write(&json!({"split": "valid", "step": prog.step, "epoch": epoch + 1, "loss": p.loss,
+                    "accuracy": report.accuracy, "macro_f1": report.macro_f1, "mcc": report.mcc}))?;
+                (metric, format!("valid loss {:.4}  {} {metric:.4}", p.loss, self.config.metric))
+            }
+        };
         scheduler.observe(metric);
         let improved = prog.best_metric.is_none_or(|b| metric > b);
-        reporter.println(&format!(
-            "step {:>6}  epoch {:>3}  valid loss {:.4}  {} {:.4}{}",
-            prog.step,
-            epoch + 1,
-            p.loss,
-            self.config.metric,
-            metric,
-            if improved { "  (best)" } else { "" }
-        ));
+        reporter.println(&format!("step {:>6}  epoch {:>3}  {summary}{}", prog.step, epoch + 1, if improved { "  (best)" } else { "" }));
         if improved {
             prog.best_metric = Some(metric);
             prog.best_step = prog.step;

@@ -3,6 +3,7 @@
 //! The binary is a thin shell over the library crates: argument parsing, recipe resolution and
 //! printing. Everything else lives in whetstone-data, -models, -optim, -train and -eval.
 
+mod pretrain_cmd;
 mod recipe_source;
 
 use anyhow::{bail, Context, Result};
@@ -24,6 +25,9 @@ struct Cli {
 enum Command {
     /// Train a model from a recipe (the embedded default when none is given).
     Train(TrainArgs),
+    /// Pretrain a Transformer encoder with masked-LM on unlabelled text (embedded recipes:
+    /// mlm-imdb, mlm-wiki100); the encoder is then fine-tuned with `[model] pretrained = RUN`.
+    Pretrain(pretrain_cmd::PretrainArgs),
     /// Evaluate a finished run on its test split or on a labelled file.
     Eval(EvalArgs),
     /// Classify lines read from stdin; prints `label<TAB>probability` per line.
@@ -112,6 +116,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(a) => train(a),
+        Command::Pretrain(a) => pretrain_cmd::pretrain(a),
         Command::Eval(a) => eval(a),
         Command::Predict(a) => predict(a),
         Command::Data { names } => data(names),
@@ -128,7 +133,7 @@ fn main() -> ExitCode {
 
 /// A fresh folder under `runs_dir` for `name`: `name`, or `name-2`, `name-3`… so that no earlier
 /// run is ever overwritten.
-fn fresh_run_dir(runs_dir: &Path, name: &str) -> PathBuf {
+pub(crate) fn fresh_run_dir(runs_dir: &Path, name: &str) -> PathBuf {
     let mut dir = runs_dir.join(name);
     let mut i = 2;
     while dir.exists() {
@@ -268,10 +273,12 @@ fn data(names: Vec<String>) -> Result<()> {
 }
 
 fn list() -> Result<()> {
-    println!("embedded recipes:");
-    for (name, text) in recipe_source::EMBEDDED {
-        let first = text.lines().next().unwrap_or("").trim_start_matches('#').trim();
-        println!("  {name:<16} {first}");
+    for (title, recipes) in [("embedded recipes (whetstone train):", recipe_source::EMBEDDED), ("pretraining recipes (whetstone pretrain):", recipe_source::EMBEDDED_PRETRAIN)] {
+        println!("{title}");
+        for (name, text) in recipes {
+            let first = text.lines().next().unwrap_or("").trim_start_matches('#').trim();
+            println!("  {name:<16} {first}");
+        }
     }
     println!("datasets:");
     for d in Manifest::builtin()?.datasets {

@@ -11,14 +11,29 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     ("minilm-rt", include_str!("../recipes/minilm-rt.toml")),
 ];
 
+/// Masked-LM pretraining recipes compiled into the binary (`whetstone pretrain`).
+pub const EMBEDDED_PRETRAIN: &[(&str, &str)] = &[
+    ("mlm-imdb", include_str!("../recipes/mlm-imdb.toml")),
+    ("mlm-wiki100", include_str!("../recipes/mlm-wiki100.toml")),
+];
+
 /// The TOML of `spec`: an embedded recipe name, or a path to a TOML file. Returns (origin, text).
 pub fn load_text(spec: &str) -> Result<(String, String)> {
-    if let Some((_, text)) = EMBEDDED.iter().find(|(n, _)| *n == spec) {
+    load_from(EMBEDDED, spec)
+}
+
+/// As [`load_text`], for pretraining recipes.
+pub fn load_pretrain_text(spec: &str) -> Result<(String, String)> {
+    load_from(EMBEDDED_PRETRAIN, spec)
+}
+
+fn load_from(embedded: &[(&str, &str)], spec: &str) -> Result<(String, String)> {
+    if let Some((_, text)) = embedded.iter().find(|(n, _)| *n == spec) {
         return Ok((format!("embedded recipe `{spec}`"), text.to_string()));
     }
     let p = Path::new(spec);
     if !p.exists() {
-        let names: Vec<&str> = EMBEDDED.iter().map(|(n, _)| *n).collect();
+        let names: Vec<&str> = embedded.iter().map(|(n, _)| *n).collect();
         bail!("recipe `{spec}` is neither an embedded recipe ({}) nor an existing file", names.join(", "));
     }
     let text = std::fs::read_to_string(p).with_context(|| format!("reading recipe {}", p.display()))?;
@@ -34,6 +49,9 @@ mod tests {
     fn embedded_recipes_are_valid() {
         for (name, text) in EMBEDDED {
             Recipe::parse(name, text, &[]).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        for (name, text) in EMBEDDED_PRETRAIN {
+            whetstone_train::PretrainRecipe::parse(name, text, &[]).unwrap_or_else(|e| panic!("{name}: {e}"));
         }
     }
 

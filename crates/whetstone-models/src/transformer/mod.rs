@@ -8,10 +8,12 @@ mod attention;
 mod config;
 mod embeddings;
 mod layer;
+mod mlm_head;
 
 pub use config::{LayerShape, TransformerConfig};
 pub use embeddings::Embeddings;
 pub use layer::EncoderLayer;
+pub use mlm_head::MlmHead;
 
 use crate::error::Result;
 use tch::{nn, Tensor};

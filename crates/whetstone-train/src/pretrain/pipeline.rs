@@ -1,0 +1,182 @@
+//! A pretraining run from a recipe: corpus → tokenizer → windows → masked-LM training →
+//! exported encoder.
+
+use super::objective::{MlmObjective, MlmScore};
+use super::recipe::PretrainRecipe;
+use crate::checkpoint::BEST_MODEL_FILE;
+use crate::error::{io, Result, TrainError};
+use crate::experiment::{write_plot, RunOptions};
+use crate::run::TOKENIZER_FILE;
+use crate::trainer::{FitSummary, Outcome, Trainer};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tch::nn::VarStore;
+use whetstone_data::{chunk_documents, load_corpus, Masker, TextTokenizer};
+use whetstone_models::{load_varstore, parse_device, MlmHead, Pooling, TransformerClassifier, TransformerClassifierConfig};
+
+/// The recipe a pretraining run started with, in its folder.
+pub const PRETRAIN_RECIPE_FILE: &str = "pretrain.toml";
+/// The folder (inside the run) with the best encoder in Hugging Face BERT layout.
+pub const ENCODER_DIR: &str = "encoder";
+
+/// What a pretraining run produced.
+#[derive(Debug, Clone)]
+pub struct PretrainResult {
+    pub dir: PathBuf,
+    pub fit: FitSummary,
+    /// Validation masked-LM score of the best weights (absent when interrupted or without a
+    /// validation split).
+    pub valid: Option<MlmScore>,
+    /// Training windows and the documents they came from.
+    pub train_windows: usize,
+    pub documents: usize,
+    pub wall_s: f64,
+}
+
+fn write(path: &Path, body: &str) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, body).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))
+}
+
+/// Runs `recipe` into `opts.dir` (or continues it with `opts.resume`), then exports the best
+/// encoder to `<dir>/encoder/` and writes `metrics.json` and `curves.png/svg`.
+pub fn pretrain_recipe(recipe: &PretrainRecipe, opts: &RunOptions) -> Result<PretrainResult> {
+    let started = Instant::now();
+    recipe.validate()?;
+    let dir = &opts.dir;
+    let recipe_path = dir.join(PRETRAIN_RECIPE_FILE);
+    let recipe_text = toml::to_string(recipe).map_err(|e| TrainError::Config(format!("cannot write the recipe: {e}")))?;
+    if opts.resume {
+        let saved = std::fs::read_to_string(&recipe_path).map_err(io(&recipe_path))?;
+        let saved = PretrainRecipe::parse(&recipe_path.display().to_string(), &saved, &[]).map_err(TrainError::Config)?;
+        if saved != *recipe {
+            return Err(TrainError::Run { run: dir.clone(), msg: "the recipe differs from the one the run started with; resume without changing settings".into() });
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    if recipe.threads > 0 {
+        tch::set_num_threads(recipe.threads as i32);
+    }
+    let device = parse_device(&recipe.device)?;
+    let say = |s: String| {
+        if !opts.quiet {
+            eprintln!("{s}");
+        }
+    };
+
+    let c = &recipe.corpus;
+    let mut docs = Vec::new();
+    for source in &c.sources {
+        let d = load_corpus(source)?;
+        say(format!("corpus: {source}: {} documents", d.len()));
+        docs.extend(d);
+    }
+    let mut order: Vec<usize> = (0..docs.len()).collect();
+    order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(recipe.seed));
+    if c.max_documents > 0 {
+        order.truncate(c.max_documents);
+    }
+    let n_valid = ((order.len() as f64) * c.valid_fraction).round() as usize;
+    let pick = |ix: &[usize]| ix.iter().map(|&i| docs[i].clone()).collect::<Vec<String>>();
+    let (valid_docs, train_docs) = (pick(&order[..n_valid]), pick(&order[n_valid..]));
+    if train_docs.is_empty() {
+        return Err(TrainError::Config("no documents left for training after the validation hold-out".into()));
+    }
+
+    let tok_path = dir.join(TOKENIZER_FILE);
+    let t0 = Instant::now();
+    let tokenizer = if opts.resume {
+        TextTokenizer::from_file(&tok_path)?
+    } else {
+        let t = match &recipe.tokenizer.path {
+            Some(p) => TextTokenizer::from_file(p)?,
+            None => TextTokenizer::train_wordpiece(&train_docs, recipe.tokenizer.vocab_size, recipe.tokenizer.min_frequency, recipe.tokenizer.lowercase)?,
+        };
+        t.save(&tok_path)?;
+        write(&recipe_path, &recipe_text)?;
+        t
+    };
+    let train = chunk_documents(&tokenizer, &train_docs, c.max_len, c.min_tokens)?;
+    let valid = chunk_documents(&tokenizer, &valid_docs, c.max_len, c.min_tokens)?;
+    let tokens: usize = train.ids.iter().map(Vec::len).sum();
+    say(format!(
+        "windows: {} train ({} tokens) / {} valid from {} / {} documents, vocabulary {} ({:.1}s)",
+        train.len(),
+        tokens,
+        valid.len(),
+        train_docs.len(),
+        valid_docs.len(),
+        tokenizer.vocab_size(),
+        t0.elapsed().as_secs_f64()
+    ));
+    if train.is_empty() {
+        return Err(TrainError::Config(format!("the corpus gives no training window of at least {} tokens", c.min_tokens)));
+    }
+
+    tch::manual_seed(recipe.seed as i64);
+    let mut vs = VarStore::new(device);
+    let config = TransformerClassifierConfig { encoder: recipe.model.clone(), pooling: Pooling::Mean, pretrained: None };
+    // The classifier head is unused here; the trainer drives any TextClassifier.
+    let model = TransformerClassifier::new(&vs.root(), tokenizer.vocab_size() as i64, 2, &config)?;
+    let head = MlmHead::new(&(vs.root() / "cls" / "predictions"), model.encoder());
+    say(format!("model: encoder {} layers × {} with {} parameters (MLM head tied to the word embeddings) on {device:?}", recipe.model.layers, recipe.model.hidden, whetstone_eval::format_count(whetstone_models::count_parameters(&vs))));
+    let objective = MlmObjective { head, masker: Masker::new(&tokenizer, recipe.mlm.clone(), device)?, eval_seed: recipe.seed as i64 ^ 0x5eed };
+    let mut trainer = Trainer {
+        model: &model,
+        vs: &vs,
+        optim: recipe.optim.build(&vs)?,
+        objective: Box::new(objective),
+        schedule: recipe.schedule.clone(),
+        lr: recipe.optim.lr,
+        config: recipe.train.clone(),
+        seed: recipe.seed,
+        device,
+        run_dir: dir.clone(),
+        label_names: vec!["text".into()],
+        quiet: opts.quiet,
+    };
+    let fit = trainer.fit(&train, &valid, opts.resume)?;
+    let objective = std::mem::replace(&mut trainer.objective, Box::new(crate::CrossEntropy::default()));
+    drop(trainer);
+    let result = |valid| PretrainResult { dir: dir.clone(), fit: fit.clone(), valid, train_windows: train.len(), documents: train_docs.len(), wall_s: started.elapsed().as_secs_f64() };
+    if fit.outcome == Outcome::Interrupted {
+        return Ok(result(None));
+    }
+
+    load_varstore(&mut vs, &dir.join(BEST_MODEL_FILE))?;
+    let mut objective = objective;
+    let score = match objective.validate(&model, &valid, recipe.train.eval_batch_size, device) {
+        Some(v) if !valid.is_empty() => Some(MlmScore::from_record(&v?.record)),
+        _ => None,
+    };
+    model.encoder().save_pretrained(&dir.join(ENCODER_DIR), &tok_path)?;
+    let metrics = json!({
+        "name": recipe.name,
+        "valid": score.map(|s| json!({"mlm_loss": s.loss, "perplexity": s.perplexity, "mlm_accuracy": s.accuracy, "masked_tokens": s.tokens})),
+        "train": {
+            "device": format!("{device:?}"),
+            "steps": fit.progress.step,
+            "epochs": fit.progress.epoch,
+            "outcome": format!("{:?}", fit.outcome),
+            "best_step": fit.progress.best_step,
+            "train_seconds": fit.progress.train_seconds,
+            "train_seq_per_s": fit.seq_per_s,
+            "padding_fraction": fit.padding_fraction,
+            "train_windows": train.len(),
+            "train_tokens": tokens,
+            "valid_windows": valid.len(),
+            "documents": docs.len(),
+            "wall_seconds": started.elapsed().as_secs_f64(),
+        },
+        "encoder": dir.join(ENCODER_DIR),
+    });
+    write(&dir.join("metrics.json"), &serde_json::to_string_pretty(&metrics).unwrap_or_default())?;
+    if let Err(e) = write_plot(dir, &recipe.name, "perplexity") {
+        say(format!("warning: no curves plot: {e}"));
+    }
+    Ok(result(score))
+}

@@ -1,0 +1,139 @@
+//! `whetstone pretrain` recipes.
+
+use crate::config::TrainConfig;
+use crate::recipe::TokenizerRecipe;
+use crate::recipe_parse::parse_toml;
+use crate::TrainError::Config;
+use serde::{Deserialize, Serialize};
+use whetstone_data::MaskingConfig;
+use whetstone_models::TransformerConfig;
+use whetstone_optim::{OptimConfig, Schedule};
+
+/// A masked-LM pretraining recipe. Unknown keys are rejected.
+///
+/// ```
+/// let r = whetstone_train::PretrainRecipe::parse("r.toml", r#"
+///     name = "mlm"
+///     [corpus]
+///     sources = ["wiki100"]
+///     [model]
+///     layers = 2
+///     hidden = 128
+///     heads = 2
+///     ffn = 512
+///     max_len = 128
+///     [mlm]
+///     whole_word = true
+/// "#, &["train.epochs=3".into()]).unwrap();
+/// assert_eq!(r.mlm.mask_prob, 0.15);
+/// assert_eq!(r.train.epochs, 3);
+/// assert!(whetstone_train::PretrainRecipe::parse("r.toml", "[mlm]\nmask_prob = 1.5", &[]).is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PretrainRecipe {
+    /// Run name; the run goes to `runs/<name>/` unless told otherwise.
+    #[serde(default = "default_name")]
+    pub name: String,
+    /// Seed for the split, initialisation, data order, masks and dropout.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// `cpu`, `cuda`, `cuda:N` or `auto`.
+    #[serde(default = "default_device")]
+    pub device: String,
+    /// Intra-op threads for libtorch; 0 keeps libtorch's default.
+    #[serde(default)]
+    pub threads: usize,
+    #[serde(default)]
+    pub corpus: CorpusRecipe,
+    /// The WordPiece vocabulary trained on the corpus (or a `tokenizer.json` to load).
+    #[serde(default)]
+    pub tokenizer: TokenizerRecipe,
+    /// The encoder's shape. Post-LayerNorm (BERT) by default, so that the result exports as a
+    /// Hugging Face BERT checkpoint.
+    #[serde(default)]
+    pub model: TransformerConfig,
+    /// Masking.
+    #[serde(default)]
+    pub mlm: MaskingConfig,
+    #[serde(default)]
+    pub optim: OptimConfig,
+    #[serde(default)]
+    pub schedule: Schedule,
+    #[serde(default)]
+    pub train: TrainConfig,
+}
+
+fn default_name() -> String {
+    "pretrain".into()
+}
+fn default_seed() -> u64 {
+    42
+}
+fn default_device() -> String {
+    "auto".into()
+}
+
+/// Where the unlabelled text comes from and how it is cut.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorpusRecipe {
+    /// Corpora, each a manifest name (`imdb`: its texts; `wiki100`: its articles) or a `.txt`
+    /// file / folder of `.txt` files (one document per line).
+    pub sources: Vec<String>,
+    /// Tokens per window, `[CLS]` and `[SEP]` included.
+    pub max_len: usize,
+    /// Drop windows (document tails) with fewer text tokens than this.
+    pub min_tokens: usize,
+    /// Share of the documents held out to measure validation loss and perplexity.
+    pub valid_fraction: f64,
+    /// Use at most this many documents (a seeded sample); 0 = all.
+    pub max_documents: usize,
+}
+
+impl Default for CorpusRecipe {
+    fn default() -> Self {
+        Self { sources: vec!["imdb".into()], max_len: 128, min_tokens: 8, valid_fraction: 0.02, max_documents: 0 }
+    }
+}
+
+impl PretrainRecipe {
+    /// Parse recipe TOML `text` (from `origin`, used in messages) with `key=value` overrides.
+    pub fn parse(origin: &str, text: &str, overrides: &[String]) -> Result<Self, String> {
+        let recipe: Self = parse_toml(origin, text, overrides)?;
+        recipe.validate().map_err(|e| format!("{origin}: {e}"))?;
+        Ok(recipe)
+    }
+
+    /// Range checks that serde cannot express, with the key in each message.
+    pub fn validate(&self) -> crate::Result<()> {
+        self.train.validate()?;
+        self.schedule.validate()?;
+        self.model.validate()?;
+        self.mlm.validate()?;
+        let c = &self.corpus;
+        if c.sources.is_empty() {
+            return Err(Config("corpus.sources is empty: name at least one corpus (e.g. \"imdb\" or \"wiki100\")".into()));
+        }
+        if !(0.0..1.0).contains(&c.valid_fraction) {
+            return Err(Config(format!("corpus.valid_fraction must be in [0, 1), got {}", c.valid_fraction)));
+        }
+        if c.max_len < 3 {
+            return Err(Config(format!("corpus.max_len must be >= 3, got {}", c.max_len)));
+        }
+        if c.max_len > self.model.max_len {
+            return Err(Config(format!("corpus.max_len ({}) exceeds model.max_len ({}), the positions the encoder has", c.max_len, self.model.max_len)));
+        }
+        if self.model.pre_norm {
+            return Err(Config("model.pre_norm = true cannot be exported as a BERT checkpoint; pretraining uses post-LayerNorm".into()));
+        }
+        if self.tokenizer.path.is_none() && self.tokenizer.vocab_size < 16 {
+            return Err(Config(format!("tokenizer.vocab_size must be >= 16, got {}", self.tokenizer.vocab_size)));
+        }
+        if !(self.optim.lr > 0.0 && self.optim.lr.is_finite()) {
+            return Err(Config(format!("optim.lr must be a positive number, got {}", self.optim.lr)));
+        }
+        whetstone_models::parse_device(&self.device).map_err(|e| Config(format!("device: {e}")))?;
+        Ok(())
+    }
+}

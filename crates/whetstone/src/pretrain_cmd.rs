@@ -1,0 +1,88 @@
+//! `whetstone pretrain`: masked-LM pretraining of a Transformer encoder on unlabelled text.
+
+use crate::recipe_source;
+use anyhow::{bail, Result};
+use clap::Args;
+use std::path::{Path, PathBuf};
+use whetstone_train::{pretrain_recipe, PretrainRecipe, RunOptions, PRETRAIN_RECIPE_FILE};
+
+#[derive(Args)]
+pub struct PretrainArgs {
+    /// An embedded pretraining recipe (mlm-imdb, mlm-wiki100) or a TOML file.
+    #[arg(long, default_value = "mlm-imdb")]
+    recipe: String,
+    /// Override any recipe field, e.g. `--set train.epochs=1` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    /// Corpora to pretrain on instead of the recipe's: manifest names (imdb, wiki100) or
+    /// .txt files / folders (repeatable).
+    #[arg(long = "corpus", value_name = "NAME|PATH")]
+    corpus: Vec<String>,
+    /// cpu, cuda, cuda:N or auto.
+    #[arg(long)]
+    device: Option<String>,
+    /// Run name (default: the recipe's).
+    #[arg(long)]
+    name: Option<String>,
+    /// Folder that holds runs.
+    #[arg(long, default_value = "runs")]
+    runs_dir: PathBuf,
+    /// Continue a killed run from its last checkpoint (a run folder, or a name under --runs-dir).
+    #[arg(long, value_name = "RUN")]
+    resume: Option<String>,
+    /// No progress output.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+pub fn pretrain(a: PretrainArgs) -> Result<()> {
+    let (recipe, dir, resume) = if let Some(run) = &a.resume {
+        if !a.overrides.is_empty() || !a.corpus.is_empty() || a.name.is_some() {
+            bail!("--resume continues a run with its own recipe; drop --set/--corpus/--name");
+        }
+        let dir = if Path::new(run).is_dir() { PathBuf::from(run) } else { a.runs_dir.join(run) };
+        let path = dir.join(PRETRAIN_RECIPE_FILE);
+        if !path.is_file() {
+            bail!("{} is not a pretraining run: {} is missing", dir.display(), path.display());
+        }
+        let text = std::fs::read_to_string(&path)?;
+        (PretrainRecipe::parse(&path.display().to_string(), &text, &[]).map_err(anyhow::Error::msg)?, dir, true)
+    } else {
+        let (origin, text) = recipe_source::load_pretrain_text(&a.recipe)?;
+        let mut overrides = a.overrides.clone();
+        if !a.corpus.is_empty() {
+            overrides.push(format!("corpus.sources={:?}", a.corpus));
+        }
+        if let Some(d) = &a.device {
+            overrides.push(format!("device={d:?}"));
+        }
+        if let Some(n) = &a.name {
+            overrides.push(format!("name={n:?}"));
+        }
+        let recipe = PretrainRecipe::parse(&origin, &text, &overrides).map_err(anyhow::Error::msg)?;
+        let dir = crate::fresh_run_dir(&a.runs_dir, &recipe.name);
+        (recipe, dir, false)
+    };
+    if !a.quiet {
+        eprintln!("{} pretraining run {} ({})", if resume { "resuming" } else { "starting" }, recipe.name, dir.display());
+    }
+    let r = pretrain_recipe(&recipe, &RunOptions { dir: dir.clone(), resume, quiet: a.quiet })?;
+    match (&r.fit.outcome, &r.valid) {
+        (whetstone_train::Outcome::Interrupted, _) => println!("run interrupted at step {} (resume with --resume {})", r.fit.progress.step, dir.display()),
+        (_, valid) => {
+            if let Some(v) = valid {
+                println!("valid MLM loss {:.4}  perplexity {:.2}  masked-token accuracy {:.4} ({} masked tokens)", v.loss, v.perplexity, v.accuracy, v.tokens);
+            }
+            println!(
+                "trained {} steps on {} windows in {:.1}s ({:.0} seq/s); total {:.1}s",
+                r.fit.progress.step,
+                r.train_windows,
+                r.fit.progress.train_seconds,
+                r.fit.seq_per_s,
+                r.wall_s
+            );
+            println!("encoder: {} (fine-tune it with `[model] pretrained = \"{}\"`)", dir.join(whetstone_train::ENCODER_DIR).display(), dir.display());
+        }
+    }
+    Ok(())
+}

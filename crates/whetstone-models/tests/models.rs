@@ -123,3 +123,25 @@ fn checkpoint_round_trip_and_mismatch_report() {
     let err = load_varstore(&mut vs2, &path).unwrap_err().to_string();
     assert!(err.contains("not a readable safetensors"), "{err}");
 }
+
+/// The MLM decoder is the word-embedding matrix itself: the head owns no vocab × hidden
+/// weight, and the loss reaches embedding rows of tokens that are not in the input.
+#[test]
+fn mlm_head_decodes_through_the_tied_word_embeddings() {
+    use whetstone_models::{MlmHead, TransformerEncoder};
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let cfg = TransformerConfig { layers: 1, hidden: 16, heads: 2, ffn: 32, max_len: 8, ..Default::default() };
+    let enc = TransformerEncoder::new(&vs.root(), 40, &cfg).unwrap();
+    let head = MlmHead::new(&(vs.root() / "cls" / "predictions"), &enc);
+    let names: Vec<String> = head.named_parameters().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["cls.predictions.transform.dense.weight", "cls.predictions.transform.dense.bias", "cls.predictions.transform.LayerNorm.weight", "cls.predictions.transform.LayerNorm.bias", "cls.predictions.bias"]);
+    assert!(!vs.variables().keys().any(|k| k.contains("decoder")));
+    let ids = tch::Tensor::from_slice(&[2i64, 5, 6, 3]).view([1, 4]);
+    let states = enc.forward_t(&ids, &ids.ones_like(), false);
+    let logits = head.forward(&states.view([4, 16]), &enc);
+    assert_eq!(logits.size(), vec![4, 40]);
+    logits.cross_entropy_for_logits(&tch::Tensor::from_slice(&[30i64, 31, 32, 33])).backward();
+    let g = enc.embeddings().word_weight().grad();
+    // Rows 30..34 never appear in the input: only the tied decoder can give them a gradient.
+    assert!(g.narrow(0, 30, 4).abs().sum(tch::Kind::Float).double_value(&[]) > 0.0);
+}

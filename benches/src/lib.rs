@@ -3,6 +3,7 @@
 //! optimiser-step benchmarks ([`optim_shapes`]).
 
 pub mod machine;
+pub mod study;
 
 use anyhow::{Context, Result};
 use tch::{nn::VarStore, Device, Kind, Tensor};

@@ -19,8 +19,9 @@ commands:
   train [ARGS..]     build the CLI and run `whetstone train ARGS..` (default recipe when no --recipe)
   test [ARGS..]      run the whole test suite (cargo test --release --workspace ARGS..)
   bench [NAME]       benchmarks against PyTorch, reports in reports/ (NAME: train (default): training and
-                     inference throughput; optim-speed: one optimiser step vs torch.optim; all: both,
-                     then the criterion benches)
+                     inference throughput; optim-speed: one optimiser step vs torch.optim; optim: the
+                     optimiser convergence study; transfer: the small-sample transfer study (pretrains
+                     runs/mlm-imdb first when missing); all: train and optim-speed, then the criterion benches)
   env                print the environment exports for using the installed libtorch from a shell
 
 environment:
@@ -137,6 +138,22 @@ fn bench(root: &Path, env: &libtorch::Env, what: &str) -> Result<ExitCode> {
             c.args(["run", "--release", "--quiet", "-p", "whetstone-benches", "--bin", "optim-study", "--"]).args(std::env::args().skip(3));
             status(c)
         }
+        "transfer" => {
+            // Small-sample transfer study: reports/transfer.{md,json,png}; arguments after `transfer` go to it.
+            cargo_run_cli(root, env, &["data".into(), "rotten-tomatoes".into(), "imdb".into(), "minilm-l6".into()])?;
+            let pretrained = root.join("runs/mlm-imdb");
+            if !pretrained.join("encoder/config.json").is_file() && !std::env::args().any(|a| a == "--pretrained" || a == "--report-only") {
+                eprintln!("no finished runs/mlm-imdb: pretraining it first (whetstone pretrain --recipe mlm-imdb)");
+                let _ = std::fs::remove_dir_all(&pretrained);
+                let code = cargo_run_cli(root, env, &["pretrain".into(), "--recipe".into(), "mlm-imdb".into()])?;
+                if code != ExitCode::SUCCESS {
+                    return Ok(code);
+                }
+            }
+            let mut c = cargo(root, env);
+            c.args(["run", "--release", "--quiet", "-p", "whetstone-benches", "--bin", "transfer-study", "--"]).args(std::env::args().skip(3));
+            status(c)
+        }
         "all" => {
             for step in [bench_train, bench_optim_speed] {
                 let code = step(root, env)?;
@@ -148,7 +165,7 @@ fn bench(root: &Path, env: &libtorch::Env, what: &str) -> Result<ExitCode> {
             c.args(["bench", "-p", "whetstone-benches"]);
             status(c)
         }
-        other => bail!("unknown bench `{other}` (known: train, optim-speed, all)"),
+        other => bail!("unknown bench `{other}` (known: train, optim-speed, optim, transfer, all)"),
     }
 }
 

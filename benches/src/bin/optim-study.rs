@@ -23,8 +23,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 use tch::nn::VarStore;
 use tch::Device;
@@ -32,6 +31,7 @@ use whetstone_data::{encode, load_splits, DataSource, Encoded, Split, TextTokeni
 use whetstone_eval::{classification_report, plot_lines, plot_lines_log_x, read_jsonl, Curve};
 use whetstone_models::ModelConfig;
 use whetstone_optim::{OptimConfig, Schedule};
+use whetstone_benches::study::{append_cache, field as f, mean_std, read_cache};
 use whetstone_train::{predict, CrossEntropy, TrainConfig, TrainError, Trainer, METRICS_LOG_FILE};
 
 #[derive(Parser, Debug)]
@@ -193,28 +193,6 @@ fn key(task: &str, opt: &str, lr: f64, seed: u64, quick: bool) -> String {
     format!("{task}|{opt}|{lr:.3e}|{seed}{}", if quick { "|quick" } else { "" })
 }
 
-fn read_cache(path: &Path) -> BTreeMap<String, Value> {
-    let mut out = BTreeMap::new();
-    if let Ok(recs) = read_jsonl(path) {
-        for r in recs {
-            if let Some(k) = r.get("key").and_then(Value::as_str) {
-                out.insert(k.to_string(), r);
-            }
-        }
-    }
-    out
-}
-
-fn append_cache(path: &Path, rec: &Value) -> Result<()> {
-    if let Some(d) = path.parent() {
-        std::fs::create_dir_all(d)?;
-    }
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-    writeln!(f, "{rec}")?;
-    Ok(())
-}
-
-/// Train one (task, optimiser, lr, seed) and return its record.
 fn train_one(task: &Task, data: &Data, opt: &Opt, lr: f64, seed: u64, key: &str) -> Result<Value> {
     let started = Instant::now();
     let dir = tempfile::tempdir()?;
@@ -271,17 +249,6 @@ fn train_one(task: &Task, data: &Data, opt: &Opt, lr: f64, seed: u64, key: &str)
         "valid_curve": valid_acc, "train_loss": series("train", "loss"),
         "lr_mult_range": range(&mults), "beta1_range": range(&beta1s),
     }))
-}
-
-fn f(r: &Value, k: &str) -> f64 {
-    r.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN)
-}
-
-fn mean_std(v: &[f64]) -> (f64, f64) {
-    let n = v.len() as f64;
-    let m = v.iter().sum::<f64>() / n;
-    let var = if v.len() > 1 { v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
-    (m, var.sqrt())
 }
 
 fn steps_to(r: &Value, target: f64) -> Option<u64> {

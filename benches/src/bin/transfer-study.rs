@@ -2,7 +2,8 @@
 //!
 //! rotten-tomatoes with N ∈ {50, 100, 200, 500, 1000, all} labelled training examples (a
 //! class-balanced sample of the training split, drawn per seed) × 3 seeds, three arms:
-//! * `scratch`: a 4 × 256 BERT-style Transformer from random initialisation;
+//! * `scratch`: the small 2 × 128 BERT-style Transformer (rt-transformer's shape) from random
+//!   initialisation;
 //! * `mlm-imdb`: the same Transformer pretrained with masked-LM on the imdb review text
 //!   (`whetstone pretrain --recipe mlm-imdb`), then fine-tuned;
 //! * `minilm`: all-MiniLM-L6-v2 (6 × 384, 22.7M parameters) fine-tuned.
@@ -76,7 +77,7 @@ fn epochs(arm: &str, n: usize, quick: bool) -> u64 {
 
 /// The recipe of one run.
 fn recipe(arm: &str, n: usize, seed: u64, files: &(PathBuf, PathBuf, PathBuf), pretrained: &Path, threads: usize, quick: bool) -> Result<Recipe> {
-    let small = "kind = \"transformer\"\nlayers = 4\nhidden = 256\nheads = 4\nffn = 1024\nmax_len = 128\ndropout = 0.1\npooling = \"mean\"\n";
+    let small = "kind = \"transformer\"\nlayers = 2\nhidden = 128\nheads = 2\nffn = 512\nmax_len = 128\ndropout = 0.1\npooling = \"mean\"\n";
     let tokenizer = pretrained.join("tokenizer.json");
     let (model, tok, lr) = match arm {
         "scratch" => (small.to_string(), format!("[tokenizer]\npath = {:?}\n", tokenizer.display().to_string()), 5e-4),

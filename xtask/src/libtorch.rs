@@ -14,6 +14,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub const TORCH_VERSION: &str = "2.11.0";
+/// Python packages next to torch: numpy for the reference scripts, Hugging Face
+/// `transformers` (and its `safetensors` / `tokenizers`) as the oracle for checkpoint loading
+/// and export.
+const EXTRAS: [&str; 2] = ["numpy", "transformers==5.23.0"];
 /// Free space needed for the install: the CUDA-enabled wheel and its dependencies unpack to ~5 GB.
 const NEEDED_GB: u64 = 7;
 const MARKER: &str = ".whetstone-install-complete";
@@ -87,6 +91,8 @@ pub fn ensure() -> Result<Env> {
     let venv = home()?;
     if !venv.join(MARKER).exists() {
         install(&venv)?;
+    } else if std::fs::read_to_string(venv.join(MARKER)).unwrap_or_default().trim() != marker_text() {
+        install_extras(&venv)?;
     }
     let python = venv.join("bin/python");
     let torch = site_packages_torch(&venv)?;
@@ -144,14 +150,36 @@ fn install(venv: &Path) -> Result<()> {
         bail!("pip is not available in the new virtualenv: install pip (Debian/Ubuntu: `apt-get install python3-pip`)");
     }
     let st = Command::new(&vpy)
-        .args(["-m", "pip", "install", "--progress-bar", "off", &format!("torch=={TORCH_VERSION}"), "numpy"])
+        .args(["-m", "pip", "install", "--progress-bar", "off", &format!("torch=={TORCH_VERSION}")])
+        .args(EXTRAS)
         .status()
         .context("running pip install")?;
     if !st.success() {
-        bail!("`pip install torch=={TORCH_VERSION}` failed (see pip's output above); check network access to PyPI and free disk space");
+        bail!("`pip install torch=={TORCH_VERSION} {}` failed (see pip's output above); check network access to PyPI and free disk space", EXTRAS.join(" "));
     }
-    std::fs::write(venv.join(MARKER), TORCH_VERSION)?;
+    std::fs::write(venv.join(MARKER), marker_text())?;
     eprintln!("xtask: torch {TORCH_VERSION} installed");
+    Ok(())
+}
+
+/// What the marker of a complete install holds: torch's version and the extras.
+fn marker_text() -> String {
+    format!("{TORCH_VERSION} {}", EXTRAS.join(" "))
+}
+
+/// Brings an install made before an extra was added up to date (a small pip install; torch
+/// itself is kept).
+fn install_extras(venv: &Path) -> Result<()> {
+    eprintln!("xtask: adding {} to {}", EXTRAS.join(", "), venv.display());
+    let st = Command::new(venv.join("bin/python"))
+        .args(["-m", "pip", "install", "--progress-bar", "off"])
+        .args(EXTRAS)
+        .status()
+        .context("running pip install")?;
+    if !st.success() {
+        bail!("`pip install {}` into {} failed (see pip's output above); check network access to PyPI", EXTRAS.join(" "), venv.display());
+    }
+    std::fs::write(venv.join(MARKER), marker_text())?;
     Ok(())
 }
 

@@ -1,10 +1,13 @@
-//! all-MiniLM-L6-v2 loaded from its Hugging Face folder matches a from-scratch reference
-//! BERT forward (tests/oracle/bert_reference.py, float64 torch over the same safetensors),
-//! and survives export → reload, in whetstone and in the reference.
+//! all-MiniLM-L6-v2 loaded from its Hugging Face folder matches two references: a from-scratch
+//! BERT forward (tests/oracle/bert_reference.py, float64 torch over the same safetensors) and
+//! Hugging Face `transformers` itself (tests/oracle/hf_transformers.py); and an exported
+//! fine-tuned classifier reloads with the same outputs in whetstone, the reference and
+//! `transformers`.
 //!
 //! The model is fetched into the data cache on first use (`whetstone data minilm-l6`).
-//! The reference needs `$WHETSTONE_PYTHON` (else `python3`) with numpy and torch; without
-//! them these tests fail rather than skip.
+//! The references need `$WHETSTONE_PYTHON` (else `python3`) with numpy, torch and
+//! transformers (`cargo xtask setup` installs them); without them these tests fail rather
+//! than skip.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -64,8 +67,18 @@ struct Reference {
     token_ids: Vec<Vec<i64>>,
 }
 
-/// Runs the Python reference on `model_dir` for these ids (and texts, for its WordPiece).
+/// Runs the from-scratch Python reference on `model_dir` for these ids (and texts, for its WordPiece).
 fn reference(model_dir: &Path, ids: &[Vec<i64>], texts: &[&str]) -> Reference {
+    oracle("bert_reference.py", model_dir, ids, texts)
+}
+
+/// Runs Hugging Face `transformers` on `model_dir` for these ids (and texts, for AutoTokenizer).
+fn transformers_reference(model_dir: &Path, ids: &[Vec<i64>], texts: &[&str]) -> Reference {
+    oracle("hf_transformers.py", model_dir, ids, texts)
+}
+
+/// Runs `tests/oracle/<script>` on `model_dir` for these ids and texts.
+fn oracle(script: &str, model_dir: &Path, ids: &[Vec<i64>], texts: &[&str]) -> Reference {
     let (input_ids, mask) = batch(ids);
     let to_rows = |t: &Tensor| -> Vec<Vec<i64>> { Vec::<Vec<i64>>::try_from(t).unwrap() };
     let work = tempfile::tempdir().unwrap();
@@ -74,13 +87,13 @@ fn reference(model_dir: &Path, ids: &[Vec<i64>], texts: &[&str]) -> Reference {
     let payload = serde_json::json!({ "input_ids": to_rows(&input_ids), "attention_mask": to_rows(&mask), "texts": texts });
     std::fs::write(&input, payload.to_string()).unwrap();
     let python = std::env::var("WHETSTONE_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/bert_reference.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle").join(script);
     let out = Command::new(&python).arg(&script).arg(model_dir).arg(&input).arg(&output).output().unwrap_or_else(|e| {
-        panic!("ORACLE MISSING: cannot run `{python} {}`: {e}. Set WHETSTONE_PYTHON to a Python with numpy and torch (source /tmp/ws-env.sh).", script.display())
+        panic!("ORACLE MISSING: cannot run `{python} {}`: {e}. Set WHETSTONE_PYTHON to the setup virtualenv's Python (numpy, torch, transformers): `cargo xtask test` does.", script.display())
     });
     assert!(
         out.status.success(),
-        "ORACLE FAILED: `{python} {}` exited with {}. It needs numpy and torch.\n{}",
+        "ORACLE FAILED: `{python} {}` exited with {}. It needs numpy, torch and transformers (`cargo xtask setup`).\n{}",
         script.display(),
         out.status,
         String::from_utf8_lossy(&out.stderr)
@@ -143,6 +156,14 @@ fn minilm_matches_the_reference_forward() {
     assert!(hidden_err <= TOLERANCE, "last-layer hidden states differ by {hidden_err}");
     assert!(pooled_err <= TOLERANCE, "mean-pooled embeddings differ by {pooled_err}");
 
+    // Hugging Face transformers on the same folder: its tokenizer and its BertModel.
+    let hf = transformers_reference(&dir, &ids, &SENTENCES);
+    assert_eq!(ids, hf.token_ids, "tokenizer.json ids differ from transformers' AutoTokenizer");
+    let (hf_hidden_err, hf_pooled_err) = (max_err_tokens(&hidden, &hf.hidden, &mask), max_err(&pooled, &hf.pooled));
+    eprintln!("MiniLM-L6 vs transformers: hidden max |err| {hf_hidden_err:.3e}, pooled max |err| {hf_pooled_err:.3e}");
+    assert!(hf_hidden_err <= TOLERANCE, "last-layer hidden states differ from transformers by {hf_hidden_err}");
+    assert!(hf_pooled_err <= TOLERANCE, "mean-pooled embeddings differ from transformers by {hf_pooled_err}");
+
     // Padding does not leak: each sentence alone gives the same embedding as in the batch.
     let (solo_ids, solo_mask) = batch(&ids[4..5]);
     let solo = tch::no_grad(|| pool(&encoder.forward_t(&solo_ids, &solo_mask, false), &solo_mask, Pooling::Mean));
@@ -203,6 +224,14 @@ fn fine_tuned_classifier_exports_and_reloads_identically() {
     eprintln!("exported classifier vs reference: hidden max |err| {hidden_err:.3e}, logits max |err| {logits_err:.3e}");
     assert!(hidden_err <= TOLERANCE, "{hidden_err}");
     assert!(logits_err <= TOLERANCE, "{logits_err}");
+
+    // And transformers loads the export as a BertModel: same states, and the same logits
+    // through the exported classifier.* weights and whetstone's pooling.
+    let hf = transformers_reference(out.path(), &ids, &[]);
+    let (hf_hidden_err, hf_logits_err) = (max_err_tokens(&hidden, &hf.hidden, &mask), max_err(&logits, hf.logits.as_ref().expect("classifier.* in the export")));
+    eprintln!("exported classifier vs transformers: hidden max |err| {hf_hidden_err:.3e}, logits max |err| {hf_logits_err:.3e}");
+    assert!(hf_hidden_err <= TOLERANCE, "{hf_hidden_err}");
+    assert!(hf_logits_err <= TOLERANCE, "{hf_logits_err}");
 
     // The exported encoder alone is a plain BertModel folder.
     let enc_dir = out.path().join("encoder");

@@ -47,10 +47,10 @@ pub struct Recipe {
 fn default_name() -> String {
     "run".into()
 }
-fn default_seed() -> u64 {
+pub(crate) fn default_seed() -> u64 {
     42
 }
-fn default_device() -> String {
+pub(crate) fn default_device() -> String {
     "auto".into()
 }
 

@@ -108,12 +108,7 @@ impl Recipe {
         if d.max_len < 2 {
             return Err(Config(format!("data.max_len must be >= 2, got {}", d.max_len)));
         }
-        if self.tokenizer.path.is_none() && self.tokenizer.vocab_size < 16 {
-            return Err(Config(format!("tokenizer.vocab_size must be >= 16, got {}", self.tokenizer.vocab_size)));
-        }
-        if !(self.optim.lr > 0.0 && self.optim.lr.is_finite()) {
-            return Err(Config(format!("optim.lr must be a positive number, got {}", self.optim.lr)));
-        }
+        check_common(&self.tokenizer, &self.optim, &self.device)?;
         if self.optim.weight_decay < 0.0 {
             return Err(Config(format!("optim.weight_decay must be >= 0, got {}", self.optim.weight_decay)));
         }
@@ -125,9 +120,21 @@ impl Recipe {
                 )));
             }
         }
-        whetstone_models::parse_device(&self.device).map_err(|e| Config(format!("device: {e}")))?;
         Ok(())
     }
+}
+
+/// Checks every recipe kind shares: the tokenizer's size, the learning rate and the device.
+pub(crate) fn check_common(tokenizer: &crate::recipe::TokenizerRecipe, optim: &whetstone_optim::OptimConfig, device: &str) -> crate::Result<()> {
+    use crate::TrainError::Config;
+    if tokenizer.path.is_none() && tokenizer.vocab_size < 16 {
+        return Err(Config(format!("tokenizer.vocab_size must be >= 16, got {}", tokenizer.vocab_size)));
+    }
+    if !(optim.lr > 0.0 && optim.lr.is_finite()) {
+        return Err(Config(format!("optim.lr must be a positive number, got {}", optim.lr)));
+    }
+    whetstone_models::parse_device(device).map_err(|e| Config(format!("device: {e}")))?;
+    Ok(())
 }
 
 #[cfg(test)]

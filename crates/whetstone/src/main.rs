@@ -70,21 +70,51 @@ struct TrainArgs {
     /// Fixed test file (with --data).
     #[arg(long)]
     test: Option<PathBuf>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+/// Where a new run goes, or which run to continue: shared by `train` and `pretrain`.
+#[derive(Args)]
+pub(crate) struct RunArgs {
     /// cpu, cuda, cuda:N or auto.
     #[arg(long)]
-    device: Option<String>,
+    pub device: Option<String>,
     /// Run name (default: the recipe's).
     #[arg(long)]
-    name: Option<String>,
+    pub name: Option<String>,
     /// Folder that holds runs.
     #[arg(long, default_value = "runs")]
-    runs_dir: PathBuf,
+    pub runs_dir: PathBuf,
     /// Continue a killed run from its last checkpoint (a run folder, or a name under --runs-dir).
     #[arg(long, value_name = "RUN")]
-    resume: Option<String>,
+    pub resume: Option<String>,
     /// No progress output.
     #[arg(long, short)]
-    quiet: bool,
+    pub quiet: bool,
+}
+
+impl RunArgs {
+    /// The folder of the run `--resume` names.
+    pub fn resume_dir(&self, run: &str) -> PathBuf {
+        if Path::new(run).is_dir() {
+            PathBuf::from(run)
+        } else {
+            self.runs_dir.join(run)
+        }
+    }
+
+    /// `--device` and `--name` as recipe overrides.
+    pub fn overrides(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(d) = &self.device {
+            out.push(format!("device={d:?}"));
+        }
+        if let Some(n) = &self.name {
+            out.push(format!("name={n:?}"));
+        }
+        out
+    }
 }
 
 #[derive(Args)]
@@ -144,11 +174,11 @@ pub(crate) fn fresh_run_dir(runs_dir: &Path, name: &str) -> PathBuf {
 }
 
 fn train(a: TrainArgs) -> Result<()> {
-    let (recipe, dir, resume) = if let Some(run) = &a.resume {
-        if !a.overrides.is_empty() || a.file.data.is_some() || a.name.is_some() {
+    let (recipe, dir, resume) = if let Some(run) = &a.run.resume {
+        if !a.overrides.is_empty() || a.file.data.is_some() || a.run.name.is_some() {
             bail!("--resume continues a run with its own recipe; drop --set/--data/--name");
         }
-        let dir = if Path::new(run).is_dir() { PathBuf::from(run) } else { a.runs_dir.join(run) };
+        let dir = a.run.resume_dir(run);
         let recipe = whetstone_train::read_recipe(&dir)?;
         (recipe, dir, true)
     } else {
@@ -167,17 +197,12 @@ fn train(a: TrainArgs) -> Result<()> {
         if let Some(p) = &a.test {
             overrides.push(format!("data.test_path={:?}", p.display().to_string()));
         }
-        if let Some(d) = &a.device {
-            overrides.push(format!("device={d:?}"));
-        }
-        if let Some(n) = &a.name {
-            overrides.push(format!("name={n:?}"));
-        }
+        overrides.extend(a.run.overrides());
         let recipe = Recipe::parse(&origin, &text, &overrides).map_err(anyhow::Error::msg)?;
-        let dir = fresh_run_dir(&a.runs_dir, &recipe.name);
+        let dir = fresh_run_dir(&a.run.runs_dir, &recipe.name);
         (recipe, dir, false)
     };
-    let quiet = a.quiet;
+    let quiet = a.run.quiet;
     if !quiet {
         eprintln!("{} run {} ({})", if resume { "resuming" } else { "starting" }, recipe.name, dir.display());
     }

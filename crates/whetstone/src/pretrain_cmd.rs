@@ -3,7 +3,6 @@
 use crate::recipe_source;
 use anyhow::{bail, Result};
 use clap::Args;
-use std::path::{Path, PathBuf};
 use whetstone_train::{pretrain_recipe, PretrainRecipe, RunOptions, PRETRAIN_RECIPE_FILE};
 
 #[derive(Args)]
@@ -18,29 +17,16 @@ pub struct PretrainArgs {
     /// .txt files / folders (repeatable).
     #[arg(long = "corpus", value_name = "NAME|PATH")]
     corpus: Vec<String>,
-    /// cpu, cuda, cuda:N or auto.
-    #[arg(long)]
-    device: Option<String>,
-    /// Run name (default: the recipe's).
-    #[arg(long)]
-    name: Option<String>,
-    /// Folder that holds runs.
-    #[arg(long, default_value = "runs")]
-    runs_dir: PathBuf,
-    /// Continue a killed run from its last checkpoint (a run folder, or a name under --runs-dir).
-    #[arg(long, value_name = "RUN")]
-    resume: Option<String>,
-    /// No progress output.
-    #[arg(long, short)]
-    quiet: bool,
+    #[command(flatten)]
+    run: crate::RunArgs,
 }
 
 pub fn pretrain(a: PretrainArgs) -> Result<()> {
-    let (recipe, dir, resume) = if let Some(run) = &a.resume {
-        if !a.overrides.is_empty() || !a.corpus.is_empty() || a.name.is_some() {
+    let (recipe, dir, resume) = if let Some(run) = &a.run.resume {
+        if !a.overrides.is_empty() || !a.corpus.is_empty() || a.run.name.is_some() {
             bail!("--resume continues a run with its own recipe; drop --set/--corpus/--name");
         }
-        let dir = if Path::new(run).is_dir() { PathBuf::from(run) } else { a.runs_dir.join(run) };
+        let dir = a.run.resume_dir(run);
         let path = dir.join(PRETRAIN_RECIPE_FILE);
         if !path.is_file() {
             bail!("{} is not a pretraining run: {} is missing", dir.display(), path.display());
@@ -53,20 +39,15 @@ pub fn pretrain(a: PretrainArgs) -> Result<()> {
         if !a.corpus.is_empty() {
             overrides.push(format!("corpus.sources={:?}", a.corpus));
         }
-        if let Some(d) = &a.device {
-            overrides.push(format!("device={d:?}"));
-        }
-        if let Some(n) = &a.name {
-            overrides.push(format!("name={n:?}"));
-        }
+        overrides.extend(a.run.overrides());
         let recipe = PretrainRecipe::parse(&origin, &text, &overrides).map_err(anyhow::Error::msg)?;
-        let dir = crate::fresh_run_dir(&a.runs_dir, &recipe.name);
+        let dir = crate::fresh_run_dir(&a.run.runs_dir, &recipe.name);
         (recipe, dir, false)
     };
-    if !a.quiet {
+    if !a.run.quiet {
         eprintln!("{} pretraining run {} ({})", if resume { "resuming" } else { "starting" }, recipe.name, dir.display());
     }
-    let r = pretrain_recipe(&recipe, &RunOptions { dir: dir.clone(), resume, quiet: a.quiet })?;
+    let r = pretrain_recipe(&recipe, &RunOptions { dir: dir.clone(), resume, quiet: a.run.quiet })?;
     match (&r.fit.outcome, &r.valid) {
         (whetstone_train::Outcome::Interrupted, _) => println!("run interrupted at step {} (resume with --resume {})", r.fit.progress.step, dir.display()),
         (_, valid) => {

@@ -36,10 +36,10 @@ pub struct PretrainRecipe {
     #[serde(default = "default_name")]
     pub name: String,
     /// Seed for the split, initialisation, data order, masks and dropout.
-    #[serde(default = "default_seed")]
+    #[serde(default = "crate::recipe::default_seed")]
     pub seed: u64,
     /// `cpu`, `cuda`, `cuda:N` or `auto`.
-    #[serde(default = "default_device")]
+    #[serde(default = "crate::recipe::default_device")]
     pub device: String,
     /// Intra-op threads for libtorch; 0 keeps libtorch's default.
     #[serde(default)]
@@ -66,12 +66,6 @@ pub struct PretrainRecipe {
 
 fn default_name() -> String {
     "pretrain".into()
-}
-fn default_seed() -> u64 {
-    42
-}
-fn default_device() -> String {
-    "auto".into()
 }
 
 /// Where the unlabelled text comes from and how it is cut.
@@ -127,13 +121,6 @@ impl PretrainRecipe {
         if self.model.pre_norm {
             return Err(Config("model.pre_norm = true cannot be exported as a BERT checkpoint; pretraining uses post-LayerNorm".into()));
         }
-        if self.tokenizer.path.is_none() && self.tokenizer.vocab_size < 16 {
-            return Err(Config(format!("tokenizer.vocab_size must be >= 16, got {}", self.tokenizer.vocab_size)));
-        }
-        if !(self.optim.lr > 0.0 && self.optim.lr.is_finite()) {
-            return Err(Config(format!("optim.lr must be a positive number, got {}", self.optim.lr)));
-        }
-        whetstone_models::parse_device(&self.device).map_err(|e| Config(format!("device: {e}")))?;
-        Ok(())
+        crate::recipe_parse::check_common(&self.tokenizer, &self.optim, &self.device)
     }
 }

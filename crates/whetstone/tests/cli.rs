@@ -191,3 +191,26 @@ fn bad_inputs_give_clear_errors_and_exit_1() {
     let o = bin().args(["predict", "--run"]).arg(&run).output().unwrap();
     fails_with(o, &["recipe.toml"]);
 }
+
+#[test]
+fn pretrain_runs_on_a_users_text_and_refuses_bad_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let corpus = tmp.path().join("notes.txt");
+    let lines: Vec<String> = (0..300).map(|i| format!("note {i}: the harbour lights were {} tonight and the boats stayed in", if i % 2 == 0 { "bright" } else { "dim" })).collect();
+    std::fs::write(&corpus, lines.join("\n")).unwrap();
+    let runs = tmp.path().join("runs");
+    let tiny = ["--set", "model.layers=1", "--set", "model.hidden=32", "--set", "model.heads=2", "--set", "model.ffn=64", "--set", "model.max_len=32", "--set", "corpus.max_len=32", "--set", "tokenizer.vocab_size=300", "--set", "train.epochs=1", "--set", "train.eval_every=0", "--device", "cpu", "--quiet"];
+    let o = bin().args(["pretrain", "--corpus"]).arg(&corpus).args(tiny).args(["--name", "notes", "--runs-dir"]).arg(&runs).output().unwrap();
+    ok(&o);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("perplexity") && out.contains("encoder:"), "{out}");
+    assert!(runs.join("notes/encoder/config.json").is_file() && runs.join("notes/encoder/tokenizer.json").is_file());
+
+    fails_with(bin().args(["pretrain", "--corpus", "no-such-corpus", "--device", "cpu", "--quiet", "--runs-dir"]).arg(&runs).output().unwrap(), &["no-such-corpus", "wiki100"]);
+    fails_with(bin().args(["pretrain", "--set", "mlm.mask_prob=2", "--runs-dir"]).arg(&runs).output().unwrap(), &["mlm.mask_prob"]);
+    fails_with(bin().args(["pretrain", "--recipe", "nope"]).output().unwrap(), &["nope", "mlm-imdb"]);
+    // A classification run is not a pretraining run to resume.
+    let fake = runs.join("not-pretrain");
+    std::fs::create_dir_all(&fake).unwrap();
+    fails_with(bin().args(["pretrain", "--resume"]).arg(&fake).output().unwrap(), &["not a pretraining run", "pretrain.toml"]);
+}

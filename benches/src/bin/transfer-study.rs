@@ -66,6 +66,8 @@ fn epochs(arm: &str, n: usize, quick: bool) -> u64 {
         return 1;
     }
     match (arm, n) {
+        ("minilm", 0) => 2,
+        (_, 0) => 5,
         ("minilm", n) if n <= 200 => 15,
         ("minilm", n) if n <= 1000 => 6,
         ("minilm", _) => 2,

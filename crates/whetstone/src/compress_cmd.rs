@@ -64,7 +64,7 @@ pub struct PruneArgs {
     #[arg(long)]
     method: Option<String>,
     /// Fraction removed, in [0, 1): of the weights, or of heads and neurons (structured).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     sparsity: Option<f64>,
     /// global or per-layer.
     #[arg(long)]

@@ -19,8 +19,9 @@ commands:
   train [ARGS..]     build the CLI and run `whetstone train ARGS..` (default recipe when no --recipe)
   test [ARGS..]      run the whole test suite (cargo test --release --workspace ARGS..)
   bench [NAME]       benchmarks against PyTorch, reports in reports/ (NAME: train (default): training and
-                     inference throughput; optim-speed: one optimiser step vs torch.optim; all: both,
-                     then the criterion benches)
+                     inference throughput; optim-speed: one optimiser step vs torch.optim; compress:
+                     distillation/pruning/int8/early-exit study (reports/compress.md; --quick,
+                     --measure-only, --teacher RUN); all: train and optim-speed, then the criterion benches)
   env                print the environment exports for using the installed libtorch from a shell
 
 environment:
@@ -137,6 +138,14 @@ fn bench(root: &Path, env: &libtorch::Env, what: &str) -> Result<ExitCode> {
             c.args(["run", "--release", "--quiet", "-p", "whetstone-benches", "--bin", "optim-study", "--"]).args(std::env::args().skip(3));
             status(c)
         }
+        "compress" => {
+            // Compression study: reports/compress.{md,json}; arguments after `compress` go to it
+            // (`--quick`, `--measure-only`, `--teacher RUN`, `--rows …`).
+            cargo_run_cli(root, env, &["data".into(), "rotten-tomatoes".into(), "imdb".into(), "minilm-l6".into()])?;
+            let mut c = cargo(root, env);
+            c.args(["run", "--release", "--quiet", "-p", "whetstone-benches", "--bin", "compress-study", "--"]).args(std::env::args().skip(3));
+            status(c)
+        }
         "all" => {
             for step in [bench_train, bench_optim_speed] {
                 let code = step(root, env)?;
@@ -148,7 +157,7 @@ fn bench(root: &Path, env: &libtorch::Env, what: &str) -> Result<ExitCode> {
             c.args(["bench", "-p", "whetstone-benches"]);
             status(c)
         }
-        other => bail!("unknown bench `{other}` (known: train, optim-speed, all)"),
+        other => bail!("unknown bench `{other}` (known: train, optim-speed, optim, compress, all)"),
     }
 }
 

@@ -40,6 +40,9 @@ pub struct CompressConfig {
     pub quantize: bool,
     /// Timed batch-1 calls for the latency percentiles (default 200; 0 skips efficiency).
     pub latency_iters: usize,
+    /// Train on at most this many examples of the training split (0, the default: all), for
+    /// smoke runs.
+    pub train_limit: usize,
     /// Timed batch-32 calls for throughput (default 30).
     pub throughput_iters: usize,
 }
@@ -56,6 +59,7 @@ impl Default for CompressConfig {
             recovery: RecoverySettings::default(),
             quantize: false,
             latency_iters: 200,
+            train_limit: 0,
             throughput_iters: 30,
         }
     }

@@ -27,7 +27,8 @@ pub fn distill(teacher_dir: &Path, config: &CompressConfig, out: &Path, quiet: b
     if config.threads > 0 {
         tch::set_num_threads(config.threads as i32);
     }
-    let source = Source::open(teacher_dir, config.device.as_deref())?;
+    let mut source = Source::open(teacher_dir, config.device.as_deref())?;
+    source.limit_train(config.train_limit);
     let device = source.device();
     let d = &config.distill;
     let spec: StudentSpec = d.student.parse()?;

@@ -24,7 +24,8 @@ pub fn prune(run_dir: &Path, config: &CompressConfig, out: &Path, quiet: bool) -
     if config.threads > 0 {
         tch::set_num_threads(config.threads as i32);
     }
-    let source = Source::open(run_dir, config.device.as_deref())?;
+    let mut source = Source::open(run_dir, config.device.as_deref())?;
+    source.limit_train(config.train_limit);
     let step = config.prune.step()?;
     tch::manual_seed(config.seed as i64);
     let p = &config.prune;

@@ -43,6 +43,14 @@ impl Source {
         Ok(Self { run, train, valid, test, label_names })
     }
 
+    /// Keep only the first `n` training examples (0 keeps all).
+    pub fn limit_train(&mut self, n: usize) {
+        if n > 0 && n < self.train.len() {
+            self.train.ids.truncate(n);
+            self.train.labels.truncate(n);
+        }
+    }
+
     /// The run's model as a Transformer.
     pub fn transformer(&self) -> &whetstone_models::TransformerClassifier {
         self.run.model.as_transformer().expect("checked in open")

@@ -20,6 +20,21 @@ fn eval_batches(enc: &Encoded, device: tch::Device) -> Vec<whetstone_data::Batch
     BucketBatcher::new(128, 1).eval_order(&enc.lengths()).iter().map(|idx| make_batch(enc, idx, device)).collect()
 }
 
+/// The teacher's arg-max class of each example of `enc`, from `cache`.
+fn cached_predictions(cache: &TeacherCache, enc: &Encoded, device: tch::Device) -> Result<Vec<i64>> {
+    let mut preds = vec![0i64; enc.len()];
+    for idx in BucketBatcher::new(128, 1).eval_order(&enc.lengths()) {
+        let logits = cache
+            .lookup(&make_batch(enc, &idx, device))?
+            .ok_or_else(|| crate::error::CompressError::Config("a transfer sentence is missing from the teacher cache".into()))?;
+        let arg = Vec::<i64>::try_from(&logits.f_argmax(-1, false)?.f_to_device(tch::Device::Cpu)?)?;
+        for (i, a) in idx.iter().zip(arg) {
+            preds[*i] = a;
+        }
+    }
+    Ok(preds)
+}
+
 /// Distil the teacher run in `teacher_dir` into the student `config.distill` describes, training
 /// on the teacher's training split (plus the transfer set, labelled by the teacher), selecting
 /// on its validation split, and write the run folder `out`.
@@ -40,23 +55,33 @@ pub fn distill(teacher_dir: &Path, config: &CompressConfig, out: &Path, quiet: b
     // The teacher, loaded a second time: the objective owns it.
     let teacher = LoadedRun::open(teacher_dir, config.device.as_deref())?.model;
     let mut train = source.train.clone();
+    let labelled = train.len();
     if !d.transfer.is_empty() {
         let t0 = std::time::Instant::now();
         let texts = transfer_sentences(&d.transfer, d.transfer_max, config.seed)?;
         let split = Split { labels: vec![0; texts.len()], texts };
-        let mut extra = encode(&source.run.tokenizer, &split, source.run.max_len())?;
-        extra.labels = predict(teacher.as_ref(), &extra, 128, device)?.preds;
-        notes.push(format!("transfer set: {} {} sentences labelled by the teacher in {:.1}s", extra.len(), d.transfer, t0.elapsed().as_secs_f64()));
+        let extra = encode(&source.run.tokenizer, &split, source.run.max_len())?;
+        notes.push(format!("transfer set: {} {} sentences ({:.1}s to read and tokenise)", extra.len(), d.transfer, t0.elapsed().as_secs_f64()));
         train.ids.extend(extra.ids);
         train.labels.extend(extra.labels);
     }
     let cache = if d.cache_teacher && !d.loss.needs_internals() {
         let cache = TeacherCache::build(teacher.as_ref(), &eval_batches(&train, device))?;
-        notes.push(format!("teacher logits cached once for {} examples in {:.1}s", cache.len(), cache.seconds));
+        notes.push(format!("teacher logits computed once for {} examples in {:.1}s (instead of every epoch)", cache.len(), cache.seconds));
         Some(cache)
     } else {
         None
     };
+    if train.len() > labelled {
+        // The transfer sentences' hard labels are the teacher's predictions.
+        let extra = Encoded { ids: train.ids[labelled..].to_vec(), labels: train.labels[labelled..].to_vec(), pad_id: train.pad_id };
+        let preds = match &cache {
+            Some(c) => cached_predictions(c, &extra, device)?,
+            None => predict(teacher.as_ref(), &extra, 128, device)?.preds,
+        };
+        train.labels.truncate(labelled);
+        train.labels.extend(preds);
+    }
     let mut objective = DistillObjective::new(teacher, &student, d.loss.clone())?;
     if let Some(c) = cache {
         objective = objective.with_cache(c);

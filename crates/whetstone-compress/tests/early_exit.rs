@@ -22,7 +22,7 @@ fn widen(heads: &VarStore) {
     tch::no_grad(|| {
         for (_, mut t) in heads.variables() {
             if t.dim() == 2 {
-                let _ = t.copy_(&(Tensor::randn(t.size(), (Kind::Float, Device::Cpu)) * 0.5));
+                t.copy_(&(Tensor::randn(t.size(), (Kind::Float, Device::Cpu)) * 0.5));
             }
         }
     });

@@ -334,7 +334,7 @@ impl CompressConfig {
         if self.distill.epochs == 0 || self.distill.batch_size == 0 || p.every == 0 {
             return Err(CompressError::Config("distill.epochs, distill.batch_size and prune.every must be >= 1".into()));
         }
-        if !(0.0..=1.0).contains(&self.recovery.alpha) || !(self.recovery.temperature > 0.0) {
+        if !(0.0..=1.0).contains(&self.recovery.alpha) || self.recovery.temperature.is_nan() || self.recovery.temperature <= 0.0 {
             return Err(CompressError::Config(format!("recovery.alpha must be in [0, 1] and recovery.temperature > 0, got {} and {}", self.recovery.alpha, self.recovery.temperature)));
         }
         self.distill.student.parse::<StudentSpec>()?;

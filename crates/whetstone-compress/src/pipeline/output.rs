@@ -132,8 +132,9 @@ pub fn open_run(dir: &Path, device: Option<&str>) -> Result<LoadedRun> {
     let path = dir.join(COMPRESSION_FILE);
     if path.is_file() {
         let text = std::fs::read_to_string(&path).map_err(io(&path))?;
-        let p: Provenance = serde_json::from_str(&text).map_err(|e| CompressError::Run { run: dir.to_path_buf(), msg: format!("{}: {e}", path.display()) })?;
-        if p.quantize {
+        // Only `quantize` matters here; the rest may come from another version's settings.
+        let p: serde_json::Value = serde_json::from_str(&text).map_err(|e| CompressError::Run { run: dir.to_path_buf(), msg: format!("{}: {e}", path.display()) })?;
+        if p.get("quantize").and_then(|q| q.as_bool()) == Some(true) {
             let t = run.model.as_transformer().ok_or_else(|| CompressError::Run { run: dir.to_path_buf(), msg: "int8 serving needs a Transformer model".into() })?;
             run.model = Box::new(QuantizedClassifier::new(t)?);
         }

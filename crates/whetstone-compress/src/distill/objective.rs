@@ -113,7 +113,13 @@ impl DistillObjective {
         let (temperature, alpha) = (self.config.temperature.at(step), self.config.alpha.at(step));
         let mask = &batch.attention_mask;
         let mut terms = DistillTerms::default();
-        let total = if !self.config.needs_internals() {
+        let total = if !self.config.needs_internals() && alpha == 1.0 {
+            // Hard labels only: the teacher is not needed.
+            let logits = student.forward_t(&batch.input_ids, mask, true);
+            let l = logit_distill_loss(&logits, &logits.detach(), &batch.labels, temperature, 1.0)?;
+            terms.logits = l.double_value(&[]);
+            l
+        } else if !self.config.needs_internals() {
             let cached = match &self.cache {
                 Some(c) => c.lookup(batch)?,
                 None => None,

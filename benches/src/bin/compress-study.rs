@@ -133,6 +133,16 @@ fn rows(quick: bool) -> Vec<Row> {
         Row { name: "kd-4x256", family: "distilled", what: "4×256 student (SVD init), KD + 10k transfer sentences, 2 epochs".into(), make: Make::Distill(kd("4x256", 10000, 2)) },
         Row { name: "sparse-50", family: "unstructured", what: "50% unstructured (gradual magnitude, 1 epoch) + 1 epoch fine-tune".into(), make: Make::Prune { from: None, set: sparse(50, 1, "finetune") } },
         Row { name: "sparse-70", family: "unstructured", what: "70% unstructured (gradual magnitude, 1 epoch) + 1 epoch fine-tune".into(), make: Make::Prune { from: None, set: sparse(70, 1, "finetune") } },
+        Row {
+            name: "kd-2x128-rt",
+            family: "distilled",
+            what: "the same 2×128 student, Hinton KD (T=2, α=0.5) on the train split only (no transfer set), 4 epochs".into(),
+            make: Make::Distill({
+                let mut v = kd("2x128", 0, 4);
+                v.push("distill.loss.alpha=0.5".into());
+                v
+            }),
+        },
         Row { name: "kd-2x128-int8", family: "combined", what: "kd-2x128 → int8".into(), make: Make::Prune { from: Some("kd-2x128"), set: s(&["prune.method=\"int8\""]) } },
         Row {
             name: "kd-4x256-struct25-int8",

@@ -94,7 +94,7 @@ fn distilled_and_pruned_runs_load_with_eval_and_predict() {
     let recipe = std::fs::read_to_string(s.join("recipe.toml")).unwrap();
     assert!(recipe.contains("layers = 1") && recipe.contains("hidden = 16"), "{recipe}");
     let m = metrics(&s);
-    assert!(m["compression"]["notes"].to_string().contains("teacher logits cached"), "{m}");
+    assert!(m["compression"]["notes"].to_string().contains("teacher logits computed once"), "{m}");
     loads_like_any_run(&s);
 
     // A DistilBERT-style student keeps the teacher's second layer.
@@ -130,6 +130,13 @@ fn distilled_and_pruned_runs_load_with_eval_and_predict() {
     }
     assert!((zeros as f64 / n as f64 - 0.7).abs() < 0.01, "after recovery {zeros}/{n} weights are zero");
     loads_like_any_run(&p);
+
+    // One-shot per-layer magnitude without recovery, and movement pruning.
+    let out = ok(&bin().args(["prune", "--run"]).arg(&t).args(["--method", "magnitude", "--schedule", "one-shot", "--scope", "per-layer", "--sparsity", "0.5", "--recovery", "none", "--name", "oneshot", "--runs-dir"]).arg(&runs).args(FAST).output().unwrap());
+    assert!(out.contains("sparsity of the pruned weights 50.0%") && out.contains("one-shot"), "{out}");
+    let out = ok(&bin().args(["prune", "--run"]).arg(&t).args(["--method", "movement", "--sparsity", "0.6", "--set", "prune.epochs=1", "--name", "movement", "--runs-dir"]).arg(&runs).args(FAST).output().unwrap());
+    assert!(out.contains("sparsity of the pruned weights 60.0%") && out.contains("movement-hard"), "{out}");
+    loads_like_any_run(&runs.join("movement"));
 
     // 2:4 with distillation recovery, and int8 alone.
     ok(&bin().args(["prune", "--run"]).arg(&t).args(["--method", "2:4", "--recovery", "distill", "--runs-dir"]).arg(&runs).args(FAST).output().unwrap());

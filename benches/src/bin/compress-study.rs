@@ -104,7 +104,7 @@ fn rows(quick: bool) -> Vec<Row> {
         }
         v
     };
-    let structured = |frac: &str| prune(&["prune.method=\"structured-taylor\"", frac, "recovery.mode=\"distill\""], 1, 2);
+    let structured = |frac: &str| prune(&["prune.method=\"structured-taylor\"", frac, "recovery.mode=\"distill\""], 1, 1);
     let sparse = |sp: u64, epochs: u64, mode: &str| {
         let mut v = prune(&["prune.method=\"magnitude\"", "prune.schedule=\"gradual\""], epochs, 1);
         v.push(format!("prune.sparsity=0.{sp}"));
@@ -125,12 +125,12 @@ fn rows(quick: bool) -> Vec<Row> {
                 v
             }),
         },
-        Row { name: "structured-25", family: "structured", what: "25% of heads and FFN neurons removed (Taylor importance, global), + 2 epochs distillation recovery".into(), make: Make::Prune { from: None, set: structured("prune.sparsity=0.25") } },
-        Row { name: "structured-50", family: "structured", what: "50% of heads and FFN neurons removed (Taylor importance, global), + 2 epochs distillation recovery".into(), make: Make::Prune { from: None, set: structured("prune.sparsity=0.5") } },
-        Row { name: "early-exit", family: "early exit", what: "teacher + internal classifiers (frozen backbone, 2 epochs)".into(), make: Make::EarlyExit },
-        Row { name: "sparse-90", family: "unstructured", what: "90% of encoder Linear weights pruned (gradual magnitude, cubic, global, 2 epochs) + 1 epoch distillation recovery".into(), make: Make::Prune { from: None, set: sparse(90, 2, "distill") } },
+        Row { name: "structured-25", family: "structured", what: "25% of heads and FFN neurons removed (Taylor importance, global), + 1 epoch distillation recovery".into(), make: Make::Prune { from: None, set: structured("prune.sparsity=0.25") } },
+        Row { name: "structured-50", family: "structured", what: "50% of heads and FFN neurons removed (Taylor importance, global), + 1 epoch distillation recovery".into(), make: Make::Prune { from: None, set: structured("prune.sparsity=0.5") } },
+        Row { name: "early-exit", family: "early exit", what: "teacher + internal classifiers (frozen backbone, 1 epoch)".into(), make: Make::EarlyExit },
+        Row { name: "sparse-90", family: "unstructured", what: "90% of encoder Linear weights pruned (gradual magnitude, cubic, global, 1 epoch) + 1 epoch fine-tune".into(), make: Make::Prune { from: None, set: sparse(90, 1, "finetune") } },
         Row { name: "kd-teacher-3L", family: "distilled", what: "teacher layers 0,2,4 (DistilBERT-style), KD on the train split, 2 epochs".into(), make: Make::Distill(kd("teacher:0,2,4", 0, 2)) },
-        Row { name: "kd-4x256", family: "distilled", what: "4×256 student (SVD init), KD + 10k transfer sentences, 2 epochs".into(), make: Make::Distill(kd("4x256", 10000, 2)) },
+        Row { name: "kd-4x256", family: "distilled", what: "4×256 student (SVD init), KD + 10k transfer sentences, 1 epoch".into(), make: Make::Distill(kd("4x256", 10000, 1)) },
         Row { name: "sparse-50", family: "unstructured", what: "50% unstructured (gradual magnitude, 1 epoch) + 1 epoch fine-tune".into(), make: Make::Prune { from: None, set: sparse(50, 1, "finetune") } },
         Row { name: "sparse-70", family: "unstructured", what: "70% unstructured (gradual magnitude, 1 epoch) + 1 epoch fine-tune".into(), make: Make::Prune { from: None, set: sparse(70, 1, "finetune") } },
         Row {
@@ -208,7 +208,7 @@ fn train_exits(teacher: &Path, dir: &Path, limit: usize) -> Result<()> {
         model: source.transformer(),
         vs: &hvs,
         objective: Box::new(ExitObjective::new(&heads, true)),
-        epochs: 2,
+        epochs: 1,
         lr: 1e-3,
         batch_size: 32,
         seed: 42,

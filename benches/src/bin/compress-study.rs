@@ -143,6 +143,19 @@ fn rows(quick: bool) -> Vec<Row> {
                 v
             }),
         },
+        Row {
+            name: "sparse-90-kd",
+            family: "unstructured",
+            what: "90% unstructured as sparse-90 but learning rates 1e-4 and 1 epoch distillation recovery".into(),
+            make: Make::Prune {
+                from: None,
+                set: {
+                    let mut v = sparse(90, 1, "distill");
+                    v.extend(s(&["prune.lr=1e-4", "recovery.lr=1e-4"]));
+                    v
+                },
+            },
+        },
         Row { name: "kd-2x128-int8", family: "combined", what: "kd-2x128 → int8".into(), make: Make::Prune { from: Some("kd-2x128"), set: s(&["prune.method=\"int8\""]) } },
         Row {
             name: "kd-4x256-struct25-int8",

@@ -351,7 +351,6 @@ fn main() -> Result<()> {
     if let Some(ee) = &ee {
         sweep_rows = sweep(ee, &test, &policies, Device::Cpu, 0, 0)?;
         for &p in &policies {
-            let ee = ee;
             timed.push(Timed {
                 forward: Box::new(move |b: &Batch| {
                     // Batch-1 exits per sentence; a batch stops when all its sentences may.

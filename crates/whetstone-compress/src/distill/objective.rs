@@ -149,7 +149,7 @@ impl DistillObjective {
                 for &(si, ti) in &self.pairs {
                     let l = hidden_mse(&project(&self.hidden_proj, &s_out.hidden_states[si + 1]), &t_out.hidden_states[ti + 1], mask)?;
                     terms.hidden += l.double_value(&[]);
-                    total = total + l * w;
+                    total += l * w;
                 }
             }
             let w = self.config.attention.at(step);
@@ -157,14 +157,14 @@ impl DistillObjective {
                 for &(si, ti) in &self.pairs {
                     let l = attention_loss(&s_out.attentions[si], &t_out.attentions[ti], mask, self.config.attention_loss)?;
                     terms.attention += l.double_value(&[]);
-                    total = total + l * w;
+                    total += l * w;
                 }
             }
             let w = self.config.embedding.at(step);
             if w != 0.0 {
                 let l = hidden_mse(&project(&self.embedding_proj, &s_out.hidden_states[0]), &t_out.hidden_states[0], mask)?;
                 terms.embedding = l.double_value(&[]);
-                total = total + l * w;
+                total += l * w;
             }
             total
         };

@@ -21,7 +21,9 @@ commands:
   bench [NAME]       benchmarks against PyTorch, reports in reports/ (NAME: train (default): training and
                      inference throughput; optim-speed: one optimiser step vs torch.optim; optim: the
                      optimiser convergence study; transfer: the small-sample transfer study (pretrains
-                     runs/mlm-imdb first when missing); all: train and optim-speed, then the criterion benches)
+                     runs/mlm-imdb first when missing); compress: distillation/pruning/int8/early-exit
+                     study (reports/compress.md; --quick, --measure-only, --teacher RUN); all: train and
+                     optim-speed, then the criterion benches)
   env                print the environment exports for using the installed libtorch from a shell
 
 environment:
@@ -154,6 +156,14 @@ fn bench(root: &Path, env: &libtorch::Env, what: &str) -> Result<ExitCode> {
             c.args(["run", "--release", "--quiet", "-p", "whetstone-benches", "--bin", "transfer-study", "--"]).args(std::env::args().skip(3));
             status(c)
         }
+        "compress" => {
+            // Compression study: reports/compress.{md,json}; arguments after `compress` go to it
+            // (`--quick`, `--measure-only`, `--teacher RUN`, `--rows …`).
+            cargo_run_cli(root, env, &["data".into(), "rotten-tomatoes".into(), "imdb".into(), "minilm-l6".into()])?;
+            let mut c = cargo(root, env);
+            c.args(["run", "--release", "--quiet", "-p", "whetstone-benches", "--bin", "compress-study", "--"]).args(std::env::args().skip(3));
+            status(c)
+        }
         "all" => {
             for step in [bench_train, bench_optim_speed] {
                 let code = step(root, env)?;
@@ -165,7 +175,7 @@ fn bench(root: &Path, env: &libtorch::Env, what: &str) -> Result<ExitCode> {
             c.args(["bench", "-p", "whetstone-benches"]);
             status(c)
         }
-        other => bail!("unknown bench `{other}` (known: train, optim-speed, optim, transfer, all)"),
+        other => bail!("unknown bench `{other}` (known: train, optim-speed, optim, transfer, compress, all)"),
     }
 }
 

@@ -28,6 +28,21 @@ pub enum CompressError {
     /// An error from an optimiser.
     #[error(transparent)]
     Optim(#[from] whetstone_optim::OptimError),
+    /// An error from training, evaluating or loading a run.
+    #[error(transparent)]
+    Train(#[from] whetstone_train::TrainError),
+    /// An error from reading or tokenising data.
+    #[error(transparent)]
+    Data(#[from] whetstone_data::DataError),
+    /// An error from writing reports or measuring a model.
+    #[error(transparent)]
+    Eval(#[from] whetstone_eval::EvalError),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io { path: std::path::PathBuf, source: std::io::Error },
+    /// A run folder that cannot serve as the input of a compression step.
+    #[error("run {run}: {msg}")]
+    Run { run: std::path::PathBuf, msg: String },
     /// An error from libtorch.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
@@ -43,4 +58,10 @@ pub(crate) fn check_sparsity(s: f64) -> Result<()> {
     } else {
         Err(CompressError::Sparsity(s))
     }
+}
+
+/// Attach a path to an I/O error.
+pub(crate) fn io(path: impl Into<std::path::PathBuf>) -> impl FnOnce(std::io::Error) -> CompressError {
+    let path = path.into();
+    move |source| CompressError::Io { path, source }
 }

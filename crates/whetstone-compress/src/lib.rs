@@ -13,6 +13,9 @@
 //! * [`Regularizer`] (L1, group lasso over heads and neurons) and [`RegularizedObjective`];
 //!   [`SparsityReport`] per tensor and layer.
 //! * [`QuantizedClassifier`]: dynamic int8 Linear layers for CPU inference.
+//! * [`early_exit`]: internal classifiers and confidence / entropy / patience exits.
+//! * [`pipeline`]: `whetstone distill` / `whetstone prune` as library calls, run folder in,
+//!   run folder out.
 //!
 //! ```
 //! use whetstone_compress::{magnitude_masks, ParamSelector, Scope};
@@ -36,7 +39,9 @@
 #![allow(unused_must_use)]
 
 pub mod distill;
+pub mod early_exit;
 mod error;
+pub mod pipeline;
 pub mod prune;
 mod quantize;
 mod regularize;
@@ -44,6 +49,7 @@ mod report;
 mod select;
 
 pub use distill::*;
+pub use early_exit::{sweep, EarlyExit, ExitHeads, ExitObjective, ExitPolicy, SweepRow};
 pub use error::{CompressError, Result};
 pub use prune::*;
 pub use quantize::{QuantizedClassifier, QuantizedLinear};

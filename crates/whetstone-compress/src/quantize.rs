@@ -146,6 +146,46 @@ impl QuantizedClassifier {
         n + self.final_norm.as_ref().map_or(0, |(w, b)| f32s(&[w, b]))
     }
 
+    /// Every tensor of the int8 model by name (int8 weights as `….weight_int8` `[in, out]` with
+    /// their `….scale`; the f32 rest under the model's names), for writing a checkpoint whose
+    /// size is the int8 model's.
+    pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut out = vec![
+            ("embeddings.word_embeddings.weight".to_string(), self.embeddings[0].shallow_clone()),
+            ("embeddings.position_embeddings.weight".into(), self.embeddings[1].shallow_clone()),
+            ("embeddings.token_type_embeddings.weight".into(), self.embeddings[2].shallow_clone()),
+            ("embeddings.LayerNorm.weight".into(), self.embedding_norm.0.shallow_clone()),
+            ("embeddings.LayerNorm.bias".into(), self.embedding_norm.1.shallow_clone()),
+            ("classifier.weight".into(), self.classifier.0.shallow_clone()),
+            ("classifier.bias".into(), self.classifier.1.shallow_clone()),
+        ];
+        let lin = |out: &mut Vec<(String, Tensor)>, p: String, l: &QuantizedLinear| {
+            out.push((format!("{p}.weight_int8"), l.weight_t.shallow_clone()));
+            out.push((format!("{p}.scale"), l.scales.shallow_clone()));
+            if let Some(b) = &l.bias {
+                out.push((format!("{p}.bias"), b.shallow_clone()));
+            }
+        };
+        for (i, l) in self.layers.iter().enumerate() {
+            let p = format!("encoder.layer.{i}");
+            for (n, q) in ["query", "key", "value"].iter().zip(&l.qkv) {
+                lin(&mut out, format!("{p}.attention.self.{n}"), q);
+            }
+            lin(&mut out, format!("{p}.attention.output.dense"), &l.attention_out);
+            lin(&mut out, format!("{p}.intermediate.dense"), &l.ffn_in);
+            lin(&mut out, format!("{p}.output.dense"), &l.ffn_out);
+            for (n, (w, b)) in [("attention.output.LayerNorm", &l.attention_norm), ("output.LayerNorm", &l.output_norm)] {
+                out.push((format!("{p}.{n}.weight"), w.shallow_clone()));
+                out.push((format!("{p}.{n}.bias"), b.shallow_clone()));
+            }
+        }
+        if let Some((w, b)) = &self.final_norm {
+            out.push(("encoder.LayerNorm.weight".into(), w.shallow_clone()));
+            out.push(("encoder.LayerNorm.bias".into(), b.shallow_clone()));
+        }
+        out
+    }
+
     fn norm(&self, x: &Tensor, (w, b): &(Tensor, Tensor)) -> Result<Tensor> {
         Ok(x.f_layer_norm([w.size()[0]].as_slice(), Some(w), Some(b), self.eps, false)?)
     }

@@ -171,3 +171,19 @@ fn mismatched_teacher_and_student_are_refused() {
     let cfg = DistillConfig { hidden: 1.0.into(), ..Default::default() };
     assert!(DistillObjective::new(Box::new(teacher), &deep, cfg).unwrap_err().to_string().contains("at least as deep"));
 }
+
+#[test]
+fn alpha_one_is_plain_cross_entropy_without_the_teacher() {
+    // A teacher whose 4 positions cannot read the batch's 8 tokens: calling it would fail.
+    let mut short = config(2, 16, 4, 32);
+    short.encoder.max_len = 4;
+    let (_tvs, teacher, _) = tiny_with(21, short);
+    let (_svs, student, _) = tiny_with(22, config(1, 16, 4, 32));
+    let b = batch(23, 6);
+    let cfg = DistillConfig { alpha: 1.0.into(), ..Default::default() };
+    let mut obj = DistillObjective::new(Box::new(teacher), &student, cfg).unwrap();
+    let loss = obj.try_loss(&student, &b).unwrap().double_value(&[]);
+    let logits = student.forward_t(&b.input_ids, &b.attention_mask, false);
+    let ce = logits.cross_entropy_loss::<Tensor>(&b.labels, None, tch::Reduction::Mean, -100, 0.0).double_value(&[]);
+    assert!((loss - ce).abs() < 1e-6, "alpha 1: {loss} vs cross-entropy {ce}");
+}

@@ -3,6 +3,7 @@
 //! The binary is a thin shell over the library crates: argument parsing, recipe resolution and
 //! printing. Everything else lives in whetstone-data, -models, -optim, -train and -eval.
 
+mod compress_cmd;
 mod pretrain_cmd;
 mod recipe_source;
 
@@ -12,7 +13,7 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use whetstone_data::{fetch, Manifest, TableSpec};
-use whetstone_train::{train_recipe, LoadedRun, Recipe, RunOptions};
+use whetstone_train::{train_recipe, Recipe, RunOptions};
 
 #[derive(Parser)]
 #[command(name = "whetstone", version, about = "Train, compress and ship text classifiers on libtorch")]
@@ -32,6 +33,10 @@ enum Command {
     Eval(EvalArgs),
     /// Classify lines read from stdin; prints `label<TAB>probability` per line.
     Predict(PredictArgs),
+    /// Distil a teacher run into a smaller student run.
+    Distill(compress_cmd::DistillArgs),
+    /// Prune (or int8-quantise) a run into a smaller or sparser run.
+    Prune(compress_cmd::PruneArgs),
     /// Fetch datasets from the manifest into the cache (`all` for every one).
     Data {
         /// Dataset names (default: rotten-tomatoes).
@@ -149,6 +154,8 @@ fn main() -> ExitCode {
         Command::Pretrain(a) => pretrain_cmd::pretrain(a),
         Command::Eval(a) => eval(a),
         Command::Predict(a) => predict(a),
+        Command::Distill(a) => compress_cmd::distill(a),
+        Command::Prune(a) => compress_cmd::prune(a),
         Command::Data { names } => data(names),
         Command::List => list(),
     };
@@ -235,7 +242,7 @@ fn train(a: TrainArgs) -> Result<()> {
 }
 
 fn eval(a: EvalArgs) -> Result<()> {
-    let run = LoadedRun::open(&a.run, a.device.as_deref())?;
+    let run = compress_cmd::open_run(&a.run, a.device.as_deref())?;
     let (source, split) = match &a.file.data {
         Some(p) => (p.display().to_string(), run.read_labelled(&TableSpec::new(p, &a.file.text_col, &a.file.label_col))?),
         None => ("the run's test split".to_string(), run.test_split()?),
@@ -254,7 +261,7 @@ fn eval(a: EvalArgs) -> Result<()> {
 }
 
 fn predict(a: PredictArgs) -> Result<()> {
-    let run = LoadedRun::open(&a.run, a.device.as_deref())?;
+    let run = compress_cmd::open_run(&a.run, a.device.as_deref())?;
     let stdin = std::io::stdin();
     let mut out = std::io::stdout().lock();
     let mut chunk = Vec::new();

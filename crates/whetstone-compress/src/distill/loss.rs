@@ -19,7 +19,7 @@ use tch::{Kind, Reduction, Tensor};
 /// # Ok::<(), whetstone_compress::CompressError>(())
 /// ```
 pub fn kd_loss(student_logits: &Tensor, teacher_logits: &Tensor, temperature: f64) -> Result<Tensor> {
-    if !(temperature > 0.0) {
+    if temperature.is_nan() || temperature <= 0.0 {
         return Err(CompressError::Config(format!("distillation temperature must be > 0, got {temperature}")));
     }
     if student_logits.size() != teacher_logits.size() {

@@ -113,7 +113,13 @@ impl DistillObjective {
         let (temperature, alpha) = (self.config.temperature.at(step), self.config.alpha.at(step));
         let mask = &batch.attention_mask;
         let mut terms = DistillTerms::default();
-        let total = if !self.config.needs_internals() {
+        let total = if !self.config.needs_internals() && alpha == 1.0 {
+            // Hard labels only: the teacher is not needed.
+            let logits = student.forward_t(&batch.input_ids, mask, true);
+            let l = logit_distill_loss(&logits, &logits.detach(), &batch.labels, temperature, 1.0)?;
+            terms.logits = l.double_value(&[]);
+            l
+        } else if !self.config.needs_internals() {
             let cached = match &self.cache {
                 Some(c) => c.lookup(batch)?,
                 None => None,
@@ -143,7 +149,7 @@ impl DistillObjective {
                 for &(si, ti) in &self.pairs {
                     let l = hidden_mse(&project(&self.hidden_proj, &s_out.hidden_states[si + 1]), &t_out.hidden_states[ti + 1], mask)?;
                     terms.hidden += l.double_value(&[]);
-                    total = total + l * w;
+                    total += l * w;
                 }
             }
             let w = self.config.attention.at(step);
@@ -151,14 +157,14 @@ impl DistillObjective {
                 for &(si, ti) in &self.pairs {
                     let l = attention_loss(&s_out.attentions[si], &t_out.attentions[ti], mask, self.config.attention_loss)?;
                     terms.attention += l.double_value(&[]);
-                    total = total + l * w;
+                    total += l * w;
                 }
             }
             let w = self.config.embedding.at(step);
             if w != 0.0 {
                 let l = hidden_mse(&project(&self.embedding_proj, &s_out.hidden_states[0]), &t_out.hidden_states[0], mask)?;
                 terms.embedding = l.double_value(&[]);
-                total = total + l * w;
+                total += l * w;
             }
             total
         };

@@ -1,0 +1,123 @@
+//! `whetstone distill`: a student trained from a teacher run, written as a run folder.
+
+use super::config::{CompressConfig, StudentSpec};
+use super::output::{finish_run, Finished, Provenance};
+use super::phase::{adamw, Phase};
+use super::source::Source;
+use super::student::build_student;
+use super::transfer::transfer_sentences;
+use crate::distill::{DistillObjective, TeacherCache};
+use crate::error::Result;
+use std::path::Path;
+use tch::nn::VarStore;
+use whetstone_data::{encode, make_batch, BucketBatcher, Encoded, Split};
+use whetstone_models::{load_varstore, TextClassifier};
+use whetstone_optim::{named_params, NO_DECAY};
+use whetstone_train::{predict, LoadedRun, BEST_MODEL_FILE};
+
+/// Batches of `enc` of up to 128 examples, in length order (little padding).
+fn eval_batches(enc: &Encoded, device: tch::Device) -> Vec<whetstone_data::Batch> {
+    BucketBatcher::new(128, 1).eval_order(&enc.lengths()).iter().map(|idx| make_batch(enc, idx, device)).collect()
+}
+
+/// The teacher's arg-max class of each example of `enc`, from `cache`.
+fn cached_predictions(cache: &TeacherCache, enc: &Encoded, device: tch::Device) -> Result<Vec<i64>> {
+    let mut preds = vec![0i64; enc.len()];
+    for idx in BucketBatcher::new(128, 1).eval_order(&enc.lengths()) {
+        let logits = cache
+            .lookup(&make_batch(enc, &idx, device))?
+            .ok_or_else(|| crate::error::CompressError::Config("a transfer sentence is missing from the teacher cache".into()))?;
+        let arg = Vec::<i64>::try_from(&logits.f_argmax(-1, false)?.f_to_device(tch::Device::Cpu)?)?;
+        for (i, a) in idx.iter().zip(arg) {
+            preds[*i] = a;
+        }
+    }
+    Ok(preds)
+}
+
+/// Distil the teacher run in `teacher_dir` into the student `config.distill` describes, training
+/// on the teacher's training split (plus the transfer set, labelled by the teacher), selecting
+/// on its validation split, and write the run folder `out`.
+pub fn distill(teacher_dir: &Path, config: &CompressConfig, out: &Path, quiet: bool) -> Result<Finished> {
+    if config.threads > 0 {
+        tch::set_num_threads(config.threads as i32);
+    }
+    let mut source = Source::open(teacher_dir, config.device.as_deref())?;
+    source.limit_train(config.train_limit);
+    let device = source.device();
+    let d = &config.distill;
+    let spec: StudentSpec = d.student.parse()?;
+    tch::manual_seed(config.seed as i64);
+    let mut svs = VarStore::new(device);
+    let (scfg, student) = build_student(&spec, d.init, source.transformer(), teacher_dir, &mut svs)?;
+    let mut notes = vec![format!("student {} ({:?} init), {} parameters", d.student, d.init, whetstone_eval::format_count(whetstone_models::count_parameters(&svs)))];
+
+    // The teacher, loaded a second time: the objective owns it.
+    let teacher = LoadedRun::open(teacher_dir, config.device.as_deref())?.model;
+    let mut train = source.train.clone();
+    let labelled = train.len();
+    if !d.transfer.is_empty() {
+        let t0 = std::time::Instant::now();
+        let texts = transfer_sentences(&d.transfer, d.transfer_max, config.seed)?;
+        let split = Split { labels: vec![0; texts.len()], texts };
+        let extra = encode(&source.run.tokenizer, &split, source.run.max_len())?;
+        notes.push(format!("transfer set: {} {} sentences ({:.1}s to read and tokenise)", extra.len(), d.transfer, t0.elapsed().as_secs_f64()));
+        train.ids.extend(extra.ids);
+        train.labels.extend(extra.labels);
+    }
+    let cache = if d.cache_teacher && !d.loss.needs_internals() {
+        let cache = TeacherCache::build(teacher.as_ref(), &eval_batches(&train, device))?;
+        notes.push(format!("teacher logits computed once for {} examples in {:.1}s (instead of every epoch)", cache.len(), cache.seconds));
+        Some(cache)
+    } else {
+        None
+    };
+    if train.len() > labelled {
+        // The transfer sentences' hard labels are the teacher's predictions.
+        let extra = Encoded { ids: train.ids[labelled..].to_vec(), labels: train.labels[labelled..].to_vec(), pad_id: train.pad_id };
+        let preds = match &cache {
+            Some(c) => cached_predictions(c, &extra, device)?,
+            None => predict(teacher.as_ref(), &extra, 128, device)?.preds,
+        };
+        train.labels.truncate(labelled);
+        train.labels.extend(preds);
+    }
+    let mut objective = DistillObjective::new(teacher, &student, d.loss.clone())?;
+    if let Some(c) = cache {
+        objective = objective.with_cache(c);
+    }
+    let mut params = named_params(&svs, 0.01, NO_DECAY);
+    params.extend(named_params(objective.projections(), 0.01, NO_DECAY));
+    let optim = adamw(params)?;
+    let phase = Phase {
+        model: &student,
+        vs: &svs,
+        objective: Box::new(objective),
+        epochs: d.epochs,
+        lr: d.lr,
+        batch_size: d.batch_size,
+        seed: config.seed,
+        device,
+        label_names: source.label_names.clone(),
+        quiet,
+    };
+    let fit = phase.run(optim, &train, &source.valid, out)?;
+    notes.push(format!("{} steps on {} examples in {:.1}s ({:.0} seq/s)", fit.progress.step, train.len(), fit.progress.train_seconds, fit.seq_per_s));
+    load_varstore(&mut svs, &out.join(BEST_MODEL_FILE))?;
+    let _ = std::fs::remove_file(out.join(whetstone_train::CHECKPOINT_FILE));
+    let provenance = Provenance {
+        command: "distill".into(),
+        method: format!("{} student{}", d.student, if config.quantize { " + int8" } else { "" }),
+        source: teacher_dir.to_path_buf(),
+        config: config.clone(),
+        sparsity: None,
+        quantize: config.quantize,
+        notes,
+    };
+    finish_run(out, &source, &student, &svs, scfg, provenance)
+}
+
+/// The teacher of `dir` as a boxed classifier (for distillation recovery after pruning).
+pub(crate) fn load_teacher(dir: &Path, device: Option<&str>) -> Result<Box<dyn TextClassifier>> {
+    Ok(LoadedRun::open(dir, device)?.model)
+}

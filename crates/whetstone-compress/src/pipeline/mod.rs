@@ -1,0 +1,36 @@
+//! Compression runs end to end, behind `whetstone distill` and `whetstone prune`: a run folder
+//! in, a run folder out that `whetstone eval` and `whetstone predict` load like any other.
+//!
+//! * [`CompressConfig`]: every setting, as TOML with `key=value` overrides and documented
+//!   defaults.
+//! * [`distill`]: a fresh, layer-selected or existing student trained from a teacher run,
+//!   optionally on a teacher-labelled transfer set ([`transfer_sentences`]).
+//! * [`prune`]: magnitude (one-shot or gradual, global or per layer), movement, N:M or
+//!   structured pruning, or int8 alone, each with an optional recovery phase.
+//! * [`open_run`]: a run folder loaded for inference, int8 when it was quantised.
+//!
+//! ```no_run
+//! use whetstone_compress::pipeline::{prune, CompressConfig};
+//! let config = CompressConfig::parse("cli", "", &["prune.method=\"structured-taylor\"".into(), "prune.sparsity=0.5".into()])?;
+//! let done = prune("runs/minilm-rt".as_ref(), &config, "runs/minilm-rt-heads50".as_ref(), false)?;
+//! println!("test accuracy {:.4}", done.test.accuracy);
+//! # Ok::<(), whetstone_compress::CompressError>(())
+//! ```
+
+mod config;
+mod distill_run;
+mod output;
+mod phase;
+mod prune_run;
+mod source;
+mod student;
+mod transfer;
+
+pub use config::{CompressConfig, DistillSettings, PruneSchedule, PruneSettings, PruneStep, RecoveryMode, RecoverySettings, StudentInit, StudentSpec};
+pub use distill_run::distill;
+pub use output::{finish_run, open_run, Finished, Provenance, COMPRESSION_FILE, INT8_FILE, MASKS_FILE};
+pub use phase::{adamw, Phase};
+pub use prune_run::prune;
+pub use source::Source;
+pub use student::build_student;
+pub use transfer::transfer_sentences;

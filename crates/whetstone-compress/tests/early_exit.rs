@@ -1,0 +1,146 @@
+//! Early exit: the policies' extremes reproduce the full model and the first exit, the
+//! simulated decisions match real layer-by-layer inference, training the exits leaves a frozen
+//! backbone untouched, and the sweep reports what its policies do.
+
+mod common;
+
+use common::*;
+use std::sync::Mutex;
+use tch::{nn::VarStore, Device, Kind, Tensor};
+use whetstone_compress::*;
+use whetstone_data::Encoded;
+use whetstone_models::TextClassifier;
+use whetstone_optim::{named_params, AdamW, AdamWConfig, Optimizer, NO_DECAY};
+
+/// libtorch's RNG is global: tests that seed it run one at a time.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn widen(heads: &VarStore) {
+    tch::no_grad(|| {
+        for (_, mut t) in heads.variables() {
+            if t.dim() == 2 {
+                t.copy_(&(Tensor::randn(t.size(), (Kind::Float, Device::Cpu)) * 0.5));
+            }
+        }
+    });
+}
+
+#[test]
+fn a_threshold_that_never_triggers_gives_the_full_models_output_and_zero_exits_at_layer_1() {
+    let _g = serial();
+    let (_vs, model, _) = tiny_with(1, config(3, 16, 4, 32));
+    let hvs = VarStore::new(Device::Cpu);
+    let heads = ExitHeads::new(&hvs.root(), &model);
+    widen(&hvs);
+    assert_eq!(heads.len(), 2);
+    let ee = EarlyExit::new(&model, &heads).unwrap();
+    let b = batch(5, 4);
+    for r in 0..4 {
+        let ids = b.input_ids.narrow(0, r, 1);
+        let mask = b.attention_mask.narrow(0, r, 1);
+        let full = model.forward_t(&ids, &mask, false);
+        for never in [ExitPolicy::Confidence(1.5), ExitPolicy::Entropy(-1.0), ExitPolicy::Patience(10)] {
+            let (logits, layer) = ee.forward(&ids, &mask, never).unwrap();
+            assert_eq!(layer, 3, "{never}");
+            assert!(max_abs_diff(&logits, &full) < 1e-6, "{never}: {logits} vs {full}");
+        }
+        let (logits, layer) = ee.forward(&ids, &mask, ExitPolicy::Confidence(0.0)).unwrap();
+        assert_eq!(layer, 1);
+        let (_, out) = model.forward_detailed(&ids, &mask, false, false);
+        let first = heads.logits(0, &out.hidden_states[1], &mask, false).unwrap();
+        assert!(max_abs_diff(&logits, &first) < 1e-6);
+        assert!(max_abs_diff(&first, &full) > 1e-4, "the first exit should differ from the full model");
+        assert_eq!(ee.forward(&ids, &mask, ExitPolicy::Patience(0)).unwrap().1, 1);
+    }
+    // A whole batch computes every exit at once: its last entry is the model's logits.
+    let all = ee.all_exit_logits(&b.input_ids, &b.attention_mask).unwrap();
+    assert_eq!(all.len(), 3);
+    assert!(max_abs_diff(&all[2], &model.forward_t(&b.input_ids, &b.attention_mask, false)) < 1e-5);
+    // Exits that do not fit the model are refused.
+    let (_v2, other, _) = tiny_with(2, config(2, 16, 4, 32));
+    assert!(EarlyExit::new(&other, &heads).unwrap_err().to_string().contains("2 internal exits"));
+}
+
+#[test]
+fn simulated_decisions_match_layer_by_layer_inference() {
+    let _g = serial();
+    let (_vs, model, _) = tiny_with(3, config(4, 16, 4, 32));
+    let hvs = VarStore::new(Device::Cpu);
+    let heads = ExitHeads::new(&hvs.root(), &model);
+    widen(&hvs);
+    let ee = EarlyExit::new(&model, &heads).unwrap();
+    let b = batch(7, 12);
+    let all = ee.all_exit_logits(&b.input_ids, &b.attention_mask).unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for policy in [ExitPolicy::Confidence(0.5), ExitPolicy::Confidence(0.7), ExitPolicy::Entropy(0.8), ExitPolicy::Patience(1), ExitPolicy::Patience(2)] {
+        for r in 0..12 {
+            let probs: Vec<Vec<f32>> = all.iter().map(|l| Vec::<f32>::try_from(l.get(r).softmax(-1, Kind::Float)).unwrap()).collect();
+            let simulated = policy.decide(&probs);
+            let (logits, layer) = ee.forward(&b.input_ids.narrow(0, r, 1), &b.attention_mask.narrow(0, r, 1), policy).unwrap();
+            assert_eq!(layer, simulated, "{policy} row {r}");
+            assert!(max_abs_diff(&logits.get(0), &all[layer - 1].get(r)) < 1e-5);
+            seen.insert(layer);
+        }
+    }
+    assert!(seen.len() >= 2, "the policies should exit at different layers: {seen:?}");
+}
+
+#[test]
+fn frozen_training_lowers_the_exit_loss_and_leaves_the_backbone_unchanged() {
+    let _g = serial();
+    let (vs, model, _) = tiny_with(4, config(3, 16, 4, 32));
+    let before: Vec<(String, Tensor)> = vs.variables().into_iter().map(|(n, t)| (n, t.copy())).collect();
+    let hvs = VarStore::new(Device::Cpu);
+    let heads = ExitHeads::new(&hvs.root(), &model);
+    let obj = ExitObjective::new(&heads, true);
+    let mut opt = AdamW::new(named_params(&hvs, 0.0, NO_DECAY), AdamWConfig::default()).unwrap();
+    let b = batch(9, 16);
+    let first = obj.try_loss(&model, &b).unwrap().double_value(&[]);
+    for _ in 0..30 {
+        opt.zero_grad();
+        obj.try_loss(&model, &b).unwrap().backward();
+        opt.step(1e-2).unwrap();
+    }
+    let last = obj.try_loss(&model, &b).unwrap().double_value(&[]);
+    assert!(last < first * 0.9, "exit loss {first} → {last}");
+    let after = vs.variables();
+    for (n, t) in &before {
+        assert!(t.equal(&after[n]), "frozen backbone parameter {n} changed");
+    }
+    // Joint training reaches the backbone.
+    let joint = ExitObjective::new(&heads, false);
+    joint.try_loss(&model, &b).unwrap().backward();
+    let g = vs.variables()["encoder.layer.0.attention.self.query.weight"].grad();
+    assert!(g.defined() && g.abs().sum(Kind::Float).double_value(&[]) > 0.0);
+}
+
+#[test]
+fn the_sweep_reports_accuracy_exit_layer_and_latency_per_policy() {
+    let _g = serial();
+    let (_vs, model, _) = tiny_with(6, config(3, 16, 4, 32));
+    let hvs = VarStore::new(Device::Cpu);
+    let heads = ExitHeads::new(&hvs.root(), &model);
+    widen(&hvs);
+    let ee = EarlyExit::new(&model, &heads).unwrap();
+    let b = batch(11, 20);
+    let lens = Vec::<i64>::try_from(b.attention_mask.sum_dim_intlist(1, false, Kind::Int64)).unwrap();
+    let ids: Vec<Vec<i64>> = (0..20).map(|r| Vec::<i64>::try_from(b.input_ids.get(r).narrow(0, 0, lens[r as usize]))).collect::<std::result::Result<_, _>>().unwrap();
+    let labels = Vec::<i64>::try_from(&b.labels).unwrap();
+    let enc = Encoded { ids, labels: labels.clone(), pad_id: 0 };
+    let policies = [ExitPolicy::Confidence(0.0), ExitPolicy::Confidence(0.6), ExitPolicy::Confidence(1.5)];
+    let rows = sweep(&ee, &enc, &policies, Device::Cpu, 5, 2).unwrap();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0].mean_exit_layer, 1.0);
+    assert_eq!(rows[2].mean_exit_layer, 3.0);
+    assert!((1.0..=3.0).contains(&rows[1].mean_exit_layer));
+    let full = model.forward_t(&b.input_ids, &b.attention_mask, false).argmax(-1, false);
+    let full_acc = Vec::<i64>::try_from(&full).unwrap().iter().zip(&labels).filter(|(a, b)| a == b).count() as f64 / 20.0;
+    assert_eq!(rows[2].accuracy, full_acc);
+    for r in &rows {
+        assert_eq!(r.latency_b1.iters, 10);
+        assert!(r.latency_b1.p95_ms >= r.latency_b1.p50_ms && r.latency_b1.p50_ms > 0.0);
+    }
+}

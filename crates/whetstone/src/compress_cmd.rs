@@ -1,0 +1,196 @@
+//! `whetstone distill` and `whetstone prune`: argument parsing and printing around
+//! [`whetstone_compress::pipeline`]. Every flag becomes a `key=value` override of the
+//! compression config, so errors name the setting (`prune.sparsity`, …).
+
+use anyhow::{Context, Result};
+use clap::Args;
+use std::path::{Path, PathBuf};
+use whetstone_compress::pipeline::{self, CompressConfig, Finished};
+use whetstone_train::LoadedRun;
+
+/// Options shared by both commands.
+#[derive(Args)]
+pub struct CommonArgs {
+    /// A compression config (TOML; see `whetstone_compress::pipeline::CompressConfig`).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Override any config field, e.g. `--set distill.loss.temperature=4` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    /// Serve the result with int8 Linear layers.
+    #[arg(long)]
+    quantize: bool,
+    /// cpu, cuda, cuda:N or auto (default: the input run's).
+    #[arg(long)]
+    device: Option<String>,
+    /// Name of the output run (default: derived from the input and the method).
+    #[arg(long)]
+    name: Option<String>,
+    /// Folder that holds runs.
+    #[arg(long, default_value = "runs")]
+    runs_dir: PathBuf,
+    /// No progress output.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+/// `whetstone distill`.
+#[derive(Args)]
+pub struct DistillArgs {
+    /// The teacher's run folder.
+    #[arg(long)]
+    teacher: PathBuf,
+    /// The student: `2x128` (layers x width), `4x256x4x1024` (… x heads x ffn),
+    /// `teacher:0,2,4` (teacher layers, DistilBERT-style) or a run folder with the teacher's tokenizer.
+    #[arg(long)]
+    student: Option<String>,
+    /// Training epochs.
+    #[arg(long)]
+    epochs: Option<u64>,
+    /// A dataset whose sentences the teacher labels as extra training data (e.g. imdb).
+    #[arg(long)]
+    transfer: Option<String>,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+/// `whetstone prune`.
+#[derive(Args)]
+pub struct PruneArgs {
+    /// The run folder to prune.
+    #[arg(long)]
+    run: PathBuf,
+    /// magnitude, movement, movement-soft, 2:4 (N:M), structured, structured-taylor, or int8.
+    #[arg(long)]
+    method: Option<String>,
+    /// Fraction removed, in [0, 1): of the weights, or of heads and neurons (structured).
+    #[arg(long, allow_hyphen_values = true)]
+    sparsity: Option<f64>,
+    /// global or per-layer.
+    #[arg(long)]
+    scope: Option<String>,
+    /// one-shot or gradual (magnitude).
+    #[arg(long)]
+    schedule: Option<String>,
+    /// none, finetune or distill (from the unpruned run).
+    #[arg(long)]
+    recovery: Option<String>,
+    /// Epochs of the recovery phase.
+    #[arg(long)]
+    recovery_epochs: Option<u64>,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+fn quoted(key: &str, v: &str) -> String {
+    format!("{key}={v:?}")
+}
+
+/// The config file (or defaults) with the flags' overrides, then `--set`, applied.
+fn config(common: &CommonArgs, mut flags: Vec<String>) -> Result<CompressConfig> {
+    let (origin, text) = match &common.config {
+        Some(p) => (p.display().to_string(), std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?),
+        None => ("command line".to_string(), String::new()),
+    };
+    if common.quantize {
+        flags.push("quantize=true".into());
+    }
+    if let Some(d) = &common.device {
+        flags.push(quoted("device", d));
+    }
+    flags.extend(common.overrides.iter().cloned());
+    Ok(CompressConfig::parse(&origin, &text, &flags)?)
+}
+
+/// `runs_dir/name`, or `name-2`, `name-3`… so no earlier run is overwritten.
+fn fresh_dir(runs_dir: &Path, name: &str) -> PathBuf {
+    let mut dir = runs_dir.join(name);
+    let mut i = 2;
+    while dir.exists() {
+        dir = runs_dir.join(format!("{name}-{i}"));
+        i += 1;
+    }
+    dir
+}
+
+fn base_name(run: &Path) -> String {
+    run.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "run".into())
+}
+
+fn print(done: &Finished) {
+    let t = &done.test;
+    println!("{}: {}", done.provenance.command, done.provenance.method);
+    println!("test accuracy {:.4}  macro-F1 {:.4}  MCC {:.4}  ({} examples)", t.accuracy, t.macro_f1, t.mcc, t.n);
+    if let Some(e) = &done.efficiency {
+        println!(
+            "latency (batch 1) p50 {:.2} ms  p95 {:.2} ms; throughput (batch 32) {:.0} seq/s; {} parameters; checkpoint {:.1} MB",
+            e.latency_b1.p50_ms,
+            e.latency_b1.p95_ms,
+            e.throughput_b32,
+            whetstone_eval::format_count(e.params),
+            e.checkpoint_bytes as f64 / 1e6
+        );
+    }
+    if let Some(s) = done.provenance.sparsity {
+        println!("sparsity of the pruned weights {:.1}%", 100.0 * s);
+    }
+    println!("run written to {} (report.md, metrics.json, model.safetensors)", done.dir.display());
+}
+
+/// Run `whetstone distill`.
+pub fn distill(a: DistillArgs) -> Result<()> {
+    let mut flags = Vec::new();
+    if let Some(s) = &a.student {
+        flags.push(quoted("distill.student", s));
+    }
+    if let Some(e) = a.epochs {
+        flags.push(format!("distill.epochs={e}"));
+    }
+    if let Some(t) = &a.transfer {
+        flags.push(quoted("distill.transfer", t));
+    }
+    let c = config(&a.common, flags)?;
+    let name = a.common.name.clone().or(c.name.clone()).unwrap_or_else(|| format!("{}-distill-{}", base_name(&a.teacher), c.distill.student.replace([':', ',', '/'], "-")));
+    let out = fresh_dir(&a.common.runs_dir, &name);
+    if !a.common.quiet {
+        eprintln!("distilling {} into {} ({})", a.teacher.display(), c.distill.student, out.display());
+    }
+    print(&pipeline::distill(&a.teacher, &c, &out, a.common.quiet)?);
+    Ok(())
+}
+
+/// Run `whetstone prune`.
+pub fn prune(a: PruneArgs) -> Result<()> {
+    let mut flags = Vec::new();
+    if let Some(m) = &a.method {
+        flags.push(quoted("prune.method", m));
+    }
+    if let Some(s) = a.sparsity {
+        flags.push(format!("prune.sparsity={s}"));
+    }
+    for (k, v) in [("prune.scope", &a.scope), ("prune.schedule", &a.schedule), ("recovery.mode", &a.recovery)] {
+        if let Some(v) = v {
+            flags.push(quoted(k, v));
+        }
+    }
+    if let Some(e) = a.recovery_epochs {
+        flags.push(format!("recovery.epochs={e}"));
+    }
+    let c = config(&a.common, flags)?;
+    let method = c.prune.method.replace(':', "-");
+    let name = a.common.name.clone().or(c.name.clone()).unwrap_or_else(|| match method.as_str() {
+        "int8" | "quantize" => format!("{}-int8", base_name(&a.run)),
+        _ => format!("{}-{method}-{:.0}", base_name(&a.run), 100.0 * c.prune.sparsity),
+    });
+    let out = fresh_dir(&a.common.runs_dir, &name);
+    if !a.common.quiet {
+        eprintln!("pruning {} with {} ({})", a.run.display(), c.prune.method, out.display());
+    }
+    print(&pipeline::prune(&a.run, &c, &out, a.common.quiet)?);
+    Ok(())
+}
+
+/// A run folder for `eval` / `predict`: int8 when it was quantised.
+pub fn open_run(dir: &Path, device: Option<&str>) -> Result<LoadedRun> {
+    Ok(pipeline::open_run(dir, device)?)
+}

@@ -102,16 +102,6 @@ fn config(common: &CommonArgs, mut flags: Vec<String>) -> Result<CompressConfig>
     Ok(CompressConfig::parse(&origin, &text, &flags)?)
 }
 
-/// `runs_dir/name`, or `name-2`, `name-3`… so no earlier run is overwritten.
-fn fresh_dir(runs_dir: &Path, name: &str) -> PathBuf {
-    let mut dir = runs_dir.join(name);
-    let mut i = 2;
-    while dir.exists() {
-        dir = runs_dir.join(format!("{name}-{i}"));
-        i += 1;
-    }
-    dir
-}
 
 fn base_name(run: &Path) -> String {
     run.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "run".into())
@@ -151,7 +141,7 @@ pub fn distill(a: DistillArgs) -> Result<()> {
     }
     let c = config(&a.common, flags)?;
     let name = a.common.name.clone().or(c.name.clone()).unwrap_or_else(|| format!("{}-distill-{}", base_name(&a.teacher), c.distill.student.replace([':', ',', '/'], "-")));
-    let out = fresh_dir(&a.common.runs_dir, &name);
+    let out = crate::fresh_run_dir(&a.common.runs_dir, &name);
     if !a.common.quiet {
         eprintln!("distilling {} into {} ({})", a.teacher.display(), c.distill.student, out.display());
     }
@@ -182,7 +172,7 @@ pub fn prune(a: PruneArgs) -> Result<()> {
         "int8" | "quantize" => format!("{}-int8", base_name(&a.run)),
         _ => format!("{}-{method}-{:.0}", base_name(&a.run), 100.0 * c.prune.sparsity),
     });
-    let out = fresh_dir(&a.common.runs_dir, &name);
+    let out = crate::fresh_run_dir(&a.common.runs_dir, &name);
     if !a.common.quiet {
         eprintln!("pruning {} with {} ({})", a.run.display(), c.prune.method, out.display());
     }

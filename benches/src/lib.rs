@@ -166,7 +166,7 @@ pub mod optim_shapes {
         tch::no_grad(|| {
             for v in &vars {
                 let mut g = v.grad();
-                let _ = g.copy_(&Tensor::randn_like(v));
+                g.copy_(&Tensor::randn_like(v));
             }
         });
         vs

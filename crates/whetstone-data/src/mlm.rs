@@ -92,12 +92,9 @@ impl Masker {
             .ok_or_else(|| DataError::InvalidArgument("the tokenizer has no [MASK] token, which masked-LM training needs".into()))?;
         let vocab = tok.vocab_size();
         let mut special = vec![false; vocab];
-        let mut continuation = vec![false; vocab];
-        for id in 0..vocab {
-            if let Some(t) = tok.id_to_token(id as i64) {
-                continuation[id] = t.starts_with(CONTINUATION) && t.len() > CONTINUATION.len();
-            }
-        }
+        let continuation: Vec<bool> = (0..vocab)
+            .map(|id| tok.id_to_token(id as i64).is_some_and(|t| t.starts_with(CONTINUATION) && t.len() > CONTINUATION.len()))
+            .collect();
         for t in SPECIAL_TOKENS.iter().copied().filter(|t| *t != "[UNK]") {
             if let Some(id) = tok.token_to_id(t) {
                 special[id as usize] = true;

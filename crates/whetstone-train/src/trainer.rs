@@ -127,7 +127,7 @@ impl Trainer<'_> {
         }
         let kept: Vec<String> = read_jsonl(path)?
             .into_iter()
-            .filter(|r| r.get("step").and_then(|s| s.as_u64()).is_none_or(|s| s <= step))
+            .filter(|r| r.get("step").and_then(|s| s.as_u64()).map_or(true, |s| s <= step))
             .map(|r| r.to_string())
             .collect();
         let body = if kept.is_empty() { String::new() } else { kept.join("\n") + "\n" };
@@ -297,7 +297,7 @@ impl Trainer<'_> {
             }
         };
         scheduler.observe(metric);
-        let improved = prog.best_metric.is_none_or(|b| metric > b);
+        let improved = prog.best_metric.map_or(true, |b| metric > b);
         reporter.println(&format!("step {:>6}  epoch {:>3}  {summary}{}", prog.step, epoch + 1, if improved { "  (best)" } else { "" }));
         if improved {
             prog.best_metric = Some(metric);

@@ -392,7 +392,7 @@ fn summarise(args: &Args, tasks: &[&Task], opts: &[&Opt], seeds: u64, cache: &BT
             ));
             if let Some(r0) = runs.first() {
                 let pts: Vec<(f64, f64)> = r0["train_loss"].as_array().map(|a| a.iter().filter_map(|p| Some((p.get(0)?.as_f64()?, p.get(1)?.as_f64()?))).collect()).unwrap_or_default();
-                curves.push(Curve { name: format!("{} {:.0e}", opt.name, lr), points: pts });
+                curves.push(Curve::new(format!("{} {:.0e}", opt.name, lr), pts));
             }
             jrows.push(json!({"optimizer": opt.name, "schedule": opt.schedule.describe(), "chosen_lr": lr,
                 "grid": grid_runs.iter().map(|(l, r)| json!({"lr": l, "final_valid_acc": f(r, "final_valid_acc"), "diverged": r["diverged"]})).collect::<Vec<_>>(),
@@ -423,7 +423,7 @@ fn summarise(args: &Args, tasks: &[&Task], opts: &[&Opt], seeds: u64, cache: &BT
                     ok.len(),
                     pts.len()
                 ));
-                sweep_curves.push(Curve { name: opt.name.to_string(), points: pts.iter().map(|p| (p.0, p.1)).collect() });
+                sweep_curves.push(Curve::new(opt.name.to_string(), pts.iter().map(|p| (p.0, p.1)).collect()));
                 sweep_json.push(json!({"optimizer": opt.name, "chosen_lr": lr, "points": pts.iter().map(|p| json!({"lr": p.0, "final_valid_acc": p.1, "diverged": p.2})).collect::<Vec<_>>()}));
             }
             if !lines.is_empty() {

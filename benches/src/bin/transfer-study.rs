@@ -226,6 +226,7 @@ fn report(args: &Args, cache: &std::collections::BTreeMap<String, Value>) -> Res
     for arm in ARMS {
         let mut row = format!("| {arm} |");
         let mut points = Vec::new();
+        let mut spread = Vec::new();
         for &n in &args.sizes {
             let accs: Vec<f64> = (0..args.seeds).filter_map(|s| cache.get(&key(arm, n, s, args.quick))).map(|r| field(r, "test_accuracy")).collect();
             let real_n = (0..args.seeds).filter_map(|s| cache.get(&key(arm, n, s, args.quick))).map(|r| field(r, "n")).next();
@@ -237,13 +238,14 @@ fn report(args: &Args, cache: &std::collections::BTreeMap<String, Value>) -> Res
             row.push_str(&format!(" {:.1} ± {:.1} ({}) |", 100.0 * m, 100.0 * sd, accs.len()));
             if let Some(x) = real_n {
                 points.push((x, 100.0 * m));
+                spread.push(100.0 * sd);
             }
             table.push(json!({"arm": arm, "n": label(n), "train_examples": real_n, "mean": m, "std": sd, "seeds": accs.len(), "accuracies": accs}));
         }
         md.push_str(&row);
         md.push('\n');
         if !points.is_empty() {
-            curves.push(Curve::new(arm, points));
+            curves.push(Curve::new(arm, points).with_spread(spread));
         }
     }
     md.push_str("\nCells: mean ± std (number of seeds). N=all is the whole training split (6,822 reviews).\n");
@@ -262,7 +264,7 @@ fn report(args: &Args, cache: &std::collections::BTreeMap<String, Value>) -> Res
     }
     let png = args.out.join("transfer.png");
     if !curves.is_empty() {
-        plot_lines_log_x(&curves, "labelled training examples (log scale)", "test accuracy (%)", "rotten-tomatoes: test accuracy against labelled examples", &png, &png.with_extension("svg"))?;
+        plot_lines_log_x(&curves, "labelled training examples (log scale)", "test accuracy (%), mean ± std over seeds", "rotten-tomatoes: test accuracy against labelled examples", &png, &png.with_extension("svg"))?;
         md.push_str("\n![learning curves](transfer.png)\n");
     }
     let wall: f64 = cache.values().filter(|r| r.get("key").and_then(Value::as_str).is_some_and(|k| k.ends_with("|quick") == args.quick)).map(|r| field(r, "wall_s")).sum();

@@ -26,6 +26,10 @@ pub struct Curve {
     pub name: String,
     /// Points in drawing order.
     pub points: Vec<(f64, f64)>,
+    /// Optional error bars: the half-width at each point (e.g. one standard deviation over
+    /// seeds), drawn as vertical bars `y ± spread`; empty for none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spread: Vec<f64>,
 }
 
 impl Curve {
@@ -34,7 +38,23 @@ impl Curve {
         Self {
             name: name.into(),
             points,
+            spread: Vec::new(),
         }
+    }
+
+    /// The same curve with error bars of half-width `spread[i]` at point `i`.
+    pub fn with_spread(mut self, spread: Vec<f64>) -> Self {
+        self.spread = spread;
+        self
+    }
+
+    /// `(x, y, half-width)` of each finite error bar.
+    fn bars(&self) -> impl Iterator<Item = (f64, f64, f64)> + '_ {
+        self.points
+            .iter()
+            .zip(&self.spread)
+            .map(|(&(x, y), &s)| (x, y, s))
+            .filter(|(x, y, s)| x.is_finite() && y.is_finite() && s.is_finite() && *s > 0.0)
     }
 }
 
@@ -249,7 +269,13 @@ fn draw_panel<DB: DrawingBackend>(
         .map(|&(c, i)| (c, i, finite(c)))
         .collect();
     let xs = data.iter().flat_map(|d| d.2.iter().map(|p| p.0));
-    let y_range = axis_range(data.iter().flat_map(|d| d.2.iter().map(|p| p.1)), 0.05);
+    let bar_ends = data
+        .iter()
+        .flat_map(|d| d.0.bars().flat_map(|(_, y, s)| [y - s, y + s]));
+    let y_range = axis_range(
+        data.iter().flat_map(|d| d.2.iter().map(|p| p.1)).chain(bar_ends),
+        0.05,
+    );
 
     let mut builder = ChartBuilder::on(area);
     builder
@@ -309,6 +335,11 @@ where
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
             });
+        chart
+            .draw_series(curve.bars().map(|(x, y, s)| {
+                PathElement::new(vec![(x, y - s), (x, y + s)], color.mix(0.6).stroke_width(2))
+            }))
+            .map_err(|e| e.to_string())?;
     }
     if panel.curves.iter().any(|(c, _)| !c.name.is_empty()) {
         chart
@@ -495,6 +526,27 @@ mod tests {
         let err = plot_lines_log_x(&[c, zero], "N", "acc", "", &png, &svg).unwrap_err();
         assert!(err.to_string().contains("log.png"), "{err}");
         assert_eq!(log_axis_range([5.0].into_iter()), 2.5..10.0);
+    }
+
+    #[test]
+    fn error_bars_are_drawn_and_skip_bad_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let (png, svg) = (dir.path().join("bars.png"), dir.path().join("bars.svg"));
+        let c = Curve::new("arm", vec![(50.0, 55.0), (200.0, 60.0), (1000.0, 70.0)]).with_spread(vec![f64::NAN, 1.0, 0.0]);
+        // One drawable bar (the NaN and the zero are skipped), inside the y range of the points,
+        // so the axes are the same with and without it.
+        assert_eq!(c.bars().collect::<Vec<_>>(), vec![(200.0, 60.0, 1.0)]);
+        plot_lines_log_x(std::slice::from_ref(&c), "N", "accuracy", "bars", &png, &svg).unwrap();
+        assert_png(&png);
+        let polylines = |curve: &Curve| {
+            plot_lines_log_x(std::slice::from_ref(curve), "N", "accuracy", "bars", &png, &svg).unwrap();
+            std::fs::read_to_string(&svg).unwrap().matches("<polyline").count()
+        };
+        let without = polylines(&Curve::new("arm", c.points.clone()));
+        assert_eq!(polylines(&c), without + 1, "exactly one error bar expected");
+        let json = serde_json::to_string(&c).unwrap();
+        assert!(json.contains("spread"));
+        assert!(!serde_json::to_string(&Curve::new("x", vec![])).unwrap().contains("spread"));
     }
 
     #[test]

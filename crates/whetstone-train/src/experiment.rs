@@ -237,8 +237,8 @@ pub fn write_plot(dir: &Path, name: &str, metric: &str) -> Result<()> {
             .filter_map(|r| Some((r.get("step")?.as_f64()?, r.get(key)?.as_f64()?)))
             .collect()
     };
-    let loss = Curve { name: "train loss".into(), points: series("train", "loss") };
-    let val = Curve { name: format!("valid {metric}"), points: series("valid", metric) };
+    let loss = Curve::new("train loss", series("train", "loss"));
+    let val = Curve::new(format!("valid {metric}"), series("valid", metric));
     plot_training_curves(&loss, &val, name, &dir.join("curves.png"), &dir.join("curves.svg"))?;
     Ok(())
 }

@@ -133,16 +133,10 @@ fn bench(root: &Path, env: &libtorch::Env, what: &str) -> Result<ExitCode> {
     match what {
         "train" => bench_train(root, env),
         "optim-speed" => bench_optim_speed(root, env),
-        "optim" => {
-            // Convergence study: reports/optim.{md,json}; arguments after `optim` go to it (`--quick`, `--tasks`, …).
-            cargo_run_cli(root, env, &["data".into(), "rotten-tomatoes".into(), "sms-spam".into(), "imdb".into()])?;
-            let mut c = cargo(root, env);
-            c.args(["run", "--release", "--quiet", "-p", "whetstone-benches", "--bin", "optim-study", "--"]).args(std::env::args().skip(3));
-            status(c)
-        }
+        // Convergence study: reports/optim.{md,json}; arguments after `optim` go to it (`--quick`, `--tasks`, …).
+        "optim" => study(root, env, "optim-study", &["rotten-tomatoes", "sms-spam", "imdb"]),
         "transfer" => {
             // Small-sample transfer study: reports/transfer.{md,json,png}; arguments after `transfer` go to it.
-            cargo_run_cli(root, env, &["data".into(), "rotten-tomatoes".into(), "imdb".into(), "minilm-l6".into()])?;
             let pretrained = root.join("runs/mlm-imdb");
             if !pretrained.join("encoder/config.json").is_file() && !std::env::args().any(|a| a == "--pretrained" || a == "--report-only") {
                 eprintln!("no finished runs/mlm-imdb: pretraining it first (whetstone pretrain --recipe mlm-imdb)");
@@ -152,18 +146,11 @@ fn bench(root: &Path, env: &libtorch::Env, what: &str) -> Result<ExitCode> {
                     return Ok(code);
                 }
             }
-            let mut c = cargo(root, env);
-            c.args(["run", "--release", "--quiet", "-p", "whetstone-benches", "--bin", "transfer-study", "--"]).args(std::env::args().skip(3));
-            status(c)
+            study(root, env, "transfer-study", &["rotten-tomatoes", "imdb", "minilm-l6"])
         }
-        "compress" => {
-            // Compression study: reports/compress.{md,json}; arguments after `compress` go to it
-            // (`--quick`, `--measure-only`, `--teacher RUN`, `--rows …`).
-            cargo_run_cli(root, env, &["data".into(), "rotten-tomatoes".into(), "imdb".into(), "minilm-l6".into()])?;
-            let mut c = cargo(root, env);
-            c.args(["run", "--release", "--quiet", "-p", "whetstone-benches", "--bin", "compress-study", "--"]).args(std::env::args().skip(3));
-            status(c)
-        }
+        // Compression study: reports/compress.{md,json}; arguments after `compress` go to it
+        // (`--quick`, `--measure-only`, `--teacher RUN`, `--rows …`).
+        "compress" => study(root, env, "compress-study", &["rotten-tomatoes", "imdb", "minilm-l6"]),
         "all" => {
             for step in [bench_train, bench_optim_speed] {
                 let code = step(root, env)?;
@@ -177,6 +164,17 @@ fn bench(root: &Path, env: &libtorch::Env, what: &str) -> Result<ExitCode> {
         }
         other => bail!("unknown bench `{other}` (known: train, optim-speed, optim, transfer, compress, all)"),
     }
+}
+
+/// Fetches `datasets`, then runs the study binary `bin` of whetstone-benches with the arguments
+/// that follow `cargo xtask bench NAME`.
+fn study(root: &Path, env: &libtorch::Env, bin: &str, datasets: &[&str]) -> Result<ExitCode> {
+    let mut fetch = vec!["data".to_string()];
+    fetch.extend(datasets.iter().map(|d| d.to_string()));
+    cargo_run_cli(root, env, &fetch)?;
+    let mut c = cargo(root, env);
+    c.args(["run", "--release", "--quiet", "-p", "whetstone-benches", "--bin", bin, "--"]).args(std::env::args().skip(3));
+    status(c)
 }
 
 /// Training / inference throughput against the eager PyTorch peer: reports/bench.{md,json}.

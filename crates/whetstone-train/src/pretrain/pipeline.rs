@@ -140,18 +140,18 @@ pub fn pretrain_recipe(recipe: &PretrainRecipe, opts: &RunOptions) -> Result<Pre
         quiet: opts.quiet,
     };
     let fit = trainer.fit(&train, &valid, opts.resume)?;
-    let objective = std::mem::replace(&mut trainer.objective, Box::new(crate::CrossEntropy::default()));
-    drop(trainer);
+    // Keep the objective (its head lives in `vs`) and end the trainer's borrows of the store.
+    let Trainer { mut objective, .. } = trainer;
     let result = |valid| PretrainResult { dir: dir.clone(), fit: fit.clone(), valid, train_windows: train.len(), documents: train_docs.len(), wall_s: started.elapsed().as_secs_f64() };
     if fit.outcome == Outcome::Interrupted {
         return Ok(result(None));
     }
 
     load_varstore(&mut vs, &dir.join(BEST_MODEL_FILE))?;
-    let mut objective = objective;
-    let score = match objective.validate(&model, &valid, recipe.train.eval_batch_size, device) {
-        Some(v) if !valid.is_empty() => Some(MlmScore::from_record(&v?.record)),
-        _ => None,
+    let score = if valid.is_empty() {
+        None
+    } else {
+        objective.validate(&model, &valid, recipe.train.eval_batch_size, device).transpose()?.map(|v| MlmScore::from_record(&v.record))
     };
     model.encoder().save_pretrained(&dir.join(ENCODER_DIR), &tok_path)?;
     let metrics = json!({

@@ -92,6 +92,15 @@ fn flat_buffers_alias_variables_and_gradients() {
     let vs = nn::VarStore::new(Device::Cpu);
     let l1 = nn::linear(vs.root() / "a", 3, 4, Default::default());
     let l2 = nn::linear(vs.root() / "b", 4, 2, Default::default());
+    // Fixed positive weights keep every ReLU unit alive, so the gradient checks
+    // below do not depend on the random initialisation.
+    tch::no_grad(|| {
+        for (i, mut v) in vs.trainable_variables().into_iter().enumerate() {
+            let n = v.numel() as i64;
+            let vals = Tensor::arange(n, (Kind::Float, Device::Cpu)) * 0.05 + 0.1 * (i as f64 + 1.0);
+            v.copy_(&vals.reshape(v.size()));
+        }
+    });
     let mut opt = AdamW::new(named_params(&vs, 0.01, NO_DECAY), AdamWConfig::default()).unwrap();
     assert!(opt.inner().is_flat());
     for v in vs.trainable_variables() {

@@ -4,11 +4,17 @@ use std::sync::Mutex;
 use tch::{nn, Device, Kind, Tensor};
 use whetstone_optim::{apply_init, bert_init, FanMode, Init, InitRule, Kaiming, Nonlinearity};
 
-/// torch's generator is global: tests that draw from it take turns.
+/// torch's generator is global and the tests run on parallel threads: every test that draws
+/// from it (seeded sampling, `apply_init`, or just building layers, which draws their default
+/// init) holds this lock for its whole body, so no other test's draw lands between a
+/// `manual_seed` and the draws that depend on it.
 static RNG: Mutex<()> = Mutex::new(());
 
+fn rng() -> std::sync::MutexGuard<'static, ()> {
+    RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn draw(init: &Init, shape: &[i64], seed: i64) -> Tensor {
-    let _g = RNG.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(seed);
     init.sample(shape, Kind::Float).unwrap().unwrap().to_kind(Kind::Double)
 }
@@ -27,6 +33,7 @@ fn close(got: f64, want: f64, rel: f64, what: &str) {
 
 #[test]
 fn xavier_and_kaiming_have_the_variance_of_their_fans() {
+    let _g = rng();
     let linear = [512i64, 256]; // [out, in]: fan_in 256, fan_out 512
     let conv = [64i64, 128, 5]; // [out, in, k]: fan_in 640, fan_out 320
     let k = |mode, nonlinearity, negative_slope| Kaiming { mode, nonlinearity, negative_slope };
@@ -57,6 +64,7 @@ fn xavier_and_kaiming_have_the_variance_of_their_fans() {
 
 #[test]
 fn truncated_normal_respects_its_bounds() {
+    let _g = rng();
     // BERT's: std 0.02 cut at ±2σ. A standard normal truncated at ±2 has std 0.8796.
     let t = draw(&Init::TruncatedNormal { mean: 0.0, std: 0.02, low: None, high: None }, &[512, 512], 1);
     assert!(max_abs(&t) <= 0.04 + 1e-9);
@@ -71,6 +79,7 @@ fn truncated_normal_respects_its_bounds() {
 
 #[test]
 fn orthogonal_rows_or_columns_are_orthonormal() {
+    let _g = rng();
     for (shape, gain) in [(vec![128i64, 256], 1.0), (vec![256, 128], 1.0), (vec![32, 8, 3], 2.0), (vec![64, 64], 1.0)] {
         let w = draw(&Init::Orthogonal { gain }, &shape, 3).reshape([shape[0], -1]);
         let (r, c) = (w.size()[0], w.size()[1]);
@@ -95,12 +104,12 @@ fn var(vs: &nn::VarStore, name: &str) -> Tensor {
 }
 
 fn apply(vs: &nn::VarStore, rules: &[InitRule], seed: u64) -> whetstone_optim::Result<whetstone_optim::InitReport> {
-    let _g = RNG.lock().unwrap_or_else(|e| e.into_inner());
     apply_init(vs, rules, seed)
 }
 
 #[test]
 fn first_matching_rule_wins_and_the_report_says_who_got_what() {
+    let _g = rng();
     let vs = nn::VarStore::new(Device::Cpu);
     small_model(&vs);
     let rules = [
@@ -129,6 +138,7 @@ fn first_matching_rule_wins_and_the_report_says_who_got_what() {
 
 #[test]
 fn a_pattern_that_matches_nothing_is_an_error_and_changes_nothing() {
+    let _g = rng();
     let vs = nn::VarStore::new(Device::Cpu);
     small_model(&vs);
     let before = var(&vs, "enc.dense.weight");
@@ -146,6 +156,7 @@ fn a_pattern_that_matches_nothing_is_an_error_and_changes_nothing() {
 
 #[test]
 fn a_shape_without_fans_is_an_error_before_anything_is_written() {
+    let _g = rng();
     let vs = nn::VarStore::new(Device::Cpu);
     small_model(&vs);
     let before = var(&vs, "emb.weight");
@@ -156,6 +167,7 @@ fn a_shape_without_fans_is_an_error_before_anything_is_written() {
 
 #[test]
 fn the_same_seed_gives_the_same_parameters_whatever_else_exists() {
+    let _g = rng();
     let rules = [InitRule::new("*LayerNorm*", Init::Keep), InitRule::new("*.bias", Init::Zeros), InitRule::new("*", Init::KaimingNormal(Kaiming::default()))];
     let (a, b, c) = (nn::VarStore::new(Device::Cpu), nn::VarStore::new(Device::Cpu), nn::VarStore::new(Device::Cpu));
     small_model(&a);
@@ -175,6 +187,7 @@ fn the_same_seed_gives_the_same_parameters_whatever_else_exists() {
 
 #[test]
 fn bert_rules_reproduce_bert() {
+    let _g = rng();
     for truncated in [false, true] {
         let vs = nn::VarStore::new(Device::Cpu);
         small_model(&vs);

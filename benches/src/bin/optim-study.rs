@@ -5,7 +5,7 @@
 //! `eval_every` steps, gradient clipping at 1). Protocol, AlgoPerf-style:
 //!
 //! 1. every optimiser gets the same step budget and its own learning rate, picked from a grid of
-//!    3 values around its usual one by final validation accuracy (seed 0);
+//!    5 values (half-decade steps) around its usual one by final validation accuracy (seed 0);
 //! 2. the chosen learning rate is rerun with seeds 1 and 2;
 //! 3. steps-to-target: the target is 98% of the best final validation accuracy (mean over
 //!    seeds) any optimiser reached on the task; a run's steps-to-target is the first
@@ -102,7 +102,7 @@ struct Opt {
     name: &'static str,
     /// The `[optim]` table without `lr`.
     optim: &'static str,
-    grid: [f64; 3],
+    grid: [f64; 5],
     schedule: Sched,
 }
 
@@ -136,20 +136,30 @@ impl Sched {
 fn optimisers() -> Vec<Opt> {
     use Sched::*;
     vec![
-        Opt { name: "adamw", optim: "kind = \"adamw\"\nweight_decay = 0.01", grid: [3e-4, 1e-3, 3e-3], schedule: WarmupLinear },
-        Opt { name: "adam", optim: "kind = \"adam\"\nweight_decay = 0.0", grid: [3e-4, 1e-3, 3e-3], schedule: WarmupLinear },
-        Opt { name: "sgd-momentum", optim: "kind = \"sgd\"\nmomentum = 0.9\nweight_decay = 0.0", grid: [0.03, 0.1, 0.3], schedule: WarmupLinear },
-        Opt { name: "nadam", optim: "kind = \"nadam\"\nweight_decay = 0.0", grid: [3e-4, 1e-3, 3e-3], schedule: WarmupLinear },
-        Opt { name: "radam", optim: "kind = \"radam\"\ndecoupled_weight_decay = true\nweight_decay = 0.01", grid: [3e-4, 1e-3, 3e-3], schedule: Linear },
-        Opt { name: "lion", optim: "kind = \"lion\"\nweight_decay = 0.1", grid: [3e-5, 1e-4, 3e-4], schedule: WarmupLinear },
-        Opt { name: "adabelief", optim: "kind = \"adabelief\"\nweight_decay = 0.01", grid: [3e-4, 1e-3, 3e-3], schedule: WarmupLinear },
-        Opt { name: "adafactor", optim: "kind = \"adafactor\"\nweight_decay = 0.0", grid: [1e-3, 3e-3, 1e-2], schedule: WarmupLinear },
-        Opt { name: "schedulefree-adamw", optim: "kind = \"schedulefree-adamw\"\nwarmup_steps = 20\nweight_decay = 0.01", grid: [1e-3, 3e-3, 1e-2], schedule: Constant },
-        Opt { name: "adaptive", optim: "kind = \"adaptive\"\nweight_decay = 0.01", grid: [3e-4, 1e-3, 3e-3], schedule: Linear },
-        // Ablations of the adaptive optimiser's defaults (run on request with --optimizers).
-        Opt { name: "adaptive-mu-0.1", optim: "kind = \"adaptive\"\nhyper_lr = 0.1\nweight_decay = 0.01", grid: [3e-4, 1e-3, 3e-3], schedule: Linear },
-        Opt { name: "adaptive-b2-0.999", optim: "kind = \"adaptive\"\nbetas = [0.9, 0.999]\nweight_decay = 0.01", grid: [3e-4, 1e-3, 3e-3], schedule: Linear },
-        Opt { name: "adaptive-b2-0.999-mu-0.1", optim: "kind = \"adaptive\"\nbetas = [0.9, 0.999]\nhyper_lr = 0.1\nweight_decay = 0.01", grid: [3e-4, 1e-3, 3e-3], schedule: Linear },
+        Opt { name: "adamw", optim: "kind = \"adamw\"\nweight_decay = 0.01", grid: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], schedule: WarmupLinear },
+        Opt { name: "adam", optim: "kind = \"adam\"\nweight_decay = 0.0", grid: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], schedule: WarmupLinear },
+        Opt { name: "sgd-momentum", optim: "kind = \"sgd\"\nmomentum = 0.9\nweight_decay = 0.0", grid: [0.01, 0.03, 0.1, 0.3, 1.0], schedule: WarmupLinear },
+        Opt { name: "nadam", optim: "kind = \"nadam\"\nweight_decay = 0.0", grid: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], schedule: WarmupLinear },
+        Opt { name: "radam", optim: "kind = \"radam\"\ndecoupled_weight_decay = true\nweight_decay = 0.01", grid: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], schedule: Linear },
+        Opt { name: "lion", optim: "kind = \"lion\"\nweight_decay = 0.1", grid: [1e-5, 3e-5, 1e-4, 3e-4, 1e-3], schedule: WarmupLinear },
+        Opt { name: "adabelief", optim: "kind = \"adabelief\"\nweight_decay = 0.01", grid: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], schedule: WarmupLinear },
+        Opt { name: "adafactor", optim: "kind = \"adafactor\"\nweight_decay = 0.0", grid: [3e-4, 1e-3, 3e-3, 1e-2, 3e-2], schedule: WarmupLinear },
+        Opt { name: "schedulefree-adamw", optim: "kind = \"schedulefree-adamw\"\nwarmup_steps = 20\nweight_decay = 0.01", grid: [3e-4, 1e-3, 3e-3, 1e-2, 3e-2], schedule: Constant },
+        Opt { name: "adaptive", optim: "kind = \"adaptive\"\nweight_decay = 0.01", grid: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], schedule: Linear },
+        // Ablations, run on request with --optimizers. "v1" is the first design (raw hypergradient
+        // cosine, μ = 0.02); the others change one or two things from it, or from the default.
+        Opt { name: "adaptive-v1", optim: "kind = \"adaptive\"\nhyper_norm = false\nhyper_lr = 0.02\nweight_decay = 0.01", grid: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], schedule: Linear },
+        Opt { name: "adaptive-v1-mu-0.1", optim: "kind = \"adaptive\"\nhyper_norm = false\nhyper_lr = 0.1\nweight_decay = 0.01", grid: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], schedule: Linear },
+        Opt { name: "adaptive-v1-b2-0.999", optim: "kind = \"adaptive\"\nhyper_norm = false\nhyper_lr = 0.02\nbetas = [0.9, 0.999]\nweight_decay = 0.01", grid: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], schedule: Linear },
+        Opt { name: "adaptive-v1-b2-0.999-mu-0.1", optim: "kind = \"adaptive\"\nhyper_norm = false\nhyper_lr = 0.1\nbetas = [0.9, 0.999]\nweight_decay = 0.01", grid: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], schedule: Linear },
+        Opt { name: "adaptive-v1-b2-0.95", optim: "kind = \"adaptive\"\nhyper_norm = false\nhyper_lr = 0.02\nbetas = [0.9, 0.95]\nweight_decay = 0.01", grid: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], schedule: Linear },
+        Opt { name: "adaptive-v1-nesterov", optim: "kind = \"adaptive\"\nhyper_norm = false\nhyper_lr = 0.02\nnesterov = true\nweight_decay = 0.01", grid: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], schedule: Linear },
+        Opt { name: "adaptive-v1-b2-0.95-nesterov", optim: "kind = \"adaptive\"\nhyper_norm = false\nhyper_lr = 0.02\nbetas = [0.9, 0.95]\nnesterov = true\nweight_decay = 0.01", grid: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], schedule: Linear },
+        Opt { name: "adaptive-v1-agree", optim: "kind = \"adaptive\"\nhyper_norm = false\nhyper_lr = 0.02\nmomentum_rule = \"agreement\"\nweight_decay = 0.01", grid: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], schedule: Linear },
+        Opt { name: "adaptive-v1-agree-nesterov", optim: "kind = \"adaptive\"\nhyper_norm = false\nhyper_lr = 0.02\nmomentum_rule = \"agreement\"\nnesterov = true\nweight_decay = 0.01", grid: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], schedule: Linear },
+        Opt { name: "adaptive-mu-0.02", optim: "kind = \"adaptive\"\nhyper_lr = 0.02\nweight_decay = 0.01", grid: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], schedule: Linear },
+        Opt { name: "adaptive-mu-0.02-b2-0.95", optim: "kind = \"adaptive\"\nhyper_lr = 0.02\nbetas = [0.9, 0.95]\nweight_decay = 0.01", grid: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], schedule: Linear },
+        Opt { name: "adaptive-mu-0.02-agree", optim: "kind = \"adaptive\"\nhyper_lr = 0.02\nmomentum_rule = \"agreement\"\nweight_decay = 0.01", grid: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], schedule: Linear },
     ]
 }
 
@@ -300,7 +310,7 @@ fn main() -> Result<()> {
             Ok(rec)
         };
         for opt in &sel_opts {
-            let grid: Vec<f64> = if args.quick { vec![opt.grid[1]] } else { opt.grid.to_vec() };
+            let grid: Vec<f64> = if args.quick { vec![opt.grid[2]] } else { opt.grid.to_vec() };
             let mut best: Option<(f64, f64)> = None;
             for &lr in &grid {
                 let r = run(opt, lr, 0, &mut cache)?;
@@ -340,7 +350,7 @@ fn summarise(args: &Args, tasks: &[&Task], opts: &[&Opt], seeds: u64, cache: &BT
     for task in tasks {
         let mut rows = Vec::new();
         for opt in opts {
-            let grid: Vec<f64> = if args.quick { vec![opt.grid[1]] } else { opt.grid.to_vec() };
+            let grid: Vec<f64> = if args.quick { vec![opt.grid[2]] } else { opt.grid.to_vec() };
             let grid_runs: Vec<(f64, &Value)> = grid.iter().filter_map(|&lr| get(task.name, opt.name, lr, 0).map(|r| (lr, r))).collect();
             let Some(&(lr, _)) = grid_runs.iter().max_by(|a, b| f(a.1, "final_valid_acc").total_cmp(&f(b.1, "final_valid_acc")).then(b.0.total_cmp(&a.0))) else { continue };
             // Ties pick the smaller lr (max_by keeps the last maximum; the tie-break reverses lr).

@@ -90,7 +90,7 @@ mod state;
 
 pub use accumulate::Accumulate;
 pub use adabelief::{AdaBelief, AdaBeliefConfig};
-pub use adaptive::{Adaptive, AdaptiveConfig, ScaleByAdaptive};
+pub use adaptive::{Adaptive, AdaptiveConfig, MomentumRule, ScaleByAdaptive};
 pub use adafactor::{Adafactor, AdafactorConfig, ScaleByAdafactor};
 pub use adagrad::{Adagrad, AdagradConfig, ScaleByAdagrad};
 pub use adam::{Adam, AdamConfig};

@@ -3,7 +3,6 @@
 use crate::error::{OptimError, Result};
 use crate::optimizer::{read_scalar, scalar_tensor, Optimizer};
 use crate::state::OptimState;
-use tch::Tensor;
 
 /// Accumulates gradients over `every` micro-batches: `step` only updates on every k-th call,
 /// after dividing the summed gradients by k (so the update uses their mean), and `zero_grad`
@@ -60,9 +59,6 @@ impl<O: Optimizer> Optimizer for Accumulate<O> {
         }
         self.inner.step(lr)
     }
-    fn params(&self) -> Vec<&Tensor> {
-        self.inner.params()
-    }
     fn zero_grad(&mut self) {
         if self.calls % self.every == 0 {
             self.inner.zero_grad();
@@ -78,13 +74,5 @@ impl<O: Optimizer> Optimizer for Accumulate<O> {
         self.calls = read_scalar(state, "accumulate.calls")? as u64;
         Ok(())
     }
-    fn skipped_steps(&self) -> u64 {
-        self.inner.skipped_steps()
-    }
-    fn eval_mode(&mut self) -> Result<()> {
-        self.inner.eval_mode()
-    }
-    fn train_mode(&mut self) -> Result<()> {
-        self.inner.train_mode()
-    }
+    crate::forward_to_inner!(inner; params, skipped_steps, eval_mode, train_mode);
 }

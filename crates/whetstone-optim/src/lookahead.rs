@@ -82,12 +82,6 @@ impl<O: Optimizer> Optimizer for Lookahead<O> {
         }
         Ok(())
     }
-    fn params(&self) -> Vec<&Tensor> {
-        self.inner.params()
-    }
-    fn zero_grad(&mut self) {
-        self.inner.zero_grad()
-    }
     fn state(&self) -> OptimState {
         let mut s = self.inner.state();
         for (i, t) in self.slow.iter().enumerate() {
@@ -108,13 +102,5 @@ impl<O: Optimizer> Optimizer for Lookahead<O> {
         self.count = read_scalar(state, "lookahead.count")? as u64;
         Ok(())
     }
-    fn skipped_steps(&self) -> u64 {
-        self.inner.skipped_steps()
-    }
-    fn eval_mode(&mut self) -> Result<()> {
-        self.inner.eval_mode()
-    }
-    fn train_mode(&mut self) -> Result<()> {
-        self.inner.train_mode()
-    }
+    crate::forward_to_inner!(inner; params, zero_grad, skipped_steps, eval_mode, train_mode);
 }

@@ -70,6 +70,31 @@ impl<O: Optimizer + ?Sized> Optimizer for Box<O> {
     }
 }
 
+/// Inside `impl Optimizer for Wrapper`, the methods a wrapper leaves to the optimiser it wraps:
+/// `forward_to_inner!(inner; params, zero_grad, skipped_steps, eval_mode, train_mode)` forwards
+/// each named method to `self.inner`.
+///
+/// ```
+/// use whetstone_optim::{forward_to_inner, OptimState, Optimizer, Result};
+/// #[derive(Debug)]
+/// struct CountSteps<O> { inner: O, steps: u64 }
+/// impl<O: Optimizer> Optimizer for CountSteps<O> {
+///     fn step(&mut self, lr: f64) -> Result<()> { self.steps += 1; self.inner.step(lr) }
+///     fn state(&self) -> OptimState { self.inner.state() }
+///     fn load_state(&mut self, s: &OptimState) -> Result<()> { self.inner.load_state(s) }
+///     forward_to_inner!(inner; params, zero_grad, skipped_steps, eval_mode, train_mode);
+/// }
+/// ```
+#[macro_export]
+macro_rules! forward_to_inner {
+    ($field:ident; $($method:ident),+ $(,)?) => { $( $crate::forward_to_inner!(@one $field $method); )+ };
+    (@one $f:ident params) => { fn params(&self) -> Vec<&::tch::Tensor> { self.$f.params() } };
+    (@one $f:ident zero_grad) => { fn zero_grad(&mut self) { self.$f.zero_grad() } };
+    (@one $f:ident skipped_steps) => { fn skipped_steps(&self) -> u64 { self.$f.skipped_steps() } };
+    (@one $f:ident eval_mode) => { fn eval_mode(&mut self) -> $crate::Result<()> { self.$f.eval_mode() } };
+    (@one $f:ident train_mode) => { fn train_mode(&mut self) -> $crate::Result<()> { self.$f.train_mode() } };
+}
+
 /// A one-element float64 tensor holding `v`, for scalars kept in [`OptimState`].
 pub(crate) fn scalar_tensor(v: f64) -> Tensor {
     Tensor::from_slice(&[v])

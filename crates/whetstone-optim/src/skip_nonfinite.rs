@@ -49,12 +49,6 @@ impl<O: Optimizer> Optimizer for SkipNonFinite<O> {
         }
         self.inner.step(lr)
     }
-    fn params(&self) -> Vec<&Tensor> {
-        self.inner.params()
-    }
-    fn zero_grad(&mut self) {
-        self.inner.zero_grad()
-    }
     fn state(&self) -> OptimState {
         let mut s = self.inner.state();
         s.tensors.push(("skip_nonfinite.skipped".into(), scalar_tensor(self.skipped as f64)));
@@ -68,10 +62,5 @@ impl<O: Optimizer> Optimizer for SkipNonFinite<O> {
     fn skipped_steps(&self) -> u64 {
         self.skipped + self.inner.skipped_steps()
     }
-    fn eval_mode(&mut self) -> Result<()> {
-        self.inner.eval_mode()
-    }
-    fn train_mode(&mut self) -> Result<()> {
-        self.inner.train_mode()
-    }
+    crate::forward_to_inner!(inner; params, zero_grad, eval_mode, train_mode);
 }

@@ -185,12 +185,6 @@ impl<O: Optimizer> Optimizer for Masked<O> {
         }
         apply_bound(&self.bound).map_err(to_optim)
     }
-    fn params(&self) -> Vec<&Tensor> {
-        self.inner.params()
-    }
-    fn zero_grad(&mut self) {
-        self.inner.zero_grad()
-    }
     fn state(&self) -> OptimState {
         let mut s = self.inner.state();
         for (n, _, m) in &self.bound {
@@ -216,13 +210,5 @@ impl<O: Optimizer> Optimizer for Masked<O> {
         self.step = state.find(STEP_KEY)?.f_double_value(&[0])? as u64;
         apply_bound(&self.bound).map_err(to_optim)
     }
-    fn skipped_steps(&self) -> u64 {
-        self.inner.skipped_steps()
-    }
-    fn eval_mode(&mut self) -> whetstone_optim::Result<()> {
-        self.inner.eval_mode()
-    }
-    fn train_mode(&mut self) -> whetstone_optim::Result<()> {
-        self.inner.train_mode()
-    }
+    whetstone_optim::forward_to_inner!(inner; params, zero_grad, skipped_steps, eval_mode, train_mode);
 }

@@ -185,9 +185,6 @@ impl Optimizer for Freezing {
         self.step += 1;
         Ok(())
     }
-    fn params(&self) -> Vec<&Tensor> {
-        self.inner.params()
-    }
     fn zero_grad(&mut self) {
         // `zero_grad` opens every training step, before the forward pass: the moment to stop
         // gradients into frozen blocks. An error here resurfaces in `step`.
@@ -207,13 +204,5 @@ impl Optimizer for Freezing {
         self.step = step as u64;
         Ok(())
     }
-    fn skipped_steps(&self) -> u64 {
-        self.inner.skipped_steps()
-    }
-    fn eval_mode(&mut self) -> whetstone_optim::Result<()> {
-        self.inner.eval_mode()
-    }
-    fn train_mode(&mut self) -> whetstone_optim::Result<()> {
-        self.inner.train_mode()
-    }
+    whetstone_optim::forward_to_inner!(inner; params, skipped_steps, eval_mode, train_mode);
 }

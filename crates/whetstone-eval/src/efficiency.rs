@@ -39,6 +39,20 @@ pub struct Efficiency {
     pub throughput_b32: f64,
 }
 
+impl Efficiency {
+    /// One line for a terminal: latency, throughput, parameters and checkpoint size.
+    pub fn summary(&self) -> String {
+        format!(
+            "latency (batch 1) p50 {:.2} ms  p95 {:.2} ms; throughput (batch 32) {:.0} seq/s; {} parameters; checkpoint {:.1} MB",
+            self.latency_b1.p50_ms,
+            self.latency_b1.p95_ms,
+            self.throughput_b32,
+            crate::format_count(self.params),
+            self.checkpoint_bytes as f64 / 1e6
+        )
+    }
+}
+
 /// Time `iters` calls of `f` (after `warmup` untimed calls), one `Instant`
 /// per call, and summarise them. `iters == 0` yields all-zero statistics.
 ///

@@ -48,6 +48,11 @@ pub struct ClassificationReport {
 }
 
 impl ClassificationReport {
+    /// One line for a terminal: accuracy, macro-F1, MCC and the number of examples.
+    pub fn summary(&self) -> String {
+        format!("accuracy {:.4}  macro-F1 {:.4}  MCC {:.4}  ({} examples)", self.accuracy, self.macro_f1, self.mcc, self.n)
+    }
+
     /// Look up a headline metric by name: `"accuracy"`, `"macro_f1"` or
     /// `"mcc"`. Used by trainers to select the checkpoint metric from a recipe
     /// string; unknown names give `None` so the caller can report them.

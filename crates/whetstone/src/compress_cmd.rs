@@ -110,16 +110,9 @@ fn base_name(run: &Path) -> String {
 fn print(done: &Finished) {
     let t = &done.test;
     println!("{}: {}", done.provenance.command, done.provenance.method);
-    println!("test accuracy {:.4}  macro-F1 {:.4}  MCC {:.4}  ({} examples)", t.accuracy, t.macro_f1, t.mcc, t.n);
+    println!("test {}", t.summary());
     if let Some(e) = &done.efficiency {
-        println!(
-            "latency (batch 1) p50 {:.2} ms  p95 {:.2} ms; throughput (batch 32) {:.0} seq/s; {} parameters; checkpoint {:.1} MB",
-            e.latency_b1.p50_ms,
-            e.latency_b1.p95_ms,
-            e.throughput_b32,
-            whetstone_eval::format_count(e.params),
-            e.checkpoint_bytes as f64 / 1e6
-        );
+        println!("{}", e.summary());
     }
     if let Some(s) = done.provenance.sparsity {
         println!("sparsity of the pruned weights {:.1}%", 100.0 * s);

@@ -217,15 +217,9 @@ fn train(a: TrainArgs) -> Result<()> {
     match &r.test {
         None => println!("run interrupted at step {} (resume with --resume {})", r.fit.progress.step, dir.display()),
         Some(t) => {
-            println!("test accuracy {:.4}  macro-F1 {:.4}  MCC {:.4}  ({} examples)", t.accuracy, t.macro_f1, t.mcc, t.n);
+            println!("test {}", t.summary());
             if let Some(e) = &r.efficiency {
-                println!(
-                    "latency (batch 1) p50 {:.2} ms  p95 {:.2} ms; throughput (batch 32) {:.0} seq/s; {} parameters",
-                    e.latency_b1.p50_ms,
-                    e.latency_b1.p95_ms,
-                    e.throughput_b32,
-                    whetstone_eval::format_count(e.params)
-                );
+                println!("{}", e.summary());
             }
             println!(
                 "trained {} steps in {:.1}s ({:.0} seq/s, {:.1}% padding); total {:.1}s",

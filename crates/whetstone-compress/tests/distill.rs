@@ -45,6 +45,7 @@ fn kd_loss_matches_a_hand_computed_reference() {
 
 #[test]
 fn gradients_flow_to_the_student_only_with_every_term_on() {
+    let _g = serial();
     let (tvs, teacher, _) = tiny_with(1, config(4, 16, 4, 32));
     let (svs, student, _) = tiny_with(2, config(2, 8, 2, 16));
     let cfg = DistillConfig { hidden: 1.0.into(), attention: 1.0.into(), embedding: 0.5.into(), attention_loss: AttentionLoss::Kl, ..Default::default() };
@@ -80,6 +81,7 @@ fn gradients_flow_to_the_student_only_with_every_term_on() {
 
 #[test]
 fn layer_mappings_resolve_and_reject_bad_pairs() {
+    let _g = serial();
     assert_eq!(LayerMapping::Uniform.resolve(3, 6).unwrap(), vec![(0, 1), (1, 3), (2, 5)]);
     assert_eq!(LayerMapping::Uniform.resolve(4, 4).unwrap(), vec![(0, 0), (1, 1), (2, 2), (3, 3)]);
     assert_eq!(LayerMapping::Last.resolve(3, 12).unwrap(), vec![(2, 11)]);
@@ -100,6 +102,7 @@ fn layer_mappings_resolve_and_reject_bad_pairs() {
 
 #[test]
 fn distilbert_style_student_copies_the_chosen_layers() {
+    let _g = serial();
     let (_tvs, teacher, _) = tiny_with(6, config(4, 16, 4, 32));
     let svs = tch::nn::VarStore::new(Device::Cpu);
     let (cfg, student) = student_from_teacher(&teacher, &[1, 3], &svs.root()).unwrap();
@@ -127,6 +130,7 @@ fn distilbert_style_student_copies_the_chosen_layers() {
 
 #[test]
 fn cached_teacher_logits_equal_live_ones() {
+    let _g = serial();
     let (_tvs, teacher, _) = tiny(8);
     let (_svs, student, _) = tiny_with(9, config(1, 16, 4, 32));
     let batches = [batch(10, 4), batch(11, 4)];
@@ -146,6 +150,7 @@ fn cached_teacher_logits_equal_live_ones() {
 
 #[test]
 fn schedules_change_the_weights_with_the_step() {
+    let _g = serial();
     let (_t, teacher, _) = tiny(13);
     let (_s, student, _) = tiny_with(14, config(1, 16, 4, 32));
     let cfg = DistillConfig { alpha: ScalarSchedule::Linear { from: 0.0, to: 1.0, steps: 1 }, ..Default::default() };
@@ -160,6 +165,7 @@ fn schedules_change_the_weights_with_the_step() {
 
 #[test]
 fn mismatched_teacher_and_student_are_refused() {
+    let _g = serial();
     let (_t, teacher, _) = tiny(16);
     tch::manual_seed(17);
     let svs = tch::nn::VarStore::new(Device::Cpu);
@@ -174,6 +180,7 @@ fn mismatched_teacher_and_student_are_refused() {
 
 #[test]
 fn alpha_one_is_plain_cross_entropy_without_the_teacher() {
+    let _g = serial();
     // A teacher whose 4 positions cannot read the batch's 8 tokens: calling it would fail.
     let mut short = config(2, 16, 4, 32);
     short.encoder.max_len = 4;

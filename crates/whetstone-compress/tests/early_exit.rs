@@ -5,18 +5,11 @@
 mod common;
 
 use common::*;
-use std::sync::Mutex;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 use whetstone_compress::*;
 use whetstone_data::Encoded;
 use whetstone_models::TextClassifier;
 use whetstone_optim::{named_params, AdamW, AdamWConfig, Optimizer, NO_DECAY};
-
-/// libtorch's RNG is global: tests that seed it run one at a time.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 fn widen(heads: &VarStore) {
     tch::no_grad(|| {

@@ -25,6 +25,7 @@ fn train_steps(model: &dyn TextClassifier, opt: &mut dyn Optimizer, steps: i64) 
 
 #[test]
 fn masks_stay_applied_through_steps_with_flat_and_per_tensor_layouts() {
+    let _g = serial();
     for flat in [true, false] {
         let (vs, model, _) = tiny(1);
         let opt = AdamW::with_layout(named_params(&vs, 0.01, NO_DECAY), AdamWConfig::default(), flat).unwrap();
@@ -52,6 +53,7 @@ fn masks_stay_applied_through_steps_with_flat_and_per_tensor_layouts() {
 
 #[test]
 fn sparsity_matches_the_target_within_one_element() {
+    let _g = serial();
     let (vs, _model, _) = tiny(2);
     let selected = ParamSelector::default().select_vs(&vs).unwrap();
     let total: i64 = selected.iter().map(|(_, t)| t.numel() as i64).sum();
@@ -72,6 +74,7 @@ fn sparsity_matches_the_target_within_one_element() {
 
 #[test]
 fn cubic_schedule_values_and_gradual_pruning_reach_the_target() {
+    let _g = serial();
     let s = CubicSchedule { initial: 0.1, target: 0.8, start: 10, every: 5, updates: 4 };
     let expect = |t: f64| 0.8 + (0.1 - 0.8) * (1.0 - (t - 10.0) / 20.0f64).powi(3);
     for (t, want) in [(0, 0.1), (10, 0.1), (15, expect(15.0)), (20, expect(20.0)), (30, 0.8), (99, 0.8)] {
@@ -101,6 +104,7 @@ fn cubic_schedule_values_and_gradual_pruning_reach_the_target() {
 
 #[test]
 fn soft_movement_keeps_weights_whose_scores_pass_the_threshold() {
+    let _g = serial();
     let (vs, model, _) = tiny(4);
     let opt = AdamW::new(named_params(&vs, 0.0, NO_DECAY), AdamWConfig::default()).unwrap();
     let selected = ParamSelector::patterns(&["*.intermediate.dense.weight"]).select_vs(&vs).unwrap();
@@ -119,6 +123,7 @@ fn soft_movement_keeps_weights_whose_scores_pass_the_threshold() {
 
 #[test]
 fn two_four_masks_have_the_pattern() {
+    let _g = serial();
     tch::manual_seed(5);
     let w = Tensor::randn([8, 16], (Kind::Float, Device::Cpu));
     let masks = nm_masks(&[("w".into(), w.shallow_clone())], 2, 4).unwrap();
@@ -138,6 +143,7 @@ fn two_four_masks_have_the_pattern() {
 
 #[test]
 fn structurally_pruned_model_matches_its_masked_origin_and_round_trips() {
+    let _g = serial();
     let b = batch(6, 5);
     for (importance, scope) in [("magnitude", Scope::Global), ("taylor", Scope::PerLayer)] {
         let (_vs, model, _) = tiny(7);
@@ -176,6 +182,7 @@ fn structurally_pruned_model_matches_its_masked_origin_and_round_trips() {
 
 #[test]
 fn masks_round_trip_through_safetensors() {
+    let _g = serial();
     let (vs, _model, _) = tiny(10);
     let selected = ParamSelector::default().select_vs(&vs).unwrap();
     let masks = magnitude_masks(&selected, 0.4, Scope::PerLayer).unwrap();
@@ -192,6 +199,7 @@ fn masks_round_trip_through_safetensors() {
 
 #[test]
 fn bad_inputs_give_clear_errors() {
+    let _g = serial();
     let (vs, model, _) = tiny(11);
     let selected = ParamSelector::default().select_vs(&vs).unwrap();
     for s in [1.0, 1.5, -0.1, f64::NAN] {

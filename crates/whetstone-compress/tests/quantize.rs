@@ -9,6 +9,7 @@ use tch::{Device, Kind, Tensor};
 
 #[test]
 fn quantized_linear_is_close_to_f32() {
+    let _g = serial();
     tch::manual_seed(1);
     let w = Tensor::randn([24, 32], (Kind::Float, Device::Cpu));
     let b = Tensor::randn([24], (Kind::Float, Device::Cpu));
@@ -24,6 +25,7 @@ fn quantized_linear_is_close_to_f32() {
 
 #[test]
 fn int8_classifier_logits_stay_close_and_the_model_is_smaller() {
+    let _g = serial();
     for pre_norm in [false, true] {
         let mut cfg = config(2, 32, 4, 64);
         cfg.encoder.pre_norm = pre_norm;

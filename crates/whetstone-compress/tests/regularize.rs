@@ -9,6 +9,7 @@ use whetstone_train::{CrossEntropy, Objective};
 
 #[test]
 fn l1_and_group_lasso_values_and_gradients() {
+    let _g = serial();
     let (vs, model, _) = tiny(1);
     let selected = ParamSelector::default().select_vs(&vs).unwrap();
     let l1 = Regularizer::l1(&selected).penalty().unwrap().double_value(&[]);
@@ -34,6 +35,7 @@ fn l1_and_group_lasso_values_and_gradients() {
 
 #[test]
 fn sparsity_report_counts_pruned_weights_per_layer() {
+    let _g = serial();
     let (vs, model, _) = tiny(3);
     let selected = ParamSelector::patterns(&["encoder.layer.1.*.weight"]).select_vs(&vs).unwrap();
     magnitude_masks(&selected, 0.5, Scope::PerLayer).unwrap().apply(&vs).unwrap();

@@ -7,6 +7,15 @@ use whetstone_models::{TransformerClassifier, TransformerClassifierConfig, Trans
 
 pub const VOCAB: i64 = 40;
 
+/// libtorch's random generator is global to the process and `cargo test` runs a binary's
+/// tests on parallel threads: a test that seeds it or draws from it (every fixture here does)
+/// holds this lock for its whole body, so another test's draws cannot land between its
+/// `manual_seed` and the draws that depend on it.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 pub fn config(layers: usize, hidden: usize, heads: usize, ffn: usize) -> TransformerClassifierConfig {
     TransformerClassifierConfig {
         encoder: TransformerConfig { layers, hidden, heads, ffn, max_len: 12, dropout: 0.0, attention_dropout: 0.0, ..Default::default() },

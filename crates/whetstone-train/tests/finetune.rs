@@ -194,6 +194,9 @@ fn reinit_resets_only_the_top_layers_with_the_encoder_init() {
 
 #[test]
 fn layer_decay_follows_bert_names() {
+    // Writing the checkpoint seeds and draws from the global generator, and loading it draws
+    // the head's init: without the lock those draws could land inside another test's run.
+    let _g = serial();
     let tmp = tempfile::tempdir().unwrap();
     let ckpt = tmp.path().join("ckpt");
     tiny_checkpoint(&ckpt);

@@ -12,8 +12,12 @@ use whetstone_models::TextClassifier;
 use whetstone_optim::{named_params, AdamW, AdamWConfig, Optimizer, NO_DECAY};
 
 fn widen(heads: &VarStore) {
+    // By name: `variables()` is a HashMap, whose order changes from one process to the next,
+    // and each exit must get the same draw in every run.
+    let mut vars: Vec<(String, Tensor)> = heads.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
     tch::no_grad(|| {
-        for (_, mut t) in heads.variables() {
+        for (_, mut t) in vars {
             if t.dim() == 2 {
                 t.copy_(&(Tensor::randn(t.size(), (Kind::Float, Device::Cpu)) * 0.5));
             }

@@ -147,19 +147,23 @@ fn optimisers() -> Vec<Opt> {
         Opt { name: "schedulefree-adamw", optim: "kind = \"schedulefree-adamw\"\nwarmup_steps = 20\nweight_decay = 0.01", grid: [3e-4, 1e-3, 3e-3, 1e-2, 3e-2], schedule: Constant },
         Opt { name: "adaptive", optim: "kind = \"adaptive\"\nweight_decay = 0.01", grid: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], schedule: Linear },
         // Ablations, run on request with --optimizers. "v1" is the first design (raw hypergradient
-        // cosine, μ = 0.02); the others change one or two things from it, or from the default.
-        Opt { name: "adaptive-v1", optim: "kind = \"adaptive\"\nhyper_norm = false\nhyper_lr = 0.02\nweight_decay = 0.01", grid: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], schedule: Linear },
-        Opt { name: "adaptive-v1-mu-0.1", optim: "kind = \"adaptive\"\nhyper_norm = false\nhyper_lr = 0.1\nweight_decay = 0.01", grid: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], schedule: Linear },
-        Opt { name: "adaptive-v1-b2-0.999", optim: "kind = \"adaptive\"\nhyper_norm = false\nhyper_lr = 0.02\nbetas = [0.9, 0.999]\nweight_decay = 0.01", grid: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], schedule: Linear },
-        Opt { name: "adaptive-v1-b2-0.999-mu-0.1", optim: "kind = \"adaptive\"\nhyper_norm = false\nhyper_lr = 0.1\nbetas = [0.9, 0.999]\nweight_decay = 0.01", grid: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], schedule: Linear },
-        Opt { name: "adaptive-v1-b2-0.95", optim: "kind = \"adaptive\"\nhyper_norm = false\nhyper_lr = 0.02\nbetas = [0.9, 0.95]\nweight_decay = 0.01", grid: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], schedule: Linear },
+        // cosine, μ = 0.02, no Nesterov); the others change one or two things from it, or from
+        // the default.
+        Opt { name: "adaptive-no-nesterov", optim: "kind = \"adaptive\"\nnesterov = false\nweight_decay = 0.01", grid: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], schedule: Linear },
+        Opt { name: "adaptive-agree", optim: "kind = \"adaptive\"\nmomentum_rule = \"agreement\"\nweight_decay = 0.01", grid: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], schedule: Linear },
+        Opt { name: "adaptive-no-nesterov-agree", optim: "kind = \"adaptive\"\nnesterov = false\nmomentum_rule = \"agreement\"\nweight_decay = 0.01", grid: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], schedule: Linear },
+        Opt { name: "adaptive-no-nesterov-mu-0.02", optim: "kind = \"adaptive\"\nnesterov = false\nhyper_lr = 0.02\nweight_decay = 0.01", grid: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], schedule: Linear },
+        Opt { name: "adaptive-no-nesterov-mu-0.02-b2-0.95", optim: "kind = \"adaptive\"\nnesterov = false\nhyper_lr = 0.02\nbetas = [0.9, 0.95]\nweight_decay = 0.01", grid: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], schedule: Linear },
+        Opt { name: "adaptive-no-nesterov-mu-0.02-agree", optim: "kind = \"adaptive\"\nnesterov = false\nhyper_lr = 0.02\nmomentum_rule = \"agreement\"\nweight_decay = 0.01", grid: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], schedule: Linear },
+        Opt { name: "adaptive-v1", optim: "kind = \"adaptive\"\nhyper_norm = false\nhyper_lr = 0.02\nnesterov = false\nweight_decay = 0.01", grid: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], schedule: Linear },
+        Opt { name: "adaptive-v1-mu-0.1", optim: "kind = \"adaptive\"\nhyper_norm = false\nhyper_lr = 0.1\nnesterov = false\nweight_decay = 0.01", grid: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], schedule: Linear },
+        Opt { name: "adaptive-v1-b2-0.999", optim: "kind = \"adaptive\"\nhyper_norm = false\nhyper_lr = 0.02\nnesterov = false\nbetas = [0.9, 0.999]\nweight_decay = 0.01", grid: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], schedule: Linear },
+        Opt { name: "adaptive-v1-b2-0.999-mu-0.1", optim: "kind = \"adaptive\"\nhyper_norm = false\nhyper_lr = 0.1\nnesterov = false\nbetas = [0.9, 0.999]\nweight_decay = 0.01", grid: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], schedule: Linear },
+        Opt { name: "adaptive-v1-b2-0.95", optim: "kind = \"adaptive\"\nhyper_norm = false\nhyper_lr = 0.02\nnesterov = false\nbetas = [0.9, 0.95]\nweight_decay = 0.01", grid: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], schedule: Linear },
         Opt { name: "adaptive-v1-nesterov", optim: "kind = \"adaptive\"\nhyper_norm = false\nhyper_lr = 0.02\nnesterov = true\nweight_decay = 0.01", grid: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], schedule: Linear },
         Opt { name: "adaptive-v1-b2-0.95-nesterov", optim: "kind = \"adaptive\"\nhyper_norm = false\nhyper_lr = 0.02\nbetas = [0.9, 0.95]\nnesterov = true\nweight_decay = 0.01", grid: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], schedule: Linear },
-        Opt { name: "adaptive-v1-agree", optim: "kind = \"adaptive\"\nhyper_norm = false\nhyper_lr = 0.02\nmomentum_rule = \"agreement\"\nweight_decay = 0.01", grid: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], schedule: Linear },
+        Opt { name: "adaptive-v1-agree", optim: "kind = \"adaptive\"\nhyper_norm = false\nhyper_lr = 0.02\nnesterov = false\nmomentum_rule = \"agreement\"\nweight_decay = 0.01", grid: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], schedule: Linear },
         Opt { name: "adaptive-v1-agree-nesterov", optim: "kind = \"adaptive\"\nhyper_norm = false\nhyper_lr = 0.02\nmomentum_rule = \"agreement\"\nnesterov = true\nweight_decay = 0.01", grid: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], schedule: Linear },
-        Opt { name: "adaptive-mu-0.02", optim: "kind = \"adaptive\"\nhyper_lr = 0.02\nweight_decay = 0.01", grid: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], schedule: Linear },
-        Opt { name: "adaptive-mu-0.02-b2-0.95", optim: "kind = \"adaptive\"\nhyper_lr = 0.02\nbetas = [0.9, 0.95]\nweight_decay = 0.01", grid: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], schedule: Linear },
-        Opt { name: "adaptive-mu-0.02-agree", optim: "kind = \"adaptive\"\nhyper_lr = 0.02\nmomentum_rule = \"agreement\"\nweight_decay = 0.01", grid: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], schedule: Linear },
     ]
 }
 

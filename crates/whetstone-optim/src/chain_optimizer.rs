@@ -255,7 +255,8 @@ pub(crate) fn check_betas(what: &str, (b1, b2): (f64, f64)) -> Result<()> {
 
 /// Check ε ≥ 0.
 pub(crate) fn check_eps(what: &str, eps: f64) -> Result<()> {
-    if !(eps >= 0.0) {
+    // NaN fails this test too.
+    if eps.is_nan() || eps < 0.0 {
         return Err(OptimError::Config(format!("{what} eps must be >= 0, got {eps}")));
     }
     Ok(())

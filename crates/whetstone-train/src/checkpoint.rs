@@ -102,8 +102,11 @@ pub fn write_atomic(path: &Path, tensors: &[(String, Tensor)], metadata: HashMap
     std::fs::rename(&tmp, path).map_err(io(path))
 }
 
+/// Tensors with their names, in file order.
+pub type NamedTensors = Vec<(String, Tensor)>;
+
 /// Read all tensors and the metadata of a safetensors file.
-pub fn read(path: &Path) -> Result<(Vec<(String, Tensor)>, HashMap<String, String>)> {
+pub fn read(path: &Path) -> Result<(NamedTensors, HashMap<String, String>)> {
     let err = |msg: String| TrainError::Checkpoint { path: path.to_path_buf(), msg };
     let buf = std::fs::read(path).map_err(io(path))?;
     let (_, meta) = SafeTensors::read_metadata(&buf).map_err(|e| err(format!("not a valid safetensors file ({e:?})")))?;

@@ -229,7 +229,7 @@ pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
 
 /// Draw `curves.png` / `curves.svg` from the run's metrics log.
 pub fn write_plot(dir: &Path, name: &str, metric: &str) -> Result<()> {
-    let records = read_jsonl(&dir.join(METRICS_LOG_FILE))?;
+    let records = read_jsonl(dir.join(METRICS_LOG_FILE))?;
     let series = |split: &str, key: &str| -> Vec<(f64, f64)> {
         records
             .iter()

@@ -4,8 +4,9 @@
 //! θ, g, m, v once and writes them once (torch's `fused=True`), instead of ~10 whole-buffer
 //! kernels. The per-element arithmetic follows torch's single-tensor (for-loop) code operation
 //! by operation, with every intermediate rounded to the parameter dtype as torch rounds it, so
-//! the result is the same as the tensor-op path. The buffers are split across
-//! `tch::get_num_threads()` threads. Used only for contiguous CPU float32 / float64 buffers;
+//! the result is the same as the tensor-op path. Buffers of 8M elements or more are split
+//! across `tch::get_num_threads()` threads; smaller ones run on the calling thread (see
+//! [`PARALLEL_MIN`]). Used only for contiguous CPU float32 / float64 buffers;
 //! anything else takes the tensor-op path.
 
 use crate::error::{OptimError, Result};
@@ -62,11 +63,44 @@ pub fn supported(t: &Tensor) -> bool {
     t.device() == Device::Cpu && matches!(t.kind(), Kind::Float | Kind::Double) && t.is_contiguous()
 }
 
+/// Buffers below this many elements are updated by the calling thread alone.
+///
+/// A step runs right after backward and gradient clipping, whose libtorch ops leave libtorch's
+/// OpenMP workers spin-waiting on the other cores for a while. A thread of ours started then
+/// competes with them: measured on 2 cores after a libtorch op, a 1.9M-element AdamW step took
+/// 0.77–0.87 ms on one thread and 1.6–1.9 ms on two (torch's fused AdamW, which runs on those
+/// same OpenMP threads: 0.65–0.98 ms). At 23M elements two threads still win slightly
+/// (11.1 against 12.0 ms), so large buffers keep them.
+const PARALLEL_MIN: usize = 1 << 23;
+
+fn kernel_threads(n: usize) -> usize {
+    if n < PARALLEL_MIN {
+        1
+    } else {
+        tch::get_num_threads().max(1) as usize
+    }
+}
+
 /// Split `n` elements into `parts` chunk ranges.
 fn chunks(n: usize, parts: usize) -> Vec<(usize, usize)> {
     let parts = parts.clamp(1, n.div_ceil(1 << 15).max(1));
     let size = n.div_ceil(parts);
     (0..parts).map(|i| (i * size, ((i + 1) * size).min(n))).filter(|(a, b)| a < b).collect()
+}
+
+/// Run `f` over each range: the first on the calling thread, the others on scoped threads.
+fn par_ranges(ranges: &[(usize, usize)], f: impl Fn(usize, usize) + Sync) {
+    let Some((&(a0, b0), rest)) = ranges.split_first() else { return };
+    if rest.is_empty() {
+        return f(a0, b0);
+    }
+    let f = &f;
+    std::thread::scope(|sc| {
+        for &(a, b) in rest {
+            sc.spawn(move || f(a, b));
+        }
+        f(a0, b0);
+    });
 }
 
 /// Raw buffer pointer, sendable across the scoped threads (the chunks are disjoint).
@@ -132,7 +166,7 @@ fn adam_t<T: Real>(p: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor, mx: Option<&T
     let n = p.numel();
     let (pp, gp, mp, vp) = (Ptr(p.data_ptr() as *mut T), Ptr(g.data_ptr() as *mut T), Ptr(m.data_ptr() as *mut T), Ptr(v.data_ptr() as *mut T));
     let xp = mx.map(|x| Ptr(x.data_ptr() as *mut T));
-    let ranges = chunks(n, tch::get_num_threads().max(1) as usize);
+    let ranges = chunks(n, kernel_threads(n));
     let decay = T::of(1.0 - s.lr * s.wd);
     let (wd, w1, b2, w2) = (T::of(s.wd), T::of(1.0 - s.b1), T::of(s.b2), T::of(1.0 - s.b2));
     let (bc2, eps, neg_step) = (T::of(s.bc2_sqrt), T::of(s.eps), T::of(-s.step_size));
@@ -150,15 +184,7 @@ fn adam_t<T: Real>(p: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor, mx: Option<&T
             (true, false, x) => dispatch::<T, true, false>(ps, gs, ms, vs, x, k),
         }
     };
-    if ranges.len() == 1 {
-        run(0, n);
-    } else {
-        std::thread::scope(|sc| {
-            for &(a, b) in &ranges {
-                sc.spawn(move || run(a, b));
-            }
-        });
-    }
+    par_ranges(&ranges, run);
 }
 
 #[derive(Clone, Copy)]
@@ -313,7 +339,7 @@ fn sgd_modes<T: Real>(ps: &mut [T], gs: &[T], bs: &mut [T], k: SgdK<T>, wd: bool
 fn sgd_t<T: Real>(p: &Tensor, g: &Tensor, buf: &Tensor, c: SgdScalars) {
     let n = p.numel();
     let (pp, gp, bp) = (Ptr(p.data_ptr() as *mut T), Ptr(g.data_ptr() as *mut T), Ptr(buf.data_ptr() as *mut T));
-    let ranges = chunks(n, tch::get_num_threads().max(1) as usize);
+    let ranges = chunks(n, kernel_threads(n));
     let k = SgdK { mu: T::of(c.momentum), damp: T::of(1.0 - c.dampening), wd: T::of(c.wd), neg_lr: T::of(-c.lr) };
     let (apply_wd, first, nesterov, has_mom) = (c.wd != 0.0, c.first, c.nesterov, c.momentum != 0.0);
     let run = |a: usize, b: usize| {
@@ -321,13 +347,5 @@ fn sgd_t<T: Real>(p: &Tensor, g: &Tensor, buf: &Tensor, c: SgdScalars) {
         let (ps, gs, bs) = unsafe { (pp.slice(a, b), gp.slice(a, b), bp.slice(a, b)) };
         sgd_modes(ps, gs, bs, k, apply_wd, has_mom, first, nesterov);
     };
-    if ranges.len() == 1 {
-        run(0, n);
-    } else {
-        std::thread::scope(|sc| {
-            for &(a, b) in &ranges {
-                sc.spawn(move || run(a, b));
-            }
-        });
-    }
+    par_ranges(&ranges, run);
 }

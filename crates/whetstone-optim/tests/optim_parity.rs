@@ -63,7 +63,7 @@ fn check(prefix: &str) {
             let moved = ours[ours.len() - total()..].iter().zip(init_values()).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
             assert!(moved > 1e-3, "{}: parameters barely moved ({moved:e}); the comparison would be vacuous", case.id);
             report.push(format!("{:<28} flat={flat:<5} max rel err {err:.2e} (step {step})", case.id));
-            if !(err <= TOL) {
+            if err.is_nan() || err > TOL {
                 failures.push(format!("{} flat={flat}: {err:.3e} at step {step}", case.id));
             }
         }

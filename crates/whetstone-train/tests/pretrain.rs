@@ -63,7 +63,7 @@ fn recipe(corpus: &Path) -> PretrainRecipe {
 }
 
 fn valid_losses(dir: &Path) -> Vec<f64> {
-    whetstone_eval::read_jsonl(&dir.join("metrics.jsonl"))
+    whetstone_eval::read_jsonl(dir.join("metrics.jsonl"))
         .unwrap()
         .iter()
         .filter(|r| r.get("split").and_then(|s| s.as_str()) == Some("valid"))

@@ -108,7 +108,7 @@ fn runs_are_bit_reproducible_and_resume_exactly() {
         assert_bit_identical(&full, &resumed);
 
         // The metrics log holds each step once, despite the replayed steps 21..23.
-        let log = whetstone_eval::read_jsonl(&dir.join("metrics.jsonl")).unwrap();
+        let log = whetstone_eval::read_jsonl(dir.join("metrics.jsonl")).unwrap();
         let mut train_steps: Vec<u64> = log.iter().filter(|r| r["split"] == "train").map(|r| r["step"].as_u64().unwrap()).collect();
         let n = train_steps.len();
         train_steps.dedup();
@@ -233,7 +233,7 @@ fn reduce_on_plateau_follows_the_validation_metric_and_survives_resume() {
     // The metric cannot improve after the first evaluation (step 3), so every later evaluation
     // halves the rate for the steps after it: 7..9 at 1/2 (the run resumed from the step-6
     // checkpoint, which must carry the plateau state), 10..12 at 1/4, 13..15 at 1/8.
-    let log = whetstone_eval::read_jsonl(&tmp.path().join("metrics.jsonl")).unwrap();
+    let log = whetstone_eval::read_jsonl(tmp.path().join("metrics.jsonl")).unwrap();
     let lr_at = |step: u64| log.iter().find(|r| r["split"] == "train" && r["step"] == step).and_then(|r| r["lr"].as_f64()).unwrap() / 1e-30;
     assert!((lr_at(5) - 1.0).abs() < 1e-12, "{}", lr_at(5));
     assert!((lr_at(8) - 0.5).abs() < 1e-12, "{}", lr_at(8));

@@ -37,7 +37,7 @@ pub fn tiny_with(seed: i64, cfg: TransformerClassifierConfig) -> (VarStore, Tran
     tch::no_grad(|| {
         for (_, mut t) in model.named_parameters() {
             if t.dim() == 2 {
-                let _ = t.copy_(&(Tensor::randn(t.size(), (Kind::Float, Device::Cpu)) * 0.3));
+                t.copy_(&(Tensor::randn(t.size(), (Kind::Float, Device::Cpu)) * 0.3));
             }
         }
     });

@@ -216,7 +216,7 @@ pub fn max_rel_err(ours: &[f64], theirs: &[f64], floor: f64) -> (f64, usize) {
     let mut worst = (0.0, 0);
     for (i, (a, b)) in ours.iter().zip(theirs).enumerate() {
         let e = (a - b).abs() / b.abs().max(floor);
-        if !(e <= worst.0) {
+        if e.is_nan() || e > worst.0 {
             worst = (e, i / n);
         }
     }

@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use tch::{Device, Tensor};
 
 use crate::dataset::Split;
-use crate::error::Result;
+use crate::error::{DataError, Result};
 use crate::tokenize::TextTokenizer;
 
 /// Default number of batches per bucket: large enough for low padding, small enough
@@ -25,8 +25,56 @@ pub struct Batch {
     pub input_ids: Tensor,
     /// `[B, T]`, Int64: 1 for a real token, 0 for padding.
     pub attention_mask: Tensor,
-    /// Class ids, `[B]`, Int64.
+    /// Class ids of the main task, `[B]`, Int64.
     pub labels: Tensor,
+    /// Index of each row's example in the batch source it came from (empty for batches built
+    /// by hand). Strategies key per-example state on it, e.g. a cache of teacher logits.
+    pub indices: Vec<usize>,
+    /// The stream (task) of a multi-stream source this batch came from; 0 for single sources.
+    pub stream: usize,
+    /// Further named targets, for objectives with several heads or tasks (e.g. `("topic", [B])`).
+    pub targets: Vec<(String, Tensor)>,
+}
+
+impl Batch {
+    /// A batch of `input_ids` `[B, T]`, `attention_mask` `[B, T]` and `labels` `[B]`, with no
+    /// example indices and no further targets.
+    pub fn new(input_ids: Tensor, attention_mask: Tensor, labels: Tensor) -> Self {
+        Batch { input_ids, attention_mask, labels, indices: Vec::new(), stream: 0, targets: Vec::new() }
+    }
+
+    /// Rows in the batch.
+    pub fn len(&self) -> usize {
+        self.input_ids.size().first().copied().unwrap_or(0) as usize
+    }
+
+    /// Whether the batch has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The named target `name`, if the batch carries it.
+    pub fn target(&self, name: &str) -> Option<&Tensor> {
+        self.targets.iter().find(|(n, _)| n == name).map(|(_, t)| t)
+    }
+
+    /// Add the named target `name`.
+    pub fn with_target(mut self, name: impl Into<String>, target: Tensor) -> Self {
+        self.targets.push((name.into(), target));
+        self
+    }
+
+    /// The same batch on `device`.
+    pub fn to_device(&self, device: Device) -> Self {
+        Batch {
+            input_ids: self.input_ids.to_device(device),
+            attention_mask: self.attention_mask.to_device(device),
+            labels: self.labels.to_device(device),
+            indices: self.indices.clone(),
+            stream: self.stream,
+            targets: self.targets.iter().map(|(n, t)| (n.clone(), t.to_device(device))).collect(),
+        }
+    }
 }
 
 /// A tokenised split: variable-length id sequences and their labels.
@@ -127,10 +175,14 @@ impl BucketBatcher {
 
 /// Builds the batch of examples `idx`, padded to its longest sequence, on `device`.
 ///
-/// # Panics
-/// If an index is out of range for `enc` (indices come from the batchers, which only
-/// produce valid ones).
-pub fn make_batch(enc: &Encoded, idx: &[usize], device: Device) -> Batch {
+/// An index out of range for `enc`, or an empty `idx`, is an error.
+pub fn make_batch(enc: &Encoded, idx: &[usize], device: Device) -> Result<Batch> {
+    if idx.is_empty() {
+        return Err(DataError::InvalidArgument("a batch needs at least one example".into()));
+    }
+    if let Some(&bad) = idx.iter().find(|&&i| i >= enc.ids.len()) {
+        return Err(DataError::InvalidArgument(format!("example index {bad} is out of range for a split of {} examples", enc.ids.len())));
+    }
     let b = idx.len();
     let t = idx.iter().map(|&i| enc.ids[i].len()).max().unwrap_or(0);
     let mut ids = vec![enc.pad_id; b * t];
@@ -143,11 +195,14 @@ pub fn make_batch(enc: &Encoded, idx: &[usize], device: Device) -> Batch {
         labels.push(enc.labels[i]);
     }
     let shape = [b as i64, t as i64];
-    Batch {
-        input_ids: Tensor::from_slice(&ids).view(shape).to_device(device),
-        attention_mask: Tensor::from_slice(&mask).view(shape).to_device(device),
-        labels: Tensor::from_slice(&labels).to_device(device),
-    }
+    Ok(Batch {
+        input_ids: Tensor::from_slice(&ids).f_view(shape)?.f_to_device(device)?,
+        attention_mask: Tensor::from_slice(&mask).f_view(shape)?.f_to_device(device)?,
+        labels: Tensor::from_slice(&labels).f_to_device(device)?,
+        indices: idx.to_vec(),
+        stream: 0,
+        targets: Vec::new(),
+    })
 }
 
 /// Fraction of positions in the planned batches that would be padding.

@@ -169,6 +169,10 @@ pub enum DataError {
     /// An argument is out of range (split fractions, sequence length, ...).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+
+    /// libtorch failed while building tensors.
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
 }
 
 impl DataError {

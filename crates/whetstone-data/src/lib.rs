@@ -28,7 +28,7 @@
 //! let batches = batcher.epoch_order(&enc.lengths(), 42, 0);
 //! assert_eq!(batches.iter().map(Vec::len).sum::<usize>(), 3);
 //!
-//! let batch = make_batch(&enc, &batches[0], tch::Device::Cpu);
+//! let batch = make_batch(&enc, &batches[0], tch::Device::Cpu)?;
 //! assert_eq!(batch.input_ids.size()[0], batches[0].len() as i64);
 //! assert_eq!(batch.input_ids.size(), batch.attention_mask.size());
 //! # Ok(())
@@ -58,6 +58,7 @@ pub mod fetch;
 pub mod load;
 pub mod manifest;
 pub mod mlm;
+pub mod source;
 pub mod split;
 pub mod table;
 pub mod tokenize;
@@ -68,6 +69,7 @@ pub use batch::{
 };
 pub use corpus::{chunk_documents, load_corpus};
 pub use dataset::{LabelSet, Split, Splits};
+pub use source::{encoded_fingerprint, entry_key, BatchSource, BucketedSource, Fingerprint, PlanEntry};
 pub use error::{DataError, Result};
 pub use fetch::{cache_dir, fetch, verify_sha256};
 pub use load::{load_splits, DataSource};

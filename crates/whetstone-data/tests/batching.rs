@@ -65,7 +65,9 @@ fn batch_is_padded_to_its_longest() {
         labels: vec![1, 0, 1],
         pad_id: 0,
     };
-    let batch = make_batch(&enc, &[1, 0], tch::Device::Cpu);
+    let batch = make_batch(&enc, &[1, 0], tch::Device::Cpu).unwrap();
+    assert_eq!(batch.indices, [1, 0]);
+    assert!(make_batch(&enc, &[0, 9], tch::Device::Cpu).is_err(), "an index past the split is an error, not a panic");
     assert_eq!(batch.input_ids.size(), [2, 3]);
     assert_eq!(batch.input_ids.kind(), tch::Kind::Int64);
     let ids: Vec<i64> = Vec::try_from(batch.input_ids.flatten(0, 1)).unwrap();

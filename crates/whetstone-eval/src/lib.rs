@@ -27,7 +27,7 @@
 
 mod error;
 mod font;
-mod fs;
+pub mod fs;
 mod markdown;
 
 pub mod efficiency;
@@ -38,6 +38,7 @@ pub mod report;
 
 pub use efficiency::{file_size, measure_latency, measure_throughput, Efficiency, LatencyStats};
 pub use error::EvalError;
+pub use fs::write_atomic;
 pub use log::{read_jsonl, MetricsLog};
 pub use metrics::{classification_report, ClassMetrics, ClassificationReport};
 pub use plot::{plot_lines, plot_lines_log_x, plot_training_curves, Curve};

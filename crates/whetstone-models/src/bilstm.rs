@@ -2,10 +2,10 @@
 
 use crate::error::{ModelError, Result};
 use crate::head::{pool, Pooling};
+use crate::ops;
 use crate::TextClassifier;
 use serde::{Deserialize, Serialize};
-use tch::nn::{self, RNN};
-use tch::{Kind, Tensor};
+use tch::{nn, Kind, Tensor};
 
 /// Configuration of [`BiLstm`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,7 +36,7 @@ impl Default for BiLstmConfig {
 #[derive(Debug)]
 pub struct BiLstm {
     embedding: nn::Embedding,
-    layers: Vec<(nn::LSTM, nn::LSTM)>,
+    layers: Vec<(Lstm, Lstm)>,
     classifier: nn::Linear,
     dropout: f64,
     pooling: Pooling,
@@ -57,9 +57,9 @@ impl BiLstm {
             .map(|l| {
                 let input = if l == 0 { c.embed_dim as i64 } else { 2 * h };
                 let q = p / "lstm" / l;
-                (nn::lstm(&q / "fwd", input, h, cfg), nn::lstm(&q / "bwd", input, h, cfg))
+                Ok((Lstm::new(&q / "fwd", input, h, cfg)?, Lstm::new(&q / "bwd", input, h, cfg)?))
             })
-            .collect();
+            .collect::<Result<_>>()?;
         Ok(Self {
             embedding: nn::embedding(p / "embedding", vocab_size, c.embed_dim as i64, Default::default()),
             layers,
@@ -70,28 +70,64 @@ impl BiLstm {
     }
 }
 
+/// One unidirectional, single-layer, batch-first LSTM: `tch`'s `nn::lstm` (same variables,
+/// `weight_ih_l0`, `weight_hh_l0`, `bias_ih_l0`, `bias_hh_l0`), run with the fallible op.
+#[derive(Debug)]
+struct Lstm {
+    /// The flat weights in libtorch's order.
+    weights: Vec<Tensor>,
+    hidden: i64,
+}
+
+impl Lstm {
+    fn new(p: nn::Path, input: i64, hidden: i64, cfg: nn::RNNConfig) -> Result<Self> {
+        let _ = nn::lstm(&p, input, hidden, cfg);
+        let weights = ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"]
+            .iter()
+            .map(|n| p.get(n).ok_or_else(|| ModelError::Config(format!("lstm variable {n} missing"))))
+            .collect::<Result<_>>()?;
+        Ok(Self { weights, hidden })
+    }
+
+    /// The outputs `[B, T, hidden]` of `x` `[B, T, input]` from a zero state, as
+    /// `tch::nn::RNN::seq` computes them.
+    fn seq(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, _, _) = x.size3()?;
+        let zeros = Tensor::f_zeros([1, b, self.hidden], (self.weights[0].kind(), self.weights[0].device()))?;
+        let (out, _, _) = x.f_lstm(&[&zeros, &zeros], &self.weights.iter().collect::<Vec<_>>(), true, 1, 0.0, true, false, true)?;
+        Ok(out)
+    }
+}
+
 /// Index that reverses each row's first `len` positions and leaves padding in place.
-fn reverse_index(mask: &Tensor) -> Tensor {
-    let t = mask.size()[1];
-    let lens = mask.sum_dim_intlist(1, true, Kind::Int64); // [B, 1]
-    let pos = Tensor::arange(t, (Kind::Int64, mask.device())).unsqueeze(0); // [1, T]
-    let rev = &lens - 1 - &pos;
-    rev.where_self(&pos.lt_tensor(&lens), &pos)
+fn reverse_index(mask: &Tensor) -> Result<Tensor> {
+    let (_, t) = mask.size2()?;
+    let lens = mask.f_sum_dim_intlist(1, true, Kind::Int64)?; // [B, 1]
+    let pos = Tensor::f_arange(t, (Kind::Int64, mask.device()))?.f_unsqueeze(0)?; // [1, T]
+    let rev = lens.f_sub_scalar(1)?.f_sub(&pos)?;
+    Ok(rev.f_where_self(&pos.f_lt_tensor(&lens)?, &pos)?)
+}
+
+impl BiLstm {
+    /// Logits from word embeddings `[B, T, E]`.
+    fn logits(&self, words: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor> {
+        let idx = reverse_index(attention_mask)?.f_unsqueeze(-1)?;
+        let gather = |y: &Tensor| -> Result<Tensor> { Ok(y.f_gather(1, &idx.f_expand([-1, -1, y.size()[2]], false)?, false)?) };
+        let mut x = words.shallow_clone();
+        for (i, (fwd, bwd)) in self.layers.iter().enumerate() {
+            if i > 0 {
+                x = x.f_dropout(self.dropout, train)?;
+            }
+            let f = fwd.seq(&x)?;
+            let b = bwd.seq(&gather(&x)?)?;
+            x = Tensor::f_cat(&[f, gather(&b)?], 2)?;
+        }
+        ops::linear(&pool(&x, attention_mask, self.pooling)?.f_dropout(self.dropout, train)?, &self.classifier)
+    }
 }
 
 impl TextClassifier for BiLstm {
-    fn forward_t(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Tensor {
-        let idx = reverse_index(attention_mask).unsqueeze(-1);
-        let mut x = input_ids.apply(&self.embedding);
-        for (i, (fwd, bwd)) in self.layers.iter().enumerate() {
-            if i > 0 {
-                x = x.dropout(self.dropout, train);
-            }
-            let gather = |y: &Tensor| y.gather(1, &idx.expand([-1, -1, y.size()[2]], false), false);
-            let (f, _) = fwd.seq(&x);
-            let (b, _) = bwd.seq(&gather(&x));
-            x = Tensor::cat(&[f, gather(&b)], 2);
-        }
-        pool(&x, attention_mask, self.pooling).dropout(self.dropout, train).apply(&self.classifier)
+    fn forward_t(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor> {
+        self.logits(&ops::embedding(input_ids, &self.embedding)?, attention_mask, train)
     }
 }

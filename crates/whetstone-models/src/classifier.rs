@@ -14,7 +14,11 @@ use tch::{nn, Tensor};
 pub trait TextClassifier: std::fmt::Debug + Send {
     /// Logits `[B, num_labels]` (f32) for `input_ids` `[B, T]` and `attention_mask` `[B, T]`
     /// (1 = token, 0 = padding). `train` switches dropout on.
-    fn forward_t(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Tensor;
+    ///
+    /// A libtorch error (an id outside the vocabulary, an input longer than the model
+    /// accepts, tensors of the wrong shape or on the wrong device) is returned as
+    /// [`ModelError::Torch`], not raised as a panic.
+    fn forward_t(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor>;
 
     /// The model as a [`TransformerClassifier`], for strategies that need its layers (hidden
     /// state distillation, structured pruning); `None` for other architectures.
@@ -80,15 +84,15 @@ impl TransformerClassifier {
     }
 
     /// Logits `[B, num_labels]` from final token states `[B, T, hidden]`: pooling, then the head.
-    pub fn logits_from_states(&self, states: &Tensor, attention_mask: &Tensor, train: bool) -> Tensor {
-        self.head.forward_t(&pool(states, attention_mask, self.pooling), train)
+    pub fn logits_from_states(&self, states: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor> {
+        self.head.forward_t(&pool(states, attention_mask, self.pooling)?, train)
     }
 
     /// The logits with every hidden state (and, with `output_attentions`, the attention
     /// probabilities) of the encoder; see [`TransformerEncoder::forward_hidden_states`].
-    pub fn forward_detailed(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool, output_attentions: bool) -> (Tensor, EncoderOutput) {
-        let out = self.encoder.forward_hidden_states(input_ids, attention_mask, train, output_attentions);
-        (self.logits_from_states(&out.last, attention_mask, train), out)
+    pub fn forward_detailed(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool, output_attentions: bool) -> Result<(Tensor, EncoderOutput)> {
+        let out = self.encoder.forward_hidden_states(input_ids, attention_mask, train, output_attentions)?;
+        Ok((self.logits_from_states(&out.last, attention_mask, train)?, out))
     }
 
     /// Every parameter with its name in the store the model was built at the root of:
@@ -101,9 +105,9 @@ impl TransformerClassifier {
 }
 
 impl TextClassifier for TransformerClassifier {
-    fn forward_t(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Tensor {
-        let h = self.encoder.forward_t(input_ids, attention_mask, train);
-        self.head.forward_t(&pool(&h, attention_mask, self.pooling), train)
+    fn forward_t(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor> {
+        let h = self.encoder.forward_t(input_ids, attention_mask, train)?;
+        self.logits_from_states(&h, attention_mask, train)
     }
 
     fn as_transformer(&self) -> Option<&TransformerClassifier> {

@@ -1,5 +1,7 @@
 //! Pooling of token states and the classification head.
 
+use crate::error::Result;
+use crate::ops::linear;
 use serde::{Deserialize, Serialize};
 use tch::{nn, Kind, Tensor};
 
@@ -17,19 +19,21 @@ pub enum Pooling {
 }
 
 /// Pool `hidden` `[B, T, H]` with `mask` `[B, T]` (1 = token, 0 = padding) into `[B, H]`.
-pub fn pool(hidden: &Tensor, mask: &Tensor, pooling: Pooling) -> Tensor {
-    match pooling {
-        Pooling::Cls => hidden.select(1, 0),
+///
+/// Shapes that do not fit are an error from libtorch, not a panic.
+pub fn pool(hidden: &Tensor, mask: &Tensor, pooling: Pooling) -> Result<Tensor> {
+    Ok(match pooling {
+        Pooling::Cls => hidden.f_select(1, 0)?,
         Pooling::Mean => {
-            let m = mask.to_kind(hidden.kind()).unsqueeze(-1);
-            let sum = (hidden * &m).sum_dim_intlist(1, false, hidden.kind());
-            sum / m.sum_dim_intlist(1, false, hidden.kind()).clamp_min(1.0)
+            let m = mask.f_to_kind(hidden.kind())?.f_unsqueeze(-1)?;
+            let sum = hidden.f_mul(&m)?.f_sum_dim_intlist(1, false, hidden.kind())?;
+            sum.f_div(&m.f_sum_dim_intlist(1, false, hidden.kind())?.f_clamp_min(1.0)?)?
         }
         Pooling::Max => {
-            let pad = mask.eq(0).unsqueeze(-1);
-            hidden.masked_fill(&pad, f64::NEG_INFINITY).amax(1, false)
+            let pad = mask.f_eq(0)?.f_unsqueeze(-1)?;
+            hidden.f_masked_fill(&pad, f64::NEG_INFINITY)?.f_amax(1, false)?
         }
-    }
+    })
 }
 
 /// Dropout then a linear layer named `classifier` (the Hugging Face `*ForSequenceClassification` name).
@@ -62,8 +66,8 @@ impl ClassificationHead {
     }
 
     /// Logits `[B, num_labels]` from pooled features `[B, in_dim]`.
-    pub fn forward_t(&self, pooled: &Tensor, train: bool) -> Tensor {
-        let x = pooled.dropout(self.dropout, train);
-        x.apply(&self.classifier).to_kind(Kind::Float)
+    pub fn forward_t(&self, pooled: &Tensor, train: bool) -> Result<Tensor> {
+        let x = pooled.f_dropout(self.dropout, train)?;
+        Ok(linear(&x, &self.classifier)?.f_to_kind(Kind::Float)?)
     }
 }

@@ -23,7 +23,7 @@
 //! let model = cfg.build(&vs.root(), 100, 2)?;
 //! let ids = Tensor::from_slice(&[2i64, 10, 11, 3, 2, 12, 3, 0]).view([2, 4]);
 //! let mask = ids.ne(0).to_kind(Kind::Int64);
-//! let logits = model.forward_t(&ids, &mask, false);
+//! let logits = model.forward_t(&ids, &mask, false)?;
 //! assert_eq!(logits.size(), vec![2, 2]);
 //! assert!(vs.variables().contains_key("encoder.layer.0.attention.self.query.weight"));
 //! # Ok::<(), whetstone_models::ModelError>(())
@@ -35,6 +35,7 @@ mod classifier;
 mod device;
 mod error;
 mod head;
+mod ops;
 pub mod pretrained;
 mod textcnn;
 pub mod transformer;

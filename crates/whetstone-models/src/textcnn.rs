@@ -1,6 +1,7 @@
 //! TextCNN (Kim 2014, "Convolutional Neural Networks for Sentence Classification").
 
 use crate::error::{ModelError, Result};
+use crate::ops;
 use crate::TextClassifier;
 use serde::{Deserialize, Serialize};
 use tch::{nn, Kind, Tensor};
@@ -64,35 +65,42 @@ impl TextCnn {
     }
 }
 
-impl TextClassifier for TextCnn {
-    fn forward_t(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Tensor {
+impl TextCnn {
+    /// Logits from word embeddings `[B, T, E]` (zeroed at padding here).
+    fn logits(&self, words: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor> {
         let max_k = self.convs.iter().map(|(_, k)| *k).max().unwrap_or(1);
-        let t = input_ids.size()[1];
+        let (_, t, _) = words.size3()?;
         // Windows need at least max_k positions: right-pad short batches with masked positions.
-        let (ids, mask) = if t < max_k {
+        let (x, mask) = if t < max_k {
             let extra = max_k - t;
-            (input_ids.constant_pad_nd([0, extra]), attention_mask.constant_pad_nd([0, extra]))
+            (words.f_constant_pad_nd([0, 0, 0, extra])?, attention_mask.f_constant_pad_nd([0, extra])?)
         } else {
-            (input_ids.shallow_clone(), attention_mask.shallow_clone())
+            (words.shallow_clone(), attention_mask.shallow_clone())
         };
-        let m = mask.to_kind(Kind::Float);
-        let x = ids.apply(&self.embedding) * m.unsqueeze(-1);
-        let x = x.transpose(1, 2); // [B, E, T]
-        let lens = m.sum_dim_intlist(1, false, Kind::Int64); // [B]
-        let pooled: Vec<Tensor> = self
+        let m = mask.f_to_kind(Kind::Float)?;
+        let x = x.f_mul(&m.f_unsqueeze(-1)?)?;
+        let x = x.f_transpose(1, 2)?; // [B, E, T]
+        let lens = m.f_sum_dim_intlist(1, false, Kind::Int64)?; // [B]
+        let pooled = self
             .convs
             .iter()
-            .map(|(conv, k)| {
-                let y = x.apply(conv).relu(); // [B, C, T-k+1]
+            .map(|(conv, k)| -> Result<Tensor> {
+                let y = ops::conv1d(&x, conv)?.f_relu()?; // [B, C, T-k+1]
                 let n = y.size()[2];
                 // A window starting at s is valid when it starts inside the sentence
                 // (s < max(len - k + 1, 1)); the others are pure padding.
-                let valid_n = (&lens - (*k - 1)).clamp_min(1);
-                let pos = Tensor::arange(n, (Kind::Int64, y.device())).unsqueeze(0);
-                let invalid = pos.ge_tensor(&valid_n.unsqueeze(1)).unsqueeze(1);
-                y.masked_fill(&invalid, f64::NEG_INFINITY).amax(2, false)
+                let valid_n = lens.f_sub_scalar(*k - 1)?.f_clamp_min(1)?;
+                let pos = Tensor::f_arange(n, (Kind::Int64, y.device()))?.f_unsqueeze(0)?;
+                let invalid = pos.f_ge_tensor(&valid_n.f_unsqueeze(1)?)?.f_unsqueeze(1)?;
+                Ok(y.f_masked_fill(&invalid, f64::NEG_INFINITY)?.f_amax(2, false)?)
             })
-            .collect();
-        Tensor::cat(&pooled, 1).dropout(self.dropout, train).apply(&self.classifier)
+            .collect::<Result<Vec<Tensor>>>()?;
+        ops::linear(&Tensor::f_cat(&pooled, 1)?.f_dropout(self.dropout, train)?, &self.classifier)
+    }
+}
+
+impl TextClassifier for TextCnn {
+    fn forward_t(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor> {
+        self.logits(&ops::embedding(input_ids, &self.embedding)?, attention_mask, train)
     }
 }

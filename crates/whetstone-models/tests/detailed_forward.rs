@@ -19,8 +19,8 @@ fn detailed_forward_matches_the_fused_one() {
         tch::manual_seed(1);
         let vs = VarStore::new(Device::Cpu);
         let model = TransformerClassifier::new(&vs.root(), 20, 2, &cfg(pre_norm, vec![])).unwrap();
-        let fused = model.forward_t(&ids, &mask, false);
-        let (logits, out) = model.forward_detailed(&ids, &mask, false, true);
+        let fused = model.forward_t(&ids, &mask, false).unwrap();
+        let (logits, out) = model.forward_detailed(&ids, &mask, false, true).unwrap();
         assert!((fused - &logits).abs().max().double_value(&[]) < 1e-5);
         assert_eq!(out.hidden_states.len(), 3);
         assert_eq!(out.attentions.len(), 2);
@@ -44,7 +44,7 @@ fn per_layer_shapes_build_smaller_layers_and_are_validated() {
     assert_eq!(vars["encoder.layer.1.attention.self.key.weight"].size(), vec![12, 16]);
     assert_eq!(model.encoder().layers()[0].shape(), shapes[0]);
     let ids = Tensor::from_slice(&[2i64, 10, 11, 3]).view([1, 4]);
-    assert_eq!(model.forward_t(&ids, &ids.ones_like(), false).size(), vec![1, 2]);
+    assert_eq!(model.forward_t(&ids, &ids.ones_like(), false).unwrap().size(), vec![1, 2]);
     let bad = |s: Vec<LayerShape>| TransformerClassifier::new(&VarStore::new(Device::Cpu).root(), 20, 2, &cfg(false, s)).unwrap_err().to_string();
     assert!(bad(vec![LayerShape { heads: 1, ffn: 5 }]).contains("1 entries for 2 layers"));
     assert!(bad(vec![LayerShape { heads: 0, ffn: 5 }; 2]).contains("at least one head"));

@@ -30,8 +30,8 @@ fn padding_does_not_change_logits() {
         let alone_mask = alone.ones_like();
         let padded = Tensor::from_slice(&[2i64, 7, 8, 9, 3, 0, 0, 0, 2, 11, 12, 13, 14, 15, 16, 3]).view([2, 8]);
         let padded_mask = padded.ne(0).to_kind(Kind::Int64);
-        let a = model.forward_t(&alone, &alone_mask, false);
-        let b = model.forward_t(&padded, &padded_mask, false).narrow(0, 0, 1);
+        let a = model.forward_t(&alone, &alone_mask, false).unwrap();
+        let b = model.forward_t(&padded, &padded_mask, false).unwrap().narrow(0, 0, 1);
         let diff = (a - b).abs().max().double_value(&[]);
         assert!(diff < 1e-5, "{}: padding changed logits by {diff}", cfg.kind());
     }
@@ -42,7 +42,7 @@ fn short_inputs_work_for_textcnn() {
     let vs = VarStore::new(Device::Cpu);
     let model = ModelConfig::Textcnn(TextCnnConfig { embed_dim: 8, channels: 4, ..Default::default() }).build(&vs.root(), 20, 2).unwrap();
     let ids = Tensor::from_slice(&[2i64, 3]).view([1, 2]);
-    let out = model.forward_t(&ids, &ids.ones_like(), false);
+    let out = model.forward_t(&ids, &ids.ones_like(), false).unwrap();
     assert_eq!(out.size(), vec![1, 2]);
     assert!(bool::try_from(out.isfinite().all()).unwrap());
 }
@@ -102,8 +102,8 @@ fn checkpoint_round_trip_and_mismatch_report() {
     let m2 = tiny_transformer(false, Pooling::Mean).build(&vs2.root(), 40, 2).unwrap();
     load_varstore(&mut vs2, &path).unwrap();
     let ids = Tensor::from_slice(&[2i64, 5, 6, 3]).view([1, 4]);
-    let a = m.forward_t(&ids, &ids.ones_like(), false);
-    let b = m2.forward_t(&ids, &ids.ones_like(), false);
+    let a = m.forward_t(&ids, &ids.ones_like(), false).unwrap();
+    let b = m2.forward_t(&ids, &ids.ones_like(), false).unwrap();
     assert!(a.equal(&b));
 
     // A model of another shape: every difference is listed.
@@ -137,8 +137,8 @@ fn mlm_head_decodes_through_the_tied_word_embeddings() {
     assert_eq!(names, ["cls.predictions.transform.dense.weight", "cls.predictions.transform.dense.bias", "cls.predictions.transform.LayerNorm.weight", "cls.predictions.transform.LayerNorm.bias", "cls.predictions.bias"]);
     assert!(!vs.variables().keys().any(|k| k.contains("decoder")));
     let ids = tch::Tensor::from_slice(&[2i64, 5, 6, 3]).view([1, 4]);
-    let states = enc.forward_t(&ids, &ids.ones_like(), false);
-    let logits = head.forward(&states.view([4, 16]), &enc);
+    let states = enc.forward_t(&ids, &ids.ones_like(), false).unwrap();
+    let logits = head.forward(&states.view([4, 16]), &enc).unwrap();
     assert_eq!(logits.size(), vec![4, 40]);
     logits.cross_entropy_for_logits(&tch::Tensor::from_slice(&[30i64, 31, 32, 33])).backward();
     let g = enc.embeddings().word_weight().grad();

@@ -144,8 +144,8 @@ fn minilm_matches_the_reference_forward() {
     let ckpt = BertCheckpoint::open(&dir).unwrap();
     let vs = VarStore::new(Device::Cpu);
     let encoder = ckpt.load_encoder(&vs.root()).unwrap();
-    let hidden = tch::no_grad(|| encoder.forward_t(&input_ids, &mask, false));
-    let pooled = pool(&hidden, &mask, Pooling::Mean);
+    let hidden = tch::no_grad(|| encoder.forward_t(&input_ids, &mask, false)).unwrap();
+    let pooled = pool(&hidden, &mask, Pooling::Mean).unwrap();
 
     let r = reference(&dir, &ids, &SENTENCES);
     // The tokenizer.json pipeline and the reference's own BERT WordPiece over vocab.txt agree.
@@ -166,7 +166,7 @@ fn minilm_matches_the_reference_forward() {
 
     // Padding does not leak: each sentence alone gives the same embedding as in the batch.
     let (solo_ids, solo_mask) = batch(&ids[4..5]);
-    let solo = tch::no_grad(|| pool(&encoder.forward_t(&solo_ids, &solo_mask, false), &solo_mask, Pooling::Mean));
+    let solo = tch::no_grad(|| pool(&encoder.forward_t(&solo_ids, &solo_mask, false).unwrap(), &solo_mask, Pooling::Mean)).unwrap();
     assert!(max_err(&solo, &pooled.narrow(0, 4, 1)) <= TOLERANCE);
 
     // Sentence similarity behaves: related sentences are close, unrelated ones orthogonal.
@@ -197,7 +197,7 @@ fn fine_tuned_classifier_exports_and_reloads_identically() {
             let _ = t.g_add_(&(t.randn_like() * 0.01));
         }
     });
-    let (logits, hidden) = tch::no_grad(|| (model.forward_t(&input_ids, &mask, false), model.encoder().forward_t(&input_ids, &mask, false)));
+    let (logits, hidden) = tch::no_grad(|| (model.forward_t(&input_ids, &mask, false).unwrap(), model.encoder().forward_t(&input_ids, &mask, false).unwrap()));
 
     let out = tempfile::tempdir().unwrap();
     model.save_pretrained(out.path(), &labels, &dir.join("tokenizer.json")).unwrap();
@@ -214,7 +214,7 @@ fn fine_tuned_classifier_exports_and_reloads_identically() {
     assert_eq!(ckpt.config().labels().unwrap(), labels);
     let vs2 = VarStore::new(Device::Cpu);
     let reloaded = ckpt.load_classifier(&vs2.root(), 3, Pooling::Mean).unwrap();
-    let logits2 = tch::no_grad(|| reloaded.forward_t(&input_ids, &mask, false));
+    let logits2 = tch::no_grad(|| reloaded.forward_t(&input_ids, &mask, false)).unwrap();
     assert!(logits.equal(&logits2), "reloaded logits differ by {}", max_err(&logits, &logits2));
 
     // So does the independent reference, from the exported folder alone.
@@ -238,6 +238,6 @@ fn fine_tuned_classifier_exports_and_reloads_identically() {
     model.encoder().save_pretrained(&enc_dir, &dir.join("tokenizer.json")).unwrap();
     let vs3 = VarStore::new(Device::Cpu);
     let encoder = BertCheckpoint::open(&enc_dir).unwrap().load_encoder(&vs3.root()).unwrap();
-    let hidden3 = tch::no_grad(|| encoder.forward_t(&input_ids, &mask, false));
+    let hidden3 = tch::no_grad(|| encoder.forward_t(&input_ids, &mask, false)).unwrap();
     assert!(hidden.equal(&hidden3));
 }

@@ -19,7 +19,7 @@
 //! let vs = VarStore::new(Device::Cpu);
 //! let encoder = ckpt.load_encoder(&vs.root())?;
 //! let ids = Tensor::from_slice(&[101i64, 7592, 102]).view([1, 3]);
-//! let states = encoder.forward_t(&ids, &ids.ones_like().to_kind(Kind::Int64), false);
+//! let states = encoder.forward_t(&ids, &ids.ones_like().to_kind(Kind::Int64), false)?;
 //! assert_eq!(states.size(), vec![1, 3, 384]);
 //! # Ok(())
 //! # }

@@ -1,4 +1,6 @@
 use super::TransformerConfig;
+use crate::error::Result;
+use crate::ops::linear;
 use tch::{nn, Kind, Tensor};
 
 /// Multi-head self-attention with BERT's parameter names (`attention.self.{query,key,value}`,
@@ -49,36 +51,36 @@ impl SelfAttention {
     }
 
     /// Queries, keys and values `[B, heads, T, head_dim]` of `x` `[B, T, H]`.
-    fn qkv(&self, x: &Tensor) -> (Tensor, Tensor, Tensor) {
-        let (b, t, _) = x.size3().expect("attention input must be [B, T, H]");
-        let split = |y: Tensor| y.view([b, t, self.heads, self.head_dim]).transpose(1, 2);
-        (split(x.apply(&self.query)), split(x.apply(&self.key)), split(x.apply(&self.value)))
+    fn qkv(&self, x: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+        let (b, t, _) = x.size3()?;
+        let split = |l: &nn::Linear| -> Result<Tensor> { Ok(linear(x, l)?.f_view([b, t, self.heads, self.head_dim])?.f_transpose(1, 2)?) };
+        Ok((split(&self.query)?, split(&self.key)?, split(&self.value)?))
     }
 
     /// Heads `[B, heads, T, head_dim]` back to `[B, T, heads·head_dim]`, then the output projection.
-    fn merge(&self, ctx: Tensor) -> Tensor {
-        let (b, _, t, _) = ctx.size4().expect("context must be [B, heads, T, head_dim]");
-        ctx.transpose(1, 2).contiguous().view([b, t, self.heads * self.head_dim]).apply(&self.output)
+    fn merge(&self, ctx: Tensor) -> Result<Tensor> {
+        let (b, _, t, _) = ctx.size4()?;
+        linear(&ctx.f_transpose(1, 2)?.f_contiguous()?.f_view([b, t, self.heads * self.head_dim])?, &self.output)
     }
 
     /// `x` `[B, T, H]`; `keep` `[B, 1, 1, T]` boolean, true where a key may be attended to.
     /// Returns the projected output (before dropout and residual).
-    pub fn forward_t(&self, x: &Tensor, keep: &Tensor, train: bool) -> Tensor {
-        let (q, k, v) = self.qkv(x);
+    pub fn forward_t(&self, x: &Tensor, keep: &Tensor, train: bool) -> Result<Tensor> {
+        let (q, k, v) = self.qkv(x)?;
         let p = if train { self.attention_dropout } else { 0.0 };
-        let ctx = Tensor::scaled_dot_product_attention(&q, &k, &v, Some(keep), p, false, None, false);
+        let ctx = Tensor::f_scaled_dot_product_attention(&q, &k, &v, Some(keep), p, false, None, false)?;
         self.merge(ctx)
     }
 
     /// As [`Self::forward_t`], computing the attention explicitly, and also returning the
     /// probabilities `[B, heads, T, T]` (before dropout), e.g. for attention-map distillation
     /// (TinyBERT, Jiao et al. 2020). Slower than the fused kernel; same output up to rounding.
-    pub fn forward_with_probs(&self, x: &Tensor, keep: &Tensor, train: bool) -> (Tensor, Tensor) {
-        let (q, k, v) = self.qkv(x);
-        let scores = q.matmul(&k.transpose(-2, -1)) / (self.head_dim as f64).sqrt();
-        let probs = scores.masked_fill(&keep.logical_not(), f64::NEG_INFINITY).softmax(-1, Kind::Float).to_kind(x.kind());
+    pub fn forward_with_probs(&self, x: &Tensor, keep: &Tensor, train: bool) -> Result<(Tensor, Tensor)> {
+        let (q, k, v) = self.qkv(x)?;
+        let scores = q.f_matmul(&k.f_transpose(-2, -1)?)?.f_div_scalar((self.head_dim as f64).sqrt())?;
+        let probs = scores.f_masked_fill(&keep.f_logical_not()?, f64::NEG_INFINITY)?.f_softmax(-1, Kind::Float)?.f_to_kind(x.kind())?;
         let p = if train { self.attention_dropout } else { 0.0 };
-        let ctx = probs.dropout(p, train).matmul(&v);
-        (self.merge(ctx), probs)
+        let ctx = probs.f_dropout(p, train)?.f_matmul(&v)?;
+        Ok((self.merge(ctx)?, probs))
     }
 }

@@ -1,4 +1,6 @@
 use super::TransformerConfig;
+use crate::error::Result;
+use crate::ops;
 use tch::{nn, Kind, Tensor};
 
 /// Word + position + token-type embeddings, then LayerNorm and dropout (BERT's `embeddings.*`).
@@ -8,6 +10,7 @@ pub struct Embeddings {
     position: nn::Embedding,
     token_type: nn::Embedding,
     norm: nn::LayerNorm,
+    eps: f64,
     dropout: f64,
 }
 
@@ -20,6 +23,7 @@ impl Embeddings {
             position: nn::embedding(p / "position_embeddings", c.max_len as i64, h, init),
             token_type: nn::embedding(p / "token_type_embeddings", c.type_vocab_size as i64, h, init),
             norm: super::layer_norm(&(p / "LayerNorm"), h, c.layer_norm_eps),
+            eps: c.layer_norm_eps,
             dropout: c.dropout,
         }
     }
@@ -40,10 +44,28 @@ impl Embeddings {
         out
     }
 
-    pub fn forward_t(&self, input_ids: &Tensor, train: bool) -> Tensor {
-        let t = input_ids.size()[1];
-        let pos = Tensor::arange(t, (Kind::Int64, input_ids.device())).unsqueeze(0);
-        let x = input_ids.apply(&self.word) + pos.apply(&self.position) + input_ids.zeros_like().apply(&self.token_type);
-        x.apply(&self.norm).dropout(self.dropout, train)
+    /// The embedding output `[B, T, hidden]` for `input_ids` `[B, T]`: word, position and
+    /// token-type embeddings summed, then LayerNorm and dropout. An id outside the vocabulary,
+    /// or more than `max_len` positions, is an error.
+    pub fn forward_t(&self, input_ids: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_words(&self.words(input_ids)?, train)
+    }
+
+    /// The word embeddings `[B, T, hidden]` of `input_ids` `[B, T]` alone (no positions,
+    /// token types or LayerNorm): what adversarial training perturbs.
+    pub fn words(&self, input_ids: &Tensor) -> Result<Tensor> {
+        ops::embedding(input_ids, &self.word)
+    }
+
+    /// The embedding output from word embeddings `[B, T, hidden]` (as [`Self::words`] gives):
+    /// position and token-type embeddings added, then LayerNorm and dropout.
+    /// `forward_words(words(ids))` is `forward_t(ids)`, bit for bit.
+    pub fn forward_words(&self, words: &Tensor, train: bool) -> Result<Tensor> {
+        let (b, t, _) = words.size3()?;
+        let device = words.device();
+        let pos = Tensor::f_arange(t, (Kind::Int64, device))?.f_unsqueeze(0)?;
+        let types = Tensor::f_zeros([b, t], (Kind::Int64, device))?;
+        let x = words.f_add(&ops::embedding(&pos, &self.position)?)?.f_add(&ops::embedding(&types, &self.token_type)?)?;
+        Ok(ops::layer_norm(&x, &self.norm, self.eps)?.f_dropout(self.dropout, train)?)
     }
 }

@@ -1,4 +1,6 @@
 use super::{attention::SelfAttention, LayerShape, TransformerConfig};
+use crate::error::Result;
+use crate::ops::{layer_norm, linear};
 use tch::{nn, Tensor};
 
 /// One encoder block: self-attention and a GELU feed-forward block, each with a residual
@@ -10,6 +12,7 @@ pub struct EncoderLayer {
     intermediate: nn::Linear,
     output: nn::Linear,
     output_norm: nn::LayerNorm,
+    eps: f64,
     dropout: f64,
     pre_norm: bool,
 }
@@ -25,6 +28,7 @@ impl EncoderLayer {
             intermediate: nn::linear(p / "intermediate" / "dense", h, f, super::linear_init(c)),
             output: nn::linear(p / "output" / "dense", f, h, super::linear_init(c)),
             output_norm: super::layer_norm(&(p / "output" / "LayerNorm"), h, c.layer_norm_eps),
+            eps: c.layer_norm_eps,
             dropout: c.dropout,
             pre_norm: c.pre_norm,
         }
@@ -46,38 +50,42 @@ impl EncoderLayer {
         out
     }
 
-    fn ffn(&self, x: &Tensor, train: bool) -> Tensor {
-        x.apply(&self.intermediate).gelu("none").apply(&self.output).dropout(self.dropout, train)
+    fn ffn(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let y = linear(x, &self.intermediate)?.f_gelu("none")?;
+        Ok(linear(&y, &self.output)?.f_dropout(self.dropout, train)?)
     }
 
     /// `x` `[B, T, H]` through the block; `keep` as in [`SelfAttention::forward_t`].
-    pub fn forward_t(&self, x: &Tensor, keep: &Tensor, train: bool) -> Tensor {
-        self.forward_inner(x, keep, train, false).0
+    pub fn forward_t(&self, x: &Tensor, keep: &Tensor, train: bool) -> Result<Tensor> {
+        Ok(self.forward_inner(x, keep, train, false)?.0)
     }
 
     /// As [`Self::forward_t`], also returning the attention probabilities `[B, heads, T, T]`.
-    pub fn forward_with_probs(&self, x: &Tensor, keep: &Tensor, train: bool) -> (Tensor, Tensor) {
-        let (y, probs) = self.forward_inner(x, keep, train, true);
-        (y, probs.expect("probabilities were requested"))
+    pub fn forward_with_probs(&self, x: &Tensor, keep: &Tensor, train: bool) -> Result<(Tensor, Tensor)> {
+        let (y, probs) = self.forward_inner(x, keep, train, true)?;
+        Ok((y, probs.expect("probabilities were requested")))
     }
 
-    fn forward_inner(&self, x: &Tensor, keep: &Tensor, train: bool, probs: bool) -> (Tensor, Option<Tensor>) {
-        let attend = |y: &Tensor| {
+    fn forward_inner(&self, x: &Tensor, keep: &Tensor, train: bool, probs: bool) -> Result<(Tensor, Option<Tensor>)> {
+        let attend = |y: &Tensor| -> Result<(Tensor, Option<Tensor>)> {
             if probs {
-                let (o, p) = self.attention.forward_with_probs(y, keep, train);
-                (o, Some(p))
+                let (o, p) = self.attention.forward_with_probs(y, keep, train)?;
+                Ok((o, Some(p)))
             } else {
-                (self.attention.forward_t(y, keep, train), None)
+                Ok((self.attention.forward_t(y, keep, train)?, None))
             }
         };
+        let norm = |y: &Tensor, n: &nn::LayerNorm| layer_norm(y, n, self.eps);
         if self.pre_norm {
-            let (a, p) = attend(&x.apply(&self.attention_norm));
-            let x = x + a.dropout(self.dropout, train);
-            (&x + self.ffn(&x.apply(&self.output_norm), train), p)
+            let (a, p) = attend(&norm(x, &self.attention_norm)?)?;
+            let x = x.f_add(&a.f_dropout(self.dropout, train)?)?;
+            let y = x.f_add(&self.ffn(&norm(&x, &self.output_norm)?, train)?)?;
+            Ok((y, p))
         } else {
-            let (a, p) = attend(x);
-            let x = (x + a.dropout(self.dropout, train)).apply(&self.attention_norm);
-            ((&x + self.ffn(&x, train)).apply(&self.output_norm), p)
+            let (a, p) = attend(x)?;
+            let x = norm(&x.f_add(&a.f_dropout(self.dropout, train)?)?, &self.attention_norm)?;
+            let y = norm(&x.f_add(&self.ffn(&x, train)?)?, &self.output_norm)?;
+            Ok((y, p))
         }
     }
 }

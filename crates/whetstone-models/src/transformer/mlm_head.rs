@@ -2,6 +2,8 @@
 //! encoder's word embeddings.
 
 use super::{layer_norm, layer_norm_parameters, linear_init, linear_parameters, TransformerConfig, TransformerEncoder};
+use crate::error::Result;
+use crate::ops;
 use tch::{nn, Tensor};
 
 /// `transform` (dense → GELU → LayerNorm), then logits over the vocabulary through the
@@ -15,6 +17,7 @@ use tch::{nn, Tensor};
 pub struct MlmHead {
     dense: nn::Linear,
     norm: nn::LayerNorm,
+    eps: f64,
     bias: Tensor,
 }
 
@@ -28,15 +31,16 @@ impl MlmHead {
         Self {
             dense: nn::linear(&t / "dense", h, h, linear_init(c)),
             norm: layer_norm(&(&t / "LayerNorm"), h, c.layer_norm_eps),
+            eps: c.layer_norm_eps,
             bias: p.zeros("bias", &[encoder.vocab_size()]),
         }
     }
 
     /// Vocabulary logits `[N, vocab]` for token states `states` `[N, hidden]`, decoding with
     /// `encoder`'s word embeddings (the tied decoder).
-    pub fn forward(&self, states: &Tensor, encoder: &TransformerEncoder) -> Tensor {
-        let x = states.apply(&self.dense).gelu("none").apply(&self.norm);
-        x.matmul(&encoder.embeddings().word_weight().tr()) + &self.bias
+    pub fn forward(&self, states: &Tensor, encoder: &TransformerEncoder) -> Result<Tensor> {
+        let x = ops::layer_norm(&ops::linear(states, &self.dense)?.f_gelu("none")?, &self.norm, self.eps)?;
+        Ok(x.f_matmul(&encoder.embeddings().word_weight().f_tr()?)?.f_add(&self.bias)?)
     }
 
     /// The head's own parameters with `BertForMaskedLM` names (the tied decoder weight is the

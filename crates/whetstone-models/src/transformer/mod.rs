@@ -90,15 +90,15 @@ impl TransformerEncoder {
 
     /// The key mask `[B, 1, 1, T]` (true = may be attended to) the blocks take, from an
     /// `attention_mask` `[B, T]` (1 = token, 0 = padding).
-    pub fn attention_keep(attention_mask: &Tensor) -> Tensor {
-        attention_mask.ne(0).unsqueeze(1).unsqueeze(1)
+    pub fn attention_keep(attention_mask: &Tensor) -> Result<Tensor> {
+        Ok(attention_mask.f_ne(0)?.f_unsqueeze(1)?.f_unsqueeze(1)?)
     }
 
     /// The final LayerNorm (pre-LN only), applied to the last block's output; identity otherwise.
-    pub fn finish(&self, x: Tensor) -> Tensor {
+    pub fn finish(&self, x: Tensor) -> Result<Tensor> {
         match &self.final_norm {
-            Some(n) => x.apply(n),
-            None => x,
+            Some(n) => crate::ops::layer_norm(&x, n, self.config.layer_norm_eps),
+            None => Ok(x),
         }
     }
 
@@ -124,34 +124,43 @@ impl TransformerEncoder {
     }
 
     /// Token states `[B, T, hidden]` for `input_ids` `[B, T]` and `attention_mask` `[B, T]`
-    /// (1 = token, 0 = padding; padded keys get no attention).
-    pub fn forward_t(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Tensor {
-        let keep = Self::attention_keep(attention_mask);
-        let mut x = self.embeddings.forward_t(input_ids, train);
+    /// (1 = token, 0 = padding; padded keys get no attention). An id outside the vocabulary,
+    /// an input longer than `max_len` or a mask of another shape is an error.
+    pub fn forward_t(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_words(&self.embeddings.words(input_ids)?, attention_mask, train)
+    }
+
+    /// As [`Self::forward_t`] from the word embeddings `[B, T, hidden]` of the input
+    /// ([`Embeddings::words`]), e.g. perturbed ones; positions, token types and the embedding
+    /// LayerNorm are added here. `forward_words(words(ids))` is `forward_t(ids)`, bit for bit.
+    pub fn forward_words(&self, words: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor> {
+        let keep = Self::attention_keep(attention_mask)?;
+        let mut x = self.embeddings.forward_words(words, train)?;
         for layer in &self.layers {
-            x = layer.forward_t(&x, &keep, train);
+            x = layer.forward_t(&x, &keep, train)?;
         }
         self.finish(x)
     }
 
     /// As [`Self::forward_t`], keeping every layer's output and, with `output_attentions`,
     /// the attention probabilities (computed explicitly instead of with the fused kernel).
-    pub fn forward_hidden_states(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool, output_attentions: bool) -> EncoderOutput {
-        let keep = Self::attention_keep(attention_mask);
-        let mut hidden_states = vec![self.embeddings.forward_t(input_ids, train)];
+    pub fn forward_hidden_states(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool, output_attentions: bool) -> Result<EncoderOutput> {
+        let keep = Self::attention_keep(attention_mask)?;
+        let mut x = self.embeddings.forward_t(input_ids, train)?;
+        let mut hidden_states = Vec::with_capacity(self.layers.len() + 1);
         let mut attentions = Vec::new();
         for layer in &self.layers {
-            let x = hidden_states.last().expect("embedding output is first");
             let y = if output_attentions {
-                let (y, p) = layer.forward_with_probs(x, &keep, train);
+                let (y, p) = layer.forward_with_probs(&x, &keep, train)?;
                 attentions.push(p);
                 y
             } else {
-                layer.forward_t(x, &keep, train)
+                layer.forward_t(&x, &keep, train)?
             };
-            hidden_states.push(y);
+            hidden_states.push(std::mem::replace(&mut x, y));
         }
-        let last = self.finish(hidden_states.last().expect("embedding output is first").shallow_clone());
-        EncoderOutput { hidden_states, attentions, last }
+        let last = self.finish(x.shallow_clone())?;
+        hidden_states.push(x);
+        Ok(EncoderOutput { hidden_states, attentions, last })
     }
 }

@@ -182,7 +182,7 @@ fn main() -> Result<()> {
                     let _ = std::fs::remove_dir_all(&dir);
                     eprintln!("[{done}/{total}] {arm} N={} seed {seed} ({} epochs)", if n == 0 { "all".into() } else { n.to_string() }, r.train.epochs);
                     let t0 = Instant::now();
-                    let out = train_recipe(&r, &RunOptions { dir: dir.clone(), resume: false, quiet: true })?;
+                    let out = train_recipe(&r, &RunOptions { quiet: true, ..RunOptions::new(dir.clone()) })?;
                     let test = out.test.context("the run was interrupted")?;
                     let rec = json!({
                         "key": k, "arm": arm, "n": sub.len(), "n_arg": n, "seed": seed,

@@ -30,7 +30,7 @@ where
             for word in split(text)? {
                 *acc.entry(word).or_default() += 1;
             }
-            Ok(acc)
+            Ok::<_, crate::error::DataError>(acc)
         })
         .try_reduce(HashMap::new, |mut a, b| {
             for (w, c) in b {

@@ -3,10 +3,10 @@
 
 use crate::error::{io, Result, TrainError};
 use crate::progress::Progress;
+use crate::state::StrategyState;
 use safetensors::tensor::{Dtype, SafeTensors, View};
 use std::borrow::Cow;
-use std::collections::HashMap;
-use std::io::Write;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
 use whetstone_optim::OptimState;
@@ -25,7 +25,15 @@ pub struct Checkpoint {
     pub model: Vec<(String, Tensor)>,
     /// Optimiser state.
     pub optim: OptimState,
+    /// The objective's state (its own parameters, counters, buffers).
+    pub strategy: StrategyState,
+    /// What the run was started on (data and plan fingerprints, recipe hash, labels); a
+    /// resume must match every entry.
+    pub identity: BTreeMap<String, String>,
 }
+
+/// The format tag of checkpoints this version writes and reads.
+const FORMAT: &str = "whetstone-checkpoint-2";
 
 struct Bytes {
     dtype: Dtype,
@@ -93,13 +101,7 @@ pub fn write_atomic(path: &Path, tensors: &[(String, Tensor)], metadata: HashMap
     let bytes: Vec<(String, Bytes)> = tensors.iter().map(|(n, t)| Ok((n.clone(), to_bytes(t).map_err(&err)?))).collect::<Result<_>>()?;
     let views: Vec<(&str, &Bytes)> = bytes.iter().map(|(n, b)| (n.as_str(), b)).collect();
     let buf = safetensors::tensor::serialize(views, &Some(metadata)).map_err(|e| err(e.to_string()))?;
-    let tmp = path.with_extension("safetensors.tmp");
-    {
-        let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-        f.write_all(&buf).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
-    }
-    std::fs::rename(&tmp, path).map_err(io(path))
+    whetstone_eval::write_atomic(path, &buf).map_err(io(path))
 }
 
 /// Tensors with their names, in file order.
@@ -121,17 +123,23 @@ pub fn read(path: &Path) -> Result<(NamedTensors, HashMap<String, String>)> {
     Ok((out, meta.metadata().clone().unwrap_or_default()))
 }
 
+fn to_json(path: &Path, v: &impl serde::Serialize) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| TrainError::Checkpoint { path: path.into(), msg: e.to_string() })
+}
+
 impl Checkpoint {
     /// Save to `path` atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
         let mut tensors = Vec::with_capacity(self.model.len() + self.optim.tensors.len());
         tensors.extend(self.model.iter().map(|(n, t)| (format!("model/{n}"), t.shallow_clone())));
         tensors.extend(self.optim.tensors.iter().map(|(n, t)| (format!("optim/{n}"), t.shallow_clone())));
+        tensors.extend(self.strategy.tensors.iter().map(|(n, t)| (format!("strategy/{n}"), t.shallow_clone())));
         let mut meta = HashMap::new();
-        let progress = serde_json::to_string(&self.progress).map_err(|e| TrainError::Checkpoint { path: path.into(), msg: e.to_string() })?;
-        meta.insert("progress".to_string(), progress);
+        meta.insert("progress".to_string(), to_json(path, &self.progress)?);
+        meta.insert("strategy".to_string(), to_json(path, &self.strategy.values)?);
+        meta.insert("identity".to_string(), to_json(path, &self.identity)?);
         meta.insert("optim_step".to_string(), self.optim.step.to_string());
-        meta.insert("format".to_string(), "whetstone-checkpoint-1".to_string());
+        meta.insert("format".to_string(), FORMAT.to_string());
         write_atomic(path, &tensors, meta)
     }
 
@@ -139,22 +147,30 @@ impl Checkpoint {
     pub fn load(path: &Path) -> Result<Self> {
         let err = |msg: &str| TrainError::Checkpoint { path: path.to_path_buf(), msg: msg.to_string() };
         let (tensors, meta) = read(path)?;
-        if meta.get("format").map(String::as_str) != Some("whetstone-checkpoint-1") {
-            return Err(err("not a whetstone checkpoint (metadata `format` is missing or unknown)"));
+        match meta.get("format").map(String::as_str) {
+            Some(FORMAT) => {}
+            Some("whetstone-checkpoint-1") => return Err(err("written by an older whetstone (format 1, without strategy state or run identity); it cannot be resumed by this version")),
+            _ => return Err(err("not a whetstone checkpoint (metadata `format` is missing or unknown)")),
         }
         let progress: Progress = serde_json::from_str(meta.get("progress").ok_or_else(|| err("metadata `progress` is missing"))?)
             .map_err(|e| err(&format!("metadata `progress` is invalid: {e}")))?;
         let step = meta.get("optim_step").and_then(|s| s.parse().ok()).ok_or_else(|| err("metadata `optim_step` is missing or invalid"))?;
-        let (mut model, mut optim) = (Vec::new(), Vec::new());
+        let values: serde_json::Map<String, serde_json::Value> = serde_json::from_str(meta.get("strategy").ok_or_else(|| err("metadata `strategy` is missing"))?)
+            .map_err(|e| err(&format!("metadata `strategy` is invalid: {e}")))?;
+        let identity: BTreeMap<String, String> = serde_json::from_str(meta.get("identity").ok_or_else(|| err("metadata `identity` is missing"))?)
+            .map_err(|e| err(&format!("metadata `identity` is invalid: {e}")))?;
+        let (mut model, mut optim, mut strategy) = (Vec::new(), Vec::new(), Vec::new());
         for (name, t) in tensors {
             if let Some(n) = name.strip_prefix("model/") {
                 model.push((n.to_string(), t));
             } else if let Some(n) = name.strip_prefix("optim/") {
                 optim.push((n.to_string(), t));
+            } else if let Some(n) = name.strip_prefix("strategy/") {
+                strategy.push((n.to_string(), t));
             } else {
                 return Err(err(&format!("unexpected tensor `{name}`")));
             }
         }
-        Ok(Self { progress, model, optim: OptimState { step, tensors: optim } })
+        Ok(Self { progress, model, optim: OptimState { step, tensors: optim }, strategy: StrategyState { tensors: strategy, values }, identity })
     }
 }

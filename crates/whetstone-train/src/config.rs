@@ -29,8 +29,6 @@ pub struct TrainConfig {
     pub log_every: u64,
     /// Label smoothing ε of the cross-entropy (Szegedy et al. 2016); 0 disables (default 0).
     pub label_smoothing: f64,
-    /// Testing aid: stop abruptly after this many steps, as if the process were killed (0 = never).
-    pub stop_after: u64,
 }
 
 impl Default for TrainConfig {
@@ -48,7 +46,6 @@ impl Default for TrainConfig {
             eval_batch_size: 128,
             log_every: 20,
             label_smoothing: 0.0,
-            stop_after: 0,
         }
     }
 }
@@ -68,6 +65,18 @@ impl TrainConfig {
         }
         if self.bucket_factor == 0 {
             return bad("train.bucket_factor must be >= 1");
+        }
+        // Bounds that keep every product the loop forms far from overflow, and batches in memory.
+        for (key, v, max) in [
+            ("train.batch_size", self.batch_size as u64, 1 << 20),
+            ("train.eval_batch_size", self.eval_batch_size as u64, 1 << 20),
+            ("train.grad_accum", self.grad_accum as u64, 1 << 16),
+            ("train.bucket_factor", self.bucket_factor as u64, 1 << 20),
+            ("train.epochs", self.epochs, 1 << 24),
+        ] {
+            if v > max {
+                return Err(TrainError::Config(format!("{key} = {v} is too large (at most {max})")));
+            }
         }
         if self.clip_norm < 0.0 || !self.clip_norm.is_finite() {
             return bad("train.clip_norm must be >= 0 (0 disables clipping)");

@@ -19,8 +19,13 @@ pub fn measure_efficiency(
     throughput_iters: usize,
 ) -> Result<Efficiency> {
     let n = enc.ids.len().max(1);
-    let singles: Vec<_> = (0..n.min(256)).map(|i| make_batch(enc, &[i % enc.ids.len()], device)).collect();
-    let batches: Vec<_> = (0..8).map(|b| make_batch(enc, &(0..32).map(|i| (b * 32 + i) % enc.ids.len()).collect::<Vec<_>>(), device)).collect();
+    if enc.is_empty() {
+        return Err(crate::TrainError::Config("efficiency needs at least one example".into()));
+    }
+    let singles: Vec<_> = (0..n.min(256)).map(|i| make_batch(enc, &[i % enc.ids.len()], device)).collect::<whetstone_data::Result<_>>()?;
+    let batches: Vec<_> = (0..8).map(|b| make_batch(enc, &(0..32).map(|i| (b * 32 + i) % enc.ids.len()).collect::<Vec<_>>(), device)).collect::<whetstone_data::Result<_>>()?;
+    // One checked pass first: a model that fails fails here with its error, not in a timed loop.
+    let _probe = model.forward_t(&singles[0].input_ids, &singles[0].attention_mask, false)?;
     let sync = || {
         if let Device::Cuda(i) = device {
             tch::Cuda::synchronize(i as i64);

@@ -25,6 +25,15 @@ pub enum TrainError {
     /// The loss became NaN or infinite; training stopped without overwriting good checkpoints.
     #[error("loss became {loss} at step {step} (epoch {epoch}); training stopped. The last good checkpoint is kept at {checkpoint} (resume with --resume, perhaps with a lower learning rate or gradient clipping)")]
     NonFiniteLoss { step: u64, epoch: u64, loss: f64, checkpoint: String },
+    /// A strategy's checkpointed state is missing or does not fit the strategy.
+    #[error("strategy state: {0}")]
+    State(String),
+    /// A parameter, optimiser buffer or strategy tensor is NaN or infinite; nothing was saved.
+    #[error("{what} is not finite at step {step}; training stopped without saving it. The last good checkpoint is {checkpoint}")]
+    NonFiniteState { what: String, step: u64, checkpoint: String },
+    /// The run folder's checkpoint does not belong to what is being resumed.
+    #[error("cannot resume {run}: {msg}")]
+    Resume { run: PathBuf, msg: String },
     /// A run folder lacks something that is needed.
     #[error("run {run}: {msg}")]
     Run { run: PathBuf, msg: String },

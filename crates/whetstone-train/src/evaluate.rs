@@ -1,6 +1,9 @@
 //! Batched inference over an encoded split.
 
+use crate::context::EvalContext;
 use crate::error::Result;
+use crate::objective::Validation;
+use serde_json::json;
 use tch::{Device, Kind, Tensor};
 use whetstone_data::{make_batch, BucketBatcher, Encoded};
 use whetstone_models::TextClassifier;
@@ -26,13 +29,13 @@ pub fn predict(model: &dyn TextClassifier, enc: &Encoded, batch_size: usize, dev
     let mut loss_sum = 0.0;
     tch::no_grad(|| -> Result<()> {
         for idx in &order {
-            let batch = make_batch(enc, idx, device);
-            let logits = model.forward_t(&batch.input_ids, &batch.attention_mask, false).to_kind(Kind::Float);
+            let batch = make_batch(enc, idx, device)?;
+            let logits = model.forward_t(&batch.input_ids, &batch.attention_mask, false)?.f_to_kind(Kind::Float)?;
             let loss = logits.f_cross_entropy_loss::<Tensor>(&batch.labels, None, tch::Reduction::Sum, -100, 0.0)?;
             loss_sum += loss.f_double_value(&[])?;
-            let p = logits.softmax(-1, Kind::Float).to_device(Device::Cpu);
+            let p = logits.f_softmax(-1, Kind::Float)?.f_to_device(Device::Cpu)?;
             let c = p.size()[1] as usize;
-            let flat = Vec::<f32>::try_from(p.flatten(0, -1))?;
+            let flat = Vec::<f32>::try_from(p.f_flatten(0, -1)?)?;
             for (row, &i) in idx.iter().enumerate() {
                 let pr = flat[row * c..(row + 1) * c].to_vec();
                 preds[i] = argmax(&pr);
@@ -52,4 +55,18 @@ fn argmax(v: &[f32]) -> i64 {
         }
     }
     best as i64
+}
+
+/// Classification validation (the default of [`crate::Objective::validate`]): predict `valid`
+/// and score it with the run's metric.
+pub fn classify(cx: &EvalContext<'_>, valid: &Encoded) -> Result<Validation> {
+    let p = predict(cx.model, valid, cx.batch_size, cx.device)?;
+    let report = whetstone_eval::classification_report(&valid.labels, &p.preds, cx.label_names)?;
+    let metric = report.metric(cx.metric).unwrap_or(report.accuracy);
+    let record = json!({"loss": p.loss, "accuracy": report.accuracy, "macro_f1": report.macro_f1, "mcc": report.mcc});
+    Ok(Validation {
+        metric,
+        summary: format!("valid loss {:.4}  {} {metric:.4}", p.loss, cx.metric),
+        record: record.as_object().cloned().unwrap_or_default(),
+    })
 }

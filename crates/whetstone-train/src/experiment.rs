@@ -13,7 +13,7 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::nn::VarStore;
-use whetstone_data::{encode, load_splits, Manifest, Splits, TextTokenizer};
+use whetstone_data::{encode, load_splits, BucketedSource, Manifest, Splits, TextTokenizer};
 use whetstone_eval::{classification_report, plot_training_curves, read_jsonl, write_report_md, ClassificationReport, Curve, Efficiency, RunReport};
 use whetstone_models::{load_varstore, parse_device};
 
@@ -26,6 +26,16 @@ pub struct RunOptions {
     pub resume: bool,
     /// No progress output.
     pub quiet: bool,
+    /// Stop abruptly after this many optimiser steps, as a kill would (0 = never); not part
+    /// of the recipe, so a resumed run does not stop again.
+    pub stop_after: u64,
+}
+
+impl RunOptions {
+    /// A fresh run into `dir`, with progress output.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into(), resume: false, quiet: false, stop_after: 0 }
+    }
 }
 
 /// What a run produced.
@@ -147,23 +157,19 @@ pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
         say(format!("finetune: {line}"));
     }
     let optim = recipe.optim.build(&vs)?;
-    let optim = finetune.wrap_optimizer(optim, &vs, steps_per_epoch(&recipe.train, &train, recipe.seed))?;
+    let source = BucketedSource::new(&train, recipe.train.batch_size, recipe.train.bucket_factor);
+    let optim = finetune.wrap_optimizer(optim, &vs, steps_per_epoch(&recipe.train, &source, recipe.seed)?)?;
 
-    let mut trainer = Trainer {
-        model: model.as_ref(),
-        vs: &vs,
-        optim,
-        objective: Box::new(CrossEntropy { label_smoothing: recipe.train.label_smoothing }),
-        schedule: recipe.schedule.clone(),
-        lr: recipe.optim.lr,
-        config: recipe.train.clone(),
-        seed: recipe.seed,
-        device,
-        run_dir: dir.clone(),
-        label_names: names.clone(),
-        quiet: opts.quiet,
-    };
-    let fit = trainer.fit(&train, &valid, opts.resume)?;
+    let mut trainer = Trainer::new(model.as_ref(), &vs, optim, recipe.optim.lr, dir.clone())
+        .objective(CrossEntropy { label_smoothing: recipe.train.label_smoothing })
+        .schedule(recipe.schedule.clone())
+        .config(recipe.train.clone())
+        .seed(recipe.seed)
+        .device(device)
+        .label_names(names.clone())
+        .observer(crate::Reporter::quiet(opts.quiet))
+        .stop_after(opts.stop_after);
+    let fit = trainer.fit(&source, &valid, opts.resume)?;
     drop(trainer);
     if fit.outcome == Outcome::Interrupted {
         return Ok(RunResult { dir: dir.clone(), fit, test: None, valid: None, efficiency: None, wall_s: started.elapsed().as_secs_f64() });

@@ -1,16 +1,38 @@
 //! Progress output: an indicatif bar on a terminal, plain lines otherwise (CI logs, pipes).
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use crate::observer::{Observer, StepStatus};
 use std::io::IsTerminal;
 
-/// Shows training progress with loss, throughput and ETA.
+/// Shows training progress with loss, throughput and ETA: an [`Observer`] of the loop.
 pub struct Reporter {
     bar: Option<ProgressBar>,
     total: u64,
     quiet: bool,
 }
 
+impl Observer for Reporter {
+    fn start(&mut self, total: u64, start: u64) {
+        *self = Reporter::new(total, start, self.quiet);
+    }
+    fn step(&mut self, s: &StepStatus) {
+        self.update(s.step, s.epoch, s.loss, s.seq_per_s, s.eta_s, s.logged);
+    }
+    fn message(&mut self, line: &str) {
+        self.println(line);
+    }
+    fn finish(&mut self) {
+        Reporter::finish(self);
+    }
+}
+
 impl Reporter {
+    /// A reporter that shows nothing until the loop starts (then a bar on a terminal, plain
+    /// lines otherwise); `quiet` suppresses everything.
+    pub fn quiet(quiet: bool) -> Self {
+        Self { bar: None, total: 0, quiet }
+    }
+
     /// A reporter for `total` steps starting at `start`. `quiet` suppresses everything.
     pub fn new(total: u64, start: u64, quiet: bool) -> Self {
         if quiet || !std::io::stderr().is_terminal() {

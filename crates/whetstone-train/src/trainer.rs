@@ -2,17 +2,19 @@
 
 use crate::checkpoint::{Checkpoint, BEST_MODEL_FILE, CHECKPOINT_FILE};
 use crate::config::TrainConfig;
-use crate::error::{io, Result, TrainError};
-use crate::evaluate::predict;
-use crate::objective::Objective;
+use crate::context::{EvalContext, StepContext};
+use crate::error::{Result, TrainError};
+use crate::finite::first_non_finite;
+use crate::objective::{CrossEntropy, Objective};
+use crate::observer::{Lines, Observer, StepStatus};
 use crate::progress::Progress;
-use crate::reporter::Reporter;
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::{nn::VarStore, Device, Tensor};
-use whetstone_data::{make_batch, padding_fraction, BucketBatcher, Encoded};
-use whetstone_eval::{classification_report, read_jsonl, MetricsLog};
+use whetstone_data::{BatchSource, Encoded, Fingerprint, PlanEntry};
+use whetstone_eval::{read_jsonl, MetricsLog};
 use whetstone_models::{save_varstore, TextClassifier};
 use whetstone_optim::{clip_grad_norm, Optimizer, Schedule, Scheduler};
 
@@ -26,7 +28,7 @@ pub enum Outcome {
     Finished,
     /// Early stopping ended the run.
     StoppedEarly,
-    /// `stop_after` cut the run short (as a kill would).
+    /// [`Trainer::stop_after`] cut the run short (as a kill would).
     Interrupted,
 }
 
@@ -42,37 +44,68 @@ pub struct FitSummary {
     pub padding_fraction: f64,
 }
 
-/// Drives any [`TextClassifier`] with any [`Optimizer`], [`Schedule`] and [`Objective`].
-///
-/// Seeded and bit-reproducible on CPU: the data order of each epoch is a function of
-/// `(seed, epoch)` and the random stream is reseeded from `(seed, step)` before every step, so
-/// a checkpoint only needs the step and position to resume exactly.
-pub struct Trainer<'a> {
-    pub model: &'a dyn TextClassifier,
-    pub vs: &'a VarStore,
-    pub optim: Box<dyn Optimizer>,
-    pub objective: Box<dyn Objective>,
-    pub schedule: Schedule,
-    /// Peak learning rate (the schedule multiplies it).
+/// What one optimiser step did ([`Trainer::train_step`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepReport {
+    /// Mean loss over the step's examples.
+    pub loss: f64,
+    /// The learning rate used.
     pub lr: f64,
-    pub config: TrainConfig,
-    pub seed: u64,
-    pub device: Device,
-    /// Where checkpoints, the best model and the metrics log go.
-    pub run_dir: PathBuf,
-    /// Class names, for validation reports.
-    pub label_names: Vec<String>,
-    /// No progress output.
-    pub quiet: bool,
+    /// Global gradient norm before clipping (when clipping is on).
+    pub grad_norm: Option<f64>,
+    /// Examples in the step.
+    pub examples: usize,
+    /// Named parts of the loss (example-weighted means), from [`crate::StepLoss::terms`].
+    pub terms: Vec<(String, f64)>,
 }
 
-/// Optimiser steps in one epoch of `train` under `config`: what [`Trainer::fit`] takes per
-/// epoch (micro-batches of the first epoch's bucketed order, grouped by `grad_accum`), for
-/// settings counted in epochs that must become steps, such as [`crate::FinetuneConfig`]'s.
-pub fn steps_per_epoch(config: &TrainConfig, train: &Encoded, seed: u64) -> u64 {
-    let lengths: Vec<usize> = train.ids.iter().map(Vec::len).collect();
-    let batches = BucketBatcher::new(config.batch_size.max(1), config.bucket_factor.max(1)).epoch_order(&lengths, seed, 0).len();
-    batches.div_ceil(config.grad_accum.max(1)) as u64
+/// Drives any [`TextClassifier`] with any [`Optimizer`], [`Schedule`] and [`Objective`], on
+/// batches from any [`BatchSource`].
+///
+/// Seeded and bit-reproducible on CPU: the data plan of each epoch is a function of
+/// `(seed, epoch)` and the random streams are reseeded from `(seed, step)` before every step,
+/// so a checkpoint only needs the step, the position and the strategy's state to resume
+/// exactly.
+///
+/// ```no_run
+/// # fn demo(model: &dyn whetstone_models::TextClassifier, vs: &tch::nn::VarStore, train: &whetstone_data::Encoded, valid: &whetstone_data::Encoded) -> whetstone_train::Result<()> {
+/// use whetstone_data::BucketedSource;
+/// use whetstone_optim::{OptimConfig, Schedule};
+/// use whetstone_train::{CrossEntropy, TrainConfig, Trainer};
+/// let optim = OptimConfig::default().build(vs)?;
+/// let config = TrainConfig { epochs: 3, ..Default::default() };
+/// let mut trainer = Trainer::new(model, vs, optim, 1e-3, "runs/demo")
+///     .objective(CrossEntropy { label_smoothing: 0.1 })
+///     .schedule(Schedule::WarmupLinear { warmup_steps: None, warmup_ratio: 0.1 })
+///     .config(config.clone())
+///     .seed(42);
+/// let summary = trainer.fit(&BucketedSource::new(train, config.batch_size, config.bucket_factor), valid, false)?;
+/// println!("{} steps", summary.progress.step);
+/// # Ok(()) }
+/// ```
+pub struct Trainer<'a> {
+    model: &'a dyn TextClassifier,
+    vs: &'a VarStore,
+    optim: Box<dyn Optimizer>,
+    objective: Box<dyn Objective>,
+    schedule: Schedule,
+    lr: f64,
+    config: TrainConfig,
+    seed: u64,
+    device: Device,
+    run_dir: PathBuf,
+    label_names: Vec<String>,
+    observer: Box<dyn Observer>,
+    stop_after: u64,
+    identity: BTreeMap<String, String>,
+    last_good: Option<PathBuf>,
+}
+
+/// Optimiser steps in one epoch of `source` under `config`: what [`Trainer::fit`] takes per
+/// epoch (micro-batches of the first epoch's plan, grouped by `grad_accum`), for settings
+/// counted in epochs that must become steps, such as [`crate::FinetuneConfig`]'s.
+pub fn steps_per_epoch(config: &TrainConfig, source: &dyn BatchSource, seed: u64) -> Result<u64> {
+    Ok(source.epoch_plan(seed, 0)?.len().div_ceil(config.grad_accum.max(1)) as u64)
 }
 
 /// Seed of the random stream for `step`: distinct per step, fixed by the run's seed.
@@ -80,23 +113,348 @@ fn step_seed(seed: u64, step: u64) -> i64 {
     (seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ step.wrapping_mul(0xD1B5_4A32_D192_ED03)) as i64 & i64::MAX
 }
 
-impl Trainer<'_> {
+/// A fingerprint of a plan's micro-batches and their grouping into steps.
+fn plan_fingerprint(plan: &[PlanEntry], grad_accum: usize) -> String {
+    let mut h = Fingerprint::new();
+    h.write_u64(grad_accum as u64);
+    for e in plan {
+        h.write_u64(e.stream as u64);
+        h.write_u64(e.indices.len() as u64);
+        e.indices.iter().for_each(|&i| h.write_u64(i as u64));
+    }
+    format!("{} micro-batches, {:016x}", plan.len(), h.finish())
+}
+
+impl<'a> Trainer<'a> {
+    /// A trainer for `model` (whose variables are `vs`) with `optim` at peak learning rate
+    /// `lr`, writing checkpoints, the best model and the metrics log to `run_dir`.
+    ///
+    /// Defaults: [`CrossEntropy`], a constant schedule, [`TrainConfig::default`], seed 42,
+    /// the device of `vs`, class names `0, 1, …`, progress as plain lines on stderr.
+    pub fn new(model: &'a dyn TextClassifier, vs: &'a VarStore, optim: Box<dyn Optimizer>, lr: f64, run_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            model,
+            vs,
+            optim,
+            objective: Box::new(CrossEntropy::default()),
+            schedule: Schedule::Constant,
+            lr,
+            config: TrainConfig::default(),
+            seed: 42,
+            device: vs.device(),
+            run_dir: run_dir.into(),
+            label_names: Vec::new(),
+            observer: Box::new(Lines),
+            stop_after: 0,
+            identity: BTreeMap::new(),
+            last_good: None,
+        }
+    }
+
+    /// What the loop minimises, and how (see [`Objective`]).
+    pub fn objective(mut self, objective: impl Objective + 'static) -> Self {
+        self.objective = Box::new(objective);
+        self
+    }
+
+    /// The learning-rate schedule (a factor on the peak `lr`).
+    pub fn schedule(mut self, schedule: Schedule) -> Self {
+        self.schedule = schedule;
+        self
+    }
+
+    /// Epochs, batch size, clipping, evaluation and checkpoint cadence.
+    pub fn config(mut self, config: TrainConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The seed of the data order and of every step's random stream.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Where batches go (default: the device of the `VarStore`).
+    pub fn device(mut self, device: Device) -> Self {
+        self.device = device;
+        self
+    }
+
+    /// Class names for validation reports.
+    pub fn label_names(mut self, names: Vec<String>) -> Self {
+        self.label_names = names;
+        self
+    }
+
+    /// Who hears about progress (default [`Lines`]; [`crate::Silent`] for none).
+    pub fn observer(mut self, observer: impl Observer + 'static) -> Self {
+        self.observer = Box::new(observer);
+        self
+    }
+
+    /// Stop abruptly once `steps` optimiser steps are done, as if the process were killed
+    /// (a run option for tests and time-boxed sessions; 0 = never).
+    pub fn stop_after(mut self, steps: u64) -> Self {
+        self.stop_after = steps;
+        self
+    }
+
+    /// Record `value` under `what` in every checkpoint; resuming with a different value is
+    /// an error that names `what` (e.g. `("recipe", hash)`, `("labels", "neg, pos")`). The
+    /// loop itself records the training data's fingerprint and its batch plan.
+    pub fn identity(mut self, what: impl Into<String>, value: impl Into<String>) -> Self {
+        self.identity.insert(what.into(), value.into());
+        self
+    }
+
+    /// The objective (for its logged terms or learned parts after training).
+    pub fn get_objective(&self) -> &dyn Objective {
+        self.objective.as_ref()
+    }
+
+    /// The optimiser.
+    pub fn optimizer(&self) -> &dyn Optimizer {
+        self.optim.as_ref()
+    }
+
+    /// The objective, taken out of a trainer that is done.
+    pub fn into_objective(self) -> Box<dyn Objective> {
+        self.objective
+    }
+
+    /// The training settings.
+    pub fn train_config(&self) -> &TrainConfig {
+        &self.config
+    }
+
     fn checkpoint_path(&self) -> PathBuf {
         self.run_dir.join(CHECKPOINT_FILE)
     }
 
-    fn save_checkpoint(&self, progress: &Progress) -> Result<()> {
+    fn last_good_name(&self) -> String {
+        match &self.last_good {
+            Some(p) => p.display().to_string(),
+            None => "(none: no checkpoint was written before the failure)".into(),
+        }
+    }
+
+    /// One optimiser step on the micro-batches `group` of `source`: reseed, zero the
+    /// gradients, [`Objective::backward`] each micro-batch, [`Objective::before_update`],
+    /// clip, step the optimiser at `lr`, [`Objective::after_update`]. `step` counts the
+    /// steps done before this one. A non-finite loss stops before the update, with an error
+    /// naming the last good checkpoint.
+    pub fn train_step(&mut self, source: &dyn BatchSource, group: &[PlanEntry], step: u64, epoch: u64, lr: f64) -> Result<StepReport> {
+        let examples: usize = group.iter().map(|e| e.indices.len()).sum();
+        if examples == 0 {
+            return Err(TrainError::Config("a training step needs at least one example".into()));
+        }
+        let seed = step_seed(self.seed, step);
+        tch::manual_seed(seed);
+        self.optim.zero_grad();
+        let mut cx = StepContext::new(self.model, self.vs, step, epoch, self.device, seed as u64);
+        let (mut loss, mut terms) = (0.0, Vec::<(String, f64)>::new());
+        for entry in group {
+            let batch = source.batch(entry, self.device)?;
+            let w = entry.indices.len() as f64 / examples as f64;
+            let l = self.objective.backward(&mut cx, &batch, w)?;
+            if !l.value.is_finite() {
+                return Err(TrainError::NonFiniteLoss { step: step + 1, epoch: epoch + 1, loss: l.value, checkpoint: self.last_good_name() });
+            }
+            loss += l.value * w;
+            for (name, v) in l.terms {
+                match terms.iter_mut().find(|(n, _)| *n == name) {
+                    Some(t) => t.1 += v * w,
+                    None => terms.push((name, v * w)),
+                }
+            }
+        }
+        self.objective.before_update(&mut cx)?;
+        let grad_norm = if self.config.clip_norm > 0.0 {
+            let params: Vec<Tensor> = self.optim.params().into_iter().map(Tensor::shallow_clone).collect();
+            Some(clip_grad_norm(&params.iter().collect::<Vec<_>>(), self.config.clip_norm)?)
+        } else {
+            None
+        };
+        self.optim.step(lr)?;
+        self.objective.after_update(&mut cx)?;
+        Ok(StepReport { loss, lr, grad_norm, examples, terms })
+    }
+
+    /// Train on `train`, validating on `valid`. With `resume`, continue from the run
+    /// folder's checkpoint instead of starting afresh.
+    pub fn fit(&mut self, train: &dyn BatchSource, valid: &Encoded, resume: bool) -> Result<FitSummary> {
+        let mut s = self.open_session(train, resume)?;
+        self.observer.start(s.total, s.prog.step);
+        let outcome = loop {
+            if let Some(done) = s.done(self.config.epochs) {
+                break done;
+            }
+            if s.plan_epoch != Some(s.prog.epoch) {
+                s.plan = train.epoch_plan(self.seed, s.prog.epoch)?;
+                s.plan_epoch = Some(s.prog.epoch);
+            }
+            s.check_position()?;
+            let group = s.plan[s.prog.batch_in_epoch..(s.prog.batch_in_epoch + self.config.grad_accum).min(s.plan.len())].to_vec();
+            let t0 = Instant::now();
+            let lr = self.lr * s.scheduler.factor(s.prog.step, s.total);
+            let report = match self.train_step(train, &group, s.prog.step, s.prog.epoch, lr) {
+                Ok(r) => r,
+                Err(e) => return Err(self.fail(&mut s, e)),
+            };
+            let end_of_epoch = s.advance(&group, &report, t0.elapsed().as_secs_f64());
+            self.log_step(&mut s, &report, end_of_epoch)?;
+            if let Some(stop) = self.after_step(&mut s, valid, end_of_epoch)? {
+                break stop;
+            }
+        };
+        self.observer.finish();
+        s.prog.train_seconds += s.train_time;
+        Ok(FitSummary { outcome, total_steps: s.total, seq_per_s: s.seq_per_s(), padding_fraction: s.padding, progress: s.prog })
+    }
+
+    /// Check the settings, plan the first epoch, and start or resume the session.
+    fn open_session(&mut self, train: &dyn BatchSource, resume: bool) -> Result<Session> {
+        self.config.validate()?;
+        self.schedule.validate()?;
+        if train.is_empty() {
+            return Err(TrainError::Config("the training split is empty".into()));
+        }
+        let first = train.epoch_plan(self.seed, 0)?;
+        if first.is_empty() {
+            return Err(TrainError::Config("the training source planned no batches".into()));
+        }
+        let steps_per_epoch = first.len().div_ceil(self.config.grad_accum) as u64;
+        let total = steps_per_epoch
+            .checked_mul(self.config.epochs)
+            .ok_or_else(|| TrainError::Config(format!("train.epochs = {} × {steps_per_epoch} steps per epoch overflows", self.config.epochs)))?;
+        self.identity.insert("training data".into(), format!("{} examples, fingerprint {:016x}", train.len(), train.fingerprint()));
+        self.identity.insert("batch plan".into(), plan_fingerprint(&first, self.config.grad_accum));
+        std::fs::create_dir_all(&self.run_dir).map_err(crate::error::io(&self.run_dir))?;
+        let log_path = self.run_dir.join(METRICS_LOG_FILE);
+        let mut scheduler = Scheduler::new(self.schedule.clone())?;
+        let (prog, log) = if resume {
+            let prog = self.restore()?;
+            scheduler.load_state(prog.plateau.clone())?;
+            truncate_log(&log_path, prog.step)?;
+            let mut log = MetricsLog::append(&log_path)?;
+            log.write(&json!({"event": "resume", "step": prog.step, "epoch": prog.epoch}))?;
+            (prog, log)
+        } else {
+            (Progress::default(), MetricsLog::create(&log_path)?)
+        };
+        let padding = train.padding_fraction(&first).unwrap_or(0.0);
+        Ok(Session::new(prog, scheduler, log, total, first, padding))
+    }
+
+    /// Log a failure where it helps (a non-finite loss goes into the metrics log), end the
+    /// progress display, and hand the error back.
+    fn fail(&mut self, s: &mut Session, e: TrainError) -> TrainError {
+        if let TrainError::NonFiniteLoss { loss, .. } = &e {
+            let _ = s.log.write(&json!({"event": "non-finite loss", "step": s.prog.step, "loss": loss.to_string()}));
+        }
+        self.observer.finish();
+        e
+    }
+
+    fn log_step(&mut self, s: &mut Session, r: &StepReport, end_of_epoch: bool) -> Result<()> {
+        let logged = s.prog.step % self.config.log_every.max(1) == 0 || end_of_epoch;
+        let epoch = if end_of_epoch { s.prog.epoch - 1 } else { s.prog.epoch };
+        let loss = s.loss_acc / s.loss_n.max(1) as f64;
+        let eta_s = s.total.saturating_sub(s.prog.step) as f64 * s.train_time / (s.prog.step - s.start_step).max(1) as f64;
+        self.observer.step(&StepStatus { step: s.prog.step, total: s.total, epoch, loss, seq_per_s: s.seq_per_s(), eta_s, logged });
+        if logged {
+            let mut rec = json!({"split": "train", "step": s.prog.step, "epoch": epoch + 1, "loss": loss, "lr": r.lr, "seq_per_s": s.seq_per_s()});
+            if let Some(g) = r.grad_norm {
+                rec["grad_norm"] = json!(g);
+            }
+            for (name, v) in &r.terms {
+                rec[name.as_str()] = json!(v);
+            }
+            if self.optim.skipped_steps() > 0 {
+                rec["skipped_steps"] = json!(self.optim.skipped_steps());
+            }
+            s.log.write(&rec)?;
+            (s.loss_acc, s.loss_n) = (0.0, 0);
+        }
+        Ok(())
+    }
+
+    /// Validate, checkpoint and decide whether to stop, after a step.
+    fn after_step(&mut self, s: &mut Session, valid: &Encoded, end_of_epoch: bool) -> Result<Option<Outcome>> {
+        let c = &self.config;
+        let eval_due = if c.eval_every > 0 { s.prog.step % c.eval_every == 0 || s.prog.step == s.total } else { end_of_epoch };
+        let save_due = eval_due || end_of_epoch || (c.checkpoint_every > 0 && s.prog.step % c.checkpoint_every == 0);
+        if save_due {
+            // Nothing non-finite is ever saved: not as the best model, not as a checkpoint.
+            self.ensure_finite(s.prog.step)?;
+        }
+        if eval_due {
+            let epoch = if end_of_epoch { s.prog.epoch - 1 } else { s.prog.epoch };
+            self.evaluate(valid, s, epoch)?;
+        }
+        if save_due {
+            s.prog.train_seconds += s.train_time;
+            s.prog.plateau = s.scheduler.state().cloned();
+            let saved = self.save_checkpoint(&s.prog);
+            s.prog.train_seconds -= s.train_time;
+            saved?;
+        }
+        if self.stop_after > 0 && s.prog.step >= self.stop_after {
+            return Ok(Some(Outcome::Interrupted));
+        }
+        if s.prog.stopped_early {
+            self.observer.message(&format!("early stopping at step {}: no improvement in {} evaluations", s.prog.step, s.prog.evals_since_best));
+            return Ok(Some(Outcome::StoppedEarly));
+        }
+        Ok(None)
+    }
+
+    /// An error naming the first non-finite parameter, optimiser buffer or strategy tensor.
+    fn ensure_finite(&self, step: u64) -> Result<()> {
+        let mut vars: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        let optim = self.optim.state();
+        let strategy = self.objective.state()?;
+        let named = vars
+            .iter()
+            .map(|(n, t)| (format!("parameter `{n}`"), t))
+            .chain(optim.tensors.iter().map(|(n, t)| (format!("optimiser buffer `{n}`"), t)))
+            .chain(strategy.tensors.iter().map(|(n, t)| (format!("strategy tensor `{n}`"), t)));
+        if let Some(what) = first_non_finite(named)? {
+            return Err(TrainError::NonFiniteState { what, step, checkpoint: self.last_good_name() });
+        }
+        Ok(())
+    }
+
+    fn save_checkpoint(&mut self, progress: &Progress) -> Result<()> {
         let mut model: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
         model.sort_by(|a, b| a.0.cmp(&b.0));
-        Checkpoint { progress: progress.clone(), model, optim: self.optim.state() }.save(&self.checkpoint_path())
+        let ckpt = Checkpoint { progress: progress.clone(), model, optim: self.optim.state(), strategy: self.objective.state()?, identity: self.identity.clone() };
+        let path = self.checkpoint_path();
+        ckpt.save(&path)?;
+        self.last_good = Some(path);
+        Ok(())
     }
 
     fn restore(&mut self) -> Result<Progress> {
         let path = self.checkpoint_path();
         if !path.exists() {
-            return Err(TrainError::Run { run: self.run_dir.clone(), msg: format!("cannot resume: {} does not exist", path.display()) });
+            return Err(TrainError::Resume { run: self.run_dir.clone(), msg: format!("{} does not exist", path.display()) });
         }
         let ckpt = Checkpoint::load(&path)?;
+        let changed: Vec<String> = self
+            .identity
+            .iter()
+            .filter_map(|(what, now)| match ckpt.identity.get(what) {
+                Some(then) if then == now => None,
+                Some(then) => Some(format!("the {what} changed (checkpoint: {then}; now: {now})")),
+                None => Some(format!("the checkpoint does not record the {what}")),
+            })
+            .collect();
+        if !changed.is_empty() {
+            return Err(TrainError::Resume { run: self.run_dir.clone(), msg: changed.join("; ") });
+        }
         let vars = self.vs.variables();
         let mut problems = Vec::new();
         for (name, var) in &vars {
@@ -111,196 +469,47 @@ impl Trainer<'_> {
         }
         tch::no_grad(|| -> Result<()> {
             for (name, t) in &ckpt.model {
-                let mut v = vars[name].shallow_clone();
-                v.f_copy_(t)?;
+                vars[name].shallow_clone().f_copy_(t)?;
             }
             Ok(())
         })?;
         self.optim.load_state(&ckpt.optim)?;
+        self.objective.load_state(&ckpt.strategy)?;
+        self.last_good = Some(path);
         Ok(ckpt.progress)
     }
 
-    /// Keep only metrics logged up to `step` (a killed run may have logged past its checkpoint).
-    fn truncate_log(path: &Path, step: u64) -> Result<()> {
-        if !path.exists() {
-            return Ok(());
-        }
-        let kept: Vec<String> = read_jsonl(path)?
-            .into_iter()
-            .filter(|r| r.get("step").and_then(|s| s.as_u64()).map_or(true, |s| s <= step))
-            .map(|r| r.to_string())
-            .collect();
-        let body = if kept.is_empty() { String::new() } else { kept.join("\n") + "\n" };
-        std::fs::write(path, body).map_err(io(path))
-    }
-
-    /// Train on `train`, evaluating on `valid`. With `resume`, continue from the run folder's
-    /// checkpoint instead of starting afresh.
-    pub fn fit(&mut self, train: &Encoded, valid: &Encoded, resume: bool) -> Result<FitSummary> {
-        self.config.validate()?;
-        self.schedule.validate()?;
-        if train.ids.is_empty() {
-            return Err(TrainError::Config("the training split is empty".into()));
-        }
-        std::fs::create_dir_all(&self.run_dir).map_err(io(&self.run_dir))?;
-        let c = self.config.clone();
-        let lengths: Vec<usize> = train.ids.iter().map(Vec::len).collect();
-        let batcher = BucketBatcher::new(c.batch_size, c.bucket_factor);
-        let first_order = batcher.epoch_order(&lengths, self.seed, 0);
-        let padding = padding_fraction(train, &first_order);
-        let steps_per_epoch = first_order.len().div_ceil(c.grad_accum) as u64;
-        let total = steps_per_epoch * c.epochs;
-
-        let log_path = self.run_dir.join(METRICS_LOG_FILE);
-        let mut scheduler = Scheduler::new(self.schedule.clone())?;
-        let mut prog = if resume {
-            let p = self.restore()?;
-            Self::truncate_log(&log_path, p.step)?;
-            p
-        } else {
-            Progress::default()
-        };
-        if resume {
-            scheduler.load_state(prog.plateau.clone())?;
-        }
-        let mut log = if resume { MetricsLog::append(&log_path)? } else { MetricsLog::create(&log_path)? };
-        if resume {
-            log.write(&json!({"event": "resume", "step": prog.step, "epoch": prog.epoch}))?;
-        }
-
-        let reporter = Reporter::new(total, prog.step, self.quiet);
-        let start_step = prog.step;
-        let mut train_time = 0.0f64;
-        let mut session_examples = 0u64;
-        let (mut loss_acc, mut loss_n) = (0.0f64, 0u64);
-        let mut outcome = Outcome::Finished;
-
-        'epochs: while prog.epoch < c.epochs && !prog.stopped_early {
-            let order = if prog.epoch == 0 { first_order.clone() } else { batcher.epoch_order(&lengths, self.seed, prog.epoch) };
-            while prog.batch_in_epoch < order.len() {
-                let t0 = Instant::now();
-                let group = &order[prog.batch_in_epoch..(prog.batch_in_epoch + c.grad_accum).min(order.len())];
-                let n_group: usize = group.iter().map(Vec::len).sum();
-                tch::manual_seed(step_seed(self.seed, prog.step));
-                self.optim.zero_grad();
-                let mut loss_val = 0.0;
-                for idx in group {
-                    let batch = make_batch(train, idx, self.device);
-                    let loss = self.objective.loss(self.model, &batch);
-                    let w = idx.len() as f64 / n_group as f64;
-                    let l = loss.f_double_value(&[])?;
-                    loss_val += l * w;
-                    if !l.is_finite() {
-                        break;
-                    }
-                    (loss * w).f_backward()?;
-                }
-                if !loss_val.is_finite() {
-                    reporter.finish();
-                    let ck = self.checkpoint_path();
-                    let checkpoint = if ck.exists() { ck.display().to_string() } else { "(none yet: no checkpoint was written before the failure)".into() };
-                    log.write(&json!({"event": "non-finite loss", "step": prog.step, "loss": loss_val.to_string()}))?;
-                    return Err(TrainError::NonFiniteLoss { step: prog.step + 1, epoch: prog.epoch + 1, loss: loss_val, checkpoint });
-                }
-                let params = self.optim.params().into_iter().map(Tensor::shallow_clone).collect::<Vec<_>>();
-                let grad_norm = if c.clip_norm > 0.0 { Some(clip_grad_norm(&params.iter().collect::<Vec<_>>(), c.clip_norm)?) } else { None };
-                let lr = self.lr * scheduler.factor(prog.step, total);
-                self.optim.step(lr)?;
-                prog.step += 1;
-                prog.batch_in_epoch += group.len();
-                prog.examples_seen += n_group as u64;
-                session_examples += n_group as u64;
-                train_time += t0.elapsed().as_secs_f64();
-                loss_acc += loss_val;
-                loss_n += 1;
-
-                let end_of_epoch = prog.batch_in_epoch >= order.len();
-                let seq_per_s = session_examples as f64 / train_time.max(1e-9);
-                let eta = total.saturating_sub(prog.step) as f64 * train_time / (prog.step - start_step).max(1) as f64;
-                let log_now = prog.step % c.log_every.max(1) == 0 || end_of_epoch;
-                reporter.update(prog.step, prog.epoch, loss_acc / loss_n.max(1) as f64, seq_per_s, eta, log_now);
-                if log_now {
-                    let mut rec = json!({"split": "train", "step": prog.step, "epoch": prog.epoch + 1, "loss": loss_acc / loss_n as f64, "lr": lr, "seq_per_s": seq_per_s});
-                    if let Some(g) = grad_norm {
-                        rec["grad_norm"] = json!(g);
-                    }
-                    if self.optim.skipped_steps() > 0 {
-                        rec["skipped_steps"] = json!(self.optim.skipped_steps());
-                    }
-                    log.write(&rec)?;
-                    (loss_acc, loss_n) = (0.0, 0);
-                }
-                let epoch_done = prog.epoch;
-                if end_of_epoch {
-                    prog.epoch += 1;
-                    prog.batch_in_epoch = 0;
-                }
-                let eval_due = if c.eval_every > 0 { prog.step % c.eval_every == 0 || prog.step == total } else { end_of_epoch };
-                if eval_due {
-                    self.evaluate(valid, &mut prog, epoch_done, &mut log, &reporter, &mut scheduler)?;
-                }
-                if eval_due || end_of_epoch || (c.checkpoint_every > 0 && prog.step % c.checkpoint_every == 0) {
-                    prog.train_seconds += train_time;
-                    prog.plateau = scheduler.state().cloned();
-                    self.save_checkpoint(&prog)?;
-                    prog.train_seconds -= train_time;
-                }
-                if c.stop_after > 0 && prog.step >= c.stop_after {
-                    outcome = Outcome::Interrupted;
-                    break 'epochs;
-                }
-                if prog.stopped_early {
-                    outcome = Outcome::StoppedEarly;
-                    reporter.println(&format!("early stopping at step {}: no improvement in {} evaluations", prog.step, prog.evals_since_best));
-                    break 'epochs;
-                }
-                if end_of_epoch {
-                    continue 'epochs;
-                }
-            }
-        }
-        reporter.finish();
-        prog.train_seconds += train_time;
-        Ok(FitSummary { outcome, progress: prog, total_steps: total, seq_per_s: session_examples as f64 / train_time.max(1e-9), padding_fraction: padding })
-    }
-
-    /// Validate with the optimiser's evaluation weights (they differ from the training point for
-    /// schedule-free methods), keep the best model, and tell the scheduler the metric.
-    fn evaluate(&mut self, valid: &Encoded, prog: &mut Progress, epoch: u64, log: &mut MetricsLog, reporter: &Reporter, scheduler: &mut Scheduler) -> Result<()> {
+    /// Validate with the optimiser's evaluation weights (they differ from the training point
+    /// for schedule-free methods), keep the best model, and tell the scheduler the metric.
+    fn evaluate(&mut self, valid: &Encoded, s: &mut Session, epoch: u64) -> Result<()> {
         self.optim.eval_mode()?;
-        let r = self.evaluate_weights(valid, prog, epoch, log, reporter, scheduler);
+        let r = self.evaluate_weights(valid, s, epoch);
         self.optim.train_mode()?;
         r
     }
 
-    fn evaluate_weights(&mut self, valid: &Encoded, prog: &mut Progress, epoch: u64, log: &mut MetricsLog, reporter: &Reporter, scheduler: &mut Scheduler) -> Result<()> {
+    fn evaluate_weights(&mut self, valid: &Encoded, s: &mut Session, epoch: u64) -> Result<()> {
         let best_path = self.run_dir.join(BEST_MODEL_FILE);
         if valid.ids.is_empty() {
             // Nothing to select on: the latest weights are the best we know.
             return Ok(save_varstore(self.vs, &best_path)?);
         }
-        let (metric, summary) = match self.objective.validate(self.model, valid, self.config.eval_batch_size, self.device) {
-            Some(v) => {
-                let v = v?;
-                let mut rec = json!({"split": "valid", "step": prog.step, "epoch": epoch + 1});
-                rec.as_object_mut().expect("a JSON object").extend(v.record);
-                log.write(&rec)?;
-                (v.metric, v.summary)
-            }
-            None => {
-                let p = predict(self.model, valid, self.config.eval_batch_size, self.device)?;
-                let report = classification_report(&valid.labels, &p.preds, &self.label_names)?;
-                let metric = report.metric(&self.config.metric).unwrap_or(report.accuracy);
-                log.write(&json!({"split": "valid", "step": prog.step, "epoch": epoch + 1, "loss": p.loss,
-                    "accuracy": report.accuracy, "macro_f1": report.macro_f1, "mcc": report.mcc}))?;
-                (metric, format!("valid loss {:.4}  {} {metric:.4}", p.loss, self.config.metric))
-            }
-        };
-        scheduler.observe(metric);
-        let improved = prog.best_metric.map_or(true, |b| metric > b);
-        reporter.println(&format!("step {:>6}  epoch {:>3}  {summary}{}", prog.step, epoch + 1, if improved { "  (best)" } else { "" }));
+        let cx = EvalContext { model: self.model, vs: self.vs, device: self.device, batch_size: self.config.eval_batch_size, metric: &self.config.metric, label_names: &self.label_names };
+        let v = self.objective.validate(&cx, valid)?;
+        let mut rec = json!({"split": "valid", "step": s.prog.step, "epoch": epoch + 1});
+        if let Some(obj) = rec.as_object_mut() {
+            obj.extend(v.record);
+        }
+        s.log.write(&rec)?;
+        if !v.metric.is_finite() {
+            return Err(TrainError::NonFiniteState { what: format!("the validation metric ({})", v.metric), step: s.prog.step, checkpoint: self.last_good_name() });
+        }
+        s.scheduler.observe(v.metric);
+        let prog = &mut s.prog;
+        let improved = prog.best_metric.map_or(true, |b| v.metric > b);
+        self.observer.message(&format!("step {:>6}  epoch {:>3}  {}{}", prog.step, epoch + 1, v.summary, if improved { "  (best)" } else { "" }));
         if improved {
-            prog.best_metric = Some(metric);
+            prog.best_metric = Some(v.metric);
             prog.best_step = prog.step;
             prog.evals_since_best = 0;
             save_varstore(self.vs, &best_path)?;
@@ -311,5 +520,87 @@ impl Trainer<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// Keep only metrics logged up to `step` (a killed run may have logged past its checkpoint).
+fn truncate_log(path: &Path, step: u64) -> Result<()> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let kept: Vec<String> = read_jsonl(path)?
+        .into_iter()
+        .filter(|r| r.get("step").and_then(|s| s.as_u64()).map_or(true, |s| s <= step))
+        .map(|r| r.to_string())
+        .collect();
+    let body = if kept.is_empty() { String::new() } else { kept.join("\n") + "\n" };
+    whetstone_eval::write_atomic(path, body.as_bytes()).map_err(crate::error::io(path))
+}
+
+/// The state of one call to [`Trainer::fit`].
+struct Session {
+    prog: Progress,
+    scheduler: Scheduler,
+    log: MetricsLog,
+    total: u64,
+    start_step: u64,
+    plan: Vec<PlanEntry>,
+    plan_epoch: Option<u64>,
+    padding: f64,
+    train_time: f64,
+    examples: u64,
+    loss_acc: f64,
+    loss_n: u64,
+}
+
+impl Session {
+    fn new(prog: Progress, scheduler: Scheduler, log: MetricsLog, total: u64, first: Vec<PlanEntry>, padding: f64) -> Self {
+        let start_step = prog.step;
+        Self { prog, scheduler, log, total, start_step, plan: first, plan_epoch: Some(0), padding, train_time: 0.0, examples: 0, loss_acc: 0.0, loss_n: 0 }
+    }
+
+    /// Whether the run is over before the next step.
+    fn done(&self, epochs: u64) -> Option<Outcome> {
+        if self.prog.stopped_early {
+            Some(Outcome::StoppedEarly)
+        } else if self.prog.epoch >= epochs {
+            Some(Outcome::Finished)
+        } else {
+            None
+        }
+    }
+
+    /// A resumed position must lie inside the current epoch's plan.
+    fn check_position(&self) -> Result<()> {
+        if self.prog.batch_in_epoch >= self.plan.len() {
+            return Err(TrainError::Config(format!(
+                "the saved position (micro-batch {} of epoch {}) lies outside the epoch's plan of {} micro-batches: the data or the batch settings changed since the checkpoint",
+                self.prog.batch_in_epoch,
+                self.prog.epoch + 1,
+                self.plan.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Count a finished step; returns whether it ended the epoch.
+    fn advance(&mut self, group: &[PlanEntry], r: &StepReport, seconds: f64) -> bool {
+        self.prog.step += 1;
+        self.prog.batch_in_epoch += group.len();
+        self.prog.examples_seen += r.examples as u64;
+        self.examples += r.examples as u64;
+        self.train_time += seconds;
+        self.loss_acc += r.loss;
+        self.loss_n += 1;
+        let end = self.prog.batch_in_epoch >= self.plan.len();
+        if end {
+            self.prog.epoch += 1;
+            self.prog.batch_in_epoch = 0;
+        }
+        end
+    }
+
+    fn seq_per_s(&self) -> f64 {
+        self.examples as f64 / self.train_time.max(1e-9)
     }
 }

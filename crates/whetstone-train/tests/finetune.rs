@@ -84,29 +84,24 @@ fn train_config() -> TrainConfig {
 }
 
 /// Fine-tune the checkpoint in `ckpt` into `run` with `finetune`; returns the final variables.
-fn fit(ckpt: &Path, d: &Data, finetune: &FinetuneConfig, cfg: TrainConfig, run: &Path, resume: bool, init_seed: i64) -> (Vec<(String, Tensor)>, Outcome) {
+#[allow(clippy::too_many_arguments)]
+fn fit(ckpt: &Path, d: &Data, finetune: &FinetuneConfig, cfg: TrainConfig, stop_after: u64, run: &Path, resume: bool, init_seed: i64) -> (Vec<(String, Tensor)>, Outcome) {
     tch::manual_seed(init_seed);
     let vs = VarStore::new(Device::Cpu);
     let model = BertCheckpoint::open(ckpt).unwrap().load_classifier(&vs.root(), 2, Pooling::Mean).unwrap();
     finetune.prepare(&vs, Some(0.02), 3).unwrap();
     // Weight decay makes a zero gradient insufficient for freezing: the test would catch it.
     let optim = OptimConfig { weight_decay: 0.1, ..Default::default() }.build(&vs).unwrap();
-    let optim = finetune.wrap_optimizer(optim, &vs, steps_per_epoch(&cfg, &d.train, 11)).unwrap();
-    let mut t = Trainer {
-        model: &model,
-        vs: &vs,
-        optim,
-        objective: Box::new(CrossEntropy::default()),
-        schedule: Schedule::Constant,
-        lr: 3e-3,
-        config: cfg,
-        seed: 11,
-        device: Device::Cpu,
-        run_dir: run.to_path_buf(),
-        label_names: vec!["neg".into(), "pos".into()],
-        quiet: true,
-    };
-    let outcome = t.fit(&d.train, &d.valid, resume).unwrap().outcome;
+    let source = whetstone_data::BucketedSource::new(&d.train, cfg.batch_size, cfg.bucket_factor);
+    let optim = finetune.wrap_optimizer(optim, &vs, steps_per_epoch(&cfg, &source, 11).unwrap()).unwrap();
+    let mut t = Trainer::new(&model, &vs, optim, 3e-3, run)
+        .schedule(Schedule::Constant)
+        .config(cfg)
+        .seed(11)
+        .label_names(vec!["neg".into(), "pos".into()])
+        .observer(Silent)
+        .stop_after(stop_after);
+    let outcome = t.fit(&source, &d.valid, resume).unwrap().outcome;
     drop(t);
     (sorted_vars(&vs), outcome)
 }
@@ -121,16 +116,17 @@ fn frozen_blocks_stay_bit_identical_unfreeze_on_schedule_and_resume_exactly() {
     let start = checkpoint_tensors(&ckpt);
     // Embeddings frozen throughout; the head alone for steps 0–3, the top layer joins at 4, layer 0 at 8.
     let ft = FinetuneConfig { freeze: vec!["embeddings".into()], unfreeze_every_steps: 4, ..Default::default() };
-    assert_eq!(steps_per_epoch(&train_config(), &d.train, 11), 6);
+    let cfg = train_config();
+    assert_eq!(steps_per_epoch(&cfg, &whetstone_data::BucketedSource::new(&d.train, cfg.batch_size, cfg.bucket_factor), 11).unwrap(), 6);
 
-    let (after4, out) = fit(&ckpt, &d, &ft, TrainConfig { stop_after: 4, ..train_config() }, &tmp.path().join("a"), false, 1);
+    let (after4, out) = fit(&ckpt, &d, &ft, train_config(), 4, &tmp.path().join("a"), false, 1);
     assert_eq!(out, Outcome::Interrupted);
     assert!(same(&after4, &start, "embeddings.") && same(&after4, &start, "encoder."), "only the head may train in steps 0-3");
-    let (after8, _) = fit(&ckpt, &d, &ft, TrainConfig { stop_after: 8, ..train_config() }, &tmp.path().join("b"), false, 1);
+    let (after8, _) = fit(&ckpt, &d, &ft, train_config(), 8, &tmp.path().join("b"), false, 1);
     assert!(!same(&after8, &after4, "classifier.") && !same(&after8, &start, "encoder.layer.1."), "head and top layer train from step 4");
     assert!(same(&after8, &start, "embeddings.") && same(&after8, &start, "encoder.layer.0."), "layer 0 waits until step 8");
 
-    let (full, out) = fit(&ckpt, &d, &ft, train_config(), &tmp.path().join("full"), false, 1);
+    let (full, out) = fit(&ckpt, &d, &ft, train_config(), 0, &tmp.path().join("full"), false, 1);
     assert_eq!(out, Outcome::Finished);
     assert!(same(&full, &start, "embeddings."), "permanently frozen");
     assert!(!same(&full, &start, "encoder.layer.0."), "layer 0 trains from step 8");
@@ -138,9 +134,9 @@ fn frozen_blocks_stay_bit_identical_unfreeze_on_schedule_and_resume_exactly() {
     // Killed at step 7 (last checkpoint at step 6, frozen layer 0), resumed into a differently
     // initialised head: bit-identical to the uninterrupted run.
     let dir = tmp.path().join("killed");
-    fit(&ckpt, &d, &ft, TrainConfig { stop_after: 7, ..train_config() }, &dir, false, 1);
+    fit(&ckpt, &d, &ft, train_config(), 7, &dir, false, 1);
     assert_eq!(Checkpoint::load(&dir.join(CHECKPOINT_FILE)).unwrap().progress.step, 6);
-    let (resumed, out) = fit(&ckpt, &d, &ft, train_config(), &dir, true, 999);
+    let (resumed, out) = fit(&ckpt, &d, &ft, train_config(), 0, &dir, true, 999);
     assert_eq!(out, Outcome::Finished);
     for (n, t) in &full {
         assert!(t.equal(get(&resumed, n)), "{n} differs after resume");
@@ -155,9 +151,9 @@ fn head_warmup_trains_only_the_head_then_everything() {
     let d = data(&tiny_checkpoint(&ckpt));
     let start = checkpoint_tensors(&ckpt);
     let ft = FinetuneConfig { head_warmup_epochs: 1, ..Default::default() };
-    let (warm, _) = fit(&ckpt, &d, &ft, TrainConfig { stop_after: 6, ..train_config() }, &tmp.path().join("a"), false, 1);
+    let (warm, _) = fit(&ckpt, &d, &ft, train_config(), 6, &tmp.path().join("a"), false, 1);
     assert!(same(&warm, &start, "embeddings.") && same(&warm, &start, "encoder."));
-    let (all, _) = fit(&ckpt, &d, &ft, TrainConfig { stop_after: 7, ..train_config() }, &tmp.path().join("b"), false, 1);
+    let (all, _) = fit(&ckpt, &d, &ft, train_config(), 7, &tmp.path().join("b"), false, 1);
     assert!(!same(&all, &start, "embeddings.") && !same(&all, &start, "encoder.layer.0."));
 }
 
@@ -223,14 +219,14 @@ fn pooling_applies_to_pretrained_encoders() {
     let ckpt = tmp.path().join("ckpt");
     let tok = tiny_checkpoint(&ckpt);
     let d = data(&tok);
-    let batch = whetstone_data::make_batch(&d.valid, &[0, 1, 2, 3], Device::Cpu);
+    let batch = whetstone_data::make_batch(&d.valid, &[0, 1, 2, 3], Device::Cpu).unwrap();
     let logits = |pooling: Pooling| {
         tch::manual_seed(2);
         let vs = VarStore::new(Device::Cpu);
         let encoder = TransformerConfig { max_len: 32, ..Default::default() };
         let cfg = ModelConfig::Transformer(TransformerClassifierConfig { encoder, pooling, pretrained: Some(ckpt.clone()) });
         let model = cfg.build(&vs.root(), tok.vocab_size() as i64, 2).unwrap();
-        tch::no_grad(|| model.forward_t(&batch.input_ids, &batch.attention_mask, false))
+        tch::no_grad(|| model.forward_t(&batch.input_ids, &batch.attention_mask, false)).unwrap()
     };
     let (cls, mean, max) = (logits(Pooling::Cls), logits(Pooling::Mean), logits(Pooling::Max));
     assert!(!cls.equal(&mean) && !mean.equal(&max) && !cls.equal(&max));
@@ -264,7 +260,7 @@ fn a_recipe_fine_tunes_a_checkpoint_folder_with_its_tokenizer() {
     write_csv(&csv, &corpus(80));
     let r = recipe(&csv, &ckpt, "[finetune]\nfreeze = [\"embeddings\"]\nhead_warmup_steps = 3\nreinit_layers = 1\n");
     let dir = tmp.path().join("run");
-    let result = train_recipe(&r, &RunOptions { dir: dir.clone(), resume: false, quiet: true }).unwrap();
+    let result = train_recipe(&r, &RunOptions { quiet: true, ..RunOptions::new(dir.clone()) }).unwrap();
     assert!(result.test.is_some());
     let run_tok = TextTokenizer::from_file(&dir.join(TOKENIZER_FILE)).unwrap();
     assert_eq!(run_tok.vocab_size(), tok.vocab_size());
@@ -280,7 +276,7 @@ fn a_recipe_fine_tunes_a_checkpoint_folder_with_its_tokenizer() {
     for f in ["config.json", "model.safetensors"] {
         std::fs::copy(ckpt.join(f), bare.join(f)).unwrap();
     }
-    let e = train_recipe(&recipe(&csv, &bare, ""), &RunOptions { dir: tmp.path().join("bare-run"), resume: false, quiet: true }).unwrap_err().to_string();
+    let e = train_recipe(&recipe(&csv, &bare, ""), &RunOptions { quiet: true, ..RunOptions::new(tmp.path().join("bare-run")) }).unwrap_err().to_string();
     assert!(e.contains("tokenizer.json") && e.contains("tokenizer.path"), "{e}");
 
     // Bad [finetune] settings name their keys.
@@ -288,6 +284,6 @@ fn a_recipe_fine_tunes_a_checkpoint_folder_with_its_tokenizer() {
     assert!(e.contains("finetune.unfreeze_every"), "{e}");
     let e = Recipe::parse("r", "[finetune]\nhead_warmup_steps = 3\nunfreeze_every_epochs = 1\n", &[]).unwrap_err();
     assert!(e.contains("finetune.head_warmup_steps") && e.contains("unfreeze_every_epochs"), "{e}");
-    let e = train_recipe(&recipe(&csv, &ckpt, "[finetune]\nfreeze = [\"embedings\"]\n"), &RunOptions { dir: tmp.path().join("typo"), resume: false, quiet: true }).unwrap_err().to_string();
+    let e = train_recipe(&recipe(&csv, &ckpt, "[finetune]\nfreeze = [\"embedings\"]\n"), &RunOptions { quiet: true, ..RunOptions::new(tmp.path().join("typo")) }).unwrap_err().to_string();
     assert!(e.contains("embedings") && e.contains("matches no"), "{e}");
 }

@@ -79,7 +79,7 @@ fn pretraining_learns_resumes_exactly_and_exports_a_checkpoint_for_fine_tuning()
     let r = recipe(&corpus);
 
     let full = tmp.path().join("full");
-    let done = pretrain_recipe(&r, &RunOptions { dir: full.clone(), resume: false, quiet: true }).unwrap();
+    let done = pretrain_recipe(&r, &RunOptions { quiet: true, ..RunOptions::new(&full) }).unwrap();
     assert_eq!(done.fit.outcome, Outcome::Finished);
     let losses = valid_losses(&full);
     assert!(losses.len() >= 4, "{losses:?}");
@@ -90,14 +90,15 @@ fn pretraining_learns_resumes_exactly_and_exports_a_checkpoint_for_fine_tuning()
 
     // Killed part-way, then resumed: the same encoder, bit for bit.
     let cut = tmp.path().join("cut");
-    let stopped = pretrain_recipe(&PretrainRecipe { train: whetstone_train::TrainConfig { stop_after: 20, ..r.train.clone() }, ..r.clone() }, &RunOptions { dir: cut.clone(), resume: false, quiet: true }).unwrap();
+    let stopped = pretrain_recipe(&r, &RunOptions { stop_after: 20, quiet: true, ..RunOptions::new(&cut) }).unwrap();
     assert_eq!(stopped.fit.outcome, Outcome::Interrupted);
-    // The saved recipe has stop_after = 20; resume with it, then compare the exported weights.
+    // stop_after is a run option, not part of the saved recipe; a changed recipe is refused.
     let saved = PretrainRecipe::parse("saved", &std::fs::read_to_string(cut.join("pretrain.toml")).unwrap(), &[]).unwrap();
-    let resumed = pretrain_recipe(&PretrainRecipe { train: whetstone_train::TrainConfig { stop_after: 0, ..saved.train.clone() }, ..saved.clone() }, &RunOptions { dir: cut.clone(), resume: true, quiet: true });
-    assert!(resumed.is_err(), "a changed recipe must be refused on resume");
-    std::fs::write(cut.join("pretrain.toml"), toml::to_string(&PretrainRecipe { train: whetstone_train::TrainConfig { stop_after: 0, ..saved.train.clone() }, ..saved }).unwrap()).unwrap();
-    let resumed = pretrain_recipe(&r, &RunOptions { dir: cut.clone(), resume: true, quiet: true }).unwrap();
+    assert_eq!(saved, r);
+    let changed = PretrainRecipe { seed: r.seed + 1, ..r.clone() };
+    let refused = pretrain_recipe(&changed, &RunOptions { resume: true, quiet: true, ..RunOptions::new(&cut) });
+    assert!(refused.is_err(), "a changed recipe must be refused on resume");
+    let resumed = pretrain_recipe(&r, &RunOptions { resume: true, quiet: true, ..RunOptions::new(&cut) }).unwrap();
     assert_eq!(resumed.fit.outcome, Outcome::Finished);
     let a = std::fs::read(full.join(ENCODER_DIR).join("model.safetensors")).unwrap();
     let b = std::fs::read(cut.join(ENCODER_DIR).join("model.safetensors")).unwrap();
@@ -116,7 +117,7 @@ fn pretraining_learns_resumes_exactly_and_exports_a_checkpoint_for_fine_tuning()
     )
     .unwrap();
     let ft_dir = tmp.path().join("ft");
-    let out = train_recipe(&ft, &RunOptions { dir: ft_dir.clone(), resume: false, quiet: true }).unwrap();
+    let out = train_recipe(&ft, &RunOptions { quiet: true, ..RunOptions::new(ft_dir.clone()) }).unwrap();
     let acc = out.test.unwrap().accuracy;
     assert!(acc >= 0.8, "fine-tuned accuracy {acc}");
     // Fine-tuning used the pretraining tokenizer, which the checkpoint carries.
@@ -134,6 +135,6 @@ fn bad_pretraining_recipes_are_named() {
         assert!(e.contains(key) && e.contains("r.toml"), "{set}: {e}");
     }
     let missing = PretrainRecipe::parse("r.toml", &base, &["corpus.sources=[\"no-such-corpus\"]".into()]).unwrap();
-    let e = pretrain_recipe(&missing, &RunOptions { dir: tmp.path().join("x"), resume: false, quiet: true }).unwrap_err().to_string();
+    let e = pretrain_recipe(&missing, &RunOptions { quiet: true, ..RunOptions::new(tmp.path().join("x")) }).unwrap_err().to_string();
     assert!(e.contains("no-such-corpus") && e.contains("wiki100"), "{e}");
 }

@@ -3,10 +3,10 @@
 
 use std::path::Path;
 use tch::{nn::VarStore, Device, Tensor};
-use whetstone_data::{encode, load_splits, Batch, DataSource, Encoded, Split, TextTokenizer};
-use whetstone_models::{ModelConfig, TextClassifier, TextCnnConfig, TransformerClassifierConfig, TransformerConfig};
+use whetstone_data::{encode, load_splits, Batch, BucketedSource, DataSource, Encoded, Split, TextTokenizer};
+use whetstone_models::{ModelConfig, TextCnnConfig, TransformerClassifierConfig, TransformerConfig};
 use whetstone_optim::{OptimConfig, Schedule};
-use whetstone_train::{Checkpoint, CrossEntropy, Objective, Outcome, TrainConfig, TrainError, Trainer, CHECKPOINT_FILE};
+use whetstone_train::{Checkpoint, CrossEntropy, Objective, Outcome, Silent, StepContext, TrainConfig, TrainError, Trainer, CHECKPOINT_FILE};
 
 /// libtorch's random generator is global to the process and `cargo test` runs tests on
 /// parallel threads: tests that depend on the random stream take this lock.
@@ -48,28 +48,28 @@ fn config() -> TrainConfig {
     TrainConfig { epochs: 3, batch_size: 16, grad_accum: 2, eval_every: 10, checkpoint_every: 4, log_every: 5, bucket_factor: 4, ..Default::default() }
 }
 
-/// Train `model_cfg` in `dir`; the model is initialised from `init_seed`. Returns the final
-/// parameters (sorted by name) and the outcome.
+/// Train `model_cfg` in `dir`; the model is initialised from `init_seed`; `stop_after` steps
+/// (0 = all). Returns the final parameters (sorted by name) and the outcome.
 fn run(d: &Data, model_cfg: &ModelConfig, cfg: TrainConfig, dir: &Path, resume: bool, init_seed: i64, objective: Box<dyn Objective>) -> (Vec<(String, Tensor)>, Result<Outcome, TrainError>) {
+    run_until(d, model_cfg, cfg, 0, dir, resume, init_seed, objective)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_until(d: &Data, model_cfg: &ModelConfig, cfg: TrainConfig, stop_after: u64, dir: &Path, resume: bool, init_seed: i64, objective: Box<dyn Objective>) -> (Vec<(String, Tensor)>, Result<Outcome, TrainError>) {
     tch::manual_seed(init_seed);
     let vs = VarStore::new(Device::Cpu);
     let model = model_cfg.build(&vs.root(), d.vocab, 2).unwrap();
     let optim = OptimConfig::default().build(&vs).unwrap();
-    let mut t = Trainer {
-        model: model.as_ref(),
-        vs: &vs,
-        optim,
-        objective,
-        schedule: Schedule::default(),
-        lr: 3e-3,
-        config: cfg,
-        seed: 11,
-        device: Device::Cpu,
-        run_dir: dir.to_path_buf(),
-        label_names: vec!["negative".into(), "positive".into()],
-        quiet: true,
-    };
-    let out = t.fit(&d.train, &d.valid, resume).map(|s| s.outcome);
+    let source = BucketedSource::new(&d.train, cfg.batch_size, cfg.bucket_factor);
+    let mut t = Trainer::new(model.as_ref(), &vs, optim, 3e-3, dir)
+        .objective(objective)
+        .schedule(Schedule::default())
+        .config(cfg)
+        .seed(11)
+        .label_names(vec!["negative".into(), "positive".into()])
+        .observer(Silent)
+        .stop_after(stop_after);
+    let out = t.fit(&source, &d.valid, resume).map(|s| s.outcome);
     let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     vars.sort_by(|a, b| a.0.cmp(&b.0));
     (vars, out)
@@ -97,8 +97,7 @@ fn runs_are_bit_reproducible_and_resume_exactly() {
         // "Kill" the run at step 23 (the last checkpoint is at step 20, mid-epoch), then resume
         // into a model initialised differently: the checkpoint must restore everything.
         let dir = tmp.path().join("killed");
-        let killed_cfg = TrainConfig { stop_after: 23, ..config() };
-        let (_, out) = run(&d, &model, killed_cfg, &dir, false, 1, Box::new(CrossEntropy::default()));
+        let (_, out) = run_until(&d, &model, config(), 23, &dir, false, 1, Box::new(CrossEntropy::default()));
         assert_eq!(out.unwrap(), Outcome::Interrupted);
         let ck = Checkpoint::load(&dir.join(CHECKPOINT_FILE)).unwrap();
         assert_eq!(ck.progress.step, 20);
@@ -131,7 +130,7 @@ fn resume_without_checkpoint_or_from_garbage_is_a_clear_error() {
     assert!(e.contains(CHECKPOINT_FILE) && e.contains("not a valid safetensors"), "{e}");
     // A checkpoint of another model does not load into this one.
     let other = tmp.path().join("other");
-    let (_, out) = run(&d, &transformer(), TrainConfig { stop_after: 4, ..config() }, &other, false, 1, Box::new(CrossEntropy::default()));
+    let (_, out) = run_until(&d, &transformer(), config(), 4, &other, false, 1, Box::new(CrossEntropy::default()));
     out.unwrap();
     let (_, out) = run(&d, &textcnn(), config(), &other, true, 1, Box::new(CrossEntropy::default()));
     let e = out.unwrap_err().to_string();
@@ -145,10 +144,10 @@ struct PoisonAt {
 }
 
 impl Objective for PoisonAt {
-    fn loss(&mut self, model: &dyn TextClassifier, batch: &Batch) -> Tensor {
+    fn loss(&mut self, cx: &mut StepContext, batch: &Batch) -> whetstone_train::Result<Tensor> {
         self.calls += 1;
-        let l = CrossEntropy::default().loss(model, batch);
-        if self.calls > self.at { l * f64::NAN } else { l }
+        let l = CrossEntropy::default().loss(cx, batch)?;
+        Ok(if self.calls > self.at { l * f64::NAN } else { l })
     }
 }
 
@@ -179,21 +178,11 @@ fn early_stopping_ends_the_run_after_patience_evaluations() {
     tch::manual_seed(3);
     let vs = VarStore::new(Device::Cpu);
     let model = textcnn().build(&vs.root(), d.vocab, 2).unwrap();
-    let mut t = Trainer {
-        model: model.as_ref(),
-        vs: &vs,
-        optim: OptimConfig { lr: 1e-30, weight_decay: 0.0, ..Default::default() }.build(&vs).unwrap(),
-        objective: Box::new(CrossEntropy::default()),
-        schedule: Schedule::Constant,
-        lr: 1e-30,
-        config: TrainConfig { epochs: 50, patience: 2, eval_every: 5, ..config() },
-        seed: 1,
-        device: Device::Cpu,
-        run_dir: tmp.path().to_path_buf(),
-        label_names: vec!["n".into(), "p".into()],
-        quiet: true,
-    };
-    let s = t.fit(&d.train, &d.valid, false).unwrap();
+    let cfg = TrainConfig { epochs: 50, patience: 2, eval_every: 5, ..config() };
+    let source = BucketedSource::new(&d.train, cfg.batch_size, cfg.bucket_factor);
+    let optim = OptimConfig { lr: 1e-30, weight_decay: 0.0, ..Default::default() }.build(&vs).unwrap();
+    let mut t = Trainer::new(model.as_ref(), &vs, optim, 1e-30, tmp.path()).config(cfg).seed(1).label_names(vec!["n".into(), "p".into()]).observer(Silent);
+    let s = t.fit(&source, &d.valid, false).unwrap();
     assert_eq!(s.outcome, Outcome::StoppedEarly);
     assert_eq!(s.progress.step, 15, "evaluations at 5 (best), 10, 15 → stop");
     assert_eq!(s.progress.best_step, 5);
@@ -206,26 +195,21 @@ fn reduce_on_plateau_follows_the_validation_metric_and_survives_resume() {
     let d = data();
     let tmp = tempfile::tempdir().unwrap();
     let schedule: Schedule = toml::from_str("kind = \"reduce-on-plateau\"\nmode = \"max\"\nfactor = 0.5\npatience = 0").unwrap();
-    let mk = |_vs: &VarStore, stop_after: u64| TrainConfig { epochs: 1, eval_every: 3, log_every: 1, checkpoint_every: 0, stop_after, ..config() };
+    let cfg = TrainConfig { epochs: 1, eval_every: 3, log_every: 1, checkpoint_every: 0, ..config() };
     let train = |stop_after: u64, resume: bool| {
         tch::manual_seed(3);
         let vs = VarStore::new(Device::Cpu);
         let model = textcnn().build(&vs.root(), d.vocab, 2).unwrap();
-        let mut t = Trainer {
-            model: model.as_ref(),
-            vs: &vs,
-            optim: OptimConfig { lr: 1e-30, weight_decay: 0.0, ..Default::default() }.build(&vs).unwrap(),
-            objective: Box::new(CrossEntropy::default()),
-            schedule: schedule.clone(),
-            lr: 1e-30,
-            config: mk(&vs, stop_after),
-            seed: 1,
-            device: Device::Cpu,
-            run_dir: tmp.path().to_path_buf(),
-            label_names: vec!["n".into(), "p".into()],
-            quiet: true,
-        };
-        t.fit(&d.train, &d.valid, resume).unwrap()
+        let optim = OptimConfig { lr: 1e-30, weight_decay: 0.0, ..Default::default() }.build(&vs).unwrap();
+        let source = BucketedSource::new(&d.train, cfg.batch_size, cfg.bucket_factor);
+        let mut t = Trainer::new(model.as_ref(), &vs, optim, 1e-30, tmp.path())
+            .schedule(schedule.clone())
+            .config(cfg.clone())
+            .seed(1)
+            .label_names(vec!["n".into(), "p".into()])
+            .observer(Silent)
+            .stop_after(stop_after);
+        t.fit(&source, &d.valid, resume).unwrap()
     };
     train(7, false);
     let s = train(0, true);

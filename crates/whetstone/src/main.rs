@@ -213,7 +213,7 @@ fn train(a: TrainArgs) -> Result<()> {
     if !quiet {
         eprintln!("{} run {} ({})", if resume { "resuming" } else { "starting" }, recipe.name, dir.display());
     }
-    let r = train_recipe(&recipe, &RunOptions { dir: dir.clone(), resume, quiet })?;
+    let r = train_recipe(&recipe, &RunOptions { dir: dir.clone(), resume, quiet, stop_after: 0 })?;
     match &r.test {
         None => println!("run interrupted at step {} (resume with --resume {})", r.fit.progress.step, dir.display()),
         Some(t) => {

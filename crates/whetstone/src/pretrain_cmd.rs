@@ -47,7 +47,7 @@ pub fn pretrain(a: PretrainArgs) -> Result<()> {
     if !a.run.quiet {
         eprintln!("{} pretraining run {} ({})", if resume { "resuming" } else { "starting" }, recipe.name, dir.display());
     }
-    let r = pretrain_recipe(&recipe, &RunOptions { dir: dir.clone(), resume, quiet: a.run.quiet })?;
+    let r = pretrain_recipe(&recipe, &RunOptions { dir: dir.clone(), resume, quiet: a.run.quiet, stop_after: 0 })?;
     match (&r.fit.outcome, &r.valid) {
         (whetstone_train::Outcome::Interrupted, _) => println!("run interrupted at step {} (resume with --resume {})", r.fit.progress.step, dir.display()),
         (_, valid) => {

@@ -1,6 +1,7 @@
 //! The masked-language-model loss as a trainer [`Objective`].
 
-use crate::error::Result;
+use crate::context::{EvalContext, StepContext};
+use crate::error::{Result, TrainError};
 use crate::objective::{Objective, Validation};
 use serde_json::json;
 use tch::{Device, Kind, Reduction, Tensor};
@@ -11,8 +12,7 @@ use whetstone_models::{MlmHead, TextClassifier, TransformerEncoder};
 ///
 /// The classifier's own head takes no part. The loss is cross-entropy over the masked
 /// positions only; only their states go through the vocabulary projection, which saves about
-/// 85 % of the decoder's work. A model that is not a Transformer gives a NaN loss (the
-/// trainer then stops with a clear error).
+/// 85 % of the decoder's work. A model that is not a Transformer is an error naming its kind.
 #[derive(Debug)]
 pub struct MlmObjective {
     /// The head (its variables live in the model's `VarStore`, so they train and checkpoint).
@@ -46,17 +46,17 @@ impl MlmScore {
 
 impl MlmObjective {
     /// Summed loss, masked-token count and correct top-1 predictions of one batch.
-    fn batch_loss(&self, encoder: &TransformerEncoder, batch: &Batch, train: bool) -> (Tensor, Tensor, Tensor) {
+    fn batch_loss(&self, encoder: &TransformerEncoder, batch: &Batch, train: bool) -> Result<(Tensor, i64, Tensor)> {
         let m = self.masker.mask(&batch.input_ids, &batch.attention_mask);
-        let states = encoder.forward_t(&m.input_ids, &batch.attention_mask, train);
+        let states = encoder.forward_t(&m.input_ids, &batch.attention_mask, train)?;
         let hidden = states.size()[2];
-        let idx = m.masked.flatten(0, -1).nonzero().squeeze_dim(1);
-        let picked = states.reshape([-1, hidden]).index_select(0, &idx);
-        let labels = m.labels.flatten(0, -1).index_select(0, &idx);
-        let logits = self.head.forward(&picked, encoder).to_kind(Kind::Float);
-        let loss_sum = logits.cross_entropy_loss::<Tensor>(&labels, None, Reduction::Sum, -100, 0.0);
-        let correct = logits.argmax(-1, false).eq_tensor(&labels).sum(Kind::Int64);
-        (loss_sum, idx.size()[0].into(), correct)
+        let idx = m.masked.f_flatten(0, -1)?.f_nonzero()?.f_squeeze_dim(1)?;
+        let picked = states.f_reshape([-1, hidden])?.f_index_select(0, &idx)?;
+        let labels = m.labels.f_flatten(0, -1)?.f_index_select(0, &idx)?;
+        let logits = self.head.forward(&picked, encoder)?.f_to_kind(Kind::Float)?;
+        let loss_sum = logits.f_cross_entropy_loss::<Tensor>(&labels, None, Reduction::Sum, -100, 0.0)?;
+        let correct = logits.f_argmax(-1, false)?.f_eq_tensor(&labels)?.f_sum(Kind::Int64)?;
+        Ok((loss_sum, idx.size()[0], correct))
     }
 
     /// Masked-LM loss, perplexity and accuracy of `encoder` on `data` (no dropout, masks
@@ -67,10 +67,10 @@ impl MlmObjective {
         let (mut loss, mut tokens, mut correct) = (0.0, 0u64, 0u64);
         tch::no_grad(|| -> Result<()> {
             for idx in &order {
-                let batch = make_batch(data, idx, device);
-                let (l, n, c) = self.batch_loss(encoder, &batch, false);
+                let batch = make_batch(data, idx, device)?;
+                let (l, n, c) = self.batch_loss(encoder, &batch, false)?;
                 loss += l.f_double_value(&[])?;
-                tokens += n.f_int64_value(&[])? as u64;
+                tokens += n as u64;
                 correct += c.f_int64_value(&[])? as u64;
             }
             Ok(())
@@ -80,24 +80,25 @@ impl MlmObjective {
     }
 }
 
+/// The encoder of a Transformer model, or an error saying masked-LM needs one.
+fn encoder_of(model: &dyn TextClassifier) -> Result<&TransformerEncoder> {
+    model.as_transformer().map(|t| t.encoder()).ok_or_else(|| TrainError::Config("masked-LM pretraining needs a Transformer encoder; this model is not a Transformer".to_string()))
+}
+
 impl Objective for MlmObjective {
-    fn loss(&mut self, model: &dyn TextClassifier, batch: &Batch) -> Tensor {
-        let Some(t) = model.as_transformer() else {
-            return Tensor::from(f32::NAN);
-        };
-        let (sum, n, _) = self.batch_loss(t.encoder(), batch, true);
-        sum / n.clamp_min(1).to_kind(Kind::Float)
+    fn loss(&mut self, cx: &mut StepContext<'_>, batch: &Batch) -> Result<Tensor> {
+        let (sum, n, _) = self.batch_loss(encoder_of(cx.model)?, batch, true)?;
+        Ok(sum.f_div_scalar(n.max(1) as f64)?)
     }
 
-    fn validate(&mut self, model: &dyn TextClassifier, valid: &Encoded, batch_size: usize, device: Device) -> Option<Result<Validation>> {
-        let t = model.as_transformer()?;
-        Some(self.score(t.encoder(), valid, batch_size, device).map(|s| {
-            let record = json!({"mlm_loss": s.loss, "perplexity": s.perplexity, "mlm_accuracy": s.accuracy, "masked_tokens": s.tokens});
-            Validation {
-                metric: -s.loss,
-                summary: format!("valid MLM loss {:.4}  perplexity {:.2}  masked-token accuracy {:.4}", s.loss, s.perplexity, s.accuracy),
-                record: record.as_object().cloned().unwrap_or_default(),
-            }
-        }))
+    /// Masked-LM loss and perplexity of the validation windows (no classifier involved).
+    fn validate(&mut self, cx: &EvalContext<'_>, valid: &Encoded) -> Result<Validation> {
+        let s = self.score(encoder_of(cx.model)?, valid, cx.batch_size, cx.device)?;
+        let record = json!({"mlm_loss": s.loss, "perplexity": s.perplexity, "mlm_accuracy": s.accuracy, "masked_tokens": s.tokens});
+        Ok(Validation {
+            metric: -s.loss,
+            summary: format!("valid MLM loss {:.4}  perplexity {:.2}  masked-token accuracy {:.4}", s.loss, s.perplexity, s.accuracy),
+            record: record.as_object().cloned().unwrap_or_default(),
+        })
     }
 }

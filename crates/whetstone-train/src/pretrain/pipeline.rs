@@ -14,7 +14,7 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::nn::VarStore;
-use whetstone_data::{chunk_documents, load_corpus, Masker, TextTokenizer};
+use whetstone_data::{chunk_documents, load_corpus, BucketedSource, Masker, TextTokenizer};
 use whetstone_models::{load_varstore, parse_device, MlmHead, Pooling, TransformerClassifier, TransformerClassifierConfig};
 
 /// The recipe a pretraining run started with, in its folder.
@@ -125,23 +125,18 @@ pub fn pretrain_recipe(recipe: &PretrainRecipe, opts: &RunOptions) -> Result<Pre
     let head = MlmHead::new(&(vs.root() / "cls" / "predictions"), model.encoder());
     say(format!("model: encoder {} layers × {} with {} parameters (MLM head tied to the word embeddings) on {device:?}", recipe.model.layers, recipe.model.hidden, whetstone_eval::format_count(whetstone_models::count_parameters(&vs))));
     let objective = MlmObjective { head, masker: Masker::new(&tokenizer, recipe.mlm.clone(), device)?, eval_seed: recipe.seed as i64 ^ 0x5eed };
-    let mut trainer = Trainer {
-        model: &model,
-        vs: &vs,
-        optim: recipe.optim.build(&vs)?,
-        objective: Box::new(objective),
-        schedule: recipe.schedule.clone(),
-        lr: recipe.optim.lr,
-        config: recipe.train.clone(),
-        seed: recipe.seed,
-        device,
-        run_dir: dir.clone(),
-        label_names: vec!["text".into()],
-        quiet: opts.quiet,
-    };
-    let fit = trainer.fit(&train, &valid, opts.resume)?;
+    let mut trainer = Trainer::new(&model, &vs, recipe.optim.build(&vs)?, recipe.optim.lr, dir.clone())
+        .objective(objective)
+        .schedule(recipe.schedule.clone())
+        .config(recipe.train.clone())
+        .seed(recipe.seed)
+        .device(device)
+        .observer(crate::Reporter::quiet(opts.quiet))
+        .stop_after(opts.stop_after);
+    let source = BucketedSource::new(&train, recipe.train.batch_size, recipe.train.bucket_factor);
+    let fit = trainer.fit(&source, &valid, opts.resume)?;
     // Keep the objective (its head lives in `vs`) and end the trainer's borrows of the store.
-    let Trainer { mut objective, .. } = trainer;
+    let mut objective = trainer.into_objective();
     let result = |valid| PretrainResult { dir: dir.clone(), fit: fit.clone(), valid, train_windows: train.len(), documents: train_docs.len(), wall_s: started.elapsed().as_secs_f64() };
     if fit.outcome == Outcome::Interrupted {
         return Ok(result(None));
@@ -151,7 +146,8 @@ pub fn pretrain_recipe(recipe: &PretrainRecipe, opts: &RunOptions) -> Result<Pre
     let score = if valid.is_empty() {
         None
     } else {
-        objective.validate(&model, &valid, recipe.train.eval_batch_size, device).transpose()?.map(|v| MlmScore::from_record(&v.record))
+        let cx = crate::EvalContext { model: &model, vs: &vs, device, batch_size: recipe.train.eval_batch_size, metric: "perplexity", label_names: &[] };
+        Some(MlmScore::from_record(&objective.validate(&cx, &valid)?.record))
     };
     model.encoder().save_pretrained(&dir.join(ENCODER_DIR), &tok_path)?;
     let metrics = json!({

@@ -51,7 +51,7 @@ impl<O: Optimizer> Optimizer for Accumulate<O> {
                 for p in self.inner.params() {
                     let mut g = p.grad();
                     if g.defined() {
-                        g.f_div_scalar_(k)?;
+                        let _ = g.f_div_scalar_(k)?;
                     }
                 }
                 Ok(())

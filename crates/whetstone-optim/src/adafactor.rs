@@ -93,25 +93,25 @@ impl Transform for ScaleByAdafactor {
             let sq = g.f_mul(g)?.f_add_scalar(c.eps.0)?;
             let mut u = if rows[i].defined() {
                 let (mut r, mut cc) = (rows[i].shallow_clone(), cols[i].shallow_clone());
-                r.f_mul_scalar_(beta2t)?;
-                r.f_add_(&sq.f_mean_dim(-1, false, p.kind())?.f_mul_scalar(1.0 - beta2t)?)?;
-                cc.f_mul_scalar_(beta2t)?;
-                cc.f_add_(&sq.f_mean_dim(-2, false, p.kind())?.f_mul_scalar(1.0 - beta2t)?)?;
+                let _ = r.f_mul_scalar_(beta2t)?;
+                let _ = r.f_add_(&sq.f_mean_dim(-1, false, p.kind())?.f_mul_scalar(1.0 - beta2t)?)?;
+                let _ = cc.f_mul_scalar_(beta2t)?;
+                let _ = cc.f_add_(&sq.f_mean_dim(-2, false, p.kind())?.f_mul_scalar(1.0 - beta2t)?)?;
                 let r_factor = r.f_div(&r.f_mean_dim(-1, true, p.kind())?)?.f_rsqrt()?.f_unsqueeze(-1)?;
                 let c_factor = cc.f_unsqueeze(-2)?.f_rsqrt()?;
                 r_factor.f_mul(&c_factor)?.f_mul(g)?
             } else {
                 let mut v = full[i].shallow_clone();
-                v.f_mul_scalar_(beta2t)?;
-                v.f_add_(&sq.f_mul_scalar(1.0 - beta2t)?)?;
+                let _ = v.f_mul_scalar_(beta2t)?;
+                let _ = v.f_add_(&sq.f_mul_scalar(1.0 - beta2t)?)?;
                 v.f_rsqrt()?.f_mul(g)?
             };
             let denom = rms(&u)?.f_div_scalar(c.clip_threshold)?.f_clamp_min(1.0)?;
             u = u.f_div(&denom)?.f_mul(&lr_t)?;
             if let Some(b1) = c.beta1 {
                 let m = &mut avgs[i];
-                m.f_mul_scalar_(b1)?;
-                m.f_add_(&u.f_mul_scalar(1.0 - b1)?)?;
+                let _ = m.f_mul_scalar_(b1)?;
+                let _ = m.f_add_(&u.f_mul_scalar(1.0 - b1)?)?;
                 u = m.shallow_clone();
             }
             let wd = ctx.weight_decay[i];

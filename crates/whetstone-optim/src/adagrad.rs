@@ -43,9 +43,9 @@ impl Transform for ScaleByAdagrad {
     fn update(&self, updates: &mut [Tensor], state: &mut TransformState, ctx: &StepCtx) -> Result<()> {
         let decay = 1.0 / (1.0 + (ctx.step as f64 - 1.0) * self.config.lr_decay);
         for (u, s) in updates.iter_mut().zip(state.buf("sum")?.iter_mut()) {
-            s.f_add_(&u.f_mul(u)?)?;
+            let _ = s.f_add_(&u.f_mul(u)?)?;
             let mut std = s.f_sqrt()?;
-            std.f_add_scalar_(self.config.eps)?;
+            let _ = std.f_add_scalar_(self.config.eps)?;
             *u = u.f_mul_scalar(decay)?.f_div(&std)?;
         }
         Ok(())

@@ -43,10 +43,10 @@ impl Transform for ScaleByAdamax {
         let bc = 1.0 - b1.powi(ctx.step as i32);
         let (ms, us) = state.buf2("exp_avg", "exp_inf")?;
         for (i, g) in updates.iter_mut().enumerate() {
-            ms[i].f_lerp_(&*g, 1.0 - b1)?;
-            us[i].f_mul_scalar_(b2)?;
+            let _ = ms[i].f_lerp_(&*g, 1.0 - b1)?;
+            let _ = us[i].f_mul_scalar_(b2)?;
             let a = g.f_abs()?.f_add_scalar(self.eps)?;
-            us[i].f_maximum_out(&us[i], &a)?;
+            let _ = us[i].f_maximum_out(&us[i], &a)?;
             *g = ms[i].f_div(&us[i])?.f_div_scalar(bc)?;
         }
         Ok(())

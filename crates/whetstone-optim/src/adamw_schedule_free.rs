@@ -119,14 +119,14 @@ impl Optimizer for ScheduleFreeAdamW {
                 }
                 ema_sq_(&mut self.v[i], &g, b2)?;
                 let mut denom = self.v[i].f_div_scalar(bc2)?.f_sqrt()?;
-                denom.f_add_scalar_(c.eps)?;
+                let _ = denom.f_add_scalar_(c.eps)?;
                 let mut gn = g.f_div(&denom)?;
                 if p.weight_decay != 0.0 {
                     gn = gn.f_add(&p.tensor.f_mul_scalar(p.weight_decay)?)?;
                 }
-                self.z[i].f_sub_(&gn.f_mul_scalar(lr_t)?)?;
-                self.x[i].f_mul_scalar_(1.0 - ckp1)?;
-                self.x[i].f_add_(&self.z[i].f_mul_scalar(ckp1)?)?;
+                let _ = self.z[i].f_sub_(&gn.f_mul_scalar(lr_t)?)?;
+                let _ = self.x[i].f_mul_scalar_(1.0 - ckp1)?;
+                let _ = self.x[i].f_add_(&self.z[i].f_mul_scalar(ckp1)?)?;
                 let y = self.x[i].f_mul_scalar(b1)?.f_add(&self.z[i].f_mul_scalar(1.0 - b1)?)?;
                 p.tensor.shallow_clone().f_copy_(&y)?;
             }

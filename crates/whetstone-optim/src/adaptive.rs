@@ -213,7 +213,7 @@ fn get(t: &Tensor) -> Result<f64> {
 }
 
 fn set(t: &Tensor, v: f64) -> Result<()> {
-    t.shallow_clone().f_fill_(v)?;
+    let _ = t.shallow_clone().f_fill_(v)?;
     Ok(())
 }
 
@@ -272,7 +272,7 @@ impl Transform for ScaleByAdaptive {
                 if adapt_lr {
                     let h = if prev_rectified {
                         let mut d = v.f_sqrt()?;
-                        d.f_add_scalar_(c.eps)?;
+                        let _ = d.f_add_scalar_(c.eps)?;
                         cosine(u, &m.f_div(&d)?)?
                     } else if c.degenerate_to_sgd {
                         cosine(u, m)?
@@ -297,7 +297,7 @@ impl Transform for ScaleByAdaptive {
             // (2): moments, bias correction by the product of the β₁ used.
             let prod = get(beta1_prod)? * b1;
             set(beta1_prod, prod)?;
-            m.f_lerp_(&*u, 1.0 - b1)?;
+            let _ = m.f_lerp_(&*u, 1.0 - b1)?;
             ema_sq_(v, u, b2)?;
             let m_hat = if c.nesterov {
                 // β₁ m / (1 − Πβ₁·β₁) + (1 − β₁) g / (1 − Πβ₁): the next step's bias-corrected
@@ -310,7 +310,7 @@ impl Transform for ScaleByAdaptive {
             let d = if rho_t > 5.0 {
                 let rect = ((rho_t - 4.0) * (rho_t - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t)).sqrt();
                 let mut den = v.f_sqrt()?;
-                den.f_add_scalar_(c.eps)?;
+                let _ = den.f_add_scalar_(c.eps)?;
                 let adaptive = den.f_reciprocal()?.f_mul_scalar(bc2.sqrt())?;
                 m_hat.f_mul(&adaptive)?.f_mul_scalar(rect)?
             } else if c.degenerate_to_sgd {

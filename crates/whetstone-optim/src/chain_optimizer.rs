@@ -93,7 +93,7 @@ impl ChainOptimizer {
             let ctx = StepCtx { params: &params, weight_decay: &wd, lr, step: self.step };
             self.chain.update(&mut updates, &mut self.states, &ctx)?;
             for (p, u) in params.iter().zip(&updates) {
-                p.shallow_clone().f_add_(u)?;
+                let _ = p.shallow_clone().f_add_(u)?;
             }
             return Ok(());
         }
@@ -116,7 +116,7 @@ impl ChainOptimizer {
             }
         }
         for (p, u) in params.iter().zip(&updates) {
-            p.shallow_clone().f_add_(u)?;
+            let _ = p.shallow_clone().f_add_(u)?;
         }
         Ok(())
     }
@@ -164,22 +164,28 @@ impl Optimizer for ChainOptimizer {
     }
 
     fn zero_grad(&mut self) {
+        // `zero_grad` cannot return an error, and a gradient left unzeroed would silently
+        // corrupt the next step, so a libtorch failure panics (`zero_`, as the trait's default
+        // does) instead of being dropped. The returned tensor is only a handle to `g`.
         if self.buckets.is_empty() {
             for p in &self.params {
                 let mut g = p.tensor.grad();
                 if g.defined() {
-                    let _ = g.f_zero_();
+                    let _ = g.zero_();
                 }
             }
         } else {
             for b in &self.buckets {
-                let _ = b.grad.shallow_clone().f_zero_();
+                let _ = b.grad.shallow_clone().zero_();
             }
         }
     }
 
     fn state(&self) -> OptimState {
-        let mut tensors: Vec<(String, Tensor)> = self.named_views().unwrap_or_default().into_iter().map(|(n, t)| (n, t.copy())).collect();
+        // `state` cannot return an error; an empty state in its place would be a checkpoint that
+        // silently drops the buffers, so a failure (narrowing the flat buffers) panics instead.
+        let views = self.named_views().expect("views of the optimiser's flat state buffers");
+        let mut tensors: Vec<(String, Tensor)> = views.into_iter().map(|(n, t)| (n, t.copy())).collect();
         for s in &self.states {
             for (n, v) in &s.scalars {
                 tensors.push((n.clone(), Tensor::from_slice(&[*v])));

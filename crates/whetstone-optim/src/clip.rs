@@ -12,14 +12,16 @@ pub fn clip_grad_norm(params: &[&Tensor], max_norm: f64) -> Result<f64> {
         return Ok(0.0);
     }
     tch::no_grad(|| {
-        let norms: Vec<Tensor> = grads.iter().map(|g| g.norm().to_kind(Kind::Float)).collect();
-        let total = Tensor::stack(&norms, 0).norm();
-        let coef = (max_norm / (&total + 1e-6)).clamp_max(1.0);
+        let norms = grads.iter().map(|g| g.f_norm()?.f_to_kind(Kind::Float)).collect::<std::result::Result<Vec<_>, _>>()?;
+        let total = Tensor::f_stack(&norms, 0)?.f_norm()?;
+        // The ops of tch's `max_norm / (&total + 1e-6)`, which computes `((total + 1e-6) /
+        // max_norm)⁻¹`; kept op for op so that the clipped gradients do not change.
+        let coef = total.f_add_scalar(1e-6)?.f_div_scalar(max_norm)?.f_pow_tensor_scalar(-1)?.f_clamp_max(1.0)?;
         for g in &grads {
             let mut g = g.shallow_clone();
-            g.f_mul_(&coef.to_kind(g.kind()))?;
+            let _ = g.f_mul_(&coef.f_to_kind(g.kind())?)?;
         }
-        Ok(total.double_value(&[]))
+        Ok(total.f_double_value(&[])?)
     })
 }
 
@@ -47,7 +49,7 @@ pub fn clip_grad_value(params: &[&Tensor], clip: f64) -> Result<()> {
         for p in params {
             let mut g = p.grad();
             if g.defined() {
-                g.f_clamp_(-clip, clip)?;
+                let _ = g.f_clamp_(-clip, clip)?;
             }
         }
         Ok(())

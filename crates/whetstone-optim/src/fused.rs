@@ -6,8 +6,14 @@
 //! by operation, with every intermediate rounded to the parameter dtype as torch rounds it, so
 //! the result is the same as the tensor-op path. Buffers of 8M elements or more are split
 //! across `tch::get_num_threads()` threads; smaller ones run on the calling thread (see
-//! [`PARALLEL_MIN`]). Used only for contiguous CPU float32 / float64 buffers;
+//! `PARALLEL_MIN`). Used only for contiguous CPU float32 / float64 buffers;
 //! anything else takes the tensor-op path.
+//!
+//! The kernels write through the buffers' raw data pointers, so their entry points (`adam`,
+//! `sgd`) are crate-private and validate every buffer before touching memory (`check`):
+//! CUDA tensors, wrong dtypes, non-contiguous views or aliased / overlapping buffers (which a
+//! custom [`crate::transform::Transform`] run with [`crate::ChainOptimizer::with_fused`] could
+//! hand over) give an error instead of undefined behaviour.
 
 use crate::error::{OptimError, Result};
 use tch::{Device, Kind, Tensor};
@@ -106,45 +112,125 @@ fn par_ranges(ranges: &[(usize, usize)], f: impl Fn(usize, usize) + Sync) {
 /// Raw buffer pointer, sendable across the scoped threads (the chunks are disjoint).
 #[derive(Clone, Copy)]
 struct Ptr<T>(*mut T);
+// SAFETY: `Ptr` is only a raw address; every dereference goes through the `unsafe` methods
+// below, whose callers hand each thread its own range.
 unsafe impl<T> Send for Ptr<T> {}
+// SAFETY: as for `Send`.
 unsafe impl<T> Sync for Ptr<T> {}
 impl<T> Ptr<T> {
     /// # Safety
-    /// `a..b` must lie inside the buffer and no other thread may touch it.
+    /// `self` must point to an initialised, aligned buffer of at least `b` elements of `T`,
+    /// `a <= b`, and nothing else (no other thread, no other slice, no libtorch op) may read or
+    /// write elements `a..b` while the returned slice lives.
     unsafe fn slice<'a>(self, a: usize, b: usize) -> &'a mut [T] {
         std::slice::from_raw_parts_mut(self.0.add(a), b - a)
     }
+
+    /// # Safety
+    /// As [`Ptr::slice`], except that others may also read (not write) elements `a..b`.
+    unsafe fn slice_ref<'a>(self, a: usize, b: usize) -> &'a [T] {
+        std::slice::from_raw_parts(self.0.add(a), b - a)
+    }
 }
 
-fn check(ts: &[&Tensor], like: &Tensor) -> Result<()> {
-    for t in ts {
-        if t.kind() != like.kind() || t.device() != like.device() || !t.is_contiguous() || t.numel() != like.numel() {
-            return Err(OptimError::State("fused kernel buffers disagree in kind, device, layout or size".into()));
+/// Validates the buffers of one kernel call before anything is read or written through their
+/// data pointers; the first buffer (the parameters) sets the dtype and element count. Each
+/// buffer must be:
+///
+/// - defined, on the CPU, strided (not sparse, not MKL-DNN), contiguous, and not a lazily
+///   negated view (`_neg_view`, whose memory holds the negated values);
+/// - float32 or float64, the same dtype as the parameters;
+/// - exactly as many elements as the parameters;
+/// - non-null (when not empty) and aligned for its element type;
+/// - disjoint in memory from every other buffer: the byte ranges
+///   `[data_ptr, data_ptr + numel · element size)` must not overlap (the same tensor twice, two
+///   views of one storage that share elements, or a view of the parameters used as a state
+///   buffer all fail). Empty buffers cover no bytes.
+///
+/// On success, with contiguous layout, `data_ptr` is the first of `numel` consecutive elements
+/// of the returned dtype, so the kernels may build one slice per buffer and chunk. What it cannot
+/// see: another thread running a libtorch op on the same storage during the call (a data race
+/// like that of any two concurrent in-place libtorch ops), and storage that is mapped read-only.
+fn check(bufs: &[(&str, &Tensor)]) -> Result<Kind> {
+    let err = |name: &str, what: String| OptimError::State(format!("fused kernel buffer `{name}` {what}"));
+    let mut expected: Option<(Kind, usize)> = None;
+    let mut ranges: Vec<(&str, usize, usize)> = Vec::with_capacity(bufs.len());
+    for &(name, t) in bufs {
+        // Order matters: each accessor used below panics (inside tch) on tensors that an earlier
+        // test rules out: undefined ones, sparse / MKL-DNN layouts.
+        if !t.defined() {
+            return Err(err(name, "is undefined".into()));
+        }
+        if t.device() != Device::Cpu {
+            return Err(err(name, format!("is on {:?}; the fused kernels run on CPU tensors only", t.device())));
+        }
+        if t.is_sparse() || t.is_mkldnn() {
+            return Err(err(name, "is not a strided (dense) tensor".into()));
+        }
+        let k = t.f_kind()?;
+        if !matches!(k, Kind::Float | Kind::Double) {
+            return Err(err(name, format!("has dtype {k:?}; the fused kernels support Float and Double")));
+        }
+        let n = t.numel();
+        let (kind, numel) = *expected.get_or_insert((k, n));
+        if k != kind {
+            return Err(err(name, format!("has dtype {k:?}, the parameters {kind:?}")));
+        }
+        if n != numel {
+            return Err(err(name, format!("has {n} elements, the parameters {numel}")));
+        }
+        if !t.is_contiguous() {
+            return Err(err(name, "is not contiguous".into()));
+        }
+        if t.f_is_neg()? {
+            return Err(err(name, "is a negated view".into()));
+        }
+        let elt = k.elt_size_in_bytes();
+        let start = t.data_ptr() as usize;
+        let len = n.checked_mul(elt).ok_or_else(|| err(name, "is too large".into()))?;
+        let end = start.checked_add(len).ok_or_else(|| err(name, "is too large".into()))?;
+        if n > 0 && start == 0 {
+            return Err(err(name, "has no data".into()));
+        }
+        if start % elt != 0 {
+            return Err(err(name, "is not aligned for its dtype".into()));
+        }
+        if len > 0 {
+            if let Some(&(other, _, _)) = ranges.iter().find(|&&(_, a, b)| start < b && a < end) {
+                return Err(err(name, format!("overlaps buffer `{other}` in memory; the kernels need disjoint buffers")));
+            }
+            ranges.push((name, start, end));
         }
     }
-    Ok(())
+    expected.map(|(k, _)| k).ok_or_else(|| OptimError::State("fused kernel called without buffers".into()))
 }
 
-/// One fused Adam(W) step over a bucket. `mx` is the AMSGrad buffer.
+/// One fused Adam(W) step over a bucket: parameters `p`, gradient `g` (only read), moments
+/// `m`, `v` and the AMSGrad buffer `mx`, all updated in place.
+///
+/// Every buffer is validated by [`check`] first; any failure (a CUDA or non-contiguous tensor,
+/// another dtype or element count, buffers that share memory) is returned as an error and no
+/// element is read or written.
 #[allow(clippy::too_many_arguments)]
-pub fn adam(kind: FusedKind, p: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor, mx: Option<&Tensor>, lr: f64, wd: f64, step: u64) -> Result<()> {
+pub(crate) fn adam(kind: FusedKind, p: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor, mx: Option<&Tensor>, lr: f64, wd: f64, step: u64) -> Result<()> {
     let FusedKind::Adam { betas: (b1, b2), eps, amsgrad, decoupled } = kind else {
         return Err(OptimError::Config("not an Adam kernel".into()));
     };
-    check(&[g, m, v], p)?;
     if amsgrad != mx.is_some() {
         return Err(OptimError::State("amsgrad buffer mismatch".into()));
     }
-    if let Some(mx) = mx {
-        check(&[mx], p)?;
-    }
+    let mut bufs = vec![("param", p), ("grad", g), ("exp_avg", m), ("exp_avg_sq", v)];
+    bufs.extend(mx.map(|x| ("max_exp_avg_sq", x)));
+    let dtype = check(&bufs)?;
     let t = step as i32;
     let bc1 = 1.0 - b1.powi(t);
     let bc2_sqrt = (1.0 - b2.powi(t)).sqrt();
     let s = Scalars { b1, b2, eps, lr, wd, decoupled, step_size: lr / bc1, bc2_sqrt };
-    match p.kind() {
-        Kind::Float => adam_t::<f32>(p, g, m, v, mx, s),
-        Kind::Double => adam_t::<f64>(p, g, m, v, mx, s),
+    match dtype {
+        // SAFETY: `check` accepted all the buffers just above, with dtype Float (= f32).
+        Kind::Float => unsafe { adam_t::<f32>(p, g, m, v, mx, s) },
+        // SAFETY: as above, with dtype Double (= f64).
+        Kind::Double => unsafe { adam_t::<f64>(p, g, m, v, mx, s) },
         k => return Err(OptimError::Config(format!("fused kernel does not support {k:?}"))),
     }
     Ok(())
@@ -162,7 +248,14 @@ struct Scalars {
     bc2_sqrt: f64,
 }
 
-fn adam_t<T: Real>(p: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor, mx: Option<&Tensor>, s: Scalars) {
+/// The Adam kernel over raw buffers, split into chunks across threads.
+///
+/// # Safety
+/// [`check`] must have accepted `p`, `g`, `m`, `v` (and `mx`) together, with `T` the element type
+/// of the dtype it returned (`f32` for Float, `f64` for Double): then each is a contiguous,
+/// aligned CPU array of `p.numel()` `T`s and no two share memory. Nothing else may access these
+/// buffers until this returns.
+unsafe fn adam_t<T: Real>(p: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor, mx: Option<&Tensor>, s: Scalars) {
     let n = p.numel();
     let (pp, gp, mp, vp) = (Ptr(p.data_ptr() as *mut T), Ptr(g.data_ptr() as *mut T), Ptr(m.data_ptr() as *mut T), Ptr(v.data_ptr() as *mut T));
     let xp = mx.map(|x| Ptr(x.data_ptr() as *mut T));
@@ -173,9 +266,12 @@ fn adam_t<T: Real>(p: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor, mx: Option<&T
     let (apply_wd, decoupled) = (s.wd != 0.0, s.decoupled);
     let k = AdamK { decay, wd, w1, b2, w2, bc2, eps, neg_step };
     let run = |a: usize, b: usize| {
-        // SAFETY: the five buffers are distinct allocations of `n` elements (checked by the
-        // caller) and the ranges handed to the threads are disjoint.
-        let (ps, gs, ms, vs) = unsafe { (pp.slice(a, b), gp.slice(a, b), mp.slice(a, b), vp.slice(a, b)) };
+        // SAFETY: by this function's contract the buffers are disjoint, aligned CPU arrays of
+        // `n` elements of `T` that nothing else touches during the call (`check`, run by
+        // `adam`); `chunks` gives each thread its own range `a..b` within `0..n`, so no two
+        // slices overlap. `g` is only read.
+        let (ps, gs, ms, vs) = unsafe { (pp.slice(a, b), gp.slice_ref(a, b), mp.slice(a, b), vp.slice(a, b)) };
+        // SAFETY: as above; `mx` was checked with the others.
         let xs = xp.map(|x| unsafe { x.slice(a, b) });
         match (apply_wd, decoupled, xs) {
             (false, _, None) => dispatch::<T, false, false>(ps, gs, ms, vs, None, k),
@@ -249,17 +345,23 @@ fn dispatch<T: Real, const WD: bool, const DEC: bool>(ps: &mut [T], gs: &[T], ms
     adam_loop::<T, WD, DEC>(ps, gs, ms, vs, xs, k)
 }
 
-/// One fused SGD-with-momentum step over a bucket.
+/// One fused SGD-with-momentum step over a bucket: parameters `p` and momentum buffer `buf`
+/// updated in place, gradient `g` only read.
+///
+/// Every buffer is validated by [`check`] first; any failure is returned as an error and no
+/// element is read or written.
 #[allow(clippy::too_many_arguments)]
-pub fn sgd(kind: FusedKind, p: &Tensor, g: &Tensor, buf: &Tensor, lr: f64, wd: f64, step: u64) -> Result<()> {
+pub(crate) fn sgd(kind: FusedKind, p: &Tensor, g: &Tensor, buf: &Tensor, lr: f64, wd: f64, step: u64) -> Result<()> {
     let FusedKind::Sgd { momentum, dampening, nesterov } = kind else {
         return Err(OptimError::Config("not an SGD kernel".into()));
     };
-    check(&[g, buf], p)?;
+    let dtype = check(&[("param", p), ("grad", g), ("momentum_buffer", buf)])?;
     let c = SgdScalars { momentum, dampening, nesterov, lr, wd, first: step == 1 };
-    match p.kind() {
-        Kind::Float => sgd_t::<f32>(p, g, buf, c),
-        Kind::Double => sgd_t::<f64>(p, g, buf, c),
+    match dtype {
+        // SAFETY: `check` accepted the three buffers just above, with dtype Float (= f32).
+        Kind::Float => unsafe { sgd_t::<f32>(p, g, buf, c) },
+        // SAFETY: as above, with dtype Double (= f64).
+        Kind::Double => unsafe { sgd_t::<f64>(p, g, buf, c) },
         k => return Err(OptimError::Config(format!("fused kernel does not support {k:?}"))),
     }
     Ok(())
@@ -336,16 +438,171 @@ fn sgd_modes<T: Real>(ps: &mut [T], gs: &[T], bs: &mut [T], k: SgdK<T>, wd: bool
     }
 }
 
-fn sgd_t<T: Real>(p: &Tensor, g: &Tensor, buf: &Tensor, c: SgdScalars) {
+/// The SGD kernel over raw buffers, split into chunks across threads.
+///
+/// # Safety
+/// As [`adam_t`]: [`check`] must have accepted `p`, `g` and `buf` together, `T` must be the
+/// element type of the dtype it returned, and nothing else may access the buffers meanwhile.
+unsafe fn sgd_t<T: Real>(p: &Tensor, g: &Tensor, buf: &Tensor, c: SgdScalars) {
     let n = p.numel();
     let (pp, gp, bp) = (Ptr(p.data_ptr() as *mut T), Ptr(g.data_ptr() as *mut T), Ptr(buf.data_ptr() as *mut T));
     let ranges = chunks(n, kernel_threads(n));
     let k = SgdK { mu: T::of(c.momentum), damp: T::of(1.0 - c.dampening), wd: T::of(c.wd), neg_lr: T::of(-c.lr) };
     let (apply_wd, first, nesterov, has_mom) = (c.wd != 0.0, c.first, c.nesterov, c.momentum != 0.0);
     let run = |a: usize, b: usize| {
-        // SAFETY: distinct buffers of `n` elements, disjoint ranges (see `adam_t`).
-        let (ps, gs, bs) = unsafe { (pp.slice(a, b), gp.slice(a, b), bp.slice(a, b)) };
+        // SAFETY: by this function's contract (`check`, run by `sgd`) the buffers are disjoint,
+        // aligned CPU arrays of `n` elements of `T` that nothing else touches during the call;
+        // each thread gets its own range `a..b` within `0..n` (`chunks`). `g` is only read.
+        let (ps, gs, bs) = unsafe { (pp.slice(a, b), gp.slice_ref(a, b), bp.slice(a, b)) };
         sgd_modes(ps, gs, bs, k, apply_wd, has_mom, first, nesterov);
     };
     par_ranges(&ranges, run);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ADAM: FusedKind = FusedKind::Adam { betas: (0.9, 0.999), eps: 1e-8, amsgrad: false, decoupled: true };
+    const AMSGRAD: FusedKind = FusedKind::Adam { betas: (0.9, 0.999), eps: 1e-8, amsgrad: true, decoupled: true };
+    const SGD: FusedKind = FusedKind::Sgd { momentum: 0.9, dampening: 0.0, nesterov: false };
+
+    fn buf(n: i64, kind: Kind) -> Tensor {
+        Tensor::arange(n, (kind, Device::Cpu)).f_div_scalar(n as f64).unwrap()
+    }
+
+    fn values(t: &Tensor) -> Vec<f64> {
+        Vec::<f64>::try_from(t.to_kind(Kind::Double).reshape([-1])).unwrap()
+    }
+
+    /// `f` must fail with an error that mentions `what`, leaving `p` untouched.
+    fn refused(p: &Tensor, what: &str, f: impl FnOnce() -> Result<()>) {
+        let before = values(p);
+        match f() {
+            Err(OptimError::State(msg)) => assert!(msg.contains(what), "error `{msg}` does not mention `{what}`"),
+            other => panic!("expected a State error mentioning `{what}`, got {other:?}"),
+        }
+        assert_eq!(values(p), before, "a refused call changed the parameters");
+    }
+
+    fn adam(p: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor) -> Result<()> {
+        super::adam(ADAM, p, g, m, v, None, 1e-3, 0.01, 1)
+    }
+
+    #[test]
+    fn aliased_buffers_are_refused() {
+        let (p, g, m, v) = (buf(64, Kind::Float), buf(64, Kind::Float), buf(64, Kind::Float), buf(64, Kind::Float));
+        // The same tensor twice, through another handle, and as the (read-only) gradient.
+        refused(&p, "overlaps buffer `param`", || adam(&p, &g, &p, &v));
+        refused(&p, "overlaps buffer `exp_avg`", || adam(&p, &g, &m, &m.shallow_clone()));
+        refused(&p, "overlaps buffer `param`", || adam(&p, &p.shallow_clone(), &m, &v));
+        refused(&p, "overlaps buffer `grad`", || super::sgd(SGD, &p, &g, &g, 0.1, 0.0, 1));
+        let x = buf(64, Kind::Float);
+        refused(&p, "overlaps buffer `exp_avg_sq`", || super::adam(AMSGRAD, &p, &g, &m, &v, Some(&v), 1e-3, 0.0, 1));
+        assert!(super::adam(AMSGRAD, &p, &g, &m, &v, Some(&x), 1e-3, 0.0, 1).is_ok());
+    }
+
+    #[test]
+    fn overlapping_views_are_refused_adjacent_ones_accepted() {
+        let storage = buf(256, Kind::Double);
+        let view = |off: i64| storage.narrow(0, off, 64);
+        let (p, g) = (view(0), buf(64, Kind::Double));
+        // Views sharing one element, or all but one, of the parameters' memory.
+        refused(&p, "overlaps buffer `param`", || adam(&p, &g, &view(63), &view(128)));
+        refused(&p, "overlaps buffer `param`", || adam(&p, &g, &view(128), &view(1)));
+        refused(&p, "overlaps buffer `exp_avg`", || adam(&p, &g, &view(64), &view(100)));
+        // The same memory seen as two 2-D views of one storage.
+        let square = buf(64, Kind::Double).reshape([8, 8]);
+        refused(&p, "overlaps buffer `param`", || super::sgd(SGD, &square, &g.reshape([8, 8]), &square.reshape([8, 8]), 0.1, 0.0, 1));
+        // Back-to-back views of one storage share no byte: accepted.
+        adam(&p, &g, &view(64), &view(128)).unwrap();
+        adam(&view(192), &g, &view(64), &view(128)).unwrap();
+    }
+
+    #[test]
+    fn non_contiguous_wrong_dtype_and_wrong_size_are_refused() {
+        let (p, g, m, v) = (buf(64, Kind::Float), buf(64, Kind::Float), buf(64, Kind::Float), buf(64, Kind::Float));
+        let strided = buf(128, Kind::Float).slice(0, 0, 128, 2);
+        assert_eq!(strided.numel(), 64);
+        refused(&p, "not contiguous", || adam(&p, &g, &strided, &v));
+        let transposed = buf(64, Kind::Float).reshape([8, 8]).transpose(0, 1);
+        refused(&transposed, "not contiguous", || super::sgd(SGD, &transposed, &g.reshape([8, 8]), &m.reshape([8, 8]), 0.1, 0.0, 1));
+        refused(&p, "dtype Double, the parameters Float", || adam(&p, &g, &m, &buf(64, Kind::Double)));
+        refused(&p, "dtype Half", || adam(&p, &g, &buf(64, Kind::Half), &v));
+        let half = buf(64, Kind::Half);
+        refused(&half, "dtype Half", || super::sgd(SGD, &half, &buf(64, Kind::Half), &buf(64, Kind::Half), 0.1, 0.0, 1));
+        refused(&p, "dtype Int64", || super::sgd(SGD, &p, &g, &Tensor::zeros([64], (Kind::Int64, Device::Cpu)), 0.1, 0.0, 1));
+        refused(&p, "has 63 elements", || adam(&p, &g, &m, &buf(63, Kind::Float)));
+        refused(&p, "has 65 elements", || super::sgd(SGD, &p, &buf(65, Kind::Float), &m, 0.1, 0.0, 1));
+        refused(&p, "undefined", || adam(&p, &g, &Tensor::new(), &v));
+        refused(&p, "negated view", || adam(&p, &g, &m, &buf(64, Kind::Float).f_internal_neg_view().unwrap()));
+    }
+
+    #[test]
+    fn cuda_buffers_are_refused() {
+        if !tch::Cuda::is_available() {
+            eprintln!("no CUDA device: skipped");
+            return;
+        }
+        let (p, g, m) = (buf(64, Kind::Float), buf(64, Kind::Float), buf(64, Kind::Float));
+        let on_gpu = |t: &Tensor| t.to_device(Device::Cuda(0));
+        refused(&p, "CPU tensors only", || adam(&p, &g, &m, &on_gpu(&m)));
+        refused(&p, "CPU tensors only", || super::sgd(SGD, &p, &on_gpu(&g), &m, 0.1, 0.0, 1));
+        let gp = on_gpu(&p);
+        refused(&p, "CPU tensors only", || super::sgd(SGD, &gp, &on_gpu(&g), &on_gpu(&m), 0.1, 0.0, 1));
+    }
+
+    #[test]
+    fn mismatched_kernel_kind_and_amsgrad_buffer_are_refused() {
+        let (p, g, m, v) = (buf(8, Kind::Float), buf(8, Kind::Float), buf(8, Kind::Float), buf(8, Kind::Float));
+        assert!(matches!(super::sgd(ADAM, &p, &g, &m, 0.1, 0.0, 1), Err(OptimError::Config(_))));
+        assert!(matches!(super::adam(SGD, &p, &g, &m, &v, None, 0.1, 0.0, 1), Err(OptimError::Config(_))));
+        refused(&p, "amsgrad", || super::adam(AMSGRAD, &p, &g, &m, &v, None, 1e-3, 0.0, 1));
+        refused(&p, "amsgrad", || super::adam(ADAM, &p, &g, &m, &v, Some(&buf(8, Kind::Float)), 1e-3, 0.0, 1));
+    }
+
+    #[test]
+    fn empty_buffers_are_accepted_and_untouched() {
+        let e = || Tensor::zeros([0], (Kind::Float, Device::Cpu));
+        adam(&e(), &e(), &e(), &e()).unwrap();
+        super::sgd(SGD, &e(), &e(), &e(), 0.1, 0.0, 1).unwrap();
+    }
+
+    /// The checked kernels still compute torch's single-tensor AdamW and SGD (the same
+    /// operations as tensor ops), over buffers large enough to be split across threads.
+    #[test]
+    fn checked_kernels_match_tensor_ops() {
+        let n = PARALLEL_MIN as i64 + 12345;
+        for kind in [Kind::Float, Kind::Double] {
+            tch::manual_seed(7);
+            let opts = (kind, Device::Cpu);
+            let (p, g) = (Tensor::randn([n], opts), Tensor::randn([n], opts));
+            let (m, v) = (Tensor::randn([n], opts).f_mul_scalar(0.1).unwrap(), Tensor::rand([n], opts).f_mul_scalar(0.01).unwrap());
+            let (lr, wd, step, (b1, b2), eps) = (1e-2, 0.1, 3u64, (0.9, 0.999), 1e-8);
+            // torch's `_single_tensor_adam` with decoupled decay, op for op.
+            let t = step as i32;
+            let (bc1, bc2_sqrt) = (1.0 - f64::powi(b1, t), (1.0 - f64::powi(b2, t)).sqrt());
+            let want_m = m.lerp(&g, 1.0 - b1);
+            let want_v = v.f_mul_scalar(b2).unwrap() + g.f_mul_scalar(1.0 - b2).unwrap() * &g;
+            let denom = want_v.sqrt().f_div_scalar(bc2_sqrt).unwrap().f_add_scalar(eps).unwrap();
+            let want_p = p.f_mul_scalar(1.0 - lr * wd).unwrap() + (&want_m / &denom).f_mul_scalar(-lr / bc1).unwrap();
+            let (p2, m2, v2) = (p.copy(), m.copy(), v.copy());
+            super::adam(ADAM, &p2, &g, &m2, &v2, None, lr, wd, step).unwrap();
+            let tol = if kind == Kind::Float { 1e-5 } else { 1e-12 };
+            for (got, want) in [(&p2, &want_p), (&m2, &want_m), (&v2, &want_v)] {
+                let err = (got - want).abs().max().double_value(&[]) / want.abs().max().double_value(&[]);
+                assert!(err <= tol, "{kind:?} adam: max rel err {err:e}");
+            }
+            // SGD with momentum, weight decay and a running buffer.
+            let (p3, b3) = (p.copy(), m.copy());
+            let d_p = &g + p.f_mul_scalar(wd).unwrap();
+            let want_b = m.f_mul_scalar(0.9).unwrap() + &d_p;
+            let want_p = &p + want_b.f_mul_scalar(-lr).unwrap();
+            super::sgd(SGD, &p3, &g, &b3, lr, wd, 2).unwrap();
+            for (got, want) in [(&p3, &want_p), (&b3, &want_b)] {
+                let err = (got - want).abs().max().double_value(&[]) / want.abs().max().double_value(&[]);
+                assert!(err <= tol, "{kind:?} sgd: max rel err {err:e}");
+            }
+        }
+    }
 }

@@ -54,9 +54,6 @@
 //! al. 2018). Variance rectification replaces warmup. The update, with equations and the reason
 //! for each part, is in the [`adaptive`] module docs; `reports/optim.md` measures it.
 
-// In-place tch ops (`f_add_`, …) return a handle to the tensor they changed; it is not needed.
-#![allow(unused_must_use)]
-
 mod accumulate;
 mod adabelief;
 pub mod adaptive;

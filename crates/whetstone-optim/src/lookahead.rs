@@ -74,7 +74,7 @@ impl<O: Optimizer> Optimizer for Lookahead<O> {
             let alpha = self.config.alpha;
             tch::no_grad(|| -> Result<()> {
                 for (p, s) in self.inner.params().into_iter().zip(self.slow.iter_mut()) {
-                    s.f_add_(&p.f_sub(s)?.f_mul_scalar(alpha)?)?;
+                    let _ = s.f_add_(&p.f_sub(s)?.f_mul_scalar(alpha)?)?;
                     p.shallow_clone().f_copy_(s)?;
                 }
                 Ok(())

@@ -63,10 +63,10 @@ impl Transform for ScaleByNadam {
         let c_m = mu_next / (1.0 - mu_product * mu_next);
         let (ms, vs) = state.buf2("exp_avg", "exp_avg_sq")?;
         for (i, u) in updates.iter_mut().enumerate() {
-            ms[i].f_lerp_(&*u, 1.0 - b1)?;
+            let _ = ms[i].f_lerp_(&*u, 1.0 - b1)?;
             ema_sq_(&mut vs[i], u, b2)?;
             let mut denom = vs[i].f_div_scalar(bc2)?.f_sqrt()?;
-            denom.f_add_scalar_(self.eps)?;
+            let _ = denom.f_add_scalar_(self.eps)?;
             let a = u.f_mul_scalar(c_g)?.f_div(&denom)?;
             *u = a.f_add(&ms[i].f_mul_scalar(c_m)?.f_div(&denom)?)?;
         }

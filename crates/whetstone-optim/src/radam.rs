@@ -53,13 +53,13 @@ impl Transform for ScaleByRadam {
         let rho_t = rho_inf - 2.0 * t * b2.powf(t) / bc2;
         let (ms, vs) = state.buf2("exp_avg", "exp_avg_sq")?;
         for (i, u) in updates.iter_mut().enumerate() {
-            ms[i].f_lerp_(&*u, 1.0 - b1)?;
+            let _ = ms[i].f_lerp_(&*u, 1.0 - b1)?;
             ema_sq_(&mut vs[i], u, b2)?;
             let m_hat = ms[i].f_div_scalar(bc1)?;
             *u = if rho_t > 5.0 {
                 let rect = ((rho_t - 4.0) * (rho_t - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t)).sqrt();
                 let mut d = vs[i].f_sqrt()?;
-                d.f_add_scalar_(self.eps)?;
+                let _ = d.f_add_scalar_(self.eps)?;
                 let adaptive = d.f_reciprocal()?.f_mul_scalar(bc2.sqrt())?;
                 m_hat.f_mul(&adaptive)?.f_mul_scalar(rect)?
             } else {

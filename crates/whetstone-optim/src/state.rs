@@ -29,6 +29,6 @@ impl OptimState {
         if t.size() != like.size() {
             return Err(OptimError::State(format!("buffer `{name}` has shape {:?}, parameter has {:?}", t.size(), like.size())));
         }
-        Ok(t.to_device(like.device()).to_kind(like.kind()).contiguous())
+        Ok(t.f_to_device(like.device())?.f_to_kind(like.kind())?.f_contiguous()?)
     }
 }

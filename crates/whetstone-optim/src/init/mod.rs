@@ -178,10 +178,10 @@ impl Init {
             Init::TruncatedNormal { mean, std, low, high } => {
                 let (a, b) = (low.unwrap_or(mean - 2.0 * std), high.unwrap_or(mean + 2.0 * std));
                 let (l, u) = (norm_cdf((a - mean) / std)?, norm_cdf((b - mean) / std)?);
-                t.f_uniform_(2.0 * l - 1.0, 2.0 * u - 1.0)?;
-                t.f_erfinv_()?;
-                t.f_mul_scalar_(std * 2f64.sqrt())?;
-                t.f_add_scalar_(*mean)?;
+                let _ = t.f_uniform_(2.0 * l - 1.0, 2.0 * u - 1.0)?;
+                let _ = t.f_erfinv_()?;
+                let _ = t.f_mul_scalar_(std * 2f64.sqrt())?;
+                let _ = t.f_add_scalar_(*mean)?;
                 t = t.f_clamp_(a, b)?;
             }
             Init::XavierUniform { .. } | Init::KaimingUniform(_) => {

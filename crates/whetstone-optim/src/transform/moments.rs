@@ -25,8 +25,8 @@ pub fn scale_by_adam(betas: (f64, f64), eps: f64, amsgrad: bool) -> Box<dyn Tran
 /// `v ← β v + (1−β) g²`, torch's `v.mul_(β).addcmul_(g, g, value=1−β)`.
 pub(crate) fn ema_sq_(v: &mut Tensor, g: &Tensor, beta: f64) -> Result<()> {
     let gg = g.f_mul_scalar(1.0 - beta)?.f_mul(g)?;
-    v.f_mul_scalar_(beta)?;
-    v.f_add_(&gg)?;
+    let _ = v.f_mul_scalar_(beta)?;
+    let _ = v.f_add_(&gg)?;
     Ok(())
 }
 
@@ -45,18 +45,18 @@ impl Transform for ScaleByAdam {
         let (ms, vs) = state.buf2("exp_avg", "exp_avg_sq")?;
         for (i, u) in updates.iter_mut().enumerate() {
             let (m, v) = (&mut ms[i], &mut vs[i]);
-            m.f_lerp_(&*u, 1.0 - b1)?;
+            let _ = m.f_lerp_(&*u, 1.0 - b1)?;
             ema_sq_(v, u, b2)?;
             let mut denom = match &maxes {
                 Some(mx) => {
                     let mx = &mx[i];
-                    mx.f_maximum_out(mx, v)?;
+                    let _ = mx.f_maximum_out(mx, v)?;
                     mx.f_sqrt()?
                 }
                 None => v.f_sqrt()?,
             };
-            denom.f_div_scalar_(bc2_sqrt)?;
-            denom.f_add_scalar_(self.eps)?;
+            let _ = denom.f_div_scalar_(bc2_sqrt)?;
+            let _ = denom.f_add_scalar_(self.eps)?;
             *u = m.f_div(&denom)?.f_div_scalar(bc1)?;
         }
         Ok(())
@@ -95,12 +95,12 @@ impl Transform for ScaleByRms {
             let mut avg = match &gavg {
                 Some(ga) => {
                     let mut ga = ga[i].shallow_clone();
-                    ga.f_lerp_(&*u, 1.0 - self.alpha)?;
+                    let _ = ga.f_lerp_(&*u, 1.0 - self.alpha)?;
                     sq[i].f_sub(&ga.f_mul(&ga)?)?.f_sqrt()?
                 }
                 None => sq[i].f_sqrt()?,
             };
-            avg.f_add_scalar_(self.eps)?;
+            let _ = avg.f_add_scalar_(self.eps)?;
             *u = u.f_div(&avg)?;
         }
         Ok(())
@@ -136,14 +136,14 @@ impl Transform for ScaleByBelief {
         let (ms, ss) = state.buf2("exp_avg", "exp_avg_var")?;
         for (i, u) in updates.iter_mut().enumerate() {
             let (m, s) = (&mut ms[i], &mut ss[i]);
-            m.f_mul_scalar_(b1)?;
-            m.f_add_(&u.f_mul_scalar(1.0 - b1)?)?;
+            let _ = m.f_mul_scalar_(b1)?;
+            let _ = m.f_add_(&u.f_mul_scalar(1.0 - b1)?)?;
             let r = u.f_sub(m)?;
             ema_sq_(s, &r, b2)?;
-            s.f_add_scalar_(self.eps)?;
+            let _ = s.f_add_scalar_(self.eps)?;
             let mut denom = s.f_sqrt()?;
-            denom.f_div_scalar_(bc2_sqrt)?;
-            denom.f_add_scalar_(self.eps)?;
+            let _ = denom.f_div_scalar_(bc2_sqrt)?;
+            let _ = denom.f_add_scalar_(self.eps)?;
             *u = m.f_div(&denom)?.f_div_scalar(bc1)?;
         }
         Ok(())

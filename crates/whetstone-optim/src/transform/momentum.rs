@@ -32,8 +32,8 @@ impl Transform for Trace {
             if ctx.step == 1 {
                 b.f_copy_(u)?;
             } else {
-                b.f_mul_scalar_(self.momentum)?;
-                b.f_add_(&u.f_mul_scalar(1.0 - self.dampening)?)?;
+                let _ = b.f_mul_scalar_(self.momentum)?;
+                let _ = b.f_add_(&u.f_mul_scalar(1.0 - self.dampening)?)?;
             }
             *u = if self.nesterov { u.f_add(&b.f_mul_scalar(self.momentum)?)? } else { b.shallow_clone() };
         }
@@ -63,8 +63,8 @@ impl Transform for ScaleBySignMomentum {
         let (b1, b2) = self.betas;
         for (u, m) in updates.iter_mut().zip(state.buf("exp_avg")?.iter_mut()) {
             let dir = m.f_mul_scalar(b1)?.f_add(&u.f_mul_scalar(1.0 - b1)?)?.f_sign()?;
-            m.f_mul_scalar_(b2)?;
-            m.f_add_(&u.f_mul_scalar(1.0 - b2)?)?;
+            let _ = m.f_mul_scalar_(b2)?;
+            let _ = m.f_add_(&u.f_mul_scalar(1.0 - b2)?)?;
             *u = dir;
         }
         Ok(())

@@ -148,6 +148,9 @@ impl Optimizer for Grouped {
     fn params(&self) -> Vec<&Tensor> {
         self.groups.iter().flat_map(|g| g.2.params()).collect()
     }
+    fn begin_step(&mut self) -> Result<()> {
+        self.groups.iter_mut().try_for_each(|g| g.2.begin_step())
+    }
     fn zero_grad(&mut self) {
         for g in &mut self.groups {
             g.2.zero_grad();

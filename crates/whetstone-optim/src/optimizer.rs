@@ -13,6 +13,12 @@ pub trait Optimizer: std::fmt::Debug + Send {
     fn step(&mut self, lr: f64) -> Result<()>;
     /// The parameters being optimised.
     fn params(&self) -> Vec<&Tensor>;
+    /// Called by the training loop at the start of every step, before the forward pass.
+    /// Wrappers that change which parameters train (freezing on a schedule) act here; the
+    /// default does nothing. Wrappers forward it to what they wrap.
+    fn begin_step(&mut self) -> Result<()> {
+        Ok(())
+    }
     /// Set every gradient to zero.
     fn zero_grad(&mut self) {
         for p in self.params() {
@@ -50,6 +56,9 @@ impl<O: Optimizer + ?Sized> Optimizer for Box<O> {
     fn params(&self) -> Vec<&Tensor> {
         (**self).params()
     }
+    fn begin_step(&mut self) -> Result<()> {
+        (**self).begin_step()
+    }
     fn zero_grad(&mut self) {
         (**self).zero_grad()
     }
@@ -71,7 +80,7 @@ impl<O: Optimizer + ?Sized> Optimizer for Box<O> {
 }
 
 /// Inside `impl Optimizer for Wrapper`, the methods a wrapper leaves to the optimiser it wraps:
-/// `forward_to_inner!(inner; params, zero_grad, skipped_steps, eval_mode, train_mode)` forwards
+/// `forward_to_inner!(inner; params, begin_step, zero_grad, skipped_steps, eval_mode, train_mode)` forwards
 /// each named method to `self.inner`.
 ///
 /// ```
@@ -82,7 +91,7 @@ impl<O: Optimizer + ?Sized> Optimizer for Box<O> {
 ///     fn step(&mut self, lr: f64) -> Result<()> { self.steps += 1; self.inner.step(lr) }
 ///     fn state(&self) -> OptimState { self.inner.state() }
 ///     fn load_state(&mut self, s: &OptimState) -> Result<()> { self.inner.load_state(s) }
-///     forward_to_inner!(inner; params, zero_grad, skipped_steps, eval_mode, train_mode);
+///     forward_to_inner!(inner; params, begin_step, zero_grad, skipped_steps, eval_mode, train_mode);
 /// }
 /// ```
 #[macro_export]
@@ -90,6 +99,7 @@ macro_rules! forward_to_inner {
     ($field:ident; $($method:ident),+ $(,)?) => { $( $crate::forward_to_inner!(@one $field $method); )+ };
     (@one $f:ident params) => { fn params(&self) -> Vec<&::tch::Tensor> { self.$f.params() } };
     (@one $f:ident zero_grad) => { fn zero_grad(&mut self) { self.$f.zero_grad() } };
+    (@one $f:ident begin_step) => { fn begin_step(&mut self) -> $crate::Result<()> { self.$f.begin_step() } };
     (@one $f:ident skipped_steps) => { fn skipped_steps(&self) -> u64 { self.$f.skipped_steps() } };
     (@one $f:ident eval_mode) => { fn eval_mode(&mut self) -> $crate::Result<()> { self.$f.eval_mode() } };
     (@one $f:ident train_mode) => { fn train_mode(&mut self) -> $crate::Result<()> { self.$f.train_mode() } };

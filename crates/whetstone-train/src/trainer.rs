@@ -239,8 +239,8 @@ impl<'a> Trainer<'a> {
         }
     }
 
-    /// One optimiser step on the micro-batches `group` of `source`: reseed, zero the
-    /// gradients, [`Objective::backward`] each micro-batch, [`Objective::before_update`],
+    /// One optimiser step on the micro-batches `group` of `source`: reseed,
+    /// [`Optimizer::begin_step`], zero the gradients, [`Objective::backward`] each micro-batch, [`Objective::before_update`],
     /// clip, step the optimiser at `lr`, [`Objective::after_update`]. `step` counts the
     /// steps done before this one. A non-finite loss stops before the update, with an error
     /// naming the last good checkpoint.
@@ -251,6 +251,7 @@ impl<'a> Trainer<'a> {
         }
         let seed = step_seed(self.seed, step);
         tch::manual_seed(seed);
+        self.optim.begin_step()?;
         self.optim.zero_grad();
         let mut cx = StepContext::new(self.model, self.vs, step, epoch, self.device, seed as u64);
         let (mut loss, mut terms) = (0.0, Vec::<(String, f64)>::new());

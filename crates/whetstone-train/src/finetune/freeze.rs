@@ -98,8 +98,9 @@ impl FreezeSchedule {
 }
 
 /// An [`Optimizer`] wrapper that keeps the blocks its [`FreezeSchedule`] has not yet unfrozen
-/// bit-identical: before each step (at `zero_grad`) they stop requiring a gradient, and after
-/// the wrapped optimiser's update their values are put back. Its step counter is part of the
+/// bit-identical: at the start of each step ([`Optimizer::begin_step`], before the forward
+/// pass) they stop requiring a gradient, and after the wrapped optimiser's update their values
+/// are put back. Its step counter is part of the
 /// optimiser state, so a resumed run freezes and unfreezes at the same steps.
 ///
 /// The wrapped optimiser counts steps for all parameters alike, so a block unfrozen at step
@@ -164,7 +165,12 @@ impl Freezing {
 }
 
 impl Optimizer for Freezing {
+    fn begin_step(&mut self) -> whetstone_optim::Result<()> {
+        self.apply().map_err(|e| whetstone_optim::OptimError::Config(e.to_string()))?;
+        self.inner.begin_step()
+    }
     fn step(&mut self, lr: f64) -> whetstone_optim::Result<()> {
+        // A caller that skipped `begin_step` still freezes the right blocks.
         self.apply().map_err(|e| whetstone_optim::OptimError::Config(e.to_string()))?;
         tch::no_grad(|| -> whetstone_optim::Result<()> {
             for &i in self.frozen.keys() {
@@ -185,12 +191,6 @@ impl Optimizer for Freezing {
         self.step += 1;
         Ok(())
     }
-    fn zero_grad(&mut self) {
-        // `zero_grad` opens every training step, before the forward pass: the moment to stop
-        // gradients into frozen blocks. An error here resurfaces in `step`.
-        let _ = self.apply();
-        self.inner.zero_grad();
-    }
     fn state(&self) -> OptimState {
         let mut s = self.inner.state();
         s.tensors.push((STEP_STATE.into(), Tensor::from_slice(&[self.step as f64])));
@@ -204,5 +204,5 @@ impl Optimizer for Freezing {
         self.step = step as u64;
         Ok(())
     }
-    whetstone_optim::forward_to_inner!(inner; params, skipped_steps, eval_mode, train_mode);
+    whetstone_optim::forward_to_inner!(inner; params, zero_grad, skipped_steps, eval_mode, train_mode);
 }

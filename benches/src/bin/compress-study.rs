@@ -350,7 +350,7 @@ fn main() -> Result<()> {
         .iter()
         .map(|(_, run, _)| Timed {
             forward: Box::new(move |b: &Batch| {
-                let _ = run.model.forward_t(&b.input_ids, &b.attention_mask, false);
+                let _ = run.model.forward_t(&b.input_ids, &b.attention_mask, false).unwrap_or_else(|e| panic!("forward of a timed model: {e}"));
             }),
         })
         .collect();

@@ -9,7 +9,7 @@
 
 use crate::error::{CompressError, Result};
 use tch::{Kind, Tensor};
-use whetstone_models::{Pooling, TextClassifier, TransformerClassifier, TransformerEncoder};
+use whetstone_models::{ModelError, Pooling, TextClassifier, TransformerClassifier, TransformerEncoder};
 
 /// A Linear layer with int8 weights: y = (q(x) · q(W)ᵀ) · s_x · s_w + b.
 #[derive(Debug)]
@@ -213,7 +213,7 @@ impl QuantizedClassifier {
                 .f_add(&Tensor::f_embedding(&self.embeddings[1], &pos, -1, false, false)?)?
                 .f_add(&Tensor::f_embedding(&self.embeddings[2], &input_ids.f_zeros_like()?, -1, false, false)?)?;
             let mut x = self.norm(&e, &self.embedding_norm)?;
-            let keep = TransformerEncoder::attention_keep(attention_mask);
+            let keep = TransformerEncoder::attention_keep(attention_mask)?;
             for l in &self.layers {
                 x = if self.pre_norm {
                     let x = x.f_add(&self.attention(l, &self.norm(&x, &l.attention_norm)?, &keep)?)?;
@@ -226,7 +226,7 @@ impl QuantizedClassifier {
             if let Some(n) = &self.final_norm {
                 x = self.norm(&x, n)?;
             }
-            let pooled = whetstone_models::pool(&x, attention_mask, self.pooling);
+            let pooled = whetstone_models::pool(&x, attention_mask, self.pooling)?;
             Ok(pooled.f_linear(&self.classifier.0, Some(&self.classifier.1))?)
         })
     }
@@ -234,7 +234,12 @@ impl QuantizedClassifier {
 
 impl TextClassifier for QuantizedClassifier {
     /// Inference only: `train` is ignored (no dropout, no gradients).
-    fn forward_t(&self, input_ids: &Tensor, attention_mask: &Tensor, _train: bool) -> Tensor {
-        self.try_forward(input_ids, attention_mask).unwrap_or_else(|e| panic!("int8 forward: {e}"))
+    fn forward_t(&self, input_ids: &Tensor, attention_mask: &Tensor, _train: bool) -> whetstone_models::Result<Tensor> {
+        // try_forward fails only in libtorch (directly or through the models crate).
+        self.try_forward(input_ids, attention_mask).map_err(|e| match e {
+            CompressError::Torch(e) => ModelError::Torch(e),
+            CompressError::Model(e) => e,
+            other => ModelError::Torch(tch::TchError::Torch(format!("int8 forward: {other}"))),
+        })
     }
 }

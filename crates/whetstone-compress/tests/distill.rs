@@ -118,12 +118,12 @@ fn distilbert_style_student_copies_the_chosen_layers() {
     }
     // Running the teacher's embeddings then its layers 1 and 3 gives the student's logits.
     let b = batch(7, 3);
-    let keep = whetstone_models::TransformerEncoder::attention_keep(&b.attention_mask);
-    let x = teacher.encoder().embeddings().forward_t(&b.input_ids, false);
-    let x = teacher.encoder().layers()[1].forward_t(&x, &keep, false);
-    let x = teacher.encoder().layers()[3].forward_t(&x, &keep, false);
-    let want = teacher.logits_from_states(&x, &b.attention_mask, false);
-    assert!(max_abs_diff(&want, &student.forward_t(&b.input_ids, &b.attention_mask, false)) < 1e-6);
+    let keep = whetstone_models::TransformerEncoder::attention_keep(&b.attention_mask).unwrap();
+    let x = teacher.encoder().embeddings().forward_t(&b.input_ids, false).unwrap();
+    let x = teacher.encoder().layers()[1].forward_t(&x, &keep, false).unwrap();
+    let x = teacher.encoder().layers()[3].forward_t(&x, &keep, false).unwrap();
+    let want = teacher.logits_from_states(&x, &b.attention_mask, false).unwrap();
+    assert!(max_abs_diff(&want, &student.forward_t(&b.input_ids, &b.attention_mask, false).unwrap()) < 1e-6);
     assert!(student_from_teacher(&teacher, &[0, 4], &svs.root()).unwrap_err().to_string().contains("layer 4 does not exist"));
     assert!(student_from_teacher(&teacher, &[], &svs.root()).is_err());
 }
@@ -137,7 +137,7 @@ fn cached_teacher_logits_equal_live_ones() {
     let cache = TeacherCache::build(&teacher, &batches).unwrap();
     assert_eq!(cache.len(), 8);
     assert!(cache.seconds >= 0.0);
-    let live = tch::no_grad(|| teacher.forward_t(&batches[1].input_ids, &batches[1].attention_mask, false));
+    let live = tch::no_grad(|| teacher.forward_t(&batches[1].input_ids, &batches[1].attention_mask, false).unwrap());
     assert!(max_abs_diff(&cache.lookup(&batches[1]).unwrap().unwrap(), &live) < 1e-6);
     assert!(cache.lookup(&batch(12, 4)).unwrap().is_none());
     let mut live_obj = DistillObjective::new(Box::new(teacher), &student, DistillConfig::default()).unwrap();
@@ -158,7 +158,7 @@ fn schedules_change_the_weights_with_the_step() {
     let b = batch(15, 4);
     let kd_only = tch::no_grad(|| obj.loss(&student, &b).double_value(&[]));
     let ce_only = tch::no_grad(|| obj.loss(&student, &b).double_value(&[]));
-    let logits = tch::no_grad(|| student.forward_t(&b.input_ids, &b.attention_mask, false));
+    let logits = tch::no_grad(|| student.forward_t(&b.input_ids, &b.attention_mask, false).unwrap());
     assert!((ce_only - logits.cross_entropy_for_logits(&b.labels).double_value(&[])).abs() < 1e-6);
     assert!((kd_only - ce_only).abs() > 1e-4);
 }
@@ -190,7 +190,7 @@ fn alpha_one_is_plain_cross_entropy_without_the_teacher() {
     let cfg = DistillConfig { alpha: 1.0.into(), ..Default::default() };
     let mut obj = DistillObjective::new(Box::new(teacher), &student, cfg).unwrap();
     let loss = obj.try_loss(&student, &b).unwrap().double_value(&[]);
-    let logits = student.forward_t(&b.input_ids, &b.attention_mask, false);
+    let logits = student.forward_t(&b.input_ids, &b.attention_mask, false).unwrap();
     let ce = logits.cross_entropy_loss::<Tensor>(&b.labels, None, tch::Reduction::Mean, -100, 0.0).double_value(&[]);
     assert!((loss - ce).abs() < 1e-6, "alpha 1: {loss} vs cross-entropy {ce}");
 }

@@ -38,7 +38,7 @@ fn a_threshold_that_never_triggers_gives_the_full_models_output_and_zero_exits_a
     for r in 0..4 {
         let ids = b.input_ids.narrow(0, r, 1);
         let mask = b.attention_mask.narrow(0, r, 1);
-        let full = model.forward_t(&ids, &mask, false);
+        let full = model.forward_t(&ids, &mask, false).unwrap();
         for never in [ExitPolicy::Confidence(1.5), ExitPolicy::Entropy(-1.0), ExitPolicy::Patience(10)] {
             let (logits, layer) = ee.forward(&ids, &mask, never).unwrap();
             assert_eq!(layer, 3, "{never}");
@@ -46,7 +46,7 @@ fn a_threshold_that_never_triggers_gives_the_full_models_output_and_zero_exits_a
         }
         let (logits, layer) = ee.forward(&ids, &mask, ExitPolicy::Confidence(0.0)).unwrap();
         assert_eq!(layer, 1);
-        let (_, out) = model.forward_detailed(&ids, &mask, false, false);
+        let (_, out) = model.forward_detailed(&ids, &mask, false, false).unwrap();
         let first = heads.logits(0, &out.hidden_states[1], &mask, false).unwrap();
         assert!(max_abs_diff(&logits, &first) < 1e-6);
         assert!(max_abs_diff(&first, &full) > 1e-4, "the first exit should differ from the full model");
@@ -55,7 +55,7 @@ fn a_threshold_that_never_triggers_gives_the_full_models_output_and_zero_exits_a
     // A whole batch computes every exit at once: its last entry is the model's logits.
     let all = ee.all_exit_logits(&b.input_ids, &b.attention_mask).unwrap();
     assert_eq!(all.len(), 3);
-    assert!(max_abs_diff(&all[2], &model.forward_t(&b.input_ids, &b.attention_mask, false)) < 1e-5);
+    assert!(max_abs_diff(&all[2], &model.forward_t(&b.input_ids, &b.attention_mask, false).unwrap()) < 1e-5);
     // Exits that do not fit the model are refused.
     let (_v2, other, _) = tiny_with(2, config(2, 16, 4, 32));
     assert!(EarlyExit::new(&other, &heads).unwrap_err().to_string().contains("2 internal exits"));
@@ -133,7 +133,7 @@ fn the_sweep_reports_accuracy_exit_layer_and_latency_per_policy() {
     assert_eq!(rows[0].mean_exit_layer, 1.0);
     assert_eq!(rows[2].mean_exit_layer, 3.0);
     assert!((1.0..=3.0).contains(&rows[1].mean_exit_layer));
-    let full = model.forward_t(&b.input_ids, &b.attention_mask, false).argmax(-1, false);
+    let full = model.forward_t(&b.input_ids, &b.attention_mask, false).unwrap().argmax(-1, false);
     let full_acc = Vec::<i64>::try_from(&full).unwrap().iter().zip(&labels).filter(|(a, b)| a == b).count() as f64 / 20.0;
     assert_eq!(rows[2].accuracy, full_acc);
     for r in &rows {

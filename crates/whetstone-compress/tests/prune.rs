@@ -17,7 +17,7 @@ fn train_steps(model: &dyn TextClassifier, opt: &mut dyn Optimizer, steps: i64) 
     for s in 0..steps {
         let b = batch(100 + s, 4);
         opt.zero_grad();
-        let loss = model.forward_t(&b.input_ids, &b.attention_mask, true).cross_entropy_for_logits(&b.labels);
+        let loss = model.forward_t(&b.input_ids, &b.attention_mask, true).unwrap().cross_entropy_for_logits(&b.labels);
         loss.backward();
         opt.step(1e-2).unwrap();
     }
@@ -160,8 +160,8 @@ fn structurally_pruned_model_matches_its_masked_origin_and_round_trips() {
         let (config, small) = prune_structured(&model, &plan, &small_vs.root()).unwrap();
         assert_eq!(config.encoder.layer_shapes, plan.layer_shapes());
         plan.masks(&model, &model.named_parameters()).unwrap().apply_to(&model.named_parameters()).unwrap();
-        let masked = tch::no_grad(|| model.forward_t(&b.input_ids, &b.attention_mask, false));
-        let pruned = tch::no_grad(|| small.forward_t(&b.input_ids, &b.attention_mask, false));
+        let masked = tch::no_grad(|| model.forward_t(&b.input_ids, &b.attention_mask, false).unwrap());
+        let pruned = tch::no_grad(|| small.forward_t(&b.input_ids, &b.attention_mask, false).unwrap());
         let diff = max_abs_diff(&masked, &pruned);
         assert!(diff < 1e-5, "{importance}: pruned vs masked logits differ by {diff}");
         assert!(whetstone_models::count_parameters(&small_vs) < whetstone_models::count_parameters(&_vs));
@@ -175,7 +175,7 @@ fn structurally_pruned_model_matches_its_masked_origin_and_round_trips() {
         let mut vs3 = VarStore::new(Device::Cpu);
         let reloaded = back.build(&vs3.root(), VOCAB, 3).unwrap();
         load_varstore(&mut vs3, &path).unwrap();
-        let again = tch::no_grad(|| reloaded.forward_t(&b.input_ids, &b.attention_mask, false));
+        let again = tch::no_grad(|| reloaded.forward_t(&b.input_ids, &b.attention_mask, false).unwrap());
         assert_eq!(max_abs_diff(&again, &pruned), 0.0);
     }
 }

@@ -32,8 +32,8 @@ fn int8_classifier_logits_stay_close_and_the_model_is_smaller() {
         let (vs, model, _) = tiny_with(2, cfg);
         let int8 = QuantizedClassifier::new(&model).unwrap();
         let b = batch(3, 6);
-        let f32_logits = tch::no_grad(|| model.forward_t(&b.input_ids, &b.attention_mask, false));
-        let q_logits = int8.forward_t(&b.input_ids, &b.attention_mask, false);
+        let f32_logits = tch::no_grad(|| model.forward_t(&b.input_ids, &b.attention_mask, false).unwrap());
+        let q_logits = int8.forward_t(&b.input_ids, &b.attention_mask, false).unwrap();
         let diff = max_abs_diff(&f32_logits, &q_logits);
         let scale = f32_logits.abs().max().double_value(&[]);
         println!("pre_norm {pre_norm}: max |logit diff| = {diff:.5} (max |logit| {scale:.3})");

@@ -1,11 +1,12 @@
 //! Bidirectional LSTM classifier.
 
+use crate::capability::EmbeddingInput;
+use crate::classifier::TextClassifier;
 use crate::error::{ModelError, Result};
 use crate::head::{pool, Pooling};
 use crate::ops;
-use crate::TextClassifier;
 use serde::{Deserialize, Serialize};
-use tch::{nn, Kind, Tensor};
+use tch::{nn, Kind, TchError, Tensor};
 
 /// Configuration of [`BiLstm`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -92,7 +93,12 @@ impl Lstm {
     /// The outputs `[B, T, hidden]` of `x` `[B, T, input]` from a zero state, as
     /// `tch::nn::RNN::seq` computes them.
     fn seq(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, _, _) = x.size3()?;
+        let (b, _, width) = x.size3()?;
+        // libtorch's CPU LSTM does not check the input width (it reads past the rows).
+        let input = self.weights[0].size()[1];
+        if width != input {
+            return Err(TchError::Shape(format!("lstm input must be [B, T, {input}], got {:?}", x.size())).into());
+        }
         let zeros = Tensor::f_zeros([1, b, self.hidden], (self.weights[0].kind(), self.weights[0].device()))?;
         let (out, _, _) = x.f_lstm(&[&zeros, &zeros], &self.weights.iter().collect::<Vec<_>>(), true, 1, 0.0, true, false, true)?;
         Ok(out)
@@ -111,6 +117,10 @@ fn reverse_index(mask: &Tensor) -> Result<Tensor> {
 impl BiLstm {
     /// Logits from word embeddings `[B, T, E]`.
     fn logits(&self, words: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor> {
+        let (b, t, _) = words.size3()?;
+        if attention_mask.size() != [b, t] {
+            return Err(TchError::Shape(format!("attention mask must be [{b}, {t}] like the input, got {:?}", attention_mask.size())).into());
+        }
         let idx = reverse_index(attention_mask)?.f_unsqueeze(-1)?;
         let gather = |y: &Tensor| -> Result<Tensor> { Ok(y.f_gather(1, &idx.f_expand([-1, -1, y.size()[2]], false)?, false)?) };
         let mut x = words.shallow_clone();
@@ -128,6 +138,28 @@ impl BiLstm {
 
 impl TextClassifier for BiLstm {
     fn forward_t(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor> {
-        self.logits(&ops::embedding(input_ids, &self.embedding)?, attention_mask, train)
+        self.forward_embedded(&self.embed(input_ids, train)?, attention_mask, train)
+    }
+
+    fn kind(&self) -> &'static str {
+        "bilstm"
+    }
+
+    fn embedding_input(&self) -> Option<&dyn EmbeddingInput> {
+        Some(self)
+    }
+}
+
+impl EmbeddingInput for BiLstm {
+    fn word_embeddings(&self) -> &Tensor {
+        &self.embedding.ws
+    }
+
+    fn embed(&self, input_ids: &Tensor, _train: bool) -> Result<Tensor> {
+        ops::embedding(input_ids, &self.embedding)
+    }
+
+    fn forward_embedded(&self, embeddings: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor> {
+        self.logits(embeddings, attention_mask, train)
     }
 }

@@ -1,16 +1,22 @@
-//! The classifier trait and the model zoo's configuration.
+//! The classifier trait, the capability look-ups, and the Transformer classifier.
+//!
+//! [`TransformerClassifier`] lives here, next to the trait, because the transitional
+//! [`TextClassifier::as_transformer`] names it; [`crate::pretrained`] builds it and
+//! [`crate::ModelConfig`] (in `config.rs`) dispatches to both, so the dependencies between
+//! these modules go one way: `classifier` ← `pretrained` ← `config`.
 
-use crate::bilstm::{BiLstm, BiLstmConfig};
+use crate::capability::{EmbeddingInput, LayerOutputs, LayerUnits, Structured};
 use crate::error::{ModelError, Result};
 use crate::head::{pool, ClassificationHead, Pooling};
-use crate::pretrained::BertCheckpoint;
-use crate::textcnn::{TextCnn, TextCnnConfig};
 use crate::transformer::{EncoderOutput, TransformerConfig, TransformerEncoder};
 use serde::{Deserialize, Serialize};
-use std::path::Path;
 use tch::{nn, Tensor};
 
 /// A model mapping padded token ids to class logits.
+///
+/// Beyond `forward_t`, a model may offer capabilities (see [`crate::capability`]) that some
+/// strategies need; the provided methods say it has none, and a model that has one
+/// overrides the method to return itself.
 pub trait TextClassifier: std::fmt::Debug + Send {
     /// Logits `[B, num_labels]` (f32) for `input_ids` `[B, T]` and `attention_mask` `[B, T]`
     /// (1 = token, 0 = padding). `train` switches dropout on.
@@ -20,11 +26,61 @@ pub trait TextClassifier: std::fmt::Debug + Send {
     /// [`ModelError::Torch`], not raised as a panic.
     fn forward_t(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor>;
 
-    /// The model as a [`TransformerClassifier`], for strategies that need its layers (hidden
-    /// state distillation, structured pruning); `None` for other architectures.
+    /// Short name of the architecture, used in error messages: `"transformer"`,
+    /// `"textcnn"`, `"bilstm"` for the built-in models, `"model"` unless overridden.
+    fn kind(&self) -> &'static str {
+        "model"
+    }
+
+    /// The model's input embeddings and forward pass from them (adversarial training,
+    /// mixup), if it has them. See [`require_embedding_input`].
+    fn embedding_input(&self) -> Option<&dyn EmbeddingInput> {
+        None
+    }
+
+    /// The model's per-layer hidden states and attentions (distillation, early exits), if it
+    /// has them. See [`require_layer_outputs`].
+    fn layer_outputs(&self) -> Option<&dyn LayerOutputs> {
+        None
+    }
+
+    /// The model's prunable heads and neurons (structured pruning), if it has them. See
+    /// [`require_structured`].
+    fn structured(&self) -> Option<&dyn Structured> {
+        None
+    }
+
+    /// The model as the concrete [`TransformerClassifier`]; `None` for other architectures.
+    ///
+    /// A last resort, for code that needs the concrete Transformer itself (physically
+    /// resizing or rebuilding it, int8 conversion, its MLM head): strategies should ask for
+    /// a capability instead ([`Self::embedding_input`], [`Self::layer_outputs`],
+    /// [`Self::structured`]), which any model can implement.
     fn as_transformer(&self) -> Option<&TransformerClassifier> {
         None
     }
+}
+
+/// The model's [`EmbeddingInput`], or an error saying that `needed_by` (e.g. `"FGM"`)
+/// needs it and this kind of model does not provide it.
+pub fn require_embedding_input<'a>(model: &'a dyn TextClassifier, needed_by: &str) -> Result<&'a dyn EmbeddingInput> {
+    model.embedding_input().ok_or_else(|| missing(model, "input embeddings (embed / forward_embedded)", needed_by))
+}
+
+/// The model's [`LayerOutputs`], or an error saying that `needed_by` (e.g. `"hidden-state
+/// distillation"`) needs them and this kind of model does not provide them.
+pub fn require_layer_outputs<'a>(model: &'a dyn TextClassifier, needed_by: &str) -> Result<&'a dyn LayerOutputs> {
+    model.layer_outputs().ok_or_else(|| missing(model, "per-layer outputs (hidden states and attentions)", needed_by))
+}
+
+/// The model's [`Structured`] view, or an error saying that `needed_by` (e.g. `"structured
+/// pruning"`) needs it and this kind of model does not provide it.
+pub fn require_structured<'a>(model: &'a dyn TextClassifier, needed_by: &str) -> Result<&'a dyn Structured> {
+    model.structured().ok_or_else(|| missing(model, "prunable structure (attention heads and feed-forward neurons)", needed_by))
+}
+
+fn missing(model: &dyn TextClassifier, capability: &'static str, needed_by: &str) -> ModelError {
+    ModelError::Capability { model: model.kind(), capability, needed_by: needed_by.to_string() }
 }
 
 /// A Transformer encoder, pooling and a classification head.
@@ -48,7 +104,8 @@ pub struct TransformerClassifierConfig {
     /// A Hugging Face BERT checkpoint folder (see [`crate::pretrained`]) whose encoder to
     /// start from, with a fresh head. Its `config.json` then sets the encoder's shape and
     /// dropout, and the encoder fields here are unused except `max_len`, which must not
-    /// exceed the checkpoint's position embeddings.
+    /// exceed the checkpoint's position embeddings. Read by [`crate::ModelConfig::build`];
+    /// [`TransformerClassifier::new`] ignores it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pretrained: Option<std::path::PathBuf>,
 }
@@ -59,13 +116,6 @@ impl TransformerClassifier {
         let encoder = TransformerEncoder::new(p, vocab_size, &c.encoder)?;
         let head = ClassificationHead::new(p, c.encoder.hidden as i64, num_labels, c.encoder.dropout, Some(c.encoder.init_std));
         Ok(Self { encoder, head, pooling: c.pooling })
-    }
-
-    /// A classifier whose encoder is the pretrained checkpoint in `dir` (Hugging Face BERT
-    /// layout) and whose head is fresh, or the checkpoint's own `classifier.*` if it has one.
-    /// Shorthand for [`BertCheckpoint::open`] then [`BertCheckpoint::load_classifier`].
-    pub fn from_pretrained(p: &nn::Path, dir: &Path, num_labels: i64, pooling: Pooling) -> Result<Self> {
-        BertCheckpoint::open(dir)?.load_classifier(p, num_labels, pooling)
     }
 
     /// The encoder.
@@ -106,8 +156,23 @@ impl TransformerClassifier {
 
 impl TextClassifier for TransformerClassifier {
     fn forward_t(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor> {
-        let h = self.encoder.forward_t(input_ids, attention_mask, train)?;
-        self.logits_from_states(&h, attention_mask, train)
+        self.forward_embedded(&self.embed(input_ids, train)?, attention_mask, train)
+    }
+
+    fn kind(&self) -> &'static str {
+        "transformer"
+    }
+
+    fn embedding_input(&self) -> Option<&dyn EmbeddingInput> {
+        Some(self)
+    }
+
+    fn layer_outputs(&self) -> Option<&dyn LayerOutputs> {
+        Some(self)
+    }
+
+    fn structured(&self) -> Option<&dyn Structured> {
+        Some(self)
     }
 
     fn as_transformer(&self) -> Option<&TransformerClassifier> {
@@ -115,81 +180,66 @@ impl TextClassifier for TransformerClassifier {
     }
 }
 
-/// Any of the built-in classifiers, selected by `kind` in a recipe's `[model]` table.
-///
-/// ```
-/// use whetstone_models::ModelConfig;
-/// let c: ModelConfig = serde_json::from_str(r#"{"kind": "textcnn", "embed_dim": 64}"#).unwrap();
-/// assert!(matches!(c, ModelConfig::Textcnn(ref t) if t.embed_dim == 64));
-/// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub enum ModelConfig {
-    /// BERT-style encoder with a pooled classification head.
-    Transformer(TransformerClassifierConfig),
-    /// Kim's TextCNN.
-    Textcnn(TextCnnConfig),
-    /// Bidirectional LSTM.
-    Bilstm(BiLstmConfig),
-}
+/// The word embeddings alone are taken out; positions, token types, the embedding
+/// LayerNorm and dropout are applied in `forward_embedded`.
+impl EmbeddingInput for TransformerClassifier {
+    fn word_embeddings(&self) -> &Tensor {
+        self.encoder.embeddings().word_weight()
+    }
 
-impl Default for ModelConfig {
-    fn default() -> Self {
-        ModelConfig::Textcnn(TextCnnConfig::default())
+    fn embed(&self, input_ids: &Tensor, _train: bool) -> Result<Tensor> {
+        self.encoder.embeddings().words(input_ids)
+    }
+
+    fn forward_embedded(&self, embeddings: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor> {
+        let h = self.encoder.forward_words(embeddings, attention_mask, train)?;
+        self.logits_from_states(&h, attention_mask, train)
     }
 }
 
-/// A recipe's `pretrained` classifier, after checking the recipe's tokenizer and `max_len`
-/// fit the checkpoint.
-fn build_pretrained(p: &nn::Path, dir: &Path, vocab_size: i64, num_labels: i64, c: &TransformerClassifierConfig) -> Result<TransformerClassifier> {
-    let ckpt = BertCheckpoint::open(dir)?;
-    let at = dir.display().to_string();
-    if ckpt.vocab_size() != vocab_size {
-        return Err(ModelError::Pretrained {
-            path: at,
-            message: format!(
-                "the tokenizer has {vocab_size} ids but the checkpoint's vocabulary has {}: use its {} as the tokenizer",
-                ckpt.vocab_size(),
-                ckpt.tokenizer_path().display()
-            ),
-        });
+impl LayerOutputs for TransformerClassifier {
+    fn num_layers(&self) -> usize {
+        self.encoder.layers().len()
     }
-    if c.encoder.max_len > ckpt.encoder_config().max_len {
-        return Err(ModelError::Pretrained {
-            path: at,
-            message: format!("max_len {} exceeds the checkpoint's {} position embeddings", c.encoder.max_len, ckpt.encoder_config().max_len),
-        });
+
+    fn hidden_size(&self) -> usize {
+        self.encoder.config().hidden
     }
-    ckpt.load_classifier(p, num_labels, c.pooling)
+
+    fn attention_heads(&self) -> Vec<usize> {
+        self.encoder.layers().iter().map(|l| l.shape().heads).collect()
+    }
+
+    fn forward_detailed(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool, output_attentions: bool) -> Result<(Tensor, EncoderOutput)> {
+        TransformerClassifier::forward_detailed(self, input_ids, attention_mask, train, output_attentions)
+    }
+
+    fn logits_from_states(&self, states: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor> {
+        TransformerClassifier::logits_from_states(self, states, attention_mask, train)
+    }
 }
 
-impl ModelConfig {
-    /// Build the model with its parameters under `p`.
-    pub fn build(&self, p: &nn::Path, vocab_size: i64, num_labels: i64) -> Result<Box<dyn TextClassifier>> {
-        Ok(match self {
-            ModelConfig::Transformer(c) => match &c.pretrained {
-                None => Box::new(TransformerClassifier::new(p, vocab_size, num_labels, c)?),
-                Some(dir) => Box::new(build_pretrained(p, dir, vocab_size, num_labels, c)?),
-            },
-            ModelConfig::Textcnn(c) => Box::new(TextCnn::new(p, vocab_size, num_labels, c)?),
-            ModelConfig::Bilstm(c) => Box::new(BiLstm::new(p, vocab_size, num_labels, c)?),
-        })
-    }
-
-    /// Short name of the architecture.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            ModelConfig::Transformer(_) => "transformer",
-            ModelConfig::Textcnn(_) => "textcnn",
-            ModelConfig::Bilstm(_) => "bilstm",
-        }
-    }
-
-    /// Longest input the model accepts (position embeddings), if it has a limit.
-    pub fn max_len(&self) -> Option<usize> {
-        match self {
-            ModelConfig::Transformer(c) => Some(c.encoder.max_len),
-            _ => None,
-        }
+/// BERT names: `encoder.layer.{i}.attention.self.{query,key,value}`, …
+impl Structured for TransformerClassifier {
+    fn layer_units(&self) -> Vec<LayerUnits> {
+        let c = self.encoder.config();
+        self.encoder
+            .layers()
+            .iter()
+            .enumerate()
+            .map(|(i, layer)| {
+                let p = format!("encoder.layer.{i}");
+                let shape = layer.shape();
+                LayerUnits {
+                    heads: shape.heads,
+                    head_dim: c.head_dim(),
+                    ffn: shape.ffn,
+                    qkv: ["query", "key", "value"].map(|n| format!("{p}.attention.self.{n}")),
+                    attention_out: format!("{p}.attention.output.dense"),
+                    ffn_in: format!("{p}.intermediate.dense"),
+                    ffn_out: format!("{p}.output.dense"),
+                }
+            })
+            .collect()
     }
 }

@@ -13,6 +13,16 @@ pub enum ModelError {
     /// A pretrained checkpoint folder is incomplete or its `config.json` is unusable.
     #[error("pretrained checkpoint {path}: {message}")]
     Pretrained { path: String, message: String },
+    /// A strategy needs a capability (see [`crate::capability`]) the model does not have.
+    #[error("{needed_by} needs a model with {capability}; a {model} model does not provide it")]
+    Capability {
+        /// The model's [`crate::TextClassifier::kind`].
+        model: &'static str,
+        /// What is missing, e.g. "input embeddings (embed / forward_embedded)".
+        capability: &'static str,
+        /// The strategy or step that needs it, e.g. "FGM".
+        needed_by: String,
+    },
     /// An error from libtorch.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),

@@ -10,6 +10,14 @@
 //!
 //! Every model implements [`TextClassifier`] and is device-agnostic: build it in a
 //! [`tch::nn::VarStore`] on any device ([`parse_device`] reads `cpu|cuda|cuda:N|auto`).
+//! Forward passes return [`Result`]: a libtorch error (an id outside the vocabulary, a
+//! shape that does not fit) is a [`ModelError::Torch`], not a panic.
+//!
+//! What a strategy needs beyond the logits is a [`capability`]: input embeddings
+//! ([`EmbeddingInput`], all three models), per-layer outputs ([`LayerOutputs`]) and
+//! prunable structure ([`Structured`], both the Transformer's). [`require_embedding_input`]
+//! and its siblings turn a missing one into a [`ModelError::Capability`] when the strategy
+//! is built.
 //!
 //! ```
 //! use whetstone_models::{ModelConfig, TextClassifier, TransformerClassifierConfig, TransformerConfig};
@@ -30,8 +38,10 @@
 //! ```
 
 mod bilstm;
+pub mod capability;
 mod checkpoint;
 mod classifier;
+mod config;
 mod device;
 mod error;
 mod head;
@@ -41,8 +51,10 @@ mod textcnn;
 pub mod transformer;
 
 pub use bilstm::{BiLstm, BiLstmConfig};
+pub use capability::{EmbeddingInput, LayerOutputs, LayerUnits, Structured};
 pub use checkpoint::{count_parameters, load_varstore, save_varstore, write_safetensors_atomic};
-pub use classifier::{ModelConfig, TextClassifier, TransformerClassifier, TransformerClassifierConfig};
+pub use classifier::{require_embedding_input, require_layer_outputs, require_structured, TextClassifier, TransformerClassifier, TransformerClassifierConfig};
+pub use config::ModelConfig;
 pub use device::parse_device;
 pub use error::{ModelError, Result};
 pub use head::{pool, ClassificationHead, Pooling};

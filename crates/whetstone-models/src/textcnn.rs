@@ -1,8 +1,9 @@
 //! TextCNN (Kim 2014, "Convolutional Neural Networks for Sentence Classification").
 
+use crate::capability::EmbeddingInput;
+use crate::classifier::TextClassifier;
 use crate::error::{ModelError, Result};
 use crate::ops;
-use crate::TextClassifier;
 use serde::{Deserialize, Serialize};
 use tch::{nn, Kind, Tensor};
 
@@ -101,6 +102,28 @@ impl TextCnn {
 
 impl TextClassifier for TextCnn {
     fn forward_t(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor> {
-        self.logits(&ops::embedding(input_ids, &self.embedding)?, attention_mask, train)
+        self.forward_embedded(&self.embed(input_ids, train)?, attention_mask, train)
+    }
+
+    fn kind(&self) -> &'static str {
+        "textcnn"
+    }
+
+    fn embedding_input(&self) -> Option<&dyn EmbeddingInput> {
+        Some(self)
+    }
+}
+
+impl EmbeddingInput for TextCnn {
+    fn word_embeddings(&self) -> &Tensor {
+        &self.embedding.ws
+    }
+
+    fn embed(&self, input_ids: &Tensor, _train: bool) -> Result<Tensor> {
+        ops::embedding(input_ids, &self.embedding)
+    }
+
+    fn forward_embedded(&self, embeddings: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor> {
+        self.logits(embeddings, attention_mask, train)
     }
 }

@@ -42,7 +42,7 @@ impl TeacherCache {
         let mut cache = Self::default();
         tch::no_grad(|| -> Result<()> {
             for batch in batches {
-                let logits = teacher.forward_t(&batch.input_ids, &batch.attention_mask, false).f_to_kind(Kind::Float)?.f_to_device(tch::Device::Cpu)?;
+                let logits = teacher.forward_t(&batch.input_ids, &batch.attention_mask, false)?.f_to_kind(Kind::Float)?.f_to_device(tch::Device::Cpu)?;
                 let (b, c) = logits.size2()?;
                 cache.num_labels = c as usize;
                 let flat = Vec::<f32>::try_from(&logits.f_reshape([-1])?)?;

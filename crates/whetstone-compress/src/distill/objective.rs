@@ -115,7 +115,7 @@ impl DistillObjective {
         let mut terms = DistillTerms::default();
         let total = if !self.config.needs_internals() && alpha == 1.0 {
             // Hard labels only: the teacher is not needed.
-            let logits = student.forward_t(&batch.input_ids, mask, true);
+            let logits = student.forward_t(&batch.input_ids, mask, true)?;
             let l = logit_distill_loss(&logits, &logits.detach(), &batch.labels, temperature, 1.0)?;
             terms.logits = l.double_value(&[]);
             l
@@ -126,9 +126,9 @@ impl DistillObjective {
             };
             let teacher_logits = match cached {
                 Some(l) => l,
-                None => tch::no_grad(|| self.teacher.forward_t(&batch.input_ids, mask, false)),
+                None => tch::no_grad(|| self.teacher.forward_t(&batch.input_ids, mask, false))?,
             };
-            let logits = student.forward_t(&batch.input_ids, mask, true);
+            let logits = student.forward_t(&batch.input_ids, mask, true)?;
             let l = logit_distill_loss(&logits, &teacher_logits, &batch.labels, temperature, alpha)?;
             terms.logits = l.double_value(&[]);
             l
@@ -136,8 +136,8 @@ impl DistillObjective {
             let t = self.teacher.as_transformer().ok_or_else(|| CompressError::Config("the teacher is not a Transformer".into()))?;
             let s = student.as_transformer().ok_or_else(|| CompressError::Config("the student is not a Transformer".into()))?;
             let want_attn = !self.config.attention.is_zero();
-            let (t_logits, t_out) = tch::no_grad(|| t.forward_detailed(&batch.input_ids, mask, false, want_attn));
-            let (s_logits, s_out) = s.forward_detailed(&batch.input_ids, mask, true, want_attn);
+            let (t_logits, t_out) = tch::no_grad(|| t.forward_detailed(&batch.input_ids, mask, false, want_attn))?;
+            let (s_logits, s_out) = s.forward_detailed(&batch.input_ids, mask, true, want_attn)?;
             let mut total = logit_distill_loss(&s_logits, &t_logits, &batch.labels, temperature, alpha)?;
             terms.logits = total.double_value(&[]);
             let project = |p: &Option<nn::Linear>, x: &Tensor| match p {

@@ -47,7 +47,7 @@ impl ExitHeads {
     /// Logits `[B, labels]` of exit `i` from that layer's token states `[B, T, H]`.
     pub fn logits(&self, i: usize, states: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor> {
         let (w, b) = self.linears.get(i).ok_or_else(|| CompressError::Config(format!("exit {i} does not exist: there are {} internal exits", self.linears.len())))?;
-        Ok(pool(states, attention_mask, self.pooling).f_dropout(self.dropout, train)?.f_linear(w, Some(b))?.f_to_kind(Kind::Float)?)
+        Ok(pool(states, attention_mask, self.pooling)?.f_dropout(self.dropout, train)?.f_linear(w, Some(b))?.f_to_kind(Kind::Float)?)
     }
 
     fn shallow(&self) -> Self {
@@ -76,9 +76,9 @@ impl ExitObjective {
         let t = model.as_transformer().ok_or_else(|| CompressError::Config("early exit needs a Transformer model".into()))?;
         let mask = &batch.attention_mask;
         let (logits, out) = if self.frozen {
-            tch::no_grad(|| t.forward_detailed(&batch.input_ids, mask, false, false))
+            tch::no_grad(|| t.forward_detailed(&batch.input_ids, mask, false, false))?
         } else {
-            t.forward_detailed(&batch.input_ids, mask, true, false)
+            t.forward_detailed(&batch.input_ids, mask, true, false)?
         };
         let ce = |l: &Tensor| l.f_cross_entropy_loss::<Tensor>(&batch.labels, None, Reduction::Mean, -100, 0.0);
         let mut total = Tensor::f_zeros([], (Kind::Float, logits.device()))?;

@@ -106,7 +106,7 @@ impl<'a> EarlyExit<'a> {
     /// The logits of every exit `[B, labels]`, computing all layers (for evaluating policies).
     pub fn all_exit_logits(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Result<Vec<Tensor>> {
         tch::no_grad(|| {
-            let (logits, out) = self.model.forward_detailed(input_ids, attention_mask, false, false);
+            let (logits, out) = self.model.forward_detailed(input_ids, attention_mask, false, false)?;
             let mut all = (0..self.heads.len()).map(|i| self.heads.logits(i, &out.hidden_states[i + 1], attention_mask, false)).collect::<Result<Vec<_>>>()?;
             all.push(logits);
             Ok(all)
@@ -118,13 +118,13 @@ impl<'a> EarlyExit<'a> {
     pub fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor, policy: ExitPolicy) -> Result<(Tensor, usize)> {
         tch::no_grad(|| {
             let enc = self.model.encoder();
-            let keep = TransformerEncoder::attention_keep(attention_mask);
-            let mut x = enc.embeddings().forward_t(input_ids, false);
+            let keep = TransformerEncoder::attention_keep(attention_mask)?;
+            let mut x = enc.embeddings().forward_t(input_ids, false)?;
             let b = input_ids.size()[0] as usize;
             let mut trackers: Vec<Tracker> = (0..b).map(|_| Tracker::default()).collect();
             let layers = enc.layers();
             for (i, layer) in layers.iter().enumerate() {
-                x = layer.forward_t(&x, &keep, false);
+                x = layer.forward_t(&x, &keep, false)?;
                 if i + 1 == layers.len() {
                     break;
                 }
@@ -138,8 +138,8 @@ impl<'a> EarlyExit<'a> {
                     return Ok((logits, i + 1));
                 }
             }
-            let x = enc.finish(x);
-            Ok((self.model.logits_from_states(&x, attention_mask, false), layers.len()))
+            let x = enc.finish(x)?;
+            Ok((self.model.logits_from_states(&x, attention_mask, false)?, layers.len()))
         })
     }
 }

@@ -131,7 +131,7 @@ pub fn taylor_importance(model: &TransformerClassifier, batches: &[Batch]) -> Re
     };
     for b in batches {
         zero();
-        let logits = model.forward_t(&b.input_ids, &b.attention_mask, false);
+        let logits = model.forward_t(&b.input_ids, &b.attention_mask, false)?;
         logits.f_cross_entropy_loss::<Tensor>(&b.labels, None, tch::Reduction::Mean, -100, 0.0)?.f_backward()?;
         acc.accumulate()?;
     }

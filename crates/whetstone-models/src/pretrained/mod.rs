@@ -156,6 +156,13 @@ impl TransformerEncoder {
 }
 
 impl TransformerClassifier {
+    /// A classifier whose encoder is the pretrained checkpoint in `dir` (Hugging Face BERT
+    /// layout) and whose head is fresh, or the checkpoint's own `classifier.*` if it has one.
+    /// Shorthand for [`BertCheckpoint::open`] then [`BertCheckpoint::load_classifier`].
+    pub fn from_pretrained(p: &nn::Path, dir: &Path, num_labels: i64, pooling: Pooling) -> Result<Self> {
+        BertCheckpoint::open(dir)?.load_classifier(p, num_labels, pooling)
+    }
+
     /// Writes this classifier as a Hugging Face `BertForSequenceClassification` checkpoint:
     /// the encoder's tensors plus `classifier.{weight,bias}`, and a `config.json` with
     /// `id2label`/`label2id` from `labels` (one per logit) and the pooling whetstone used.

@@ -55,7 +55,8 @@ impl EncoderLayer {
         Ok(linear(&y, &self.output)?.f_dropout(self.dropout, train)?)
     }
 
-    /// `x` `[B, T, H]` through the block; `keep` as in [`SelfAttention::forward_t`].
+    /// `x` `[B, T, H]` through the block; `keep` `[B, 1, 1, T]` is true where a key may be
+    /// attended to ([`super::TransformerEncoder::attention_keep`]).
     pub fn forward_t(&self, x: &Tensor, keep: &Tensor, train: bool) -> Result<Tensor> {
         Ok(self.forward_inner(x, keep, train, false)?.0)
     }

@@ -50,6 +50,13 @@ pub trait TextClassifier: std::fmt::Debug + Send {
         None
     }
 
+    /// The model's Transformer encoder, for strategies that drive it directly (masked-LM
+    /// pretraining ties its decoder to the encoder's word embeddings). See
+    /// [`require_transformer_encoder`].
+    fn transformer_encoder(&self) -> Option<&TransformerEncoder> {
+        None
+    }
+
     /// The model as the concrete [`TransformerClassifier`]; `None` for other architectures.
     ///
     /// A last resort, for code that needs the concrete Transformer itself (physically
@@ -77,6 +84,12 @@ pub fn require_layer_outputs<'a>(model: &'a dyn TextClassifier, needed_by: &str)
 /// pruning"`) needs it and this kind of model does not provide it.
 pub fn require_structured<'a>(model: &'a dyn TextClassifier, needed_by: &str) -> Result<&'a dyn Structured> {
     model.structured().ok_or_else(|| missing(model, "prunable structure (attention heads and feed-forward neurons)", needed_by))
+}
+
+/// The model's Transformer encoder, or an error saying that `needed_by` (e.g. `"masked-LM
+/// pretraining"`) needs one and this kind of model has none.
+pub fn require_transformer_encoder<'a>(model: &'a dyn TextClassifier, needed_by: &str) -> Result<&'a TransformerEncoder> {
+    model.transformer_encoder().ok_or_else(|| missing(model, "a Transformer encoder", needed_by))
 }
 
 fn missing(model: &dyn TextClassifier, capability: &'static str, needed_by: &str) -> ModelError {
@@ -175,7 +188,28 @@ impl TextClassifier for TransformerClassifier {
         Some(self)
     }
 
+    fn transformer_encoder(&self) -> Option<&TransformerEncoder> {
+        Some(&self.encoder)
+    }
+
     fn as_transformer(&self) -> Option<&TransformerClassifier> {
+        Some(self)
+    }
+}
+
+/// A bare encoder is a model the training loop can drive (masked-LM pretraining trains one
+/// with no classification head at all). It has no logits: [`TextClassifier::forward_t`] is an
+/// error saying so, and an objective that classifies fails with that error on its first batch.
+impl TextClassifier for TransformerEncoder {
+    fn forward_t(&self, _input_ids: &Tensor, _attention_mask: &Tensor, _train: bool) -> Result<Tensor> {
+        Err(missing(self, "a classification head (logits)", "classification"))
+    }
+
+    fn kind(&self) -> &'static str {
+        "transformer encoder"
+    }
+
+    fn transformer_encoder(&self) -> Option<&TransformerEncoder> {
         Some(self)
     }
 }

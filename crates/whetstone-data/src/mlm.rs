@@ -8,8 +8,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 use crate::error::{DataError, Result};
-use crate::tokenize::{TextTokenizer, SPECIAL_TOKENS};
-use crate::wordpiece::CONTINUATION;
+use crate::tokenize::{TextTokenizer, CONTINUATION, SPECIAL_TOKENS};
 
 /// Which tokens to mask and what to put in their place.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

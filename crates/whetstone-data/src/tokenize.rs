@@ -1,29 +1,20 @@
-//! Text to token ids: training a BERT-style WordPiece tokenizer or loading a
-//! `tokenizer.json`, and encoding batches of texts in parallel.
+//! Text to token ids: loading a `tokenizer.json` (or training a BERT-style WordPiece one,
+//! with the `train-tokenizer` feature), and encoding batches of texts in parallel.
 
 use std::path::Path;
 
-use serde_json::json;
-use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
-use tokenizers::models::wordpiece::WordPiece;
-use tokenizers::normalizers::bert::BertNormalizer;
-use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
-use tokenizers::processors::bert::BertProcessing;
 use tokenizers::{
-    AddedToken, NormalizedString, Normalizer, OffsetReferential, OffsetType, PostProcessor,
-    PreTokenizedString, PreTokenizer, Tokenizer, TruncationDirection, TruncationParams,
-    TruncationStrategy,
+    PostProcessor, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy,
 };
 
 use crate::error::{DataError, Result};
-use crate::wordpiece::{count_words, learn_vocab, CONTINUATION};
+
+/// The prefix that marks a piece continuing a word, as in BERT vocabularies.
+pub(crate) const CONTINUATION: &str = "##";
 
 /// Special tokens of trained tokenizers, in id order: `[PAD]` is 0 so that zero-filled
 /// id tensors are already padding.
 pub const SPECIAL_TOKENS: [&str; 5] = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
-
-/// The longest word WordPiece tries to split before giving up with `[UNK]` (BERT's value).
-const MAX_INPUT_CHARS_PER_WORD: usize = 100;
 
 /// A `tokenizers::Tokenizer` with padding and truncation left to the caller, since
 /// batches are padded dynamically to their own longest sequence.
@@ -33,74 +24,6 @@ pub struct TextTokenizer {
 }
 
 impl TextTokenizer {
-    /// Trains a BERT-style uncased or cased WordPiece tokenizer on `texts`.
-    ///
-    /// Pipeline: BERT normaliser (clean text, Chinese characters split, accents stripped
-    /// when lowercasing), BERT pre-tokeniser, WordPiece with `[UNK]`, `[CLS] … [SEP]`
-    /// post-processing and a WordPiece decoder. The same texts always give the same
-    /// vocabulary: `tokenizers`' own trainer breaks ties between equally frequent merges
-    /// in hash-map order, which changes from run to run, so the vocabulary is learned
-    /// here with a sorted, deterministic order instead.
-    pub fn train_wordpiece(
-        texts: &[String],
-        vocab_size: usize,
-        min_frequency: u64,
-        lowercase: bool,
-    ) -> Result<Self> {
-        let normalizer = BertNormalizer::new(true, true, None, lowercase);
-        let pre_tokenizer = BertPreTokenizer;
-        let words = count_words(texts, |text| {
-            let mut normalized = NormalizedString::from(text);
-            normalizer
-                .normalize(&mut normalized)
-                .map_err(|e| DataError::tokenizer("normalising training text", e))?;
-            let mut pre = PreTokenizedString::from(normalized);
-            pre_tokenizer
-                .pre_tokenize(&mut pre)
-                .map_err(|e| DataError::tokenizer("pre-tokenising training text", e))?;
-            Ok(pre
-                .get_splits(OffsetReferential::Original, OffsetType::Byte)
-                .into_iter()
-                .map(|(s, _, _)| s.to_string())
-                .collect())
-        })?;
-        let tokens = learn_vocab(&words, &SPECIAL_TOKENS, vocab_size, min_frequency);
-
-        let vocab: serde_json::Map<String, serde_json::Value> = tokens
-            .into_iter()
-            .enumerate()
-            .map(|(i, t)| (t, json!(i)))
-            .collect();
-        // The model's builder wants an `ahash` map, which `tokenizers` does not re-export;
-        // its serde form takes a plain JSON object. (It borrows strings, hence via text.)
-        let model_json = json!({
-            "type": "WordPiece",
-            "unk_token": "[UNK]",
-            "continuing_subword_prefix": CONTINUATION,
-            "max_input_chars_per_word": MAX_INPUT_CHARS_PER_WORD,
-            "vocab": vocab,
-        })
-        .to_string();
-        let model: WordPiece = serde_json::from_str(&model_json)
-            .map_err(|e| DataError::tokenizer("building the WordPiece model", e))?;
-
-        let mut inner = Tokenizer::new(model);
-        inner
-            .with_normalizer(Some(normalizer))
-            .with_pre_tokenizer(Some(pre_tokenizer))
-            .with_post_processor(Some(BertProcessing::new(
-                ("[SEP]".to_string(), 3),
-                ("[CLS]".to_string(), 2),
-            )))
-            .with_decoder(Some(WordPieceDecoder::new(CONTINUATION.to_string(), true)));
-        let specials: Vec<AddedToken> = SPECIAL_TOKENS
-            .iter()
-            .map(|t| AddedToken::from(*t, true))
-            .collect();
-        inner.add_special_tokens(&specials);
-        Ok(TextTokenizer { inner })
-    }
-
     /// Loads any `tokenizer.json` (e.g. a Hugging Face BERT one), turning off the padding
     /// and truncation it may carry so that [`encode_batch`](Self::encode_batch) decides.
     pub fn from_file(path: &Path) -> Result<Self> {

@@ -2,6 +2,9 @@
 //! measurement, an append-only JSONL metrics log, training-curve plots and a
 //! Markdown run report.
 //!
+//! The plots ([`plot`]: PNG and SVG through `plotters`, with an embedded DejaVu font) are the
+//! default-on `plot` feature; without it the crate has no drawing dependencies.
+//!
 //! The crate is deliberately independent of any tensor library: metrics take
 //! plain `i64` class ids, timing takes closures, so it can be tested (and
 //! reused) without libtorch.
@@ -26,6 +29,7 @@
 #![warn(missing_docs)]
 
 mod error;
+#[cfg(feature = "plot")]
 mod font;
 pub mod fs;
 mod markdown;
@@ -33,6 +37,7 @@ mod markdown;
 pub mod efficiency;
 pub mod log;
 pub mod metrics;
+#[cfg(feature = "plot")]
 pub mod plot;
 pub mod report;
 
@@ -41,5 +46,6 @@ pub use error::EvalError;
 pub use fs::write_atomic;
 pub use log::{read_jsonl, MetricsLog};
 pub use metrics::{classification_report, ClassMetrics, ClassificationReport};
+#[cfg(feature = "plot")]
 pub use plot::{plot_lines, plot_lines_log_x, plot_training_curves, Curve};
 pub use report::{format_count, write_report_md, RunReport};

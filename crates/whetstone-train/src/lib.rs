@@ -1,31 +1,103 @@
-//! The whetstone training loop and the run pipeline around it.
+//! The whetstone training loop and its strategy API.
 //!
-//! * [`Trainer`]: one loop for any [`whetstone_models::TextClassifier`], optimiser, schedule and
-//!   [`Objective`]. Seeded and bit-reproducible on CPU, gradient clipping and accumulation,
-//!   evaluation every epoch or N steps, early stopping with the best checkpoint kept, a progress
-//!   bar, a JSONL metrics log, atomic checkpoints and exact resume.
-//! * [`Recipe`] and [`train_recipe`]: a TOML recipe to a finished run folder
-//!   (`recipe.toml`, `tokenizer.json`, `labels.json`, `model.safetensors`,
-//!   `checkpoint.safetensors`, `metrics.jsonl`, `metrics.json`, `report.md`, `curves.png/svg`).
-//! * [`LoadedRun`]: a run folder loaded back for evaluation and prediction.
-//! * [`FinetuneConfig`] (`[finetune]`): freezing, gradual unfreezing, a head-only warm-up and
-//!   re-initialised top layers for fine-tuning a pretrained encoder, which a recipe names with
-//!   `[model] pretrained = "minilm-l6"` (a manifest model) or a checkpoint folder.
+//! One loop, [`Trainer`], drives any [`whetstone_models::TextClassifier`] with any optimiser,
+//! schedule and training strategy, on batches from any [`whetstone_data::BatchSource`]. It is
+//! seeded and bit-reproducible on CPU, clips and accumulates gradients, validates every epoch
+//! or every N steps, stops early with the best weights kept, writes a JSONL metrics log and
+//! atomic checkpoints, and resumes exactly. What a run *is* (recipes, run folders, the
+//! `train`/`pretrain` pipelines, the progress bar, plots) lives in whetstone-run; this crate
+//! is the loop, so depending on it pulls in no plotting, progress-bar, tokenizer-training or
+//! download code.
+//!
+//! # The strategy API
+//!
+//! * [`Trainer::new`] takes the model, its `VarStore`, an optimiser, the peak learning rate
+//!   and the run folder; builder methods set the rest ([`Trainer::objective`],
+//!   [`Trainer::schedule`], [`Trainer::config`] ([`TrainConfig`]), [`Trainer::seed`],
+//!   [`Trainer::device`], [`Trainer::observer`], [`Trainer::stop_after`],
+//!   [`Trainer::identity`]). [`Trainer::fit`] runs the loop; [`Trainer::train_step`] is one
+//!   optimiser step of it, public for benchmarks and custom drivers.
+//! * An [`Objective`] is the strategy. Only [`Objective::loss`] is required; the loop calls
+//!   [`Objective::backward`] for every micro-batch (several passes for FGM or R-Drop),
+//!   [`Objective::before_update`] before clipping and the optimiser step,
+//!   [`Objective::after_update`] after it, and [`Objective::validate`] to score checkpoints
+//!   (classification by default). [`CrossEntropy`] is the default; [`MlmObjective`] is
+//!   BERT's masked-LM objective. The [`Objective`] page has a complete strategy written
+//!   outside the crate (gradient noise).
+//! * A [`StepContext`] is what a strategy sees in a step: the model, its variables, the step
+//!   and epoch, the device, and a random stream fixed by `(seed, step)`;
+//!   [`EvalContext`] is its counterpart for validation.
+//! * A [`StrategyState`] holds the strategy's own tensors and values. It goes into every
+//!   [`Checkpoint`] and comes back through [`Objective::load_state`], so a strategy resumes
+//!   bit-identically.
+//! * Batches come from a [`whetstone_data::BatchSource`]: an epoch plan that is a pure
+//!   function of `(seed, epoch)` and a batch per plan entry (length-bucketed
+//!   [`whetstone_data::BucketedSource`], or multi-task, augmenting and other sources).
+//! * An [`Observer`] sees progress ([`Lines`] by default, [`Silent`]; whetstone-run's
+//!   `Reporter` draws a progress bar).
+//!
+//! Around the loop: [`FinetuneConfig`] (freezing, gradual unfreezing, a head-only warm-up,
+//! re-initialised top layers), [`predict`] and [`classify`].
 //!
 //! ```
-//! use whetstone_train::{Recipe, TrainConfig};
-//! let recipe: Recipe = toml::from_str(r#"
-//!     name = "demo"
-//!     [model]
-//!     kind = "textcnn"
-//!     embed_dim = 64
-//!     [train]
-//!     epochs = 3
-//! "#).unwrap();
-//! assert_eq!(recipe.train.epochs, 3);
-//! assert_eq!(recipe.data.dataset, "rotten-tomatoes");
-//! assert!(toml::from_str::<Recipe>("[train]\nepoch = 3").is_err()); // unknown keys are rejected
+//! use tch::{nn::VarStore, Device, Tensor};
+//! use whetstone_data::{Batch, BucketedSource, Encoded};
+//! use whetstone_models::{ModelConfig, TextCnnConfig};
+//! use whetstone_optim::OptimConfig;
+//! use whetstone_train::{CrossEntropy, Objective, Result, Silent, StepContext, StrategyState, TrainConfig, Trainer};
+//!
+//! /// Cross-entropy that counts its optimiser steps; the count is checkpointed.
+//! struct Counting { inner: CrossEntropy, updates: u64 }
+//!
+//! impl Objective for Counting {
+//!     fn loss(&mut self, cx: &mut StepContext, batch: &Batch) -> Result<Tensor> {
+//!         self.inner.loss(cx, batch)
+//!     }
+//!     fn after_update(&mut self, _cx: &mut StepContext) -> Result<()> {
+//!         self.updates += 1;
+//!         Ok(())
+//!     }
+//!     fn state(&self) -> Result<StrategyState> {
+//!         Ok(StrategyState::default().with_value("updates", self.updates))
+//!     }
+//!     fn load_state(&mut self, state: &StrategyState) -> Result<()> {
+//!         self.updates = state.value("updates")?;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
+//! // Eight tokenised sentences ([CLS] … [SEP]); the label is the parity of the first word.
+//! let ids: Vec<Vec<i64>> = (0..8).map(|i| vec![2, 5 + i, 6, 7, 8, 3]).collect();
+//! let train = Encoded { ids, labels: (0..8).map(|i| i % 2).collect(), pad_id: 0 };
+//! let vs = VarStore::new(Device::Cpu);
+//! let model = ModelConfig::Textcnn(TextCnnConfig { embed_dim: 8, channels: 2, ..Default::default() }).build(&vs.root(), 16, 2)?;
+//! let config = TrainConfig { epochs: 2, batch_size: 4, bucket_factor: 1, ..Default::default() };
+//! let source = BucketedSource::new(&train, config.batch_size, config.bucket_factor);
+//! let dir = std::env::temp_dir().join(format!("whetstone-train-doc-{}", std::process::id()));
+//! let mut trainer = Trainer::new(model.as_ref(), &vs, OptimConfig::default().build(&vs)?, 1e-3, &dir)
+//!     .objective(Counting { inner: CrossEntropy::default(), updates: 0 })
+//!     .config(config)
+//!     .seed(7)
+//!     .observer(Silent);
+//! let summary = trainer.fit(&source, &train, false)?;
+//! assert_eq!(summary.progress.step, 4);
+//! assert_eq!(trainer.get_objective().state()?.value::<u64>("updates")?, 4);
+//! # drop(trainer);
+//! # std::fs::remove_dir_all(&dir).ok();
+//! # Ok(()) }
 //! ```
+//!
+//! # Run-folder items kept here for now
+//!
+//! [`Recipe`] (with [`DataRecipe`], [`TokenizerRecipe`], [`EvalRecipe`], [`apply_override`]),
+//! [`LoadedRun`], [`read_recipe`], [`display_names`], [`measure_efficiency`],
+//! [`resolve_pretrained`] / [`resolve_model`] and the run-folder file names belong to
+//! whetstone-run, which re-exports them and is where to use them from. They are defined in
+//! this crate only while whetstone-compress's distill/prune pipelines, which use them, still
+//! live in whetstone-compress; none of them needs plotting, a progress bar, tokenizer
+//! training or downloading (a manifest model that is not cached is fetched only when
+//! whetstone-data's `fetch` feature is on, as it is in whetstone-run and the CLI).
 
 mod checkpoint;
 mod config;
@@ -33,38 +105,43 @@ mod context;
 mod efficiency;
 mod error;
 mod evaluate;
-mod experiment;
 mod finetune;
 mod finite;
+mod mlm;
 mod objective;
 mod observer;
-mod pretrain;
 mod pretrained;
 mod progress;
 mod recipe;
 mod recipe_parse;
-mod reporter;
 mod run;
 mod state;
 mod trainer;
 
 pub use checkpoint::{Checkpoint, BEST_MODEL_FILE, CHECKPOINT_FILE};
 pub use config::TrainConfig;
-pub use efficiency::measure_efficiency;
-pub use error::{Result, TrainError};
-pub use evaluate::{predict, Predictions};
-pub use experiment::{display_names, train_recipe, write_plot, RunOptions, RunResult};
-pub use finetune::{block_depth, freeze, reinit_top_layers, FinetuneConfig, FreezeSchedule, Freezing};
 pub use context::{EvalContext, StepContext};
-pub use evaluate::classify;
+pub use error::{Result, TrainError};
+pub use evaluate::{classify, predict, Predictions};
+pub use finetune::{block_depth, freeze, reinit_top_layers, FinetuneConfig, FreezeSchedule, Freezing};
+pub use mlm::{MlmObjective, MlmScore};
 pub use objective::{backward_weighted, CrossEntropy, Objective, StepLoss, Validation};
 pub use observer::{Lines, Observer, Silent, StepStatus};
-pub use reporter::Reporter;
-pub use state::StrategyState;
-pub use pretrain::{pretrain_recipe, CorpusRecipe, MlmObjective, MlmScore, PretrainRecipe, PretrainResult, ENCODER_DIR, PRETRAIN_RECIPE_FILE};
-pub use pretrained::resolve_pretrained;
 pub use progress::Progress;
-pub use recipe_parse::apply_override;
-pub use recipe::{DataRecipe, EvalRecipe, Recipe, TokenizerRecipe};
-pub use run::{read_recipe, LoadedRun, LABELS_FILE, RECIPE_FILE, TOKENIZER_FILE};
+pub use state::StrategyState;
 pub use trainer::{steps_per_epoch, FitSummary, Outcome, StepReport, Trainer, METRICS_LOG_FILE};
+
+// Run-folder items (see the crate docs): their public home is whetstone-run.
+pub use efficiency::measure_efficiency;
+pub use pretrained::{resolve_model, resolve_pretrained, ENCODER_DIR};
+pub use recipe::{DataRecipe, EvalRecipe, Recipe, TokenizerRecipe};
+pub use recipe_parse::apply_override;
+pub use run::{display_names, read_recipe, LoadedRun, LABELS_FILE, RECIPE_FILE, TOKENIZER_FILE};
+
+/// Recipe-parsing plumbing shared with whetstone-run's pretraining recipe while [`Recipe`] is
+/// defined here; not a public API.
+#[doc(hidden)]
+pub mod recipe_support {
+    pub use crate::recipe::{default_device, default_seed};
+    pub use crate::recipe_parse::{check_common, parse_toml};
+}

@@ -1,12 +1,17 @@
 //! Where a recipe's `[model] pretrained` checkpoint comes from: a folder on disk, or a model
 //! entry of the data manifest (`pretrained = "minilm-l6"`), fetched into the data cache on
-//! first use exactly as `whetstone data minilm-l6` would.
+//! first use exactly as `whetstone data minilm-l6` would (when whetstone-data is built with
+//! its `fetch` feature, as whetstone-run and the CLI build it; otherwise it must be cached).
 
 use crate::error::{Result, TrainError};
 use std::path::{Path, PathBuf};
-use whetstone_data::{cache_dir, fetch, Manifest};
+use whetstone_data::{cache_dir, obtain, Manifest};
 use whetstone_models::pretrained::BertCheckpoint;
 use whetstone_models::ModelConfig;
+
+/// The folder inside a `whetstone pretrain` run with its best encoder in Hugging Face BERT
+/// layout; a recipe that names the run as `pretrained` gets this folder.
+pub const ENCODER_DIR: &str = "encoder";
 
 /// The checkpoint folder `spec` names: `spec` itself when it is an existing folder (a
 /// `whetstone pretrain` run folder stands for its `encoder/`), else the manifest model of that
@@ -19,7 +24,7 @@ use whetstone_models::ModelConfig;
 /// ```
 pub fn resolve_pretrained(spec: &Path) -> Result<PathBuf> {
     if spec.is_dir() {
-        let encoder = spec.join(crate::pretrain::ENCODER_DIR);
+        let encoder = spec.join(ENCODER_DIR);
         if !spec.join("config.json").is_file() && encoder.join("config.json").is_file() {
             return Ok(encoder);
         }
@@ -32,7 +37,7 @@ pub fn resolve_pretrained(spec: &Path) -> Result<PathBuf> {
         return Err(TrainError::Config(format!("model.pretrained `{shown}` is a file; give the checkpoint's folder (with config.json, model.safetensors, tokenizer.json)")));
     }
     match spec.to_str().and_then(|n| manifest.datasets.iter().find(|d| d.name == n)) {
-        Some(entry) if entry.is_model() => Ok(fetch(entry, &cache_dir())?),
+        Some(entry) if entry.is_model() => Ok(obtain(entry, &cache_dir())?),
         Some(_) => Err(TrainError::Config(format!("model.pretrained `{shown}` is a dataset in the manifest, not a model (models: {})", models.join(", ")))),
         None => Err(TrainError::Config(format!(
             "model.pretrained `{shown}` is neither an existing checkpoint folder nor a model in the manifest (models: {})",
@@ -42,9 +47,9 @@ pub fn resolve_pretrained(spec: &Path) -> Result<PathBuf> {
 }
 
 /// `model` with its `pretrained` name (if any) replaced by the checkpoint folder it resolves
-/// to. A `max_len` left at its default (512) becomes the checkpoint's when that is shorter, so
-/// that a recipe need not repeat the checkpoint's position count.
-pub(crate) fn resolve_model(model: &ModelConfig) -> Result<ModelConfig> {
+/// to ([`resolve_pretrained`]). A `max_len` left at its default (512) becomes the checkpoint's
+/// when that is shorter, so that a recipe need not repeat the checkpoint's position count.
+pub fn resolve_model(model: &ModelConfig) -> Result<ModelConfig> {
     let mut model = model.clone();
     if let ModelConfig::Transformer(c) = &mut model {
         if let Some(spec) = &c.pretrained {
@@ -56,14 +61,6 @@ pub(crate) fn resolve_model(model: &ModelConfig) -> Result<ModelConfig> {
         }
     }
     Ok(model)
-}
-
-/// The opened checkpoint of a resolved model config, if it has one.
-pub(crate) fn checkpoint_of(model: &ModelConfig) -> Result<Option<BertCheckpoint>> {
-    match model {
-        ModelConfig::Transformer(c) => Ok(c.pretrained.as_ref().map(BertCheckpoint::open).transpose()?),
-        _ => Ok(None),
-    }
 }
 
 #[cfg(test)]

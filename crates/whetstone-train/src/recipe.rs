@@ -47,10 +47,12 @@ pub struct Recipe {
 fn default_name() -> String {
     "run".into()
 }
-pub(crate) fn default_seed() -> u64 {
+/// A recipe's default `seed`.
+pub fn default_seed() -> u64 {
     42
 }
-pub(crate) fn default_device() -> String {
+/// A recipe's default `device`: `auto`.
+pub fn default_device() -> String {
     "auto".into()
 }
 

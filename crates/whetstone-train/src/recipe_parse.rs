@@ -58,7 +58,7 @@ fn plateau_of(s: &whetstone_optim::Schedule) -> Option<&whetstone_optim::Plateau
 /// Parse TOML `text` (from `origin`, used in messages) into `T` with `overrides` applied.
 /// Unknown keys anywhere are rejected by their full dotted name (also inside flattened
 /// tables, by comparing with `T` serialised back); bad values name their key.
-pub(crate) fn parse_toml<T: serde::de::DeserializeOwned + serde::Serialize>(origin: &str, text: &str, overrides: &[String]) -> Result<T, String> {
+pub fn parse_toml<T: serde::de::DeserializeOwned + serde::Serialize>(origin: &str, text: &str, overrides: &[String]) -> Result<T, String> {
     let mut value = toml::from_str::<toml::Table>(text).map(Value::Table).map_err(|e| format!("{origin}: {e}"))?;
     for o in overrides {
         apply_override(&mut value, o)?;
@@ -125,7 +125,7 @@ impl Recipe {
 }
 
 /// Checks every recipe kind shares: the tokenizer's size, the learning rate and the device.
-pub(crate) fn check_common(tokenizer: &crate::recipe::TokenizerRecipe, optim: &whetstone_optim::OptimConfig, device: &str) -> crate::Result<()> {
+pub fn check_common(tokenizer: &crate::recipe::TokenizerRecipe, optim: &whetstone_optim::OptimConfig, device: &str) -> crate::Result<()> {
     use crate::TrainError::Config;
     if tokenizer.path.is_none() && tokenizer.vocab_size < 16 {
         return Err(Config(format!("tokenizer.vocab_size must be >= 16, got {}", tokenizer.vocab_size)));

@@ -5,7 +5,7 @@ use crate::error::{io, Result, TrainError};
 use crate::recipe::Recipe;
 use std::path::{Path, PathBuf};
 use tch::{nn::VarStore, Device};
-use whetstone_data::{LabelSet, TextTokenizer};
+use whetstone_data::{LabelSet, Manifest, Splits, TextTokenizer};
 use whetstone_models::{load_varstore, parse_device, TextClassifier};
 
 /// The resolved recipe of a run.
@@ -14,6 +14,18 @@ pub const RECIPE_FILE: &str = "recipe.toml";
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
 /// The run's class names, in class-id order.
 pub const LABELS_FILE: &str = "labels.json";
+
+/// Display names for classes: the manifest's `label_names` for a named dataset, else the raw labels.
+pub fn display_names(recipe: &Recipe, splits: &Splits) -> Vec<String> {
+    if recipe.data.path.is_none() {
+        if let Ok(m) = Manifest::builtin() {
+            if let Ok(e) = m.get(&recipe.data.dataset) {
+                return splits.labels.display_names(e.label_names.as_ref());
+            }
+        }
+    }
+    splits.labels.names.clone()
+}
 
 /// Everything in a run folder needed to use its model.
 pub struct LoadedRun {

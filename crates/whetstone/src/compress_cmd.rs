@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use std::path::{Path, PathBuf};
 use whetstone_compress::pipeline::{self, CompressConfig, Finished};
-use whetstone_train::LoadedRun;
+use whetstone_run::{fresh_run_dir, LoadedRun};
 
 /// Options shared by both commands.
 #[derive(Args)]
@@ -134,7 +134,7 @@ pub fn distill(a: DistillArgs) -> Result<()> {
     }
     let c = config(&a.common, flags)?;
     let name = a.common.name.clone().or(c.name.clone()).unwrap_or_else(|| format!("{}-distill-{}", base_name(&a.teacher), c.distill.student.replace([':', ',', '/'], "-")));
-    let out = crate::fresh_run_dir(&a.common.runs_dir, &name);
+    let out = fresh_run_dir(&a.common.runs_dir, &name);
     if !a.common.quiet {
         eprintln!("distilling {} into {} ({})", a.teacher.display(), c.distill.student, out.display());
     }
@@ -165,7 +165,7 @@ pub fn prune(a: PruneArgs) -> Result<()> {
         "int8" | "quantize" => format!("{}-int8", base_name(&a.run)),
         _ => format!("{}-{method}-{:.0}", base_name(&a.run), 100.0 * c.prune.sparsity),
     });
-    let out = crate::fresh_run_dir(&a.common.runs_dir, &name);
+    let out = fresh_run_dir(&a.common.runs_dir, &name);
     if !a.common.quiet {
         eprintln!("pruning {} with {} ({})", a.run.display(), c.prune.method, out.display());
     }

@@ -1,7 +1,9 @@
 //! `whetstone`: train, evaluate and use text classifiers from TOML recipes.
 //!
 //! The binary is a thin shell over the library crates: argument parsing, recipe resolution and
-//! printing. Everything else lives in whetstone-data, -models, -optim, -train and -eval.
+//! printing. Recipes, run folders and the train/pretrain pipelines are whetstone-run's,
+//! distillation and pruning whetstone-compress's; the rest lives in whetstone-data, -models,
+//! -optim, -train (the loop) and -eval.
 
 mod compress_cmd;
 mod pretrain_cmd;
@@ -10,10 +12,10 @@ mod recipe_source;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::io::{BufRead, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use whetstone_data::{fetch, Manifest, TableSpec};
-use whetstone_train::{train_recipe, Recipe, RunOptions};
+use whetstone_run::{fresh_run_dir, train_recipe, Recipe, RunOptions};
 
 #[derive(Parser)]
 #[command(name = "whetstone", version, about = "Train, compress and ship text classifiers on libtorch")]
@@ -102,11 +104,7 @@ pub(crate) struct RunArgs {
 impl RunArgs {
     /// The folder of the run `--resume` names.
     pub fn resume_dir(&self, run: &str) -> PathBuf {
-        if Path::new(run).is_dir() {
-            PathBuf::from(run)
-        } else {
-            self.runs_dir.join(run)
-        }
+        whetstone_run::resume_dir(&self.runs_dir, run)
     }
 
     /// `--device` and `--name` as recipe overrides.
@@ -168,25 +166,13 @@ fn main() -> ExitCode {
     }
 }
 
-/// A fresh folder under `runs_dir` for `name`: `name`, or `name-2`, `name-3`… so that no earlier
-/// run is ever overwritten.
-pub(crate) fn fresh_run_dir(runs_dir: &Path, name: &str) -> PathBuf {
-    let mut dir = runs_dir.join(name);
-    let mut i = 2;
-    while dir.exists() {
-        dir = runs_dir.join(format!("{name}-{i}"));
-        i += 1;
-    }
-    dir
-}
-
 fn train(a: TrainArgs) -> Result<()> {
     let (recipe, dir, resume) = if let Some(run) = &a.run.resume {
         if !a.overrides.is_empty() || a.file.data.is_some() || a.run.name.is_some() {
             bail!("--resume continues a run with its own recipe; drop --set/--data/--name");
         }
         let dir = a.run.resume_dir(run);
-        let recipe = whetstone_train::read_recipe(&dir)?;
+        let recipe = whetstone_run::read_recipe(&dir)?;
         (recipe, dir, true)
     } else {
         let (origin, text) = recipe_source::load_text(&a.recipe)?;

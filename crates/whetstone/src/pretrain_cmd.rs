@@ -3,7 +3,7 @@
 use crate::recipe_source;
 use anyhow::{bail, Result};
 use clap::Args;
-use whetstone_train::{pretrain_recipe, PretrainRecipe, RunOptions, PRETRAIN_RECIPE_FILE};
+use whetstone_run::{fresh_run_dir, pretrain_recipe, Outcome, PretrainRecipe, RunOptions, ENCODER_DIR, PRETRAIN_RECIPE_FILE};
 
 #[derive(Args)]
 pub struct PretrainArgs {
@@ -41,7 +41,7 @@ pub fn pretrain(a: PretrainArgs) -> Result<()> {
         }
         overrides.extend(a.run.overrides());
         let recipe = PretrainRecipe::parse(&origin, &text, &overrides).map_err(anyhow::Error::msg)?;
-        let dir = crate::fresh_run_dir(&a.run.runs_dir, &recipe.name);
+        let dir = fresh_run_dir(&a.run.runs_dir, &recipe.name);
         (recipe, dir, false)
     };
     if !a.run.quiet {
@@ -49,7 +49,7 @@ pub fn pretrain(a: PretrainArgs) -> Result<()> {
     }
     let r = pretrain_recipe(&recipe, &RunOptions { dir: dir.clone(), resume, quiet: a.run.quiet, stop_after: 0 })?;
     match (&r.fit.outcome, &r.valid) {
-        (whetstone_train::Outcome::Interrupted, _) => println!("run interrupted at step {} (resume with --resume {})", r.fit.progress.step, dir.display()),
+        (Outcome::Interrupted, _) => println!("run interrupted at step {} (resume with --resume {})", r.fit.progress.step, dir.display()),
         (_, valid) => {
             if let Some(v) = valid {
                 println!("valid MLM loss {:.4}  perplexity {:.2}  masked-token accuracy {:.4} ({} masked tokens)", v.loss, v.perplexity, v.accuracy, v.tokens);
@@ -62,7 +62,7 @@ pub fn pretrain(a: PretrainArgs) -> Result<()> {
                 r.fit.seq_per_s,
                 r.wall_s
             );
-            println!("encoder: {} (fine-tune it with `[model] pretrained = \"{}\"`)", dir.join(whetstone_train::ENCODER_DIR).display(), dir.display());
+            println!("encoder: {} (fine-tune it with `[model] pretrained = \"{}\"`)", dir.join(ENCODER_DIR).display(), dir.display());
         }
     }
     Ok(())

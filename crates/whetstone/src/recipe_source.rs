@@ -43,7 +43,7 @@ fn load_from(embedded: &[(&str, &str)], spec: &str) -> Result<(String, String)> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use whetstone_train::Recipe;
+    use whetstone_run::{PretrainRecipe, Recipe};
 
     #[test]
     fn embedded_recipes_are_valid() {
@@ -51,7 +51,7 @@ mod tests {
             Recipe::parse(name, text, &[]).unwrap_or_else(|e| panic!("{name}: {e}"));
         }
         for (name, text) in EMBEDDED_PRETRAIN {
-            whetstone_train::PretrainRecipe::parse(name, text, &[]).unwrap_or_else(|e| panic!("{name}: {e}"));
+            PretrainRecipe::parse(name, text, &[]).unwrap_or_else(|e| panic!("{name}: {e}"));
         }
     }
 

@@ -1,18 +1,16 @@
 //! `whetstone pretrain` recipes.
 
-use crate::config::TrainConfig;
-use crate::recipe::TokenizerRecipe;
-use crate::recipe_parse::parse_toml;
-use crate::TrainError::Config;
 use serde::{Deserialize, Serialize};
 use whetstone_data::MaskingConfig;
 use whetstone_models::TransformerConfig;
 use whetstone_optim::{OptimConfig, Schedule};
+use whetstone_train::recipe_support::{check_common, parse_toml};
+use whetstone_train::{TokenizerRecipe, TrainConfig, TrainError::Config};
 
 /// A masked-LM pretraining recipe. Unknown keys are rejected.
 ///
 /// ```
-/// let r = whetstone_train::PretrainRecipe::parse("r.toml", r#"
+/// let r = whetstone_run::PretrainRecipe::parse("r.toml", r#"
 ///     name = "mlm"
 ///     [corpus]
 ///     sources = ["wiki100"]
@@ -27,7 +25,7 @@ use whetstone_optim::{OptimConfig, Schedule};
 /// "#, &["train.epochs=3".into()]).unwrap();
 /// assert_eq!(r.mlm.mask_prob, 0.15);
 /// assert_eq!(r.train.epochs, 3);
-/// assert!(whetstone_train::PretrainRecipe::parse("r.toml", "[mlm]\nmask_prob = 1.5", &[]).is_err());
+/// assert!(whetstone_run::PretrainRecipe::parse("r.toml", "[mlm]\nmask_prob = 1.5", &[]).is_err());
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,10 +34,10 @@ pub struct PretrainRecipe {
     #[serde(default = "default_name")]
     pub name: String,
     /// Seed for the split, initialisation, data order, masks and dropout.
-    #[serde(default = "crate::recipe::default_seed")]
+    #[serde(default = "whetstone_train::recipe_support::default_seed")]
     pub seed: u64,
     /// `cpu`, `cuda`, `cuda:N` or `auto`.
-    #[serde(default = "crate::recipe::default_device")]
+    #[serde(default = "whetstone_train::recipe_support::default_device")]
     pub device: String,
     /// Intra-op threads for libtorch; 0 keeps libtorch's default.
     #[serde(default)]
@@ -100,7 +98,7 @@ impl PretrainRecipe {
     }
 
     /// Range checks that serde cannot express, with the key in each message.
-    pub fn validate(&self) -> crate::Result<()> {
+    pub fn validate(&self) -> whetstone_train::Result<()> {
         self.train.validate()?;
         self.schedule.validate()?;
         self.model.validate()?;
@@ -121,6 +119,6 @@ impl PretrainRecipe {
         if self.model.pre_norm {
             return Err(Config("model.pre_norm = true cannot be exported as a BERT checkpoint; pretraining uses post-LayerNorm".into()));
         }
-        crate::recipe_parse::check_common(&self.tokenizer, &self.optim, &self.device)
+        check_common(&self.tokenizer, &self.optim, &self.device)
     }
 }

@@ -1,21 +1,18 @@
 //! A whole run from a recipe: data → tokenizer → model → training → test → report.
 
-use crate::checkpoint::BEST_MODEL_FILE;
-use crate::efficiency::measure_efficiency;
-use crate::error::{io, Result, TrainError};
-use crate::evaluate::predict;
-use crate::objective::CrossEntropy;
-use crate::pretrained::{checkpoint_of, resolve_model};
-use crate::recipe::Recipe;
-use crate::run::{read_recipe, LABELS_FILE, RECIPE_FILE, TOKENIZER_FILE};
-use crate::trainer::{steps_per_epoch, FitSummary, Outcome, Trainer, METRICS_LOG_FILE};
+use crate::reporter::Reporter;
+use crate::{io, write};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::nn::VarStore;
-use whetstone_data::{encode, load_splits, BucketedSource, Manifest, Splits, TextTokenizer};
+use whetstone_data::{encode, load_splits, BucketedSource, TextTokenizer};
 use whetstone_eval::{classification_report, plot_training_curves, read_jsonl, write_report_md, ClassificationReport, Curve, Efficiency, RunReport};
-use whetstone_models::{load_varstore, parse_device};
+use whetstone_models::{load_varstore, parse_device, BertCheckpoint, ModelConfig};
+use whetstone_train::{
+    display_names, measure_efficiency, predict, read_recipe, resolve_model, steps_per_epoch, CrossEntropy, FitSummary, Outcome, Recipe, Result, TrainError, Trainer, BEST_MODEL_FILE,
+    LABELS_FILE, METRICS_LOG_FILE, RECIPE_FILE, TOKENIZER_FILE,
+};
 
 /// Options of a run that are not part of the recipe.
 #[derive(Debug, Clone)]
@@ -50,26 +47,16 @@ pub struct RunResult {
     pub wall_s: f64,
 }
 
-/// Display names for classes: the manifest's `label_names` for a named dataset, else the raw labels.
-pub fn display_names(recipe: &Recipe, splits: &Splits) -> Vec<String> {
-    if recipe.data.path.is_none() {
-        if let Ok(m) = Manifest::builtin() {
-            if let Ok(e) = m.get(&recipe.data.dataset) {
-                return splits.labels.display_names(e.label_names.as_ref());
-            }
-        }
+/// The opened checkpoint of a resolved model config, if it has one.
+fn checkpoint_of(model: &ModelConfig) -> Result<Option<BertCheckpoint>> {
+    match model {
+        ModelConfig::Transformer(c) => Ok(c.pretrained.as_ref().map(BertCheckpoint::open).transpose()?),
+        _ => Ok(None),
     }
-    splits.labels.names.clone()
-}
-
-fn write(path: &Path, body: &str) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, body).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
 }
 
 /// The `tokenizer.json` of a pretrained checkpoint, which its embeddings were trained with.
-fn pretrained_tokenizer(ckpt: &whetstone_models::BertCheckpoint) -> Result<TextTokenizer> {
+fn pretrained_tokenizer(ckpt: &BertCheckpoint) -> Result<TextTokenizer> {
     let path = ckpt.tokenizer_path();
     if !path.is_file() {
         return Err(TrainError::Config(format!(
@@ -167,7 +154,7 @@ pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
         .seed(recipe.seed)
         .device(device)
         .label_names(names.clone())
-        .observer(crate::Reporter::quiet(opts.quiet))
+        .observer(Reporter::quiet(opts.quiet))
         .stop_after(opts.stop_after);
     let fit = trainer.fit(&source, &valid, opts.resume)?;
     drop(trainer);

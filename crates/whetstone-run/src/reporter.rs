@@ -1,7 +1,7 @@
 //! Progress output: an indicatif bar on a terminal, plain lines otherwise (CI logs, pipes).
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use crate::observer::{Observer, StepStatus};
+use whetstone_train::{Observer, StepStatus};
 use std::io::IsTerminal;
 
 /// Shows training progress with loss, throughput and ETA: an [`Observer`] of the loop.

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 use whetstone_models::BertCheckpoint;
-use whetstone_train::{pretrain_recipe, read_recipe, train_recipe, Outcome, PretrainRecipe, Recipe, RunOptions, ENCODER_DIR};
+use whetstone_run::{pretrain_recipe, read_recipe, train_recipe, Outcome, PretrainRecipe, Recipe, RunOptions, ENCODER_DIR};
 
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 

@@ -1,26 +1,22 @@
 //! A pretraining run from a recipe: corpus → tokenizer → windows → masked-LM training →
 //! exported encoder.
 
-use super::objective::{MlmObjective, MlmScore};
 use super::recipe::PretrainRecipe;
-use crate::checkpoint::BEST_MODEL_FILE;
-use crate::error::{io, Result, TrainError};
 use crate::experiment::{write_plot, RunOptions};
-use crate::run::TOKENIZER_FILE;
-use crate::trainer::{FitSummary, Outcome, Trainer};
+use crate::reporter::Reporter;
+use crate::{io, write};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde_json::json;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 use tch::nn::VarStore;
 use whetstone_data::{chunk_documents, load_corpus, BucketedSource, Masker, TextTokenizer};
 use whetstone_models::{load_varstore, parse_device, MlmHead, Pooling, TransformerClassifier, TransformerClassifierConfig};
+use whetstone_train::{EvalContext, FitSummary, MlmObjective, MlmScore, Objective, Outcome, Result, TrainError, Trainer, BEST_MODEL_FILE, ENCODER_DIR, TOKENIZER_FILE};
 
 /// The recipe a pretraining run started with, in its folder.
 pub const PRETRAIN_RECIPE_FILE: &str = "pretrain.toml";
-/// The folder (inside the run) with the best encoder in Hugging Face BERT layout.
-pub const ENCODER_DIR: &str = "encoder";
 
 /// What a pretraining run produced.
 #[derive(Debug, Clone)]
@@ -34,12 +30,6 @@ pub struct PretrainResult {
     pub train_windows: usize,
     pub documents: usize,
     pub wall_s: f64,
-}
-
-fn write(path: &Path, body: &str) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, body).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
 }
 
 /// Runs `recipe` into `opts.dir` (or continues it with `opts.resume`), then exports the best
@@ -131,7 +121,7 @@ pub fn pretrain_recipe(recipe: &PretrainRecipe, opts: &RunOptions) -> Result<Pre
         .config(recipe.train.clone())
         .seed(recipe.seed)
         .device(device)
-        .observer(crate::Reporter::quiet(opts.quiet))
+        .observer(Reporter::quiet(opts.quiet))
         .stop_after(opts.stop_after);
     let source = BucketedSource::new(&train, recipe.train.batch_size, recipe.train.bucket_factor);
     let fit = trainer.fit(&source, &valid, opts.resume)?;
@@ -146,7 +136,7 @@ pub fn pretrain_recipe(recipe: &PretrainRecipe, opts: &RunOptions) -> Result<Pre
     let score = if valid.is_empty() {
         None
     } else {
-        let cx = crate::EvalContext { model: &model, vs: &vs, device, batch_size: recipe.train.eval_batch_size, metric: "perplexity", label_names: &[] };
+        let cx = EvalContext { model: &model, vs: &vs, device, batch_size: recipe.train.eval_batch_size, metric: "perplexity", label_names: &[] };
         Some(MlmScore::from_record(&objective.validate(&cx, &valid)?.record))
     };
     model.encoder().save_pretrained(&dir.join(ENCODER_DIR), &tok_path)?;

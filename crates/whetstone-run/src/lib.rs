@@ -1,0 +1,81 @@
+//! Recipes, run folders and run pipelines over whetstone's crates.
+//!
+//! whetstone-train is the loop; this crate is what a *run* is around it:
+//!
+//! * [`Recipe`] (`[data]`, `[tokenizer]`, `[model]`, `[optim]`, `[schedule]`, `[train]`,
+//!   `[finetune]`, `[eval]`) and [`PretrainRecipe`]: TOML with `key.path=value` overrides
+//!   ([`apply_override`]), unknown keys and bad values rejected by their full name.
+//! * [`train_recipe`]: a recipe to a finished run folder (`recipe.toml`, `tokenizer.json`,
+//!   `labels.json`, `model.safetensors`, `checkpoint.safetensors`, `metrics.jsonl`,
+//!   `metrics.json`, `report.md`, `curves.png/svg`), and [`pretrain_recipe`]: masked-LM
+//!   pretraining to a run folder with the encoder under [`ENCODER_DIR`].
+//! * The run-folder policy: [`fresh_run_dir`] (never overwrite an earlier run),
+//!   [`resume_dir`], the file names, [`LoadedRun`] (a run folder loaded back for evaluation
+//!   and prediction), [`read_recipe`].
+//! * [`Reporter`]: the progress bar (an [`whetstone_train::Observer`]).
+//! * [`resolve_pretrained`]: a `[model] pretrained` name (a manifest model, fetched on first
+//!   use, or a checkpoint folder) to its folder; [`measure_efficiency`] for run reports.
+//!
+//! This crate turns on the default features of whetstone-data (fetching named data,
+//! WordPiece training) and whetstone-eval (plots). Recipes, [`LoadedRun`] and the other
+//! run-folder items re-exported here from whetstone-train are defined there for now, because
+//! whetstone-compress's distill/prune pipelines use them; this is where to use them from.
+//!
+//! ```
+//! use whetstone_run::Recipe;
+//! let recipe = Recipe::parse("demo.toml", r#"
+//!     name = "demo"
+//!     [model]
+//!     kind = "textcnn"
+//!     embed_dim = 64
+//!     [train]
+//!     epochs = 3
+//! "#, &["train.batch_size=16".into()]).unwrap();
+//! assert_eq!(recipe.train.epochs, 3);
+//! assert_eq!(recipe.train.batch_size, 16);
+//! assert_eq!(recipe.data.dataset, "rotten-tomatoes");
+//! let e = Recipe::parse("demo.toml", "[train]\nepoch = 3", &[]).unwrap_err();
+//! assert!(e.contains("unknown key `train.epoch`"), "{e}");
+//! ```
+//!
+//! A whole run (it downloads rotten-tomatoes on first use, hence not run here):
+//!
+//! ```no_run
+//! use whetstone_run::{fresh_run_dir, train_recipe, Recipe, RunOptions};
+//! let recipe = Recipe::parse("demo", "name = \"demo\"\n[train]\nepochs = 1\n", &[]).unwrap();
+//! let dir = fresh_run_dir(std::path::Path::new("runs"), &recipe.name);
+//! let result = train_recipe(&recipe, &RunOptions::new(dir))?;
+//! println!("test accuracy {:.3}", result.test.unwrap().accuracy);
+//! # Ok::<(), whetstone_run::TrainError>(())
+//! ```
+
+mod experiment;
+mod folder;
+mod pretrain;
+mod reporter;
+
+pub use experiment::{train_recipe, write_plot, RunOptions, RunResult};
+pub use folder::{fresh_run_dir, resume_dir};
+pub use pretrain::{pretrain_recipe, CorpusRecipe, PretrainRecipe, PretrainResult, PRETRAIN_RECIPE_FILE};
+pub use reporter::Reporter;
+
+pub use whetstone_train::{
+    apply_override, display_names, measure_efficiency, read_recipe, resolve_model, resolve_pretrained, DataRecipe, EvalRecipe, FitSummary, LoadedRun, Outcome, Recipe, Result, TokenizerRecipe,
+    TrainError,
+    BEST_MODEL_FILE, CHECKPOINT_FILE, ENCODER_DIR, LABELS_FILE, METRICS_LOG_FILE, RECIPE_FILE, TOKENIZER_FILE,
+};
+
+use std::path::{Path, PathBuf};
+
+/// Attach a path to an I/O error.
+fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> TrainError {
+    let path = path.into();
+    move |source| TrainError::Io { path, source }
+}
+
+/// Write `body` to `path` through a temporary file and a rename.
+fn write(path: &Path, body: &str) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, body).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))
+}

@@ -19,12 +19,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::{nn::VarStore, Device, Kind};
 use whetstone_benches::machine::{cpu_model, load_avg};
-use whetstone_compress::pipeline::{self, adamw, CompressConfig, Phase, Source};
+use whetstone_compress::pipeline::{self, CompressConfig, Phase, Source};
 use whetstone_compress::{sweep, EarlyExit, ExitHeads, ExitObjective, ExitPolicy, SweepRow};
 use whetstone_data::{make_batch, Batch, Encoded};
 use whetstone_eval::{plot_lines_log_x, Curve, LatencyStats};
 use whetstone_models::{count_parameters, load_varstore};
-use whetstone_optim::{named_params, NO_DECAY};
 use whetstone_train::{LoadedRun, BEST_MODEL_FILE};
 
 #[derive(Parser, Debug)]
@@ -214,34 +213,40 @@ fn build(row: &Row, teacher: &Path, cache: &Path, threads: i32, quick: bool) -> 
     Ok(secs)
 }
 
-/// Train the teacher's internal classifiers (backbone frozen, 2 epochs) into `dir`.
+/// Train the teacher's internal classifiers (backbone frozen, 1 epoch, the compression
+/// defaults of optimiser, schedule and loop) into `dir`, keeping the exits whose mean
+/// validation accuracy is best.
 fn train_exits(teacher: &Path, dir: &Path, limit: usize) -> Result<()> {
     let mut source = Source::open(teacher, Some("cpu"))?;
     source.limit_train(limit);
     let hvs = VarStore::new(Device::Cpu);
-    let heads = ExitHeads::new(&hvs.root(), source.transformer());
+    let heads = ExitHeads::new(&hvs.root(), source.transformer()?)?;
+    let config = CompressConfig::default();
+    let lr = 1e-3;
     let phase = Phase {
-        model: source.transformer(),
+        model: source.transformer()?,
         vs: &hvs,
         objective: Box::new(ExitObjective::new(&heads, true)),
-        epochs: 1,
-        lr: 1e-3,
-        batch_size: 32,
+        optim: config.optimizer(lr, &[&hvs])?,
+        lr,
+        schedule: config.schedule.clone(),
+        train: config.train.for_phase(1, None),
         seed: 42,
         device: Device::Cpu,
         label_names: source.label_names.clone(),
         quiet: true,
     };
-    let empty = Encoded { ids: Vec::new(), labels: Vec::new(), pad_id: source.train.pad_id };
-    phase.run(adamw(named_params(&hvs, 0.01, NO_DECAY))?, &source.train, &empty, dir)?;
-    let _ = std::fs::remove_file(dir.join(whetstone_train::CHECKPOINT_FILE));
+    phase.run(&source.train, &source.valid, dir)?;
     std::fs::write(dir.join("metrics.json"), "{}")?;
     Ok(())
 }
 
+/// One timed forward pass of a model on a batch.
+type Forward<'a> = Box<dyn Fn(&Batch) -> Result<()> + 'a>;
+
 /// A model to time.
 struct Timed<'a> {
-    forward: Box<dyn Fn(&Batch) + 'a>,
+    forward: Forward<'a>,
 }
 
 fn latency(mut ms: Vec<f64>) -> LatencyStats {
@@ -253,17 +258,17 @@ fn latency(mut ms: Vec<f64>) -> LatencyStats {
 
 /// Round-robin timing: batch-1 latency over `sentences` × `rounds` (after one warm-up round),
 /// then batch-32 throughput over 8 batches × `rounds`, the models interleaved throughout.
-fn measure(models: &[Timed], test: &Encoded, sentences: usize, rounds: usize) -> Vec<(LatencyStats, f64)> {
-    let singles: Vec<Batch> = (0..sentences.min(test.len())).map(|i| make_batch(test, &[i], Device::Cpu)).collect();
-    let batches: Vec<Batch> = (0..8).map(|b| make_batch(test, &(0..32).map(|i| (b * 32 + i) % test.len()).collect::<Vec<_>>(), Device::Cpu)).collect();
+fn measure(models: &[Timed], test: &Encoded, sentences: usize, rounds: usize) -> Result<Vec<(LatencyStats, f64)>> {
+    let singles = (0..sentences.min(test.len())).map(|i| make_batch(test, &[i], Device::Cpu)).collect::<Result<Vec<Batch>, _>>()?;
+    let batches = (0..8).map(|b| make_batch(test, &(0..32).map(|i| (b * 32 + i) % test.len()).collect::<Vec<_>>(), Device::Cpu)).collect::<Result<Vec<Batch>, _>>()?;
     let mut lat: Vec<Vec<f64>> = vec![Vec::new(); models.len()];
     let mut thr: Vec<f64> = vec![0.0; models.len()];
-    tch::no_grad(|| {
+    tch::no_grad(|| -> Result<()> {
         for round in 0..=rounds {
             for b in &singles {
                 for (k, m) in models.iter().enumerate() {
                     let t0 = Instant::now();
-                    (m.forward)(b);
+                    (m.forward)(b)?;
                     if round > 0 {
                         lat[k].push(t0.elapsed().as_secs_f64() * 1e3);
                     }
@@ -272,15 +277,16 @@ fn measure(models: &[Timed], test: &Encoded, sentences: usize, rounds: usize) ->
             for b in &batches {
                 for (k, m) in models.iter().enumerate() {
                     let t0 = Instant::now();
-                    (m.forward)(b);
+                    (m.forward)(b)?;
                     if round > 0 {
                         thr[k] += t0.elapsed().as_secs_f64();
                     }
                 }
             }
         }
-    });
-    lat.into_iter().zip(thr).map(|(l, t)| (latency(l), if t > 0.0 { (rounds * batches.len() * 32) as f64 / t } else { 0.0 })).collect()
+        Ok(())
+    })?;
+    Ok(lat.into_iter().zip(thr).map(|(l, t)| (latency(l), if t > 0.0 { (rounds * batches.len() * 32) as f64 / t } else { 0.0 })).collect())
 }
 
 fn file_len(p: &Path) -> u64 {
@@ -334,7 +340,7 @@ fn main() -> Result<()> {
         }
         if matches!(row.make, Make::EarlyExit) {
             let mut hvs = VarStore::new(Device::Cpu);
-            let heads = ExitHeads::new(&hvs.root(), teacher_src.transformer());
+            let heads = ExitHeads::new(&hvs.root(), teacher_src.transformer()?)?;
             load_varstore(&mut hvs, &dir.join(BEST_MODEL_FILE))?;
             exits = Some((hvs, heads));
             continue;
@@ -343,14 +349,15 @@ fn main() -> Result<()> {
     }
     let policies = policies();
     let ee = match &exits {
-        Some((_, heads)) => Some(EarlyExit::new(teacher_src.transformer(), heads)?),
+        Some((_, heads)) => Some(EarlyExit::new(teacher_src.transformer()?, heads)?),
         None => None,
     };
     let mut timed: Vec<Timed> = loaded
         .iter()
         .map(|(_, run, _)| Timed {
             forward: Box::new(move |b: &Batch| {
-                let _ = run.model.forward_t(&b.input_ids, &b.attention_mask, false).unwrap_or_else(|e| panic!("forward of a timed model: {e}"));
+                let _logits = run.model.forward_t(&b.input_ids, &b.attention_mask, false)?;
+                Ok(())
             }),
         })
         .collect();
@@ -361,13 +368,14 @@ fn main() -> Result<()> {
             timed.push(Timed {
                 forward: Box::new(move |b: &Batch| {
                     // Batch-1 exits per sentence; a batch stops when all its sentences may.
-                    let _ = ee.forward(&b.input_ids, &b.attention_mask, p);
+                    let (_logits, _exit) = ee.forward(&b.input_ids, &b.attention_mask, p)?;
+                    Ok(())
                 }),
             });
         }
     }
     eprintln!("[{:>6.0}s] measuring {} models interleaved ({} sentences × {} rounds), load {}", started.elapsed().as_secs_f64(), timed.len(), args.latency_sentences, args.latency_rounds, load_avg());
-    let measured = measure(&timed, &test, args.latency_sentences, args.latency_rounds);
+    let measured = measure(&timed, &test, args.latency_sentences, args.latency_rounds)?;
     let load_after = load_avg();
 
     // Assemble the rows.

@@ -48,6 +48,27 @@ pub enum CompressError {
     Torch(#[from] tch::TchError),
 }
 
+/// A compression error met inside a training step (an objective's loss, a penalty, a mask
+/// update) reaches the trainer as a [`whetstone_train::TrainError`]: libtorch, model, optimiser,
+/// data, evaluation and I/O errors keep their kind; the compression-specific ones (a teacher
+/// that does not fit, a bad mapping, …) become [`whetstone_train::TrainError::Config`] with
+/// their message.
+impl From<CompressError> for whetstone_train::TrainError {
+    fn from(e: CompressError) -> Self {
+        use whetstone_train::TrainError as T;
+        match e {
+            CompressError::Train(e) => e,
+            CompressError::Torch(e) => T::Torch(e),
+            CompressError::Model(e) => T::Model(e),
+            CompressError::Optim(e) => T::Optim(e),
+            CompressError::Data(e) => T::Data(e),
+            CompressError::Eval(e) => T::Eval(e),
+            CompressError::Io { path, source } => T::Io { path, source },
+            other => T::Config(other.to_string()),
+        }
+    }
+}
+
 /// Result alias for this crate.
 pub type Result<T> = std::result::Result<T, CompressError>;
 

@@ -1,12 +1,18 @@
 //! Model compression for whetstone.
 //!
 //! Methods work on any tch [`tch::nn::VarStore`] model by parameter name and pattern
-//! ([`ParamSelector`]); those that need the architecture (heads and neurons) work through the
-//! small [`Structured`] trait, implemented for whetstone's Transformer.
+//! ([`ParamSelector`]); those that need the architecture see it through the model
+//! capabilities of `whetstone-models`: heads and neurons through [`Structured`], hidden
+//! states and attentions through [`whetstone_models::LayerOutputs`].
+//!
+//! The training strategies ([`DistillObjective`], [`RegularizedObjective`], [`ExitObjective`])
+//! are [`whetstone_train::Objective`]s: they return errors instead of panicking, keep their
+//! resumable state (projections, counters, exit heads) in every trainer checkpoint, and own
+//! their validation where the default (the model's classification) would score the wrong thing.
 //!
 //! * [`distill`]: logit, hidden-state, attention and embedding distillation
-//!   ([`DistillObjective`], a trainer [`whetstone_train::Objective`]), layer mappings,
-//!   schedules, teacher-logit caching and DistilBERT-style students.
+//!   ([`DistillObjective`]), layer mappings, schedules, teacher-logit caching and
+//!   DistilBERT-style students.
 //! * [`prune`]: magnitude and movement pruning with masks kept by an optimiser wrapper
 //!   ([`Masked`]), the cubic schedule, N:M masks, and structured pruning that physically
 //!   shrinks the model ([`prune_structured`]).
@@ -31,12 +37,9 @@
 //! let weights = ParamSelector::default().select_vs(&vs)?; // the 6 Linear weights of the layer
 //! let masks = magnitude_masks(&weights, 0.5, Scope::Global)?;
 //! masks.apply(&vs)?;
-//! assert_eq!(masks.sparsity(), 0.5);
+//! assert_eq!(masks.sparsity()?, 0.5);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
-
-// In-place tch ops (`f_mul_`, …) return a handle to the tensor they changed; it is not needed.
-#![allow(unused_must_use)]
 
 pub mod distill;
 pub mod early_exit;
@@ -49,7 +52,7 @@ mod report;
 mod select;
 
 pub use distill::*;
-pub use early_exit::{sweep, EarlyExit, ExitHeads, ExitObjective, ExitPolicy, SweepRow};
+pub use early_exit::{sweep, EarlyExit, ExitHeads, ExitObjective, ExitPolicy, ExitScores, SweepRow};
 pub use error::{CompressError, Result};
 pub use prune::*;
 pub use quantize::{QuantizedClassifier, QuantizedLinear};

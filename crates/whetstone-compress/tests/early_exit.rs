@@ -1,15 +1,18 @@
 //! Early exit: the policies' extremes reproduce the full model and the first exit, the
 //! simulated decisions match real layer-by-layer inference, training the exits leaves a frozen
-//! backbone untouched, and the sweep reports what its policies do.
+//! backbone untouched, validation scores the exits (not the backbone), and the sweep reports
+//! what its policies do.
 
 mod common;
 
 use common::*;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 use whetstone_compress::*;
-use whetstone_data::Encoded;
+use whetstone_compress::pipeline::{build_optimizer, default_optim};
+use whetstone_data::{BucketedSource, Encoded};
 use whetstone_models::TextClassifier;
-use whetstone_optim::{named_params, AdamW, AdamWConfig, Optimizer, NO_DECAY};
+use whetstone_optim::{named_params, AdamW, AdamWConfig, OptimConfig, Optimizer, NO_DECAY};
+use whetstone_train::{classify, Checkpoint, EvalContext, Objective, Outcome, Silent, TrainConfig, Trainer, BEST_MODEL_FILE, CHECKPOINT_FILE};
 
 fn widen(heads: &VarStore) {
     // By name: `variables()` is a HashMap, whose order changes from one process to the next,
@@ -30,7 +33,7 @@ fn a_threshold_that_never_triggers_gives_the_full_models_output_and_zero_exits_a
     let _g = serial();
     let (_vs, model, _) = tiny_with(1, config(3, 16, 4, 32));
     let hvs = VarStore::new(Device::Cpu);
-    let heads = ExitHeads::new(&hvs.root(), &model);
+    let heads = ExitHeads::new(&hvs.root(), &model).unwrap();
     widen(&hvs);
     assert_eq!(heads.len(), 2);
     let ee = EarlyExit::new(&model, &heads).unwrap();
@@ -66,7 +69,7 @@ fn simulated_decisions_match_layer_by_layer_inference() {
     let _g = serial();
     let (_vs, model, _) = tiny_with(3, config(4, 16, 4, 32));
     let hvs = VarStore::new(Device::Cpu);
-    let heads = ExitHeads::new(&hvs.root(), &model);
+    let heads = ExitHeads::new(&hvs.root(), &model).unwrap();
     widen(&hvs);
     let ee = EarlyExit::new(&model, &heads).unwrap();
     let b = batch(7, 12);
@@ -91,7 +94,7 @@ fn frozen_training_lowers_the_exit_loss_and_leaves_the_backbone_unchanged() {
     let (vs, model, _) = tiny_with(4, config(3, 16, 4, 32));
     let before: Vec<(String, Tensor)> = vs.variables().into_iter().map(|(n, t)| (n, t.copy())).collect();
     let hvs = VarStore::new(Device::Cpu);
-    let heads = ExitHeads::new(&hvs.root(), &model);
+    let heads = ExitHeads::new(&hvs.root(), &model).unwrap();
     let obj = ExitObjective::new(&heads, true);
     let mut opt = AdamW::new(named_params(&hvs, 0.0, NO_DECAY), AdamWConfig::default()).unwrap();
     let b = batch(9, 16);
@@ -119,7 +122,7 @@ fn the_sweep_reports_accuracy_exit_layer_and_latency_per_policy() {
     let _g = serial();
     let (_vs, model, _) = tiny_with(6, config(3, 16, 4, 32));
     let hvs = VarStore::new(Device::Cpu);
-    let heads = ExitHeads::new(&hvs.root(), &model);
+    let heads = ExitHeads::new(&hvs.root(), &model).unwrap();
     widen(&hvs);
     let ee = EarlyExit::new(&model, &heads).unwrap();
     let b = batch(11, 20);
@@ -140,4 +143,85 @@ fn the_sweep_reports_accuracy_exit_layer_and_latency_per_policy() {
         assert_eq!(r.latency_b1.iters, 10);
         assert!(r.latency_b1.p95_ms >= r.latency_b1.p50_ms && r.latency_b1.p50_ms > 0.0);
     }
+}
+
+/// The accuracy of each exit (and the model's own classifier last) on `enc`, by hand.
+fn accuracies(ee: &EarlyExit, enc: &Encoded) -> Vec<f64> {
+    let b = whetstone_data::make_batch(enc, &(0..enc.len()).collect::<Vec<_>>(), Device::Cpu).unwrap();
+    let labels = Vec::<i64>::try_from(&b.labels).unwrap();
+    ee.all_exit_logits(&b.input_ids, &b.attention_mask)
+        .unwrap()
+        .iter()
+        .map(|l| Vec::<i64>::try_from(l.argmax(-1, false)).unwrap().iter().zip(&labels).filter(|(p, y)| p == y).count() as f64 / labels.len() as f64)
+        .collect()
+}
+
+#[test]
+fn validation_scores_the_exits_being_trained_not_the_backbone() {
+    let _g = serial();
+    let (vs, model, _) = tiny_with(12, config(3, 16, 4, 32));
+    let hvs = VarStore::new(Device::Cpu);
+    let heads = ExitHeads::new(&hvs.root(), &model).unwrap();
+    widen(&hvs);
+    let valid = split(13, 40);
+    let names = labels();
+    let cx = EvalContext { model: &model, vs: &hvs, device: Device::Cpu, batch_size: 16, metric: "accuracy", label_names: &names };
+    let by_hand = accuracies(&EarlyExit::new(&model, &heads).unwrap(), &valid);
+    // Frozen backbone: the two internal exits are trained, so they are what is scored.
+    let mut frozen = ExitObjective::new(&heads, true);
+    let v = frozen.validate(&cx, &valid).unwrap();
+    assert!((v.metric - (by_hand[0] + by_hand[1]) / 2.0).abs() < 1e-12, "{} vs exits {by_hand:?}", v.metric);
+    assert_eq!(v.record["exit_layers"], serde_json::json!([1, 2]));
+    assert_eq!(v.record["exit_accuracy"], serde_json::json!(by_hand[..2]));
+    let backbone = classify(&EvalContext { vs: &vs, ..cx }, &valid).unwrap().metric;
+    assert_eq!(backbone, by_hand[2], "the default validation scores the backbone's own classifier");
+    assert_ne!(v.metric, backbone, "the exits' score should differ from the backbone's here");
+    // Joint training scores the model's own classifier too.
+    let v = ExitObjective::new(&heads, false).validate(&cx, &valid).unwrap();
+    assert!((v.metric - by_hand.iter().sum::<f64>() / 3.0).abs() < 1e-12);
+    // The loss in the record is the training loss over the split.
+    let b = whetstone_data::make_batch(&valid, &(0..40).collect::<Vec<_>>(), Device::Cpu).unwrap();
+    let loss = tch::no_grad(|| frozen.try_loss(&model, &b).unwrap().double_value(&[]));
+    let recorded = v.record["loss"].as_f64().unwrap();
+    let frozen_loss = frozen.validate(&cx, &valid).unwrap().record["loss"].as_f64().unwrap();
+    assert!((frozen_loss - loss).abs() < 1e-5, "{frozen_loss} vs {loss}");
+    assert!(recorded.is_finite());
+}
+
+#[test]
+fn the_trainer_keeps_the_best_exits_and_resumes_them_bit_identically() {
+    let _g = serial();
+    let train = split(20, 48);
+    let valid = split(21, 24);
+    let tmp = tempfile::tempdir().unwrap();
+    // Train the exits of a frozen backbone; the trainer's store is the exits' own.
+    let run = |dir: &std::path::Path, stop: u64, resume: bool, heads_seed: i64| {
+        let (vs, model, _) = tiny_with(22, config(3, 16, 4, 32));
+        let before = snapshot(&vs);
+        tch::manual_seed(heads_seed);
+        let hvs = VarStore::new(Device::Cpu);
+        let heads = ExitHeads::new(&hvs.root(), &model).unwrap();
+        let optim = build_optimizer(&OptimConfig { lr: 1e-2, ..default_optim() }, &[&hvs]).unwrap();
+        let config = TrainConfig { epochs: 2, batch_size: 8, eval_every: 3, checkpoint_every: 2, log_every: 1, bucket_factor: 2, ..Default::default() };
+        let mut t = Trainer::new(&model, &hvs, optim, 1e-2, dir).objective(ExitObjective::new(&heads, true)).config(config).seed(3).label_names(labels()).observer(Silent).stop_after(stop);
+        let outcome = t.fit(&BucketedSource::new(&train, 8, 2), &valid, resume).unwrap().outcome;
+        drop(t);
+        assert_same("frozen backbone", &before, &snapshot(&vs));
+        (snapshot(&hvs), outcome)
+    };
+    let (full, outcome) = run(&tmp.path().join("full"), 0, false, 23);
+    assert_eq!(outcome, Outcome::Finished);
+    // Every validation record holds the exits' scores, and the best model is the best exits.
+    let log = whetstone_eval::read_jsonl(tmp.path().join("full/metrics.jsonl")).unwrap();
+    let valids: Vec<_> = log.iter().filter(|r| r["split"] == "valid").collect();
+    assert!(!valids.is_empty() && valids.iter().all(|r| r["exit_accuracy"].as_array().is_some_and(|a| a.len() == 2)), "{valids:?}");
+    let best = Tensor::read_safetensors(tmp.path().join("full").join(BEST_MODEL_FILE)).unwrap();
+    assert!(best.iter().all(|(n, _)| n.starts_with("exit.")), "the best model holds the exits");
+    let dir = tmp.path().join("killed");
+    assert_eq!(run(&dir, 7, false, 23).1, Outcome::Interrupted);
+    let ck = Checkpoint::load(&dir.join(CHECKPOINT_FILE)).unwrap();
+    assert!(ck.strategy.tensor("exit.1.weight").is_ok(), "the exits are in the strategy state");
+    let (resumed, outcome) = run(&dir, 0, true, 99);
+    assert_eq!(outcome, Outcome::Finished);
+    assert_same("exits", &full, &resumed);
 }

@@ -7,7 +7,8 @@ use common::*;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 use whetstone_compress::*;
 use whetstone_models::{load_varstore, save_varstore, ModelConfig, TextClassifier};
-use whetstone_optim::{named_params, AdamW, AdamWConfig, Optimizer, NO_DECAY};
+use whetstone_compress::pipeline::default_optim;
+use whetstone_optim::{named_params, AdamW, AdamWConfig, Algorithm, OptimConfig, Optimizer, NO_DECAY};
 
 fn zeros(t: &Tensor) -> i64 {
     t.eq(0.0).sum(Kind::Int64).int64_value(&[])
@@ -47,7 +48,7 @@ fn masks_stay_applied_through_steps_with_flat_and_per_tensor_layouts() {
         let dense = magnitude_masks(&selected, 0.0, Scope::Global).unwrap();
         let mut restored = Masked::new(other, dense, &vs).unwrap();
         restored.load_state(&state).unwrap();
-        assert!((restored.sparsity() - 0.6).abs() < 1e-3, "restored sparsity {}", restored.sparsity());
+        assert!((restored.sparsity().unwrap() - 0.6).abs() < 1e-3, "restored sparsity {}", restored.sparsity().unwrap());
     }
 }
 
@@ -91,10 +92,10 @@ fn cubic_schedule_values_and_gradual_pruning_reach_the_target() {
         let schedule = CubicSchedule { initial: 0.0, target: 0.75, start: 1, every: 2, updates: 3 };
         let mut opt = Masked::gradual(opt, &selected, GradualPruning { criterion, schedule, scope: Scope::Global }).unwrap();
         train_steps(&model, &mut opt, 3);
-        let mid = opt.sparsity();
+        let mid = opt.sparsity().unwrap();
         assert!(mid > 0.0 && mid < 0.75, "{criterion:?}: sparsity {mid} after 3 steps");
         train_steps(&model, &mut opt, 5);
-        assert!((opt.sparsity() - 0.75).abs() < 1e-3, "{criterion:?}: final sparsity {}", opt.sparsity());
+        assert!((opt.sparsity().unwrap() - 0.75).abs() < 1e-3, "{criterion:?}: final sparsity {}", opt.sparsity().unwrap());
         let vars = vs.variables();
         let z: i64 = selected.iter().map(|(n, _)| zeros(&vars[n])).sum();
         let total: i64 = selected.iter().map(|(_, t)| t.numel() as i64).sum();
@@ -117,7 +118,7 @@ fn soft_movement_keeps_weights_whose_scores_pass_the_threshold() {
         let mask = state.find(&format!("{MASK_PREFIX}{name}")).unwrap();
         assert_eq!(mask.eq_tensor(&score.gt(0.0).to_kind(Kind::Float)).all().int64_value(&[]), 1, "{name}: mask is not score > 0");
     }
-    let s = opt.sparsity();
+    let s = opt.sparsity().unwrap();
     assert!(s > 0.0 && s < 1.0, "soft movement sparsity {s}");
 }
 
@@ -216,4 +217,26 @@ fn bad_inputs_give_clear_errors() {
     let mut wrong = MaskSet::default();
     wrong.insert("encoder.layer.9.output.dense.weight", Tensor::ones([2, 2], (Kind::Float, Device::Cpu))).unwrap();
     assert!(wrong.apply(&vs).unwrap_err().to_string().contains("names no parameter"));
+}
+
+#[test]
+fn masks_hold_for_the_evaluation_weights_of_schedule_free_optimisers() {
+    let _g = serial();
+    let (vs, model, _) = tiny(12);
+    let selected = ParamSelector::default().select_vs(&vs).unwrap();
+    let masks = magnitude_masks(&selected, 0.5, Scope::Global).unwrap();
+    let sf = OptimConfig { algorithm: Algorithm::ScheduleFreeAdamw(Default::default()), lr: 1e-2, ..default_optim() }.build(&vs).unwrap();
+    let mut opt = Masked::new(sf, masks.clone(), &vs).unwrap();
+    train_steps(&model, &mut opt, 3);
+    let pruned_nonzero = || -> i64 {
+        let vars = vs.variables();
+        masks.iter().map(|(n, m)| (&vars[n] * (m.neg() + 1.0)).ne(0.0).sum(Kind::Int64).int64_value(&[])).sum()
+    };
+    assert_eq!(pruned_nonzero(), 0);
+    // The averaged iterate swapped in for validation (and saved as the best model) is masked,
+    // and so is the training point swapped back.
+    opt.eval_mode().unwrap();
+    assert_eq!(pruned_nonzero(), 0, "pruned weights came back in the evaluation weights");
+    opt.train_mode().unwrap();
+    assert_eq!(pruned_nonzero(), 0, "pruned weights came back in the training point");
 }

@@ -25,11 +25,11 @@ pub fn kd_loss(student_logits: &Tensor, teacher_logits: &Tensor, temperature: f6
     if student_logits.size() != teacher_logits.size() {
         return Err(CompressError::Mismatch(format!("student logits {:?} vs teacher logits {:?}", student_logits.size(), teacher_logits.size())));
     }
-    let b = student_logits.size()[0].max(1) as f64;
-    let log_ps = (student_logits.to_kind(Kind::Float) / temperature).f_log_softmax(-1, Kind::Float)?;
-    let log_pt = (teacher_logits.detach().to_kind(Kind::Float) / temperature).f_log_softmax(-1, Kind::Float)?;
-    let kl = log_pt.exp().f_mul(&(log_pt - log_ps))?.f_sum(Kind::Float)?;
-    Ok(kl * (temperature * temperature / b))
+    let b = student_logits.size().first().copied().unwrap_or(0).max(1) as f64;
+    let log_ps = student_logits.f_to_kind(Kind::Float)?.f_div_scalar(temperature)?.f_log_softmax(-1, Kind::Float)?;
+    let log_pt = teacher_logits.f_detach()?.f_to_kind(Kind::Float)?.f_div_scalar(temperature)?.f_log_softmax(-1, Kind::Float)?;
+    let kl = log_pt.f_exp()?.f_mul(&log_pt.f_sub(&log_ps)?)?.f_sum(Kind::Float)?;
+    Ok(kl.f_mul_scalar(temperature * temperature / b)?)
 }
 
 /// How attention maps are compared.
@@ -47,26 +47,29 @@ pub enum AttentionLoss {
 /// (unpadded) query rows given by `mask` `[B, T]`. When the head counts differ, the maps are
 /// first averaged over heads.
 pub fn attention_loss(student: &Tensor, teacher: &Tensor, mask: &Tensor, kind: AttentionLoss) -> Result<Tensor> {
+    if student.dim() != 4 || teacher.dim() != 4 {
+        return Err(CompressError::Mismatch(format!("attention maps must be [B, heads, T, T], got {:?} and {:?}", student.size(), teacher.size())));
+    }
     let (s, t) = if student.size()[1] == teacher.size()[1] {
-        (student.shallow_clone(), teacher.detach())
+        (student.shallow_clone(), teacher.f_detach()?)
     } else {
-        (student.f_mean_dim(1, true, Kind::Float)?, teacher.detach().f_mean_dim(1, true, Kind::Float)?)
+        (student.f_mean_dim(1, true, Kind::Float)?, teacher.f_detach()?.f_mean_dim(1, true, Kind::Float)?)
     };
     if s.size() != t.size() {
         return Err(CompressError::Mismatch(format!("attention maps {:?} vs {:?}: sequence lengths differ", s.size(), t.size())));
     }
-    let rows = mask.to_kind(Kind::Float).view([mask.size()[0], 1, -1, 1]);
+    let rows = mask.f_to_kind(Kind::Float)?.f_view([mask.size()[0], 1, -1, 1])?;
     let per_entry = match kind {
-        AttentionLoss::Mse => (&s - &t).square(),
-        AttentionLoss::Kl => &t * (t.clamp_min(1e-12).log() - s.clamp_min(1e-12).log()),
+        AttentionLoss::Mse => s.f_sub(&t)?.f_square()?,
+        AttentionLoss::Kl => t.f_mul(&t.f_clamp_min(1e-12)?.f_log()?.f_sub(&s.f_clamp_min(1e-12)?.f_log()?)?)?,
     };
-    let summed = (per_entry * &rows).sum(Kind::Float);
-    let n_rows = rows.sum(Kind::Float) * (s.size()[1] as f64);
+    let summed = per_entry.f_mul(&rows)?.f_sum(Kind::Float)?;
+    let n_rows = rows.f_sum(Kind::Float)?.f_mul_scalar(s.size()[1] as f64)?;
     let denom = match kind {
-        AttentionLoss::Mse => n_rows * (s.size()[3] as f64),
+        AttentionLoss::Mse => n_rows.f_mul_scalar(s.size()[3] as f64)?,
         AttentionLoss::Kl => n_rows,
     };
-    Ok(summed / denom.clamp_min(1.0))
+    Ok(summed.f_div(&denom.f_clamp_min(1.0)?)?)
 }
 
 /// Mean squared error between student and teacher token states `[B, T, H]` over real tokens.
@@ -74,9 +77,10 @@ pub fn hidden_mse(student: &Tensor, teacher: &Tensor, mask: &Tensor) -> Result<T
     if student.size() != teacher.size() {
         return Err(CompressError::Mismatch(format!("hidden states {:?} vs {:?}: project the student's first", student.size(), teacher.size())));
     }
-    let m = mask.to_kind(Kind::Float).unsqueeze(-1);
-    let sum = ((student - teacher.detach()).square() * &m).sum(Kind::Float);
-    Ok(sum / (m.sum(Kind::Float) * student.size()[2] as f64).clamp_min(1.0))
+    let m = mask.f_to_kind(Kind::Float)?.f_unsqueeze(-1)?;
+    let sum = student.f_sub(&teacher.f_detach()?)?.f_square()?.f_mul(&m)?.f_sum(Kind::Float)?;
+    let width = student.size().last().copied().unwrap_or(1) as f64;
+    Ok(sum.f_div(&m.f_sum(Kind::Float)?.f_mul_scalar(width)?.f_clamp_min(1.0)?)?)
 }
 
 /// The weights and settings of a distillation objective. Every weight and the temperature may
@@ -144,6 +148,6 @@ pub fn logit_distill_loss(student_logits: &Tensor, teacher_logits: &Tensor, labe
     if alpha == 0.0 {
         return Ok(kd);
     }
-    let ce = student_logits.to_kind(Kind::Float).f_cross_entropy_loss::<Tensor>(labels, None, Reduction::Mean, -100, 0.0)?;
-    Ok(ce * alpha + kd * (1.0 - alpha))
+    let ce = student_logits.f_to_kind(Kind::Float)?.f_cross_entropy_loss::<Tensor>(labels, None, Reduction::Mean, -100, 0.0)?;
+    Ok(ce.f_mul_scalar(alpha)?.f_add(&kd.f_mul_scalar(1.0 - alpha)?)?)
 }

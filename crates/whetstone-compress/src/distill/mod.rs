@@ -2,11 +2,12 @@
 //!
 //! * [`kd_loss`] / [`logit_distill_loss`]: Hinton's temperature KD mixed with the hard label.
 //! * [`hidden_mse`], [`attention_loss`]: TinyBERT's intermediate-layer transfer; attention
-//!   probabilities come from [`whetstone_models::TransformerClassifier::forward_detailed`],
-//!   which computes them explicitly (the usual forward uses the fused kernel, which hides them).
+//!   probabilities come from [`whetstone_models::LayerOutputs::forward_detailed`], which
+//!   computes them explicitly (the usual forward uses the fused kernel, which hides them).
 //! * [`LayerMapping`]: uniform, last or explicit.
-//! * [`DistillObjective`]: the strategy plugged into the trainer; [`TeacherCache`] for logits
-//!   computed once.
+//! * [`DistillObjective`]: the strategy plugged into the trainer, whose projections and step
+//!   count survive a kill and resume; [`TeacherCache`] for logits computed once, keyed by
+//!   example index.
 //! * [`student_from_teacher`]: DistilBERT-style students.
 
 mod cache;

@@ -38,15 +38,19 @@ pub fn student_from_teacher(teacher: &TransformerClassifier, layers: &[usize], p
     let config = TransformerClassifierConfig { encoder, pooling: teacher.pooling(), pretrained: None };
     let student = TransformerClassifier::new(p, teacher.encoder().vocab_size(), teacher.head().num_labels(), &config)?;
     let source: HashMap<String, Tensor> = teacher.named_parameters().into_iter().collect();
-    let rename = |name: &str| -> String {
+    // The student's layer `i` is the teacher's layer `layers[i]`.
+    let rename = |name: &str| -> Result<String> {
         match name.strip_prefix("encoder.layer.").and_then(|rest| rest.split_once('.')) {
-            Some((i, rest)) => format!("encoder.layer.{}.{rest}", layers[i.parse::<usize>().expect("layer index")]),
-            None => name.to_string(),
+            Some((i, rest)) => {
+                let from = i.parse::<usize>().ok().and_then(|i| layers.get(i)).ok_or_else(|| CompressError::Mismatch(format!("the student's `{name}` has no teacher layer")))?;
+                Ok(format!("encoder.layer.{from}.{rest}"))
+            }
+            None => Ok(name.to_string()),
         }
     };
     tch::no_grad(|| -> Result<()> {
         for (name, mut t) in student.named_parameters() {
-            let from = rename(&name);
+            let from = rename(&name)?;
             let src = source.get(&from).ok_or_else(|| CompressError::Mismatch(format!("the teacher has no `{from}` for the student's `{name}`")))?;
             t.f_copy_(src)?;
         }

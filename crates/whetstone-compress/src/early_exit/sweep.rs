@@ -35,7 +35,7 @@ fn stats(mut ms: Vec<f64>) -> LatencyStats {
 pub fn sweep(ee: &EarlyExit, enc: &Encoded, policies: &[ExitPolicy], device: Device, latency_examples: usize, rounds: usize) -> Result<Vec<SweepRow>> {
     let mut per_example: Vec<Vec<Vec<f32>>> = vec![Vec::new(); enc.len()];
     for idx in BucketBatcher::new(128, 1).eval_order(&enc.lengths()) {
-        let b = make_batch(enc, &idx, device);
+        let b = make_batch(enc, &idx, device)?;
         for logits in ee.all_exit_logits(&b.input_ids, &b.attention_mask)? {
             let p = logits.f_softmax(-1, Kind::Float)?.f_to_device(Device::Cpu)?;
             let c = p.size()[1] as usize;
@@ -58,13 +58,14 @@ pub fn sweep(ee: &EarlyExit, enc: &Encoded, policies: &[ExitPolicy], device: Dev
         let n = enc.len().max(1) as f64;
         rows.push(SweepRow { policy, accuracy: correct as f64 / n, mean_exit_layer: layers as f64 / n, latency_b1: stats(Vec::new()) });
     }
-    let singles: Vec<_> = (0..latency_examples.min(enc.len())).map(|i| make_batch(enc, &[i], device)).collect();
+    let singles = (0..latency_examples.min(enc.len())).map(|i| make_batch(enc, &[i], device)).collect::<std::result::Result<Vec<_>, _>>()?;
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); policies.len()];
     for round in 0..rounds + 1 {
         for b in &singles {
             for (k, &policy) in policies.iter().enumerate() {
                 let t0 = Instant::now();
-                ee.forward(&b.input_ids, &b.attention_mask, policy)?;
+                // Timed for its cost; the logits and exit are not needed.
+                let (_logits, _exit) = ee.forward(&b.input_ids, &b.attention_mask, policy)?;
                 if let Device::Cuda(i) = device {
                     tch::Cuda::synchronize(i as i64);
                 }

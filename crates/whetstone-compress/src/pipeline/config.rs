@@ -7,8 +7,16 @@ use crate::prune::{PruneMethod, Scope};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::str::FromStr;
+use tch::nn::VarStore;
+use whetstone_optim::{OptimConfig, Optimizer, PlateauMode, Schedule};
+use whetstone_train::{TrainConfig, TrainError};
 
 /// Every setting of `whetstone distill` and `whetstone prune`. Unknown keys are rejected.
+///
+/// Every training phase (the distillation, the gradual pruning phase, the recovery) uses the
+/// optimiser of `[optim]` (any algorithm of [`whetstone_optim::OptimConfig`]), the schedule of
+/// `[schedule]` and the loop settings of `[train]`; each phase keeps its own peak learning
+/// rate and epochs (`distill.lr`, `prune.lr`, `recovery.lr`, and `*.epochs`).
 ///
 /// ```
 /// use whetstone_compress::pipeline::CompressConfig;
@@ -17,6 +25,11 @@ use std::str::FromStr;
 /// let e = CompressConfig::parse("cli", "", &["prune.sparsty=0.9".into()]).unwrap_err().to_string();
 /// assert!(e.contains("sparsty"), "{e}");
 /// assert!(CompressConfig::parse("cli", "", &["prune.sparsity=1.0".into()]).is_err());
+/// // Any optimiser and schedule, and the loop's settings.
+/// let c = CompressConfig::parse("cli", "[optim]\nkind = \"lion\"\n[schedule]\nkind = \"cosine\"", &["train.batch_size=16".into()])?;
+/// assert_eq!((c.optim.algorithm.clone(), c.train.batch_size), (whetstone_optim::Algorithm::Lion(Default::default()), 16));
+/// let e = CompressConfig::parse("cli", "", &["optim.betas=[0.9, 0.99]".into(), "optim.beta=1".into()]).unwrap_err().to_string();
+/// assert!(e.contains("optim.beta"), "{e}");
 /// # Ok::<(), whetstone_compress::CompressError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,6 +58,112 @@ pub struct CompressConfig {
     pub train_limit: usize,
     /// Timed batch-32 calls for throughput (default 30).
     pub throughput_iters: usize,
+    /// `[optim]`: the optimiser of every training phase: any algorithm (`kind`) and its
+    /// settings, weight decay and its exclusions, parameter groups, lookahead, … as in a
+    /// recipe. Default: AdamW (β = 0.9, 0.999), weight decay 0.01 except biases and
+    /// LayerNorms, per-tensor layout. Keys not given take [`OptimConfig`]'s defaults, except
+    /// `kind` (`adamw`) and `flat` (`false`). `optim.lr` is not read: each phase has its own
+    /// peak learning rate (`distill.lr`, `prune.lr`, `recovery.lr`), and it is left out when
+    /// the config is written.
+    #[serde(serialize_with = "optim_without_lr")]
+    pub optim: OptimConfig,
+    /// `[schedule]`: the learning-rate schedule of every phase, over that phase's steps
+    /// (default `warmup-linear`, 10% warm-up then linear decay to 0). A reduce-on-plateau
+    /// schedule watches `train.metric` and needs `mode = "max"`.
+    pub schedule: Schedule,
+    /// `[train]`: batch size, accumulation, clipping, evaluation and logging of every phase.
+    pub train: TrainSettings,
+}
+
+/// `[train]`: the training loop's settings, shared by every phase ([`TrainConfig`] without
+/// `epochs`, which each phase sets: `distill.epochs`, `prune.epochs`, `recovery.epochs`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainSettings {
+    /// Examples per micro-batch (default 32; `distill.batch_size` overrides it for distillation).
+    pub batch_size: usize,
+    /// Micro-batches per optimiser step (default 1).
+    pub grad_accum: usize,
+    /// Clip the global gradient norm to this; 0 disables (default 1.0).
+    pub clip_norm: f64,
+    /// Validate every N steps; 0 at the end of every epoch (default 0).
+    pub eval_every: u64,
+    /// Stop after this many validations without improvement; 0 disables (default 0).
+    pub patience: u64,
+    /// What picks the best weights of a phase: `accuracy`, `macro_f1` or `mcc` (default accuracy).
+    pub metric: String,
+    /// Checkpoint every N steps besides every validation; 0 only at validations (default 0).
+    pub checkpoint_every: u64,
+    /// Length bucketing: a bucket holds `batch_size × bucket_factor` examples (default 50).
+    pub bucket_factor: usize,
+    /// Examples per validation batch (default 128).
+    pub eval_batch_size: usize,
+    /// Log the training loss every N steps (default 50).
+    pub log_every: u64,
+    /// Label smoothing of the cross-entropy of fine-tuning recovery and the gradual pruning
+    /// phase (default 0).
+    pub label_smoothing: f64,
+}
+
+impl Default for TrainSettings {
+    fn default() -> Self {
+        let t = TrainConfig::default();
+        Self {
+            batch_size: 32,
+            grad_accum: t.grad_accum,
+            clip_norm: t.clip_norm,
+            eval_every: t.eval_every,
+            patience: t.patience,
+            metric: t.metric,
+            checkpoint_every: t.checkpoint_every,
+            bucket_factor: t.bucket_factor,
+            eval_batch_size: t.eval_batch_size,
+            log_every: 50,
+            label_smoothing: t.label_smoothing,
+        }
+    }
+}
+
+impl TrainSettings {
+    /// The loop's settings for a phase of `epochs` epochs with `batch_size` (default
+    /// `self.batch_size`) examples per micro-batch.
+    pub fn for_phase(&self, epochs: u64, batch_size: Option<usize>) -> TrainConfig {
+        TrainConfig {
+            epochs,
+            batch_size: batch_size.unwrap_or(self.batch_size),
+            grad_accum: self.grad_accum,
+            clip_norm: self.clip_norm,
+            eval_every: self.eval_every,
+            patience: self.patience,
+            metric: self.metric.clone(),
+            checkpoint_every: self.checkpoint_every,
+            bucket_factor: self.bucket_factor,
+            eval_batch_size: self.eval_batch_size,
+            log_every: self.log_every,
+            label_smoothing: self.label_smoothing,
+        }
+    }
+}
+
+/// `[optim]` as written: without `lr`, which the phases set.
+fn optim_without_lr<S: serde::Serializer>(optim: &OptimConfig, s: S) -> std::result::Result<S::Ok, S::Error> {
+    let mut table = toml::Value::try_from(optim).map_err(serde::ser::Error::custom)?;
+    if let Some(t) = table.as_table_mut() {
+        t.remove("lr");
+    }
+    table.serialize(s)
+}
+
+/// The optimiser of compression runs unless `[optim]` says otherwise: AdamW with weight decay
+/// 0.01 (not on biases and LayerNorms) over per-tensor buffers.
+pub fn default_optim() -> OptimConfig {
+    OptimConfig { flat: false, ..Default::default() }
+}
+
+/// The schedule of compression runs unless `[schedule]` says otherwise: 10% linear warm-up,
+/// then linear decay to 0.
+pub fn default_schedule() -> Schedule {
+    Schedule::WarmupLinear { warmup_steps: None, warmup_ratio: 0.1 }
 }
 
 impl Default for CompressConfig {
@@ -61,6 +180,9 @@ impl Default for CompressConfig {
             latency_iters: 200,
             train_limit: 0,
             throughput_iters: 30,
+            optim: default_optim(),
+            schedule: default_schedule(),
+            train: TrainSettings::default(),
         }
     }
 }
@@ -90,10 +212,11 @@ pub struct DistillSettings {
     pub init: StudentInit,
     /// Passes over the training (plus transfer) set (default 3).
     pub epochs: u64,
-    /// Peak learning rate of AdamW, warm-up 10% then linear decay (default 5e-4).
+    /// Peak learning rate of the distillation phase (default 5e-4).
     pub lr: f64,
-    /// Examples per batch (default 32).
-    pub batch_size: usize,
+    /// Examples per batch of the distillation phase (default: `train.batch_size`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<usize>,
     /// Compute the teacher's logits once per example instead of every epoch (logit-only
     /// distillation; default true). The cost is reported.
     pub cache_teacher: bool,
@@ -114,7 +237,7 @@ impl Default for DistillSettings {
             init: StudentInit::Svd,
             epochs: 3,
             lr: 5e-4,
-            batch_size: 32,
+            batch_size: None,
             cache_teacher: true,
             transfer: String::new(),
             transfer_max: 20000,
@@ -311,7 +434,26 @@ impl CompressConfig {
         for o in overrides {
             whetstone_train::apply_override(&mut value, o).map_err(bad)?;
         }
-        let config: CompressConfig = value.try_into().map_err(|e: toml::de::Error| bad(e.message().to_string()))?;
+        if value.get("optim").and_then(|o| o.get("lr")).is_some() {
+            return Err(bad("optim.lr is not used: each phase has its own peak learning rate (distill.lr, prune.lr, recovery.lr)".into()));
+        }
+        if value.get("train").and_then(|t| t.get("epochs")).is_some() {
+            return Err(bad("train.epochs is not used: each phase has its own (distill.epochs, prune.epochs, recovery.epochs)".into()));
+        }
+        // A partial `[optim]` keeps the compression defaults of the keys it leaves out.
+        if let Some(optim) = value.get_mut("optim").and_then(|o| o.as_table_mut()) {
+            optim.entry("kind").or_insert_with(|| toml::Value::String("adamw".into()));
+            optim.entry("flat").or_insert(toml::Value::Boolean(false));
+        }
+        let config: CompressConfig = value.clone().try_into().map_err(|e: toml::de::Error| bad(locate(&value, e.message())))?;
+        // `[optim]` flattens its algorithm, which serde cannot check for unknown keys: compare
+        // what was given with what was understood.
+        let known = toml::Value::try_from(&config).map_err(|e| bad(e.to_string()))?;
+        let mut unknown = Vec::new();
+        unknown_keys(&value, &known, "", &mut unknown);
+        if !unknown.is_empty() {
+            return Err(bad(format!("unknown key(s) {}", unknown.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "))));
+        }
         config.validate().map_err(|e| bad(e.to_string()))?;
         Ok(config)
     }
@@ -331,13 +473,117 @@ impl CompressConfig {
                 return Err(CompressError::Config(format!("{k} must be a positive number, got {v}")));
             }
         }
-        if self.distill.epochs == 0 || self.distill.batch_size == 0 || p.every == 0 {
-            return Err(CompressError::Config("distill.epochs, distill.batch_size and prune.every must be >= 1".into()));
+        for (k, v) in [("distill.epochs", self.distill.epochs), ("distill.batch_size", self.distill.batch_size.unwrap_or(1) as u64), ("prune.every", p.every)] {
+            if v == 0 {
+                return Err(CompressError::Config(format!("{k} must be >= 1")));
+            }
+        }
+        if self.recovery.mode != RecoveryMode::None && self.recovery.epochs == 0 {
+            return Err(CompressError::Config("recovery.epochs must be >= 1 (or recovery.mode = \"none\")".into()));
         }
         if !(0.0..=1.0).contains(&self.recovery.alpha) || self.recovery.temperature.is_nan() || self.recovery.temperature <= 0.0 {
             return Err(CompressError::Config(format!("recovery.alpha must be in [0, 1] and recovery.temperature > 0, got {} and {}", self.recovery.alpha, self.recovery.temperature)));
         }
         self.distill.student.parse::<StudentSpec>()?;
+        // The loop's own checks name the `train.*` key.
+        self.train.for_phase(1, self.distill.batch_size).validate().map_err(|e| match e {
+            TrainError::Config(m) => CompressError::Config(m),
+            e => CompressError::Train(e),
+        })?;
+        self.schedule.validate().map_err(|e| CompressError::Config(format!("schedule: {e}")))?;
+        if let Some(p) = self.schedule.plateau() {
+            if p.mode != PlateauMode::Max {
+                return Err(CompressError::Config(format!("schedule: reduce-on-plateau watches train.metric (`{}`), where higher is better: set schedule mode = \"max\"", self.train.metric)));
+            }
+        }
+        if !(self.optim.weight_decay >= 0.0 && self.optim.weight_decay.is_finite()) {
+            return Err(CompressError::Config(format!("optim.weight_decay must be >= 0, got {}", self.optim.weight_decay)));
+        }
         Ok(())
+    }
+
+    /// The optimiser settings of a phase with peak learning rate `lr`.
+    pub fn optim_at(&self, lr: f64) -> OptimConfig {
+        OptimConfig { lr, ..self.optim.clone() }
+    }
+
+    /// `[optim]`'s optimiser at peak learning rate `lr` over the trainable variables of
+    /// `stores` (see [`build_optimizer`]).
+    pub fn optimizer(&self, lr: f64, stores: &[&VarStore]) -> Result<Box<dyn Optimizer>> {
+        build_optimizer(&self.optim_at(lr), stores)
+    }
+}
+
+/// A deserialisation error `message` with its key: from a `toml::Value` it carries no
+/// position, so the first top-level table that does not deserialise on its own is named, and
+/// an unknown field by its dotted path in that table.
+fn locate(value: &toml::Value, message: &str) -> String {
+    fn fails<T: serde::de::DeserializeOwned>(v: &toml::Value) -> bool {
+        v.clone().try_into::<T>().is_err()
+    }
+    fn path_of(v: &toml::Value, field: &str, prefix: &str) -> Option<String> {
+        let t = v.as_table()?;
+        if t.contains_key(field) {
+            return Some(format!("{prefix}.{field}"));
+        }
+        t.iter().find_map(|(k, sub)| path_of(sub, field, &format!("{prefix}.{k}")))
+    }
+    type Check = fn(&toml::Value) -> bool;
+    let checks: [(&str, Check); 6] = [
+        ("optim", fails::<OptimConfig>),
+        ("schedule", fails::<Schedule>),
+        ("train", fails::<TrainSettings>),
+        ("distill", fails::<DistillSettings>),
+        ("prune", fails::<PruneSettings>),
+        ("recovery", fails::<RecoverySettings>),
+    ];
+    let Some((table, sub)) = checks.iter().find_map(|(key, check)| value.get(*key).filter(|v| check(v)).map(|v| (*key, v))) else {
+        return message.to_string();
+    };
+    let field = message.strip_prefix("unknown field `").and_then(|r| r.split('`').next());
+    match field.and_then(|f| path_of(sub, f, table)) {
+        Some(path) => format!("unknown key `{path}` ({message})"),
+        None => format!("{table}: {message}"),
+    }
+}
+
+/// Keys present in `given` but absent from `known` (the config as understood), as dotted paths.
+fn unknown_keys(given: &toml::Value, known: &toml::Value, prefix: &str, out: &mut Vec<String>) {
+    if let (toml::Value::Table(g), toml::Value::Table(k)) = (given, known) {
+        for (key, gv) in g {
+            let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+            match k.get(key) {
+                None => out.push(path),
+                Some(kv) => unknown_keys(gv, kv, &path, out),
+            }
+        }
+    }
+}
+
+/// The optimiser `config` describes over the trainable variables of every store in `stores`
+/// (at least one): the student's, and e.g. a distillation's projections, which live in a
+/// store of their own so that the student's checkpoint stays an ordinary model. Several
+/// stores get one optimiser each, stepped together ([`whetstone_optim::Grouped`]); their
+/// variable names must differ.
+pub fn build_optimizer(config: &OptimConfig, stores: &[&VarStore]) -> Result<Box<dyn Optimizer>> {
+    let non_empty: Vec<&VarStore> = stores.iter().copied().filter(|vs| !vs.trainable_variables().is_empty()).collect();
+    match non_empty.as_slice() {
+        [] => match stores.first() {
+            Some(vs) => Ok(config.build(vs)?),
+            None => Err(CompressError::Config("an optimiser needs at least one store of parameters".into())),
+        },
+        [vs] => Ok(config.build(vs)?),
+        many => {
+            let mut seen = std::collections::BTreeSet::new();
+            let mut groups = Vec::new();
+            for vs in many {
+                let names: Vec<String> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).map(|(n, _)| n).collect();
+                if let Some(n) = names.iter().find(|n| !seen.insert(n.to_string())) {
+                    return Err(CompressError::Config(format!("two parameter stores both hold `{n}`: one optimiser cannot tell them apart")));
+                }
+                groups.push((1.0, names, config.build(vs)?));
+            }
+            Ok(Box::new(whetstone_optim::Grouped::new(groups)))
+        }
     }
 }

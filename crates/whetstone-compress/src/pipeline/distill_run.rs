@@ -2,31 +2,25 @@
 
 use super::config::{CompressConfig, StudentSpec};
 use super::output::{finish_run, Finished, Provenance};
-use super::phase::{adamw, Phase};
+use super::phase::Phase;
 use super::source::Source;
 use super::student::build_student;
 use super::transfer::transfer_sentences;
 use crate::distill::{DistillObjective, TeacherCache};
-use crate::error::Result;
+use crate::error::{CompressError, Result};
 use std::path::Path;
 use tch::nn::VarStore;
 use whetstone_data::{encode, make_batch, BucketBatcher, Encoded, Split};
 use whetstone_models::{load_varstore, TextClassifier};
-use whetstone_optim::{named_params, NO_DECAY};
 use whetstone_train::{predict, LoadedRun, BEST_MODEL_FILE};
 
-/// Batches of `enc` of up to 128 examples, in length order (little padding).
-fn eval_batches(enc: &Encoded, device: tch::Device) -> Vec<whetstone_data::Batch> {
-    BucketBatcher::new(128, 1).eval_order(&enc.lengths()).iter().map(|idx| make_batch(enc, idx, device)).collect()
-}
-
-/// The teacher's arg-max class of each example of `enc`, from `cache`.
-fn cached_predictions(cache: &TeacherCache, enc: &Encoded, device: tch::Device) -> Result<Vec<i64>> {
-    let mut preds = vec![0i64; enc.len()];
-    for idx in BucketBatcher::new(128, 1).eval_order(&enc.lengths()) {
-        let logits = cache
-            .lookup(&make_batch(enc, &idx, device))?
-            .ok_or_else(|| crate::error::CompressError::Config("a transfer sentence is missing from the teacher cache".into()))?;
+/// The teacher's arg-max class of the examples `from..` of `train`, from `cache`.
+fn cached_predictions(cache: &TeacherCache, train: &Encoded, from: usize, device: tch::Device) -> Result<Vec<i64>> {
+    let lengths: Vec<usize> = train.ids[from..].iter().map(Vec::len).collect();
+    let mut preds = vec![0i64; lengths.len()];
+    for idx in BucketBatcher::new(128, 1).eval_order(&lengths) {
+        let global: Vec<usize> = idx.iter().map(|i| from + i).collect();
+        let logits = cache.lookup(&make_batch(train, &global, device)?)?.ok_or_else(|| CompressError::Config("a transfer sentence is missing from the teacher cache".into()))?;
         let arg = Vec::<i64>::try_from(&logits.f_argmax(-1, false)?.f_to_device(tch::Device::Cpu)?)?;
         for (i, a) in idx.iter().zip(arg) {
             preds[*i] = a;
@@ -39,6 +33,7 @@ fn cached_predictions(cache: &TeacherCache, enc: &Encoded, device: tch::Device) 
 /// on the teacher's training split (plus the transfer set, labelled by the teacher), selecting
 /// on its validation split, and write the run folder `out`.
 pub fn distill(teacher_dir: &Path, config: &CompressConfig, out: &Path, quiet: bool) -> Result<Finished> {
+    config.validate()?;
     if config.threads > 0 {
         tch::set_num_threads(config.threads as i32);
     }
@@ -49,7 +44,7 @@ pub fn distill(teacher_dir: &Path, config: &CompressConfig, out: &Path, quiet: b
     let spec: StudentSpec = d.student.parse()?;
     tch::manual_seed(config.seed as i64);
     let mut svs = VarStore::new(device);
-    let (scfg, student) = build_student(&spec, d.init, source.transformer(), teacher_dir, &mut svs)?;
+    let (scfg, student) = build_student(&spec, d.init, source.transformer()?, teacher_dir, &mut svs)?;
     let mut notes = vec![format!("student {} ({:?} init), {} parameters", d.student, d.init, whetstone_eval::format_count(whetstone_models::count_parameters(&svs)))];
 
     // The teacher, loaded a second time: the objective owns it.
@@ -65,8 +60,10 @@ pub fn distill(teacher_dir: &Path, config: &CompressConfig, out: &Path, quiet: b
         train.ids.extend(extra.ids);
         train.labels.extend(extra.labels);
     }
+    // Keyed by example index in `train`: the transfer sentences' labels, set below, do not
+    // change what the teacher saw.
     let cache = if d.cache_teacher && !d.loss.needs_internals() {
-        let cache = TeacherCache::build(teacher.as_ref(), &eval_batches(&train, device))?;
+        let cache = TeacherCache::build_split(teacher.as_ref(), &train, 128, device)?;
         notes.push(format!("teacher logits computed once for {} examples in {:.1}s (instead of every epoch)", cache.len(), cache.seconds));
         Some(cache)
     } else {
@@ -74,10 +71,12 @@ pub fn distill(teacher_dir: &Path, config: &CompressConfig, out: &Path, quiet: b
     };
     if train.len() > labelled {
         // The transfer sentences' hard labels are the teacher's predictions.
-        let extra = Encoded { ids: train.ids[labelled..].to_vec(), labels: train.labels[labelled..].to_vec(), pad_id: train.pad_id };
         let preds = match &cache {
-            Some(c) => cached_predictions(c, &extra, device)?,
-            None => predict(teacher.as_ref(), &extra, 128, device)?.preds,
+            Some(c) => cached_predictions(c, &train, labelled, device)?,
+            None => {
+                let extra = Encoded { ids: train.ids[labelled..].to_vec(), labels: train.labels[labelled..].to_vec(), pad_id: train.pad_id };
+                predict(teacher.as_ref(), &extra, 128, device)?.preds
+            }
         };
         train.labels.truncate(labelled);
         train.labels.extend(preds);
@@ -86,25 +85,24 @@ pub fn distill(teacher_dir: &Path, config: &CompressConfig, out: &Path, quiet: b
     if let Some(c) = cache {
         objective = objective.with_cache(c);
     }
-    let mut params = named_params(&svs, 0.01, NO_DECAY);
-    params.extend(named_params(objective.projections(), 0.01, NO_DECAY));
-    let optim = adamw(params)?;
+    // The projections (when the widths differ) train with the student.
+    let optim = config.optimizer(d.lr, &[&svs, objective.projections()])?;
     let phase = Phase {
         model: &student,
         vs: &svs,
         objective: Box::new(objective),
-        epochs: d.epochs,
+        optim,
         lr: d.lr,
-        batch_size: d.batch_size,
+        schedule: config.schedule.clone(),
+        train: config.train.for_phase(d.epochs, d.batch_size),
         seed: config.seed,
         device,
         label_names: source.label_names.clone(),
         quiet,
     };
-    let fit = phase.run(optim, &train, &source.valid, out)?;
+    let fit = phase.run(&train, &source.valid, out)?;
     notes.push(format!("{} steps on {} examples in {:.1}s ({:.0} seq/s)", fit.progress.step, train.len(), fit.progress.train_seconds, fit.seq_per_s));
     load_varstore(&mut svs, &out.join(BEST_MODEL_FILE))?;
-    let _ = std::fs::remove_file(out.join(whetstone_train::CHECKPOINT_FILE));
     let provenance = Provenance {
         command: "distill".into(),
         method: format!("{} student{}", d.student, if config.quantize { " + int8" } else { "" }),

@@ -2,7 +2,8 @@
 //! in, a run folder out that `whetstone eval` and `whetstone predict` load like any other.
 //!
 //! * [`CompressConfig`]: every setting, as TOML with `key=value` overrides and documented
-//!   defaults.
+//!   defaults; `[optim]`, `[schedule]` and `[train]` set the optimiser (any algorithm), the
+//!   schedule and the loop of every training [`Phase`].
 //! * [`distill`]: a fresh, layer-selected or existing student trained from a teacher run,
 //!   optionally on a teacher-labelled transfer set ([`transfer_sentences`]).
 //! * [`prune`]: magnitude (one-shot or gradual, global or per layer), movement, N:M or
@@ -26,10 +27,10 @@ mod source;
 mod student;
 mod transfer;
 
-pub use config::{CompressConfig, DistillSettings, PruneSchedule, PruneSettings, PruneStep, RecoveryMode, RecoverySettings, StudentInit, StudentSpec};
+pub use config::{build_optimizer, default_optim, default_schedule, CompressConfig, DistillSettings, PruneSchedule, PruneSettings, PruneStep, RecoveryMode, RecoverySettings, StudentInit, StudentSpec, TrainSettings};
 pub use distill_run::distill;
 pub use output::{finish_run, open_run, Finished, Provenance, COMPRESSION_FILE, INT8_FILE, MASKS_FILE};
-pub use phase::{adamw, Phase};
+pub use phase::{discard_checkpoint, Phase};
 pub use prune_run::prune;
 pub use source::Source;
 pub use student::build_student;

@@ -61,6 +61,10 @@ fn write(path: &Path, body: &str) -> Result<()> {
     std::fs::write(path, body).map_err(io(path))
 }
 
+fn pretty(value: &impl Serialize, what: &str) -> Result<String> {
+    serde_json::to_string_pretty(value).map_err(|e| CompressError::Config(format!("cannot write {what}: {e}")))
+}
+
 fn copy(from: &Path, to: &Path) -> Result<()> {
     std::fs::copy(from, to).map(|_| ()).map_err(io(from))
 }
@@ -77,7 +81,7 @@ pub fn finish_run(dir: &Path, source: &Source, model: &TransformerClassifier, vs
     copy(&source.run.dir.join(LABELS_FILE), &dir.join(LABELS_FILE))?;
     let best = dir.join(BEST_MODEL_FILE);
     save_varstore(vs, &best)?;
-    write(&dir.join(COMPRESSION_FILE), &serde_json::to_string_pretty(&provenance).unwrap_or_default())?;
+    write(&dir.join(COMPRESSION_FILE), &pretty(&provenance, COMPRESSION_FILE)?)?;
 
     let quantized = if provenance.quantize { Some(QuantizedClassifier::new(model)?) } else { None };
     let (checkpoint, served): (PathBuf, &dyn TextClassifier) = match &quantized {
@@ -98,7 +102,7 @@ pub fn finish_run(dir: &Path, source: &Source, model: &TransformerClassifier, vs
         None
     };
     let metrics = json!({"name": name, "test": test, "test_loss": p.loss, "efficiency": efficiency, "compression": provenance});
-    write(&dir.join("metrics.json"), &serde_json::to_string_pretty(&metrics).unwrap_or_default())?;
+    write(&dir.join("metrics.json"), &pretty(&metrics, "metrics.json")?)?;
     write(&dir.join("report.md"), &report_md(&name, &test, efficiency.as_ref(), &provenance))?;
     Ok(Finished { dir: dir.to_path_buf(), test, efficiency, provenance })
 }

@@ -1,27 +1,31 @@
 //! One training phase of a compression run, on whetstone's one training loop.
 
-use crate::error::Result;
+use crate::error::{io, Result};
 use std::path::Path;
 use tch::{nn::VarStore, Device};
-use whetstone_data::Encoded;
+use whetstone_data::{BucketedSource, Encoded};
 use whetstone_models::TextClassifier;
-use whetstone_optim::{AdamW, AdamWConfig, Optimizer, Param, Schedule};
-use whetstone_train::{FitSummary, Objective, TrainConfig, Trainer};
+use whetstone_optim::{Optimizer, Schedule};
+use whetstone_train::{FitSummary, Objective, Silent, TrainConfig, Trainer, CHECKPOINT_FILE};
 
-/// What a phase trains and how long.
+/// What a phase trains and how: any objective, any optimiser (built from any
+/// [`whetstone_optim::OptimConfig`] by [`super::build_optimizer`], possibly wrapped, e.g. by
+/// [`crate::Masked`]), any schedule and the loop's settings.
 pub struct Phase<'a> {
     /// The model being trained.
     pub model: &'a dyn TextClassifier,
-    /// Its store (checkpointed; the best weights go to `model.safetensors` in `dir`).
+    /// Its store (checkpointed; the best weights go to `model.safetensors` in the phase's folder).
     pub vs: &'a VarStore,
-    /// The loss.
+    /// The training strategy.
     pub objective: Box<dyn Objective>,
-    /// Epochs over `train`.
-    pub epochs: u64,
-    /// Peak learning rate (10% warm-up, then linear decay).
+    /// The optimiser.
+    pub optim: Box<dyn Optimizer>,
+    /// Peak learning rate; the schedule multiplies it.
     pub lr: f64,
-    /// Examples per batch.
-    pub batch_size: usize,
+    /// The learning-rate schedule, over the phase's steps.
+    pub schedule: Schedule,
+    /// Epochs, batch size, clipping, validation cadence, …
+    pub train: TrainConfig,
     /// Seed of data order and dropout.
     pub seed: u64,
     /// Device of the batches.
@@ -32,30 +36,43 @@ pub struct Phase<'a> {
     pub quiet: bool,
 }
 
-/// AdamW over `params` (weight decay 0.01 except biases and LayerNorms, already set in them).
-pub fn adamw(params: Vec<Param>) -> Result<Box<dyn Optimizer>> {
-    Ok(Box::new(AdamW::with_layout(params, AdamWConfig::default(), false)?))
+impl Phase<'_> {
+    /// Train on `train` in length-bucketed batches, in `dir`. With an empty `valid` the last
+    /// weights are kept; otherwise the best by the objective's validation (for
+    /// classification, `train.metric`).
+    ///
+    /// A phase is not resumable: the trainer's checkpoint is removed from `dir` once it has
+    /// finished ([`discard_checkpoint`]), so that a compressed run folder holds the model,
+    /// not a training state several times its size.
+    pub fn run(self, train: &Encoded, valid: &Encoded, dir: &Path) -> Result<FitSummary> {
+        let source = BucketedSource::new(train, self.train.batch_size, self.train.bucket_factor);
+        let mut trainer = Trainer::new(self.model, self.vs, self.optim, self.lr, dir)
+            .objective(self.objective)
+            .schedule(self.schedule)
+            .config(self.train)
+            .seed(self.seed)
+            .device(self.device)
+            .label_names(self.label_names);
+        if self.quiet {
+            trainer = trainer.observer(Silent);
+        }
+        let fit = trainer.fit(&source, valid, false)?;
+        drop(trainer);
+        discard_checkpoint(dir)?;
+        Ok(fit)
+    }
 }
 
-impl Phase<'_> {
-    /// Train with `optim` in `dir`. With an empty `valid` the last weights are kept; otherwise
-    /// the best by validation accuracy.
-    pub fn run(self, optim: Box<dyn Optimizer>, train: &Encoded, valid: &Encoded, dir: &Path) -> Result<FitSummary> {
-        let config = TrainConfig { epochs: self.epochs, batch_size: self.batch_size, log_every: 50, ..Default::default() };
-        let mut trainer = Trainer {
-            model: self.model,
-            vs: self.vs,
-            optim,
-            objective: self.objective,
-            schedule: Schedule::WarmupLinear { warmup_steps: None, warmup_ratio: 0.1 },
-            lr: self.lr,
-            config,
-            seed: self.seed,
-            device: self.device,
-            run_dir: dir.to_path_buf(),
-            label_names: self.label_names,
-            quiet: self.quiet,
-        };
-        Ok(trainer.fit(train, valid, false)?)
+/// Remove the trainer's resumable checkpoint ([`whetstone_train::CHECKPOINT_FILE`]) from the
+/// run folder `dir` of a finished phase; a missing one is fine.
+///
+/// The one place the pipeline touches a file the trainer owns: whetstone-train has no option
+/// yet for a run that should not keep its checkpoint once finished.
+pub fn discard_checkpoint(dir: &Path) -> Result<()> {
+    let path = dir.join(CHECKPOINT_FILE);
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io(path)(e)),
     }
 }

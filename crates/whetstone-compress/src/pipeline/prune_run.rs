@@ -4,18 +4,17 @@
 use super::config::{CompressConfig, PruneSchedule, PruneStep, RecoveryMode};
 use super::distill_run::load_teacher;
 use super::output::{finish_run, Finished, Provenance, MASKS_FILE};
-use super::phase::{adamw, Phase};
+use super::phase::Phase;
 use super::source::Source;
 use crate::distill::{DistillConfig, DistillObjective};
-use crate::error::Result;
+use crate::error::{io, Result};
 use crate::prune::{magnitude_importance, nm_masks, prune_structured, taylor_importance, CubicSchedule, Criterion, GradualPruning, MaskSet, Masked, PruneMethod, StructuredPlan};
 use crate::select::ParamSelector;
 use std::path::Path;
 use tch::nn::VarStore;
-use whetstone_data::{make_batch, BucketBatcher};
+use whetstone_data::{make_batch, BucketBatcher, BucketedSource};
 use whetstone_models::{load_varstore, TransformerClassifier};
-use whetstone_optim::{named_params, Optimizer, NO_DECAY};
-use whetstone_train::{steps_per_epoch, CrossEntropy, Objective, TrainConfig, BEST_MODEL_FILE, CHECKPOINT_FILE};
+use whetstone_train::{steps_per_epoch, CrossEntropy, Objective, BEST_MODEL_FILE};
 
 /// Prune the run in `run_dir` as `config.prune` says, recover as `config.recovery` says, and
 /// write the run folder `out`.
@@ -45,16 +44,16 @@ pub fn prune(run_dir: &Path, config: &CompressConfig, out: &Path, quiet: bool) -
     let method = match step {
         PruneStep::Int8 => {
             let prov = provenance("int8 dynamic quantisation".into(), None, Vec::new());
-            return finish_run(out, &source, source.transformer(), &source.run.vs, source.model_config(), prov);
+            return finish_run(out, &source, source.transformer()?, &source.run.vs, source.model_config()?, prov);
         }
         PruneStep::Prune(m) => m,
     };
     match method {
         PruneMethod::StructuredMagnitude | PruneMethod::StructuredTaylor => {
-            let model = source.transformer();
+            let model = source.transformer()?;
             let importance = if method == PruneMethod::StructuredTaylor {
-                let order = BucketBatcher::new(32, 1).epoch_order(&source.train.lengths(), config.seed, 0);
-                let batches: Vec<_> = order.iter().take(p.importance_batches.max(1)).map(|idx| make_batch(&source.train, idx, source.device())).collect();
+                let order = BucketBatcher::new(config.train.batch_size, 1).epoch_order(&source.train.lengths(), config.seed, 0);
+                let batches = order.iter().take(p.importance_batches.max(1)).map(|idx| make_batch(&source.train, idx, source.device())).collect::<std::result::Result<Vec<_>, _>>()?;
                 taylor_importance(model, &batches)?
             } else {
                 magnitude_importance(model, &model.named_parameters())?
@@ -73,10 +72,11 @@ pub fn prune(run_dir: &Path, config: &CompressConfig, out: &Path, quiet: bool) -
             let (mut vs, model) = clone_model(&source)?;
             let masks = nm_masks(&ParamSelector::default().select_vs(&vs)?, n, m)?;
             masks.apply(&vs)?;
-            let sparsity = masks.sparsity();
+            let sparsity = masks.sparsity()?;
             let notes = recover(&source, run_dir, config, &model, &mut vs, Some(masks.clone()), out, quiet)?;
+            std::fs::create_dir_all(out).map_err(io(out))?;
             masks.save(&out.join(MASKS_FILE))?;
-            finish_run(out, &source, &model, &vs, source.model_config(), provenance(format!("{n}:{m}{recovery}"), Some(sparsity), notes))
+            finish_run(out, &source, &model, &vs, source.model_config()?, provenance(format!("{n}:{m}{recovery}"), Some(sparsity), notes))
         }
         PruneMethod::Magnitude | PruneMethod::MovementHard | PruneMethod::MovementSoft => {
             let (mut vs, model) = clone_model(&source)?;
@@ -86,7 +86,8 @@ pub fn prune(run_dir: &Path, config: &CompressConfig, out: &Path, quiet: bool) -
             if !one_shot {
                 // Gradual: the cubic schedule over the first 70% of the pruning phase, the last
                 // weights kept (validation would prefer the earlier, denser ones).
-                let steps = steps_per_epoch(&TrainConfig { batch_size: 32, ..Default::default() }, &source.train, config.seed) * p.epochs.max(1);
+                let train = config.train.for_phase(p.epochs.max(1), None);
+                let steps = steps_per_epoch(&train, &BucketedSource::new(&source.train, train.batch_size, train.bucket_factor), config.seed)? * train.epochs;
                 let updates = ((steps as f64 * 0.7) as u64 / p.every).max(1);
                 let schedule = CubicSchedule { initial: 0.0, target: p.sparsity, start: 0, every: p.every, updates };
                 let criterion = match method {
@@ -94,22 +95,24 @@ pub fn prune(run_dir: &Path, config: &CompressConfig, out: &Path, quiet: bool) -
                     PruneMethod::MovementHard => Criterion::MovementHard,
                     _ => Criterion::MovementSoft { threshold: p.soft_threshold },
                 };
-                let optim = Masked::gradual(adamw(named_params(&vs, 0.01, NO_DECAY))?, &selected, GradualPruning { criterion, schedule, scope: p.scope })?;
+                let optim = Masked::gradual(config.optimizer(p.lr, &[&vs])?, &selected, GradualPruning { criterion, schedule, scope: p.scope })?;
                 let dir = out.join("pruning-phase");
-                let phase = Phase { epochs: p.epochs.max(1), lr: p.lr, ..phase_base(&source, &model, &vs, Box::new(CrossEntropy::default()), config, quiet) };
-                let fit = phase.run(Box::new(optim), &source.train, &empty(&source), &dir)?;
+                let objective = CrossEntropy { label_smoothing: config.train.label_smoothing };
+                let phase = Phase { optim: Box::new(optim), lr: p.lr, train, ..phase_base(&source, &model, &vs, Box::new(objective), config, quiet)? };
+                let fit = phase.run(&source.train, &empty(&source), &dir)?;
                 notes.push(format!("gradual {:?} pruning: cubic schedule, {} mask updates every {} steps, {} steps", criterion, updates, p.every, fit.progress.step));
                 load_varstore(&mut vs, &dir.join(BEST_MODEL_FILE))?;
-                let _ = std::fs::remove_dir_all(&dir);
+                // The phase's scratch folder (its last weights, now loaded, and its log).
+                std::fs::remove_dir_all(&dir).map_err(io(&dir))?;
             }
             let masks = if one_shot { crate::prune::magnitude_masks(&selected, p.sparsity, p.scope)? } else { nonzero_masks(&selected)? };
             masks.apply(&vs)?;
-            let sparsity = masks.sparsity();
+            let sparsity = masks.sparsity()?;
             notes.extend(recover(&source, run_dir, config, &model, &mut vs, Some(masks.clone()), out, quiet)?);
-            std::fs::create_dir_all(out).map_err(crate::error::io(out))?;
+            std::fs::create_dir_all(out).map_err(io(out))?;
             masks.save(&out.join(MASKS_FILE))?;
             let how = if one_shot { "one-shot" } else { "gradual" };
-            finish_run(out, &source, &model, &vs, source.model_config(), provenance(format!("{method} {how} {:.0}%{recovery}", 100.0 * p.sparsity), Some(sparsity), notes))
+            finish_run(out, &source, &model, &vs, source.model_config()?, provenance(format!("{method} {how} {:.0}%{recovery}", 100.0 * p.sparsity), Some(sparsity), notes))
         }
     }
 }
@@ -130,49 +133,53 @@ fn empty(source: &Source) -> whetstone_data::Encoded {
 
 /// A copy of the source model in a fresh store (the source stays unpruned).
 fn clone_model(source: &Source) -> Result<(VarStore, TransformerClassifier)> {
-    let t = source.transformer();
+    let t = source.transformer()?;
     let mut vs = VarStore::new(source.device());
-    let model = TransformerClassifier::new(&vs.root(), t.encoder().vocab_size(), t.head().num_labels(), &source.model_config())?;
+    let model = TransformerClassifier::new(&vs.root(), t.encoder().vocab_size(), t.head().num_labels(), &source.model_config()?)?;
     vs.copy(&source.run.vs)?;
     Ok((vs, model))
 }
 
-fn phase_base<'a>(source: &Source, model: &'a TransformerClassifier, vs: &'a VarStore, objective: Box<dyn Objective>, config: &CompressConfig, quiet: bool) -> Phase<'a> {
-    Phase {
+/// A recovery phase of `model` with `objective`: `[optim]` over `vs` at `recovery.lr`,
+/// `[schedule]`, `[train]` for `recovery.epochs`.
+fn phase_base<'a>(source: &Source, model: &'a TransformerClassifier, vs: &'a VarStore, objective: Box<dyn Objective>, config: &CompressConfig, quiet: bool) -> Result<Phase<'a>> {
+    let r = &config.recovery;
+    Ok(Phase {
         model,
         vs,
         objective,
-        epochs: config.recovery.epochs,
-        lr: config.recovery.lr,
-        batch_size: 32,
+        optim: config.optimizer(r.lr, &[vs])?,
+        lr: r.lr,
+        schedule: config.schedule.clone(),
+        train: config.train.for_phase(r.epochs, None),
         seed: config.seed,
         device: source.device(),
         label_names: source.label_names.clone(),
         quiet,
-    }
+    })
 }
 
 /// The recovery phase: fine-tune (or distil from the unpruned run) with `masks` kept, the best
-/// weights by validation accuracy loaded back into `vs`. Returns notes for the report.
+/// weights by validation (`train.metric`) loaded back into `vs`. Returns notes for the report.
 #[allow(clippy::too_many_arguments)]
 fn recover(source: &Source, run_dir: &Path, config: &CompressConfig, model: &TransformerClassifier, vs: &mut VarStore, masks: Option<MaskSet>, out: &Path, quiet: bool) -> Result<Vec<String>> {
     let r = &config.recovery;
     let objective: Box<dyn Objective> = match r.mode {
         RecoveryMode::None => return Ok(vec!["no recovery phase".into()]),
-        RecoveryMode::Finetune => Box::new(CrossEntropy::default()),
+        RecoveryMode::Finetune => Box::new(CrossEntropy { label_smoothing: config.train.label_smoothing }),
         RecoveryMode::Distill => {
             let teacher = load_teacher(run_dir, config.device.as_deref())?;
             let cfg = DistillConfig { temperature: r.temperature.into(), alpha: r.alpha.into(), ..Default::default() };
             Box::new(DistillObjective::new(teacher, model, cfg)?)
         }
     };
-    let inner = adamw(named_params(vs, 0.01, NO_DECAY))?;
-    let optim: Box<dyn Optimizer> = match masks {
-        Some(m) => Box::new(Masked::new(inner, m, vs)?),
-        None => inner,
-    };
-    let fit = phase_base(source, model, vs, objective, config, quiet).run(optim, &source.train, &source.valid, out)?;
+    let mut phase = phase_base(source, model, vs, objective, config, quiet)?;
+    if let Some(m) = masks {
+        phase.optim = Box::new(Masked::new(phase.optim, m, vs)?);
+    }
+    let metric = phase.train.metric.clone();
+    let fit = phase.run(&source.train, &source.valid, out)?;
     load_varstore(vs, &out.join(BEST_MODEL_FILE))?;
-    let _ = std::fs::remove_file(out.join(CHECKPOINT_FILE));
-    Ok(vec![format!("{:?} recovery: {} steps, best validation accuracy {:.4} at step {}", r.mode, fit.progress.step, fit.progress.best_metric.unwrap_or(f64::NAN), fit.progress.best_step)])
+    let best = fit.progress.best_metric.map_or("none (no validation split)".to_string(), |m| format!("{m:.4}"));
+    Ok(vec![format!("{:?} recovery: {} steps, best validation {metric} {best} at step {}", r.mode, fit.progress.step, fit.progress.best_step)])
 }

@@ -51,9 +51,9 @@ impl Source {
         }
     }
 
-    /// The run's model as a Transformer.
-    pub fn transformer(&self) -> &whetstone_models::TransformerClassifier {
-        self.run.model.as_transformer().expect("checked in open")
+    /// The run's model as a Transformer (checked in [`Source::open`]).
+    pub fn transformer(&self) -> Result<&whetstone_models::TransformerClassifier> {
+        self.run.model.as_transformer().ok_or_else(|| CompressError::Run { run: self.run.dir.clone(), msg: "its model is not a Transformer".into() })
     }
 
     /// The device the model lives on.
@@ -63,9 +63,9 @@ impl Source {
 
     /// The resolved shape of the run's model (a pretrained checkpoint's own shape, no longer
     /// pointing at the checkpoint), pooling included.
-    pub fn model_config(&self) -> TransformerClassifierConfig {
-        let t = self.transformer();
-        TransformerClassifierConfig { encoder: t.encoder().config().clone(), pooling: t.pooling(), pretrained: None }
+    pub fn model_config(&self) -> Result<TransformerClassifierConfig> {
+        let t = self.transformer()?;
+        Ok(TransformerClassifierConfig { encoder: t.encoder().config().clone(), pooling: t.pooling(), pretrained: None })
     }
 
     /// The run's recipe with `name` and the model replaced, for a derived run folder.

@@ -65,7 +65,7 @@ fn keep_top(flat: &Tensor, sparsity: f64) -> Result<Tensor> {
     let mut mask = flat.f_ones_like()?;
     if k > 0 {
         let (_, order) = flat.f_sort_stable(true, 0, false)?;
-        mask.f_index_fill_(0, &order.f_narrow(0, 0, k)?, 0.0)?;
+        let _ = mask.f_index_fill_(0, &order.f_narrow(0, 0, k)?, 0.0)?;
     }
     Ok(mask)
 }

@@ -23,7 +23,7 @@ pub const MASK_PREFIX: &str = "mask.";
 /// masks.insert("w", Tensor::from_slice(&[0.0f32, 1.0, 0.0, 1.0]))?;
 /// masks.apply(&vs)?;
 /// assert_eq!(Vec::<f32>::try_from(&w)?, vec![0.0, -2.0, 0.0, -4.0]);
-/// assert_eq!(masks.sparsity(), 0.5);
+/// assert_eq!(masks.sparsity()?, 0.5);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Default)]
@@ -66,11 +66,13 @@ impl MaskSet {
     }
 
     /// Fraction of masked-out entries over all masks (0 when empty).
-    pub fn sparsity(&self) -> f64 {
-        let (zeros, total) = self.masks.values().fold((0i64, 0i64), |(z, n), m| {
-            (z + m.eq(0.0).sum(Kind::Int64).int64_value(&[]), n + m.numel() as i64)
-        });
-        if total == 0 { 0.0 } else { zeros as f64 / total as f64 }
+    pub fn sparsity(&self) -> Result<f64> {
+        let (mut zeros, mut total) = (0i64, 0i64);
+        for m in self.masks.values() {
+            zeros += m.f_eq(0.0)?.f_sum(Kind::Int64)?.f_int64_value(&[])?;
+            total += m.numel() as i64;
+        }
+        Ok(if total == 0 { 0.0 } else { zeros as f64 / total as f64 })
     }
 
     /// The (parameter, mask) pairs for `named`, masks moved to each parameter's device and
@@ -139,8 +141,7 @@ impl MaskSet {
 pub(crate) fn apply_bound(bound: &[(String, Tensor, Tensor)]) -> Result<()> {
     tch::no_grad(|| -> Result<()> {
         for (_, param, mask) in bound {
-            let mut p = param.shallow_clone();
-            p.f_mul_(mask)?;
+            let _ = param.shallow_clone().f_mul_(mask)?;
         }
         Ok(())
     })

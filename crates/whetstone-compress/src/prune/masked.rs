@@ -44,6 +44,11 @@ pub struct GradualPruning {
 /// [`GradualPruning`] the masks are also recomputed on the schedule, from magnitudes or from
 /// movement scores accumulated before each step.
 ///
+/// The masks are also re-applied after [`Optimizer::eval_mode`] and [`Optimizer::train_mode`]
+/// and after [`Optimizer::load_state`]: an optimiser whose evaluation weights differ from its
+/// training point (schedule-free AdamW swaps in its average) would otherwise bring pruned
+/// weights back for validation, into the best model, or into the next forward pass.
+///
 /// Its [`Optimizer::state`] holds the inner state plus the masks (`mask.{param}`), movement
 /// scores (`movement_score.{param}`) and its step count, so a trainer checkpoint carries them and
 /// [`Optimizer::load_state`] restores them.
@@ -122,9 +127,13 @@ impl<O: Optimizer> Masked<O> {
     }
 
     /// Fraction of masked-out weights.
-    pub fn sparsity(&self) -> f64 {
-        let (z, n) = self.bound.iter().fold((0i64, 0i64), |(z, n), (_, _, m)| (z + m.eq(0.0).sum(Kind::Int64).int64_value(&[]), n + m.numel() as i64));
-        if n == 0 { 0.0 } else { z as f64 / n as f64 }
+    pub fn sparsity(&self) -> Result<f64> {
+        let (mut z, mut n) = (0i64, 0i64);
+        for (_, _, m) in &self.bound {
+            z += m.f_eq(0.0)?.f_sum(Kind::Int64)?.f_int64_value(&[])?;
+            n += m.numel() as i64;
+        }
+        Ok(if n == 0 { 0.0 } else { z as f64 / n as f64 })
     }
 
     fn accumulate_scores(&mut self) -> Result<()> {
@@ -132,7 +141,7 @@ impl<O: Optimizer> Masked<O> {
             for ((_, p, _), s) in self.bound.iter().zip(self.scores.iter_mut()) {
                 let g = p.grad();
                 if g.defined() {
-                    s.f_sub_(&p.f_mul(&g)?)?;
+                    let _ = s.f_sub_(&p.f_mul(&g)?)?;
                 }
             }
             Ok(())
@@ -210,5 +219,13 @@ impl<O: Optimizer> Optimizer for Masked<O> {
         self.step = state.find(STEP_KEY)?.f_double_value(&[0])? as u64;
         apply_bound(&self.bound).map_err(to_optim)
     }
-    whetstone_optim::forward_to_inner!(inner; params, zero_grad, skipped_steps, eval_mode, train_mode);
+    fn eval_mode(&mut self) -> whetstone_optim::Result<()> {
+        self.inner.eval_mode()?;
+        apply_bound(&self.bound).map_err(to_optim)
+    }
+    fn train_mode(&mut self) -> whetstone_optim::Result<()> {
+        self.inner.train_mode()?;
+        apply_bound(&self.bound).map_err(to_optim)
+    }
+    whetstone_optim::forward_to_inner!(inner; params, begin_step, zero_grad, skipped_steps);
 }

@@ -98,9 +98,9 @@ impl TaylorImportance {
                 }
                 let ho = wo.f_mul(&go)?.f_to_kind(Kind::Double)?.f_reshape([-1, u.heads as i64, u.head_dim as i64])?;
                 let h = ho.f_sum_dim_intlist([0, 2].as_slice(), false, Kind::Double)?.f_abs()?.f_to_device(tch::Device::Cpu)?;
-                self.heads[i].f_add_(&h)?;
+                let _ = self.heads[i].f_add_(&h)?;
                 let n = wf.f_mul(&gf)?.f_to_kind(Kind::Double)?.f_sum_dim_intlist(0, false, Kind::Double)?.f_abs()?.f_to_device(tch::Device::Cpu)?;
-                self.neurons[i].f_add_(&n)?;
+                let _ = self.neurons[i].f_add_(&n)?;
             }
             Ok(())
         })?;
@@ -121,21 +121,22 @@ impl TaylorImportance {
 pub fn taylor_importance(model: &TransformerClassifier, batches: &[Batch]) -> Result<Importance> {
     let named = model.named_parameters();
     let mut acc = TaylorImportance::new(model, &named)?;
-    let zero = || {
+    let zero = || -> Result<()> {
         for (_, p) in &named {
             let mut g = p.grad();
             if g.defined() {
-                let _ = g.zero_();
+                let _ = g.f_zero_()?;
             }
         }
+        Ok(())
     };
     for b in batches {
-        zero();
+        zero()?;
         let logits = model.forward_t(&b.input_ids, &b.attention_mask, false)?;
         logits.f_cross_entropy_loss::<Tensor>(&b.labels, None, tch::Reduction::Mean, -100, 0.0)?.f_backward()?;
         acc.accumulate()?;
     }
-    zero();
+    zero()?;
     acc.finish()
 }
 

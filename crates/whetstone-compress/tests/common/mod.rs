@@ -2,8 +2,9 @@
 #![allow(dead_code)]
 
 use tch::{nn::VarStore, Device, Kind, Tensor};
-use whetstone_data::Batch;
-use whetstone_models::{TransformerClassifier, TransformerClassifierConfig, TransformerConfig};
+use whetstone_data::{Batch, Encoded};
+use whetstone_models::{TextClassifier, TransformerClassifier, TransformerClassifierConfig, TransformerConfig};
+use whetstone_train::StepContext;
 
 pub const VOCAB: i64 = 40;
 
@@ -53,9 +54,50 @@ pub fn batch(seed: i64, b: i64) -> Batch {
     let attention_mask = Tensor::arange(t, (Kind::Int64, Device::Cpu)).unsqueeze(0).lt_tensor(&lens).to_kind(Kind::Int64);
     let input_ids = &input_ids * &attention_mask;
     let labels = Tensor::randint(3, [b], (Kind::Int64, Device::Cpu));
-    Batch { input_ids, attention_mask, labels }
+    Batch::new(input_ids, attention_mask, labels)
+}
+
+/// `batch(seed, b)` as the examples `first..first + b` of some split (it carries their indices).
+pub fn indexed_batch(seed: i64, b: i64, first: usize) -> Batch {
+    let mut batch = batch(seed, b);
+    batch.indices = (first..first + b as usize).collect();
+    batch
+}
+
+/// A split of `n` random sentences of 3 to 10 tokens over the tiny vocabulary, 3 labels, seeded.
+pub fn split(seed: i64, n: usize) -> Encoded {
+    tch::manual_seed(seed);
+    let lens = Vec::<i64>::try_from(Tensor::randint_low(3, 11, [n as i64], (Kind::Int64, Device::Cpu))).unwrap();
+    let ids = lens.iter().map(|&l| Vec::<i64>::try_from(Tensor::randint_low(4, VOCAB, [l], (Kind::Int64, Device::Cpu))).unwrap()).collect();
+    let labels = Vec::<i64>::try_from(Tensor::randint(3, [n as i64], (Kind::Int64, Device::Cpu))).unwrap();
+    Encoded { ids, labels, pad_id: 0 }
+}
+
+/// The step context of step `step` for `model` (whose variables are `vs`), outside a trainer.
+pub fn step_cx<'a>(model: &'a dyn TextClassifier, vs: &'a VarStore, step: u64) -> StepContext<'a> {
+    StepContext::new(model, vs, step, 0, Device::Cpu, 7)
+}
+
+/// The variables of `vs` by name, deep-copied.
+pub fn snapshot(vs: &VarStore) -> Vec<(String, Tensor)> {
+    let mut v: Vec<(String, Tensor)> = vs.variables().into_iter().map(|(n, t)| (n, t.copy())).collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+/// Two snapshots hold the same names and bit-identical tensors.
+pub fn assert_same(what: &str, a: &[(String, Tensor)], b: &[(String, Tensor)]) {
+    assert_eq!(a.iter().map(|(n, _)| n).collect::<Vec<_>>(), b.iter().map(|(n, _)| n).collect::<Vec<_>>(), "{what}: different names");
+    for ((n, x), (_, y)) in a.iter().zip(b) {
+        assert!(x.equal(y), "{what}: `{n}` differs (max |diff| {})", max_abs_diff(x, y));
+    }
 }
 
 pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
     (a - b).abs().max().double_value(&[])
+}
+
+/// Names of the tiny models' 3 classes.
+pub fn labels() -> Vec<String> {
+    ["a", "b", "c"].map(String::from).to_vec()
 }

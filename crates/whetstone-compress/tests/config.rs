@@ -1,0 +1,128 @@
+//! The compression config: its defaults are the settings the pipeline used to hard-code, every
+//! optimiser and schedule is reachable, and bad settings name their key.
+
+mod common;
+
+use common::*;
+use tch::{nn, nn::VarStore, Device, Kind, Tensor};
+use whetstone_compress::pipeline::{build_optimizer, default_optim, CompressConfig};
+use whetstone_optim::{AdamWConfig, Algorithm, OptimConfig, Schedule, NO_DECAY};
+use whetstone_train::TrainConfig;
+
+fn parse(overrides: &[&str]) -> whetstone_compress::Result<CompressConfig> {
+    CompressConfig::parse("test", "", &overrides.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+}
+
+fn error(overrides: &[&str]) -> String {
+    parse(overrides).unwrap_err().to_string()
+}
+
+#[test]
+fn defaults_are_the_settings_the_pipeline_used_to_hard_code() {
+    let c = parse(&[]).unwrap();
+    assert_eq!(c, CompressConfig::default());
+    // AdamW (default betas), weight decay 0.01 except biases and LayerNorms, per-tensor buffers.
+    assert_eq!(c.optim.algorithm, Algorithm::Adamw(AdamWConfig::default()));
+    assert_eq!((c.optim.weight_decay, c.optim.flat, c.optim.layer_decay, c.optim.lookahead.is_none()), (0.01, false, None, true));
+    assert_eq!(c.optim.no_decay, NO_DECAY.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    // 10% warm-up, then linear decay.
+    assert_eq!(c.schedule, Schedule::WarmupLinear { warmup_steps: None, warmup_ratio: 0.1 });
+    // Batches of 32, the loss logged every 50 steps, the loop's defaults otherwise.
+    assert_eq!(c.train.for_phase(3, None), TrainConfig { epochs: 3, batch_size: 32, log_every: 50, ..Default::default() });
+    assert_eq!(c.distill.batch_size, None);
+    assert_eq!(c.train.for_phase(3, Some(64)).batch_size, 64);
+    // A partial [optim] keeps the compression defaults of what it leaves out.
+    let c = parse(&["optim.weight_decay=0.0"]).unwrap();
+    assert_eq!(c.optim, OptimConfig { weight_decay: 0.0, ..default_optim() });
+    // The phase's learning rate replaces the (unused) optim.lr.
+    assert_eq!(c.optim_at(3e-5).lr, 3e-5);
+    // Settings survive a round trip through TOML (they are written into compression.json),
+    // without the unused optim.lr.
+    let c = parse(&["optim.kind=\"lion\"", "schedule.kind=\"cosine\"", "train.grad_accum=2", "distill.batch_size=8"]).unwrap();
+    let text = toml::to_string(&c).unwrap();
+    assert!(!text.contains("lr = 0.001"), "{text}");
+    assert_eq!(CompressConfig::parse("again", &text, &[]).unwrap(), c);
+}
+
+#[test]
+fn every_optimiser_and_schedule_is_reachable() {
+    let _g = serial();
+    let kinds = ["sgd", "adam", "adamw", "nadam", "radam", "adagrad", "rmsprop", "adamax", "adabelief", "lion", "lamb", "adafactor", "schedulefree-adamw", "adaptive"];
+    for kind in kinds {
+        let c = parse(&[&format!("optim.kind=\"{kind}\"")]).unwrap();
+        tch::manual_seed(1);
+        let vs = VarStore::new(Device::Cpu);
+        let lin = nn::linear(vs.root() / "dense", 4, 2, Default::default());
+        let before = lin.ws.copy();
+        let mut opt = c.optimizer(1e-2, &[&vs]).unwrap();
+        opt.zero_grad();
+        Tensor::ones([3, 4], (Kind::Float, Device::Cpu)).linear(&lin.ws, lin.bs.as_ref()).square().sum(Kind::Float).backward();
+        opt.step(1e-2).unwrap();
+        assert!(!lin.ws.equal(&before), "{kind} did not update");
+    }
+    for schedule in ["[schedule]\nkind = \"cosine\"", "[schedule]\nkind = \"constant\"", "[schedule]\nkind = \"warmup\"\nwarmup_ratio = 0.1\nthen = { kind = \"reduce-on-plateau\", mode = \"max\" }"] {
+        CompressConfig::parse("test", schedule, &[]).unwrap();
+    }
+}
+
+#[test]
+fn bad_settings_name_their_key() {
+    let e = error(&["optim.lr=1e-3"]);
+    assert!(e.contains("optim.lr") && e.contains("distill.lr"), "{e}");
+    let e = error(&["train.epochs=3"]);
+    assert!(e.contains("train.epochs") && e.contains("recovery.epochs"), "{e}");
+    for (set, key) in [
+        ("train.batch_size=0", "train.batch_size"),
+        ("train.grad_accum=0", "train.grad_accum"),
+        ("train.metric=\"f2\"", "train.metric"),
+        ("train.clip_norm=-1.0", "train.clip_norm"),
+        ("train.bach_size=16", "train.bach_size"),
+        ("optim.weight_decay=-1.0", "optim.weight_decay"),
+        ("optim.betas_=[0.9, 0.9]", "optim.betas_"),
+        ("optim.kind=\"adamx\"", "optim"),
+        ("distill.batch_size=0", "distill.batch_size"),
+        ("distill.loss.tempreature=3.0", "distill.loss.tempreature"),
+        ("recovery.epochs=0", "recovery.epochs"),
+        ("schedule.kind=\"cosine\"", ""),
+    ] {
+        if key.is_empty() {
+            assert!(parse(&[set]).is_ok(), "{set}");
+            continue;
+        }
+        let e = error(&[set]);
+        assert!(e.contains(key), "{set}: {e}");
+    }
+    let e = CompressConfig::parse("test", "[schedule]\nkind = \"reduce-on-plateau\"", &[]).unwrap_err().to_string();
+    assert!(e.contains("schedule") && e.contains("max"), "{e}");
+    assert!(parse(&["recovery.epochs=0", "recovery.mode=\"none\""]).is_ok());
+}
+
+#[test]
+fn one_optimiser_over_several_stores() {
+    let _g = serial();
+    tch::manual_seed(2);
+    let (a, b) = (VarStore::new(Device::Cpu), VarStore::new(Device::Cpu));
+    let la = nn::linear(a.root() / "student", 4, 3, Default::default());
+    let lb = nn::linear(b.root() / "projection", 3, 5, Default::default());
+    let mut opt = build_optimizer(&OptimConfig { lr: 1e-2, ..default_optim() }, &[&a, &b]).unwrap();
+    assert_eq!(opt.params().len(), 4);
+    let (wa, wb) = (la.ws.copy(), lb.ws.copy());
+    opt.zero_grad();
+    Tensor::ones([2, 4], (Kind::Float, Device::Cpu)).linear(&la.ws, la.bs.as_ref()).linear(&lb.ws, lb.bs.as_ref()).sum(Kind::Float).backward();
+    opt.step(1e-2).unwrap();
+    assert!(!la.ws.equal(&wa) && !lb.ws.equal(&wb), "both stores train");
+    let state = opt.state();
+    for n in ["student.weight", "projection.weight"] {
+        assert!(state.tensors.iter().any(|(t, _)| t.starts_with(n)), "no state for {n}");
+    }
+    let mut again = build_optimizer(&OptimConfig { lr: 1e-2, ..default_optim() }, &[&a, &b]).unwrap();
+    again.load_state(&state).unwrap();
+    // The same name in two stores is refused.
+    let c = VarStore::new(Device::Cpu);
+    let _lc = nn::linear(c.root() / "student", 4, 3, Default::default());
+    let e = build_optimizer(&default_optim(), &[&a, &c]).map(|_| ()).unwrap_err().to_string();
+    assert!(e.contains("student.weight") || e.contains("student.bias"), "{e}");
+    // An empty store (no projections) is left out.
+    let empty = VarStore::new(Device::Cpu);
+    assert_eq!(build_optimizer(&default_optim(), &[&a, &empty]).unwrap().params().len(), 2);
+}

@@ -1,15 +1,17 @@
 //! Shared pieces of whetstone's benchmarks: the two training workloads (taken from the shipped
-//! recipes), synthetic batches for the criterion micro-benches, and the parameter shapes of the
+//! recipes), synthetic tokenised data for the criterion micro-benches, and the parameter shapes of the
 //! optimiser-step benchmarks ([`optim_shapes`]).
 
 pub mod machine;
 pub mod study;
 
 use anyhow::{Context, Result};
-use tch::{nn::VarStore, Device, Kind, Tensor};
-use whetstone_data::Batch;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tch::{nn::VarStore, Device};
+use whetstone_data::Encoded;
 use whetstone_models::{ModelConfig, TextClassifier};
-use whetstone_train::Recipe;
+use whetstone_run::Recipe;
 
 /// The shipped default recipe (TextCNN, batch 50).
 pub const DEFAULT_RECIPE: &str = include_str!("../../crates/whetstone/recipes/default.toml");
@@ -71,18 +73,13 @@ impl Workload {
     }
 }
 
-/// A synthetic padded batch: `b` sequences whose lengths cycle through `[t/2, t]`, ids uniform
-/// in `[5, vocab)`, labels alternating over `num_labels`. Deterministic for a given seed.
-pub fn synthetic_batch(b: i64, t: i64, vocab: i64, num_labels: i64, seed: i64) -> Batch {
-    tch::manual_seed(seed);
-    let ids = Tensor::randint_low(5, vocab, [b, t], (Kind::Int64, Device::Cpu));
-    let lens: Vec<i64> = (0..b).map(|i| t / 2 + (i * 7) % (t - t / 2 + 1)).collect();
-    let lens = Tensor::from_slice(&lens).unsqueeze(1);
-    let pos = Tensor::arange(t, (Kind::Int64, Device::Cpu)).unsqueeze(0);
-    let mask = pos.lt_tensor(&lens).to_kind(Kind::Int64);
-    let input_ids = &ids * &mask;
-    let labels = Tensor::arange(b, (Kind::Int64, Device::Cpu)).remainder(num_labels);
-    Batch { input_ids, attention_mask: mask, labels }
+/// A synthetic tokenised split: `n` sequences whose lengths cycle through `[t/2, t]`, ids
+/// uniform in `[5, vocab)`, labels alternating over `num_labels`. Deterministic for a given seed.
+pub fn synthetic_split(n: usize, t: usize, vocab: i64, num_labels: i64, seed: u64) -> Encoded {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let ids = (0..n).map(|i| (0..t / 2 + (i * 7) % (t - t / 2 + 1)).map(|_| rng.gen_range(5..vocab)).collect()).collect();
+    let labels = (0..n as i64).map(|i| i % num_labels).collect();
+    Encoded { ids, labels, pad_id: 0 }
 }
 
 /// Parameter sets of the optimiser-step benchmarks (`optim-speed` and the `optim_step`

@@ -32,7 +32,9 @@ use whetstone_eval::{classification_report, plot_lines, plot_lines_log_x, read_j
 use whetstone_models::ModelConfig;
 use whetstone_optim::{OptimConfig, Schedule};
 use whetstone_benches::study::{append_cache, field as f, mean_std, read_cache};
-use whetstone_train::{predict, CrossEntropy, TrainConfig, TrainError, Trainer, METRICS_LOG_FILE};
+use whetstone_data::BucketedSource;
+use whetstone_optim::Optimizer;
+use whetstone_train::{predict, CrossEntropy, Silent, TrainConfig, TrainError, Trainer, METRICS_LOG_FILE};
 
 #[derive(Parser, Debug)]
 #[command(about = "Convergence study of whetstone's optimisers")]
@@ -221,22 +223,19 @@ fn train_one(task: &Task, data: &Data, opt: &Opt, lr: f64, seed: u64, key: &str)
     let vs = VarStore::new(Device::Cpu);
     let model = model_cfg.build(&vs.root(), data.vocab, data.labels.len() as i64)?;
     let config = TrainConfig { epochs: task.epochs, batch_size: task.batch_size, eval_every: task.eval_every, clip_norm: 1.0, log_every: 10, eval_batch_size: 256, ..Default::default() };
-    let mut trainer = Trainer {
-        model: model.as_ref(),
-        vs: &vs,
-        optim: optim.build(&vs)?,
-        objective: Box::new(CrossEntropy { label_smoothing: 0.0 }),
-        schedule: opt.schedule.schedule(),
-        lr,
-        config,
-        seed,
-        device: Device::Cpu,
-        run_dir: dir.path().to_path_buf(),
-        label_names: data.labels.clone(),
-        quiet: true,
-    };
-    let fit = trainer.fit(&data.train, &data.valid, false);
+    let source = BucketedSource::new(&data.train, config.batch_size, config.bucket_factor);
+    let mut trainer = Trainer::new(model.as_ref(), &vs, optim.build(&vs)?, lr, dir.path())
+        .objective(CrossEntropy { label_smoothing: 0.0 })
+        .schedule(opt.schedule.schedule())
+        .config(config)
+        .seed(seed)
+        .device(Device::Cpu)
+        .label_names(data.labels.clone())
+        .observer(Silent);
+    let fit = trainer.fit(&source, &data.valid, false);
     let train_s = started.elapsed().as_secs_f64();
+    let state = trainer.optimizer().state();
+    drop(trainer);
     let (non_finite, steps) = match &fit {
         Ok(f) => (false, f.progress.step),
         Err(TrainError::NonFiniteLoss { step, .. }) => (true, *step),
@@ -250,13 +249,16 @@ fn train_one(task: &Task, data: &Data, opt: &Opt, lr: f64, seed: u64, key: &str)
     let (final_valid, test_acc) = if non_finite {
         (data.chance, data.chance)
     } else {
-        trainer.optim.eval_mode()?;
+        // The final weights as the optimiser serves them (its averaged iterate for schedule-free
+        // methods): an optimiser over the same variables, given the trained state.
+        let mut served = optim.build(&vs)?;
+        served.load_state(&state)?;
+        served.eval_mode()?;
         let p = predict(model.as_ref(), &data.test, 256, Device::Cpu)?;
         let test = classification_report(&data.test.labels, &p.preds, &data.labels)?.accuracy;
         (valid_acc.last().map_or(data.chance, |v| v.1), test)
     };
     // The adaptive optimiser's per-tensor learning-rate multipliers and β₁ at the end.
-    let state = trainer.optim.state();
     let collect = |suffix: &str, f: fn(f64) -> f64| -> Vec<f64> { state.tensors.iter().filter(|(n, _)| n.ends_with(suffix)).map(|(_, t)| f(t.double_value(&[0]))).collect() };
     let (mults, beta1s) = (collect(".log_lr_mult", f64::exp), collect(".beta1", |x| x));
     let range = |v: &[f64]| if v.is_empty() { Value::Null } else { json!([v.iter().cloned().fold(f64::INFINITY, f64::min), v.iter().cloned().fold(f64::NEG_INFINITY, f64::max)]) };

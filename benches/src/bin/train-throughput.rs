@@ -18,9 +18,9 @@ use std::time::Instant;
 use tch::{Device, Tensor};
 use whetstone_benches::machine::{cpu_model, load_avg, median, peer_check, peer_python};
 use whetstone_benches::{Workload, MAX_LEN, VOCAB_SIZE};
-use whetstone_data::{encode, load_splits, make_batch, BucketBatcher, DataSource, Encoded, TextTokenizer};
+use whetstone_data::{encode, load_splits, make_batch, BatchSource, BucketBatcher, BucketedSource, DataSource, Encoded, PlanEntry, TextTokenizer};
 use whetstone_optim::{clip_grad_norm, Optimizer};
-use whetstone_train::{predict, CrossEntropy, Objective, Trainer};
+use whetstone_train::{predict, CrossEntropy, Objective, Silent, StepContext, Trainer};
 
 #[derive(Parser, Debug)]
 #[command(about = "Training / inference throughput of whetstone vs an eager PyTorch peer on identical batches")]
@@ -90,29 +90,30 @@ fn load_data() -> Result<Data> {
 
 /// The fixed batch plan of one workload.
 struct Plan {
-    train: Vec<Vec<usize>>,
+    /// The first training micro-batches of epoch 0, as `Trainer::fit` plans them.
+    train: Vec<PlanEntry>,
     infer: Vec<Vec<usize>>,
     lrs: Vec<f64>,
 }
 
-fn plan(w: &Workload, d: &Data, n_train: usize) -> Plan {
+fn plan(w: &Workload, d: &Data, n_train: usize) -> Result<Plan> {
     let c = &w.recipe.train;
-    let lengths = d.train.lengths();
     // Exactly what `Trainer::fit` replays for epoch 0.
-    let order = BucketBatcher::new(c.batch_size, c.bucket_factor).epoch_order(&lengths, SEED, 0);
+    let order = BucketedSource::new(&d.train, c.batch_size, c.bucket_factor).epoch_plan(SEED, 0)?;
     let total = order.len().div_ceil(c.grad_accum) as u64; // one epoch, as the benchmark trainer is configured
     let lrs = (0..n_train as u64).map(|s| w.recipe.optim.lr * w.recipe.schedule.factor(s, total)).collect();
     let infer = BucketBatcher::new(INFER_BATCH, 1).eval_order(&d.valid.lengths());
-    Plan { train: order.into_iter().take(n_train).collect(), infer, lrs }
+    Ok(Plan { train: order.into_iter().take(n_train).collect(), infer, lrs })
 }
 
 /// Header line of JSON, then little-endian i64: per batch ids, mask, labels (train, then infer).
 fn write_batch_file(path: &Path, d: &Data, p: &Plan) -> Result<()> {
     let mut header = json!({"train": [], "infer": []});
     let mut data: Vec<u8> = Vec::new();
-    for (part, enc, batches) in [("train", &d.train, &p.train), ("infer", &d.valid, &p.infer)] {
+    let train: Vec<Vec<usize>> = p.train.iter().map(|e| e.indices.clone()).collect();
+    for (part, enc, batches) in [("train", &d.train, &train), ("infer", &d.valid, &p.infer)] {
         for idx in batches {
-            let b = make_batch(enc, idx, Device::Cpu);
+            let b = make_batch(enc, idx, Device::Cpu)?;
             let (bs, t) = b.input_ids.size2()?;
             header[part].as_array_mut().unwrap().push(json!([bs, t]));
             for tensor in [&b.input_ids, &b.attention_mask, &b.labels] {
@@ -136,11 +137,11 @@ struct Ctx<'a> {
 }
 
 /// Whetstone training through the real `Trainer`: a warm-up `fit` of `warmup` steps, then a timed
-/// `fit` of `steps` steps on the same model and optimiser (both replay epoch 0 from its start).
+/// `fit` of `steps` steps on the same model, its optimiser continuing from the warm-up's state
+/// (both replay epoch 0 from its start).
 fn ws_train(ctx: &Ctx, w: &Workload) -> Result<Value> {
     let d = ctx.data;
     let (vs, model) = w.build(d.vocab_size as i64, d.labels.len() as i64, SEED as i64)?;
-    let optim: Box<dyn Optimizer> = w.recipe.optim.build(&vs)?;
     let run_dir = tempfile::tempdir_in(ctx.tmp.path())?;
     let mut config = w.recipe.train.clone();
     config.epochs = 1;
@@ -148,26 +149,27 @@ fn ws_train(ctx: &Ctx, w: &Workload) -> Result<Value> {
     config.eval_every = 0;
     config.checkpoint_every = 0;
     config.log_every = 1 << 40;
-    config.stop_after = ctx.args.warmup.max(1) as u64;
+    let source = BucketedSource::new(&d.train, config.batch_size, config.bucket_factor);
     let empty = Encoded { ids: vec![], labels: vec![], pad_id: d.train.pad_id };
-    let mut trainer = Trainer {
-        model: &*model,
-        vs: &vs,
-        optim,
-        objective: Box::new(CrossEntropy::default()),
-        schedule: w.recipe.schedule.clone(),
-        lr: w.recipe.optim.lr,
-        config,
-        seed: SEED,
-        device: Device::Cpu,
-        run_dir: run_dir.path().to_path_buf(),
-        label_names: d.labels.clone(),
-        quiet: true,
+    let trainer = |optim: Box<dyn Optimizer>, stop_after: usize| {
+        Trainer::new(&*model, &vs, optim, w.recipe.optim.lr, run_dir.path())
+            .schedule(w.recipe.schedule.clone())
+            .config(config.clone())
+            .seed(SEED)
+            .device(Device::Cpu)
+            .label_names(d.labels.clone())
+            .observer(Silent)
+            .stop_after(stop_after as u64)
     };
-    trainer.fit(&d.train, &empty, false)?;
-    trainer.config.stop_after = ctx.args.steps as u64;
+    let mut warm = trainer(w.recipe.optim.build(&vs)?, ctx.args.warmup.max(1));
+    warm.fit(&source, &empty, false)?;
+    let state = warm.optimizer().state();
+    drop(warm);
+    let mut optim = w.recipe.optim.build(&vs)?;
+    optim.load_state(&state)?;
+    let mut timed = trainer(optim, ctx.args.steps);
     let t0 = Instant::now();
-    let s = trainer.fit(&d.train, &empty, false)?;
+    let s = timed.fit(&source, &empty, false)?;
     let wall = t0.elapsed().as_secs_f64();
     ensure!(s.progress.step == ctx.args.steps as u64, "trainer ran {} steps, expected {}", s.progress.step, ctx.args.steps);
     let n = s.progress.examples_seen;
@@ -187,48 +189,76 @@ fn ws_infer(ctx: &Ctx, w: &Workload) -> Result<Value> {
     Ok(json!({"seq_per_s": n as f64 / dt, "seconds": dt, "examples": n}))
 }
 
-/// Per-phase breakdown of whetstone's step, re-enacting `Trainer::fit`'s sequence with the same
-/// library calls (make_batch, CrossEntropy, backward, clip_grad_norm, Optimizer::step).
+/// Phases of whetstone's step, in the order the profile table shows them.
+const PHASES: [&str; 6] = ["zero_grad", "make_batch", "forward+loss", "backward", "clip", "optimizer"];
+/// The row of the profile table that times `Trainer::train_step` itself.
+const WHOLE_STEP: &str = "train_step (measured whole)";
+
+/// Per-phase breakdown of whetstone's step, and the step itself.
+///
+/// The phase rows re-enact `Trainer::train_step`'s sequence with the same public library calls
+/// (reseed and `Optimizer::zero_grad`, `BatchSource::batch`, `Objective::loss` of
+/// `CrossEntropy` and reading the loss, `backward`, `clip_grad_norm`, `Optimizer::step`),
+/// timing each. The `WHOLE_STEP` row times `Trainer::train_step` itself on the same batches,
+/// from the same initialisation, so the phase sum can be checked against the real step.
 fn ws_profile(ctx: &Ctx, w: &Workload, p: &Plan) -> Result<BTreeMap<&'static str, f64>> {
     let d = ctx.data;
-    let (vs, model) = w.build(d.vocab_size as i64, d.labels.len() as i64, SEED as i64)?;
-    let mut optim: Box<dyn Optimizer> = w.recipe.optim.build(&vs)?;
-    let mut obj = CrossEntropy::default();
-    let params: Vec<Tensor> = optim.params().into_iter().map(Tensor::shallow_clone).collect();
-    let params: Vec<&Tensor> = params.iter().collect();
-    let names = ["zero_grad", "make_batch", "forward+loss", "backward", "clip", "optimizer"];
-    let mut acc = [0.0f64; 6];
-    let clip = w.clip_norm();
-    let mut run = |steps: usize, acc: &mut [f64; 6]| -> Result<()> {
-        for (s, idx) in p.train.iter().take(steps).enumerate() {
-            let t = Instant::now();
-            tch::manual_seed(s as i64);
-            optim.zero_grad();
-            let t1 = Instant::now();
-            let batch = make_batch(&d.train, idx, Device::Cpu);
-            let t2 = Instant::now();
-            let loss = obj.loss(&*model, &batch);
-            let _ = loss.f_double_value(&[])?;
-            let t3 = Instant::now();
-            loss.f_backward()?;
-            let t4 = Instant::now();
-            if clip > 0.0 {
-                clip_grad_norm(&params, clip)?;
-            }
-            let t5 = Instant::now();
-            optim.step(p.lrs[s])?;
-            let t6 = Instant::now();
-            for (i, (a, b)) in [(t, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5), (t5, t6)].into_iter().enumerate() {
-                acc[i] += (b - a).as_secs_f64();
-            }
-        }
-        Ok(())
-    };
-    let mut scratch = [0.0; 6];
-    run(ctx.args.warmup, &mut scratch)?;
+    let c = &w.recipe.train;
+    let source = BucketedSource::new(&d.train, c.batch_size, c.bucket_factor);
     let steps = ctx.args.profile_steps.clamp(1, p.train.len());
-    run(steps, &mut acc)?;
-    Ok(names.iter().zip(acc).map(|(n, a)| (*n, 1e3 * a / steps as f64)).collect())
+    let mut out = BTreeMap::new();
+    {
+        let (vs, model) = w.build(d.vocab_size as i64, d.labels.len() as i64, SEED as i64)?;
+        let mut optim: Box<dyn Optimizer> = w.recipe.optim.build(&vs)?;
+        let mut obj = CrossEntropy::default();
+        let params: Vec<Tensor> = optim.params().into_iter().map(Tensor::shallow_clone).collect();
+        let params: Vec<&Tensor> = params.iter().collect();
+        let clip = w.clip_norm();
+        let mut run = |n: usize, acc: &mut [f64; 6]| -> Result<()> {
+            for (s, entry) in p.train.iter().take(n).enumerate() {
+                let t = Instant::now();
+                tch::manual_seed(s as i64);
+                optim.zero_grad();
+                let t1 = Instant::now();
+                let batch = source.batch(entry, Device::Cpu)?;
+                let t2 = Instant::now();
+                let mut cx = StepContext::new(&*model, &vs, s as u64, 0, Device::Cpu, s as u64);
+                let loss = obj.loss(&mut cx, &batch)?;
+                let _ = loss.f_double_value(&[])?;
+                let t3 = Instant::now();
+                loss.f_backward()?;
+                let t4 = Instant::now();
+                if clip > 0.0 {
+                    clip_grad_norm(&params, clip)?;
+                }
+                let t5 = Instant::now();
+                optim.step(p.lrs[s])?;
+                let t6 = Instant::now();
+                for (i, (a, b)) in [(t, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5), (t5, t6)].into_iter().enumerate() {
+                    acc[i] += (b - a).as_secs_f64();
+                }
+            }
+            Ok(())
+        };
+        let mut scratch = [0.0; 6];
+        run(ctx.args.warmup, &mut scratch)?;
+        let mut acc = [0.0f64; 6];
+        run(steps, &mut acc)?;
+        out.extend(PHASES.iter().zip(acc).map(|(n, a)| (*n, 1e3 * a / steps as f64)));
+    }
+    // The real step, on a fresh model and optimiser from the same seed.
+    let (vs, model) = w.build(d.vocab_size as i64, d.labels.len() as i64, SEED as i64)?;
+    let mut trainer = Trainer::new(&*model, &vs, w.recipe.optim.build(&vs)?, w.recipe.optim.lr, ctx.tmp.path()).config(c.clone()).seed(SEED).device(Device::Cpu).observer(Silent);
+    let mut run = |n: usize| -> Result<f64> {
+        let t = Instant::now();
+        for (s, entry) in p.train.iter().take(n).enumerate() {
+            trainer.train_step(&source, std::slice::from_ref(entry), s as u64, 0, p.lrs[s])?;
+        }
+        Ok(t.elapsed().as_secs_f64())
+    };
+    run(ctx.args.warmup)?;
+    out.insert(WHOLE_STEP, 1e3 * run(steps)? / steps as f64);
+    Ok(out)
 }
 
 fn run_peer(ctx: &Ctx, job: &Value) -> Result<Value> {
@@ -320,7 +350,7 @@ fn run() -> Result<()> {
     let mut plans = Vec::new();
     let mut param_counts = Vec::new();
     for w in &workloads {
-        let p = plan(w, &data, n_train);
+        let p = plan(w, &data, n_train)?;
         ensure!(p.train.len() == n_train, "{}: the epoch has only {} batches, need {n_train}", w.name, p.train.len());
         let file = ctx.tmp.path().join(format!("{}.batches", w.name));
         write_batch_file(&file, &data, &p)?;
@@ -440,7 +470,7 @@ fn run() -> Result<()> {
         for p in &profiles {
             let name = p["workload"].as_str().unwrap_or("?");
             let mut tot = vec![0.0; cols.len()];
-            for phase in ["zero_grad", "make_batch", "forward+loss", "backward", "clip", "optimizer"] {
+            for phase in PHASES {
                 prof_table.push_str(&format!("| {name} | {phase} |"));
                 for (k, (key, _)) in cols.iter().enumerate() {
                     match p[*key][phase].as_f64() {
@@ -456,6 +486,14 @@ fn run() -> Result<()> {
             prof_table.push_str(&format!("| {name} | **total** |"));
             for t in tot {
                 prof_table.push_str(&format!(" **{t:.2}** |"));
+            }
+            prof_table.push('\n');
+            prof_table.push_str(&format!("| {name} | {WHOLE_STEP} |"));
+            for (key, _) in &cols {
+                match p[*key][WHOLE_STEP].as_f64() {
+                    Some(x) => prof_table.push_str(&format!(" {x:.2} |")),
+                    None => prof_table.push_str(" — |"),
+                }
             }
             prof_table.push('\n');
         }
@@ -546,7 +584,7 @@ fn markdown(args: &Args, report: &Value, table: &str, prof_table: &str, workload
     };
     md.push_str(&format!(
         "- **Same batches.** The first {} batches of epoch 0 of the `BucketBatcher` order (exactly what `Trainer::fit` replays) are written, padded, to a batch file; the peer reads the same ids/mask/labels. Inference uses the validation split in `predict`'s length-sorted order, batch {INFER_BATCH}.\n\
-- **Whetstone** runs its real code path: `Trainer::fit` (per step: manual_seed, zero_grad, make_batch, forward, cross-entropy, backward, `clip_grad_norm`, schedule, `Optimizer::step` of the recipe's optimiser as `OptimConfig::build` makes it, i.e. whetstone-optim's AdamW on flat buffers with its fused CPU kernel), a {}-step warm-up `fit` then a timed `fit` of {} steps on the same model (wall clock around `fit`). Inference: `predict` (eval mode, no_grad, with its loss/softmax), 1 warm-up pass then {} timed passes.\n\
+- **Whetstone** runs its real code path: `Trainer::fit` over a `BucketedSource` (per step, `Trainer::train_step`: manual_seed, zero_grad, make_batch, forward, cross-entropy, backward, `clip_grad_norm`, schedule, `Optimizer::step` of the recipe's optimiser as `OptimConfig::build` makes it, i.e. whetstone-optim's AdamW on flat buffers with its fused CPU kernel), a {}-step warm-up `fit` then a timed `fit` of {} steps on the same model, its optimiser continuing from the warm-up's state (wall clock around `fit`). Inference: `predict` (eval mode, no_grad, with its loss/softmax), 1 warm-up pass then {} timed passes.\n\
 - **PyTorch** (eager, plain `torch.nn` re-implementation with the same parameter names) does the same per-step sequence: `torch.manual_seed`, `zero_grad()` (default `set_to_none=True`), forward, `F.cross_entropy`, `.item()`, backward, `clip_grad_norm_`, set lr, `AdamW.step()` (same two parameter groups: no decay on bias/LayerNorm). The plain rows use torch's CPU default implementation (for-loop). {variants_text}\n\
 - **Repetitions**: {} interleaved (whetstone, then PyTorch with every variant, per workload); the table shows medians of seq/s (examples per second). Ratio > 1 means whetstone is faster.\n\
 - Initialisation schemes differ where torch's defaults differ (TextCNN conv/linear); shapes, parameter counts, dropout and the arithmetic per step are the same.\n\n",
@@ -556,7 +594,7 @@ fn markdown(args: &Args, report: &Value, table: &str, prof_table: &str, workload
     md.push_str(table);
     if !prof_table.is_empty() {
         md.push_str(&format!(
-            "\n## Where the time goes\n\nOne run per column (after the timed repetitions), {} steps after {} warm-up steps, ms per step, on the same batches. Whetstone's column re-enacts `Trainer::fit`'s step with the same library calls, timing each phase; PyTorch's columns time the peer's step with torch's default AdamW and, where measured, with `fused=True` (only the optimizer phase should differ between the two). PyTorch's `zero_grad` sets gradients to `None`, so its backward allocates them instead of accumulating into zeroed ones; its batch tensors are built before the loop, so it has no make_batch phase.\n\n{prof_table}",
+            "\n## Where the time goes\n\nOne run per column (after the timed repetitions), {} steps after {} warm-up steps, ms per step, on the same batches. Whetstone's phase rows re-enact `Trainer::train_step`'s sequence with the same public library calls (reseed and `zero_grad`, `BatchSource::batch`, `Objective::loss`, backward, `clip_grad_norm`, `Optimizer::step`), timing each phase; its `train_step (measured whole)` row times `Trainer::train_step` itself on the same batches, so the phase total can be checked against the real step (the difference is the step's own bookkeeping and timer overhead). PyTorch's columns time the peer's step with torch's default AdamW and, where measured, with `fused=True` (only the optimizer phase should differ between the two). PyTorch's `zero_grad` sets gradients to `None`, so its backward allocates them instead of accumulating into zeroed ones; its batch tensors are built before the loop, so it has no make_batch phase.\n\n{prof_table}",
             args.profile_steps.min(args.steps.max(args.warmup)), args.warmup
         ));
     }

@@ -23,7 +23,7 @@ use std::time::Instant;
 use whetstone_benches::study::{append_cache, field, mean_std, read_cache};
 use whetstone_data::{load_splits, DataSource, Split, Splits};
 use whetstone_eval::{plot_lines_log_x, Curve};
-use whetstone_train::{train_recipe, Recipe, RunOptions};
+use whetstone_run::{train_recipe, Recipe, RunOptions};
 
 #[derive(Parser, Debug)]
 #[command(about = "Small-sample transfer study on rotten-tomatoes")]

@@ -97,6 +97,7 @@ pub struct Trainer<'a> {
     label_names: Vec<String>,
     observer: Box<dyn Observer>,
     stop_after: u64,
+    keep_checkpoint: bool,
     identity: BTreeMap<String, String>,
     last_good: Option<PathBuf>,
 }
@@ -146,6 +147,7 @@ impl<'a> Trainer<'a> {
             label_names: Vec::new(),
             observer: Box::new(Lines),
             stop_after: 0,
+            keep_checkpoint: true,
             identity: BTreeMap::new(),
             last_good: None,
         }
@@ -197,6 +199,14 @@ impl<'a> Trainer<'a> {
     /// (a run option for tests and time-boxed sessions; 0 = never).
     pub fn stop_after(mut self, steps: u64) -> Self {
         self.stop_after = steps;
+        self
+    }
+
+    /// Whether the resumable checkpoint stays in the run folder once the run has finished
+    /// (default `true`). With `false`, a finished or early-stopped run removes it and keeps
+    /// only the best model; an interrupted run always keeps it, to resume from.
+    pub fn keep_checkpoint(mut self, keep: bool) -> Self {
+        self.keep_checkpoint = keep;
         self
     }
 
@@ -311,6 +321,13 @@ impl<'a> Trainer<'a> {
         };
         self.observer.finish();
         s.prog.train_seconds += s.train_time;
+        if !self.keep_checkpoint && outcome != Outcome::Interrupted {
+            let path = self.checkpoint_path();
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(crate::error::io(path)(e)),
+                _ => self.last_good = None,
+            }
+        }
         Ok(FitSummary { outcome, total_steps: s.total, seq_per_s: s.seq_per_s(), padding_fraction: s.padding, progress: s.prog })
     }
 

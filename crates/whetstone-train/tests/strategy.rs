@@ -525,3 +525,25 @@ fn non_finite_weights_are_never_checkpointed() {
         assert!(bool::try_from(t.isfinite().all()).unwrap(), "{name} is not finite in the kept checkpoint");
     }
 }
+
+#[test]
+fn a_run_that_keeps_no_checkpoint_removes_it_when_finished_but_not_when_interrupted() {
+    let _g = serial();
+    let d = data();
+    let tmp = tempfile::tempdir().unwrap();
+    let source = BucketedSource::new(&d.train, 16, 2);
+    let run = |stop: u64, dir: &Path| {
+        tch::manual_seed(1);
+        let vs = VarStore::new(Device::Cpu);
+        let m = textcnn().build(&vs.root(), d.tok.vocab_size() as i64, 2).unwrap();
+        let optim = OptimConfig::default().build(&vs).unwrap();
+        let mut t = Trainer::new(m.as_ref(), &vs, optim, 3e-3, dir).config(config()).observer(Silent).stop_after(stop).keep_checkpoint(false);
+        t.fit(&source, &d.valid, false).unwrap().outcome
+    };
+    let done = tmp.path().join("done");
+    assert_eq!(run(0, &done), Outcome::Finished);
+    assert!(!done.join(CHECKPOINT_FILE).exists() && done.join("model.safetensors").is_file());
+    let cut = tmp.path().join("cut");
+    assert_eq!(run(3, &cut), Outcome::Interrupted);
+    assert!(cut.join(CHECKPOINT_FILE).is_file(), "an interrupted run keeps what it can resume from");
+}

@@ -30,7 +30,7 @@ mod transfer;
 pub use config::{build_optimizer, default_optim, default_schedule, CompressConfig, DistillSettings, PruneSchedule, PruneSettings, PruneStep, RecoveryMode, RecoverySettings, StudentInit, StudentSpec, TrainSettings};
 pub use distill_run::distill;
 pub use output::{finish_run, open_run, Finished, Provenance, COMPRESSION_FILE, INT8_FILE, MASKS_FILE};
-pub use phase::{discard_checkpoint, Phase};
+pub use phase::Phase;
 pub use prune_run::prune;
 pub use source::Source;
 pub use student::build_student;

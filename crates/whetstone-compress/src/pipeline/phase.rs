@@ -1,12 +1,12 @@
 //! One training phase of a compression run, on whetstone's one training loop.
 
-use crate::error::{io, Result};
+use crate::error::Result;
 use std::path::Path;
 use tch::{nn::VarStore, Device};
 use whetstone_data::{BucketedSource, Encoded};
 use whetstone_models::TextClassifier;
 use whetstone_optim::{Optimizer, Schedule};
-use whetstone_train::{FitSummary, Objective, Silent, TrainConfig, Trainer, CHECKPOINT_FILE};
+use whetstone_train::{FitSummary, Objective, Silent, TrainConfig, Trainer};
 
 /// What a phase trains and how: any objective, any optimiser (built from any
 /// [`whetstone_optim::OptimConfig`] by [`super::build_optimizer`], possibly wrapped, e.g. by
@@ -42,7 +42,7 @@ impl Phase<'_> {
     /// classification, `train.metric`).
     ///
     /// A phase is not resumable: the trainer's checkpoint is removed from `dir` once it has
-    /// finished ([`discard_checkpoint`]), so that a compressed run folder holds the model,
+    /// finished ([`Trainer::keep_checkpoint`]), so that a compressed run folder holds the model,
     /// not a training state several times its size.
     pub fn run(self, train: &Encoded, valid: &Encoded, dir: &Path) -> Result<FitSummary> {
         let source = BucketedSource::new(train, self.train.batch_size, self.train.bucket_factor);
@@ -52,27 +52,11 @@ impl Phase<'_> {
             .config(self.train)
             .seed(self.seed)
             .device(self.device)
-            .label_names(self.label_names);
+            .label_names(self.label_names)
+            .keep_checkpoint(false);
         if self.quiet {
             trainer = trainer.observer(Silent);
         }
-        let fit = trainer.fit(&source, valid, false)?;
-        drop(trainer);
-        discard_checkpoint(dir)?;
-        Ok(fit)
-    }
-}
-
-/// Remove the trainer's resumable checkpoint ([`whetstone_train::CHECKPOINT_FILE`]) from the
-/// run folder `dir` of a finished phase; a missing one is fine.
-///
-/// The one place the pipeline touches a file the trainer owns: whetstone-train has no option
-/// yet for a run that should not keep its checkpoint once finished.
-pub fn discard_checkpoint(dir: &Path) -> Result<()> {
-    let path = dir.join(CHECKPOINT_FILE);
-    match std::fs::remove_file(&path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io(path)(e)),
+        Ok(trainer.fit(&source, valid, false)?)
     }
 }

@@ -51,8 +51,8 @@ pub enum CompressError {
 /// A compression error met inside a training step (an objective's loss, a penalty, a mask
 /// update) reaches the trainer as a [`whetstone_train::TrainError`]: libtorch, model, optimiser,
 /// data, evaluation and I/O errors keep their kind; the compression-specific ones (a teacher
-/// that does not fit, a bad mapping, …) become [`whetstone_train::TrainError::Config`] with
-/// their message.
+/// that does not fit, a bad mapping, …) travel as [`whetstone_train::TrainError::Strategy`],
+/// which keeps the original error (downcast it to `CompressError`).
 impl From<CompressError> for whetstone_train::TrainError {
     fn from(e: CompressError) -> Self {
         use whetstone_train::TrainError as T;
@@ -64,7 +64,7 @@ impl From<CompressError> for whetstone_train::TrainError {
             CompressError::Data(e) => T::Data(e),
             CompressError::Eval(e) => T::Eval(e),
             CompressError::Io { path, source } => T::Io { path, source },
-            other => T::Config(other.to_string()),
+            other => T::Strategy(Box::new(other)),
         }
     }
 }

@@ -25,6 +25,10 @@ pub enum TrainError {
     /// The loss became NaN or infinite; training stopped without overwriting good checkpoints.
     #[error("loss became {loss} at step {step} (epoch {epoch}); training stopped. The last good checkpoint is kept at {checkpoint} (resume with --resume, perhaps with a lower learning rate or gradient clipping)")]
     NonFiniteLoss { step: u64, epoch: u64, loss: f64, checkpoint: String },
+    /// An error of a strategy's own kind (a compression setting, a teacher that does not fit, …),
+    /// kept whole so callers can downcast it.
+    #[error(transparent)]
+    Strategy(Box<dyn std::error::Error + Send + Sync>),
     /// A strategy's checkpointed state is missing or does not fit the strategy.
     #[error("strategy state: {0}")]
     State(String),

@@ -1,16 +1,16 @@
 //! The masked-language-model loss as a trainer [`Objective`].
 
 use crate::context::{EvalContext, StepContext};
-use crate::error::{Result, TrainError};
+use crate::error::Result;
 use crate::objective::{Objective, Validation};
 use serde_json::json;
 use tch::{Device, Kind, Reduction, Tensor};
 use whetstone_data::{make_batch, Batch, BucketBatcher, Encoded, Masker};
 use whetstone_models::{MlmHead, TextClassifier, TransformerEncoder};
 
-/// Masked-LM loss of a Transformer classifier's encoder through a tied [`MlmHead`].
+/// Masked-LM loss of a Transformer encoder (a bare [`TransformerEncoder`], or a classifier's) through a tied [`MlmHead`].
 ///
-/// The classifier's own head takes no part. The loss is cross-entropy over the masked
+/// A classifier's own head takes no part. The loss is cross-entropy over the masked
 /// positions only; only their states go through the vocabulary projection, which saves about
 /// 85 % of the decoder's work. A model that is not a Transformer is an error naming its kind.
 #[derive(Debug)]
@@ -82,7 +82,7 @@ impl MlmObjective {
 
 /// The encoder of a Transformer model, or an error saying masked-LM needs one.
 fn encoder_of(model: &dyn TextClassifier) -> Result<&TransformerEncoder> {
-    model.as_transformer().map(|t| t.encoder()).ok_or_else(|| TrainError::Config("masked-LM pretraining needs a Transformer encoder; this model is not a Transformer".to_string()))
+    Ok(whetstone_models::require_transformer_encoder(model, "masked-LM pretraining")?)
 }
 
 impl Objective for MlmObjective {

@@ -5,7 +5,7 @@
 
 use tch::{nn::VarStore, Device};
 use whetstone_data::{chunk_documents, BucketedSource, Masker, MaskingConfig, TextTokenizer};
-use whetstone_models::{MlmHead, ModelConfig, Pooling, TextCnnConfig, TransformerClassifier, TransformerClassifierConfig, TransformerConfig};
+use whetstone_models::{MlmHead, ModelConfig, Pooling, TextCnnConfig, TransformerClassifier, TransformerClassifierConfig, TransformerConfig, TransformerEncoder};
 use whetstone_optim::OptimConfig;
 use whetstone_train::{EvalContext, MlmObjective, MlmScore, Objective, Outcome, Silent, TrainConfig, Trainer};
 
@@ -36,10 +36,12 @@ fn the_mlm_objective_trains_an_encoder_and_validates_by_perplexity() {
     let train = chunk_documents(&tok, &docs[30..], 32, 4).unwrap();
     tch::manual_seed(1);
     let vs = VarStore::new(Device::Cpu);
-    let model = TransformerClassifier::new(&vs.root(), tok.vocab_size() as i64, 2, &encoder_config()).unwrap();
-    let head = MlmHead::new(&(vs.root() / "cls" / "predictions"), model.encoder());
+    // A bare encoder: no classification head is built, trained or saved.
+    let model = TransformerEncoder::new(&vs.root(), tok.vocab_size() as i64, &encoder_config().encoder).unwrap();
+    let head = MlmHead::new(&(vs.root() / "cls" / "predictions"), &model);
+    assert!(!vs.variables().keys().any(|n| n.starts_with("classifier")));
     let objective = MlmObjective { head, masker: Masker::new(&tok, MaskingConfig::default(), Device::Cpu).unwrap(), eval_seed: 9 };
-    let before = objective.score(model.encoder(), &valid, 64, Device::Cpu).unwrap();
+    let before = objective.score(&model, &valid, 64, Device::Cpu).unwrap();
 
     let dir = tempfile::tempdir().unwrap();
     let optim = OptimConfig { lr: 3e-3, weight_decay: 0.0, ..Default::default() }.build(&vs).unwrap();
@@ -76,5 +78,5 @@ fn the_mlm_objective_needs_a_transformer() {
     let optim = OptimConfig::default().build(&vs).unwrap();
     let mut trainer = Trainer::new(cnn.as_ref(), &vs, optim, 1e-3, dir.path()).objective(objective).config(TrainConfig { epochs: 1, batch_size: 8, ..Default::default() }).observer(Silent);
     let e = trainer.fit(&BucketedSource::new(&train, 8, 1), &train, false).unwrap_err().to_string();
-    assert!(e.contains("Transformer"), "{e}");
+    assert!(e.contains("Transformer encoder") && e.contains("textcnn"), "{e}");
 }

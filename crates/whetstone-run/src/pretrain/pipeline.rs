@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 use tch::nn::VarStore;
 use whetstone_data::{chunk_documents, load_corpus, BucketedSource, Masker, TextTokenizer};
-use whetstone_models::{load_varstore, parse_device, MlmHead, Pooling, TransformerClassifier, TransformerClassifierConfig};
+use whetstone_models::{load_varstore, parse_device, MlmHead, TransformerEncoder};
 use whetstone_train::{EvalContext, FitSummary, MlmObjective, MlmScore, Objective, Outcome, Result, TrainError, Trainer, BEST_MODEL_FILE, ENCODER_DIR, TOKENIZER_FILE};
 
 /// The recipe a pretraining run started with, in its folder.
@@ -109,10 +109,9 @@ pub fn pretrain_recipe(recipe: &PretrainRecipe, opts: &RunOptions) -> Result<Pre
 
     tch::manual_seed(recipe.seed as i64);
     let mut vs = VarStore::new(device);
-    let config = TransformerClassifierConfig { encoder: recipe.model.clone(), pooling: Pooling::Mean, pretrained: None };
-    // The classifier head is unused here; the trainer drives any TextClassifier.
-    let model = TransformerClassifier::new(&vs.root(), tokenizer.vocab_size() as i64, 2, &config)?;
-    let head = MlmHead::new(&(vs.root() / "cls" / "predictions"), model.encoder());
+    // The encoder alone: masked-LM needs no classification head, so none is built or saved.
+    let model = TransformerEncoder::new(&vs.root(), tokenizer.vocab_size() as i64, &recipe.model)?;
+    let head = MlmHead::new(&(vs.root() / "cls" / "predictions"), &model);
     say(format!("model: encoder {} layers × {} with {} parameters (MLM head tied to the word embeddings) on {device:?}", recipe.model.layers, recipe.model.hidden, whetstone_eval::format_count(whetstone_models::count_parameters(&vs))));
     let objective = MlmObjective { head, masker: Masker::new(&tokenizer, recipe.mlm.clone(), device)?, eval_seed: recipe.seed as i64 ^ 0x5eed };
     let mut trainer = Trainer::new(&model, &vs, recipe.optim.build(&vs)?, recipe.optim.lr, dir.clone())
@@ -139,7 +138,7 @@ pub fn pretrain_recipe(recipe: &PretrainRecipe, opts: &RunOptions) -> Result<Pre
         let cx = EvalContext { model: &model, vs: &vs, device, batch_size: recipe.train.eval_batch_size, metric: "perplexity", label_names: &[] };
         Some(MlmScore::from_record(&objective.validate(&cx, &valid)?.record))
     };
-    model.encoder().save_pretrained(&dir.join(ENCODER_DIR), &tok_path)?;
+    model.save_pretrained(&dir.join(ENCODER_DIR), &tok_path)?;
     let metrics = json!({
         "name": recipe.name,
         "valid": score.map(|s| json!({"mlm_loss": s.loss, "perplexity": s.perplexity, "mlm_accuracy": s.accuracy, "masked_tokens": s.tokens})),

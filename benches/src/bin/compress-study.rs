@@ -19,12 +19,13 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::{nn::VarStore, Device, Kind};
 use whetstone_benches::machine::{cpu_model, load_avg};
-use whetstone_compress::pipeline::{self, CompressConfig, Phase, Source};
+use whetstone_run::compress::{self as pipeline, CompressConfig, Phase, Source};
 use whetstone_compress::{sweep, EarlyExit, ExitHeads, ExitObjective, ExitPolicy, SweepRow};
 use whetstone_data::{make_batch, Batch, Encoded};
 use whetstone_eval::{plot_lines_log_x, Curve, LatencyStats};
 use whetstone_models::{count_parameters, load_varstore};
-use whetstone_train::{LoadedRun, BEST_MODEL_FILE};
+use whetstone_run::LoadedRun;
+use whetstone_train::BEST_MODEL_FILE;
 
 #[derive(Parser, Debug)]
 #[command(about = "Distillation, pruning, quantisation and early exit on one teacher, measured side by side")]

@@ -80,9 +80,3 @@ pub(crate) fn check_sparsity(s: f64) -> Result<()> {
         Err(CompressError::Sparsity(s))
     }
 }
-
-/// Attach a path to an I/O error.
-pub(crate) fn io(path: impl Into<std::path::PathBuf>) -> impl FnOnce(std::io::Error) -> CompressError {
-    let path = path.into();
-    move |source| CompressError::Io { path, source }
-}

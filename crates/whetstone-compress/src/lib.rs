@@ -20,8 +20,10 @@
 //!   [`SparsityReport`] per tensor and layer.
 //! * [`QuantizedClassifier`]: dynamic int8 Linear layers for CPU inference.
 //! * [`early_exit`]: internal classifiers and confidence / entropy / patience exits.
-//! * [`pipeline`]: `whetstone distill` / `whetstone prune` as library calls, run folder in,
-//!   run folder out.
+//! * [`build_optimizer`]: one optimiser over a student's store and its projections'.
+//!
+//! The algorithms only: `whetstone distill` / `whetstone prune` as run pipelines (run folder
+//! in, run folder out, with their config) are whetstone-run's `compress` module.
 //!
 //! ```
 //! use whetstone_compress::{magnitude_masks, ParamSelector, Scope};
@@ -44,7 +46,7 @@
 pub mod distill;
 pub mod early_exit;
 mod error;
-pub mod pipeline;
+mod optim;
 pub mod prune;
 mod quantize;
 mod regularize;
@@ -54,6 +56,7 @@ mod select;
 pub use distill::*;
 pub use early_exit::{sweep, EarlyExit, ExitHeads, ExitObjective, ExitPolicy, ExitScores, SweepRow};
 pub use error::{CompressError, Result};
+pub use optim::build_optimizer;
 pub use prune::*;
 pub use quantize::{QuantizedClassifier, QuantizedLinear};
 pub use regularize::{RegularizedObjective, Regularizer};

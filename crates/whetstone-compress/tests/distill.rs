@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use tch::{Device, Kind, Tensor};
-use whetstone_compress::pipeline::{build_optimizer, default_optim};
+use whetstone_compress::build_optimizer;
 use whetstone_compress::*;
 use whetstone_data::BucketedSource;
 use whetstone_models::{ModelConfig, TextClassifier, TextCnnConfig};

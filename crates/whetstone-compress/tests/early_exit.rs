@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 use whetstone_compress::*;
-use whetstone_compress::pipeline::{build_optimizer, default_optim};
+use whetstone_compress::build_optimizer;
 use whetstone_data::{BucketedSource, Encoded};
 use whetstone_models::TextClassifier;
 use whetstone_optim::{named_params, AdamW, AdamWConfig, OptimConfig, Optimizer, NO_DECAY};

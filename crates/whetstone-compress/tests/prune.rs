@@ -7,7 +7,6 @@ use common::*;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 use whetstone_compress::*;
 use whetstone_models::{load_varstore, save_varstore, ModelConfig, TextClassifier};
-use whetstone_compress::pipeline::default_optim;
 use whetstone_optim::{named_params, AdamW, AdamWConfig, Algorithm, OptimConfig, Optimizer, NO_DECAY};
 
 fn zeros(t: &Tensor) -> i64 {

@@ -1,6 +1,6 @@
 //! Efficiency of a trained classifier: size, batch-1 latency and batch-32 throughput.
 
-use crate::error::Result;
+use whetstone_train::Result;
 use std::path::Path;
 use tch::{nn::VarStore, Device};
 use whetstone_data::{make_batch, Encoded};
@@ -20,7 +20,7 @@ pub fn measure_efficiency(
 ) -> Result<Efficiency> {
     let n = enc.ids.len().max(1);
     if enc.is_empty() {
-        return Err(crate::TrainError::Config("efficiency needs at least one example".into()));
+        return Err(whetstone_train::TrainError::Config("efficiency needs at least one example".into()));
     }
     let singles: Vec<_> = (0..n.min(256)).map(|i| make_batch(enc, &[i % enc.ids.len()], device)).collect::<whetstone_data::Result<_>>()?;
     let batches: Vec<_> = (0..8).map(|b| make_batch(enc, &(0..32).map(|i| (b * 32 + i) % enc.ids.len()).collect::<Vec<_>>(), device)).collect::<whetstone_data::Result<_>>()?;

@@ -9,10 +9,8 @@ use tch::nn::VarStore;
 use whetstone_data::{encode, load_splits, BucketedSource, TextTokenizer};
 use whetstone_eval::{classification_report, plot_training_curves, read_jsonl, write_report_md, ClassificationReport, Curve, Efficiency, RunReport};
 use whetstone_models::{load_varstore, parse_device, BertCheckpoint, ModelConfig};
-use whetstone_train::{
-    display_names, measure_efficiency, predict, read_recipe, resolve_model, steps_per_epoch, CrossEntropy, FitSummary, Outcome, Recipe, Result, TrainError, Trainer, BEST_MODEL_FILE,
-    LABELS_FILE, METRICS_LOG_FILE, RECIPE_FILE, TOKENIZER_FILE,
-};
+use crate::{display_names, measure_efficiency, read_recipe, resolve_model, Recipe, LABELS_FILE, RECIPE_FILE, TOKENIZER_FILE};
+use whetstone_train::{predict, steps_per_epoch, CrossEntropy, FitSummary, Outcome, Result, TrainError, Trainer, BEST_MODEL_FILE, METRICS_LOG_FILE};
 
 /// Options of a run that are not part of the recipe.
 #[derive(Debug, Clone)]

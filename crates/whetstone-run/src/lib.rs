@@ -16,10 +16,11 @@
 //! * [`resolve_pretrained`]: a `[model] pretrained` name (a manifest model, fetched on first
 //!   use, or a checkpoint folder) to its folder; [`measure_efficiency`] for run reports.
 //!
+//! * [`compress`]: `whetstone distill` and `whetstone prune` as library calls (a run folder
+//!   in, a run folder out), over whetstone-compress's algorithms.
+//!
 //! This crate turns on the default features of whetstone-data (fetching named data,
-//! WordPiece training) and whetstone-eval (plots). Recipes, [`LoadedRun`] and the other
-//! run-folder items re-exported here from whetstone-train are defined there for now, because
-//! whetstone-compress's distill/prune pipelines use them; this is where to use them from.
+//! WordPiece training) and whetstone-eval (plots).
 //!
 //! ```
 //! use whetstone_run::Recipe;
@@ -49,21 +50,28 @@
 //! # Ok::<(), whetstone_run::TrainError>(())
 //! ```
 
+pub mod compress;
+mod efficiency;
 mod experiment;
 mod folder;
 mod pretrain;
+mod pretrained;
+mod recipe;
+mod recipe_parse;
 mod reporter;
+mod run;
 
 pub use experiment::{train_recipe, write_plot, RunOptions, RunResult};
 pub use folder::{fresh_run_dir, resume_dir};
 pub use pretrain::{pretrain_recipe, CorpusRecipe, PretrainRecipe, PretrainResult, PRETRAIN_RECIPE_FILE};
 pub use reporter::Reporter;
 
-pub use whetstone_train::{
-    apply_override, display_names, measure_efficiency, read_recipe, resolve_model, resolve_pretrained, DataRecipe, EvalRecipe, FitSummary, LoadedRun, Outcome, Recipe, Result, TokenizerRecipe,
-    TrainError,
-    BEST_MODEL_FILE, CHECKPOINT_FILE, ENCODER_DIR, LABELS_FILE, METRICS_LOG_FILE, RECIPE_FILE, TOKENIZER_FILE,
-};
+pub use efficiency::measure_efficiency;
+pub use pretrained::{resolve_model, resolve_pretrained, ENCODER_DIR};
+pub use recipe::{DataRecipe, EvalRecipe, Recipe, TokenizerRecipe};
+pub use recipe_parse::apply_override;
+pub use run::{display_names, read_recipe, LoadedRun, LABELS_FILE, RECIPE_FILE, TOKENIZER_FILE};
+pub use whetstone_train::{FitSummary, Outcome, Result, TrainError, BEST_MODEL_FILE, CHECKPOINT_FILE, METRICS_LOG_FILE};
 
 use std::path::{Path, PathBuf};
 

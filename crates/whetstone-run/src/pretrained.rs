@@ -3,7 +3,7 @@
 //! first use exactly as `whetstone data minilm-l6` would (when whetstone-data is built with
 //! its `fetch` feature, as whetstone-run and the CLI build it; otherwise it must be cached).
 
-use crate::error::{Result, TrainError};
+use whetstone_train::{Result, TrainError};
 use std::path::{Path, PathBuf};
 use whetstone_data::{cache_dir, obtain, Manifest};
 use whetstone_models::pretrained::BertCheckpoint;
@@ -18,9 +18,9 @@ pub const ENCODER_DIR: &str = "encoder";
 /// name, fetched (or found) in the cache.
 ///
 /// ```no_run
-/// let dir = whetstone_train::resolve_pretrained(std::path::Path::new("minilm-l6"))?;
+/// let dir = whetstone_run::resolve_pretrained(std::path::Path::new("minilm-l6"))?;
 /// assert!(dir.join("config.json").is_file());
-/// # Ok::<(), whetstone_train::TrainError>(())
+/// # Ok::<(), whetstone_run::TrainError>(())
 /// ```
 pub fn resolve_pretrained(spec: &Path) -> Result<PathBuf> {
     if spec.is_dir() {

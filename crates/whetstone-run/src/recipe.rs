@@ -1,7 +1,6 @@
 //! A training recipe: everything a run needs, as one serde struct read from TOML.
 
-use crate::config::TrainConfig;
-use crate::finetune::FinetuneConfig;
+use whetstone_train::{FinetuneConfig, TrainConfig};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use whetstone_data::{DataSource, Format, TableSpec};

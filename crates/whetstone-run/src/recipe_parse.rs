@@ -9,7 +9,7 @@ use toml::Value;
 ///
 /// ```
 /// let mut v = toml::Value::Table(Default::default());
-/// whetstone_train::apply_override(&mut v, "optim.lr=3e-4").unwrap();
+/// whetstone_run::apply_override(&mut v, "optim.lr=3e-4").unwrap();
 /// assert_eq!(v["optim"]["lr"].as_float(), Some(3e-4));
 /// ```
 pub fn apply_override(table: &mut Value, assignment: &str) -> Result<(), String> {

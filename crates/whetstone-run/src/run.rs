@@ -1,7 +1,7 @@
 //! A finished (or interrupted) run folder, loaded back for evaluation and prediction.
 
-use crate::checkpoint::BEST_MODEL_FILE;
-use crate::error::{io, Result, TrainError};
+use crate::io;
+use whetstone_train::{Result, TrainError, BEST_MODEL_FILE};
 use crate::recipe::Recipe;
 use std::path::{Path, PathBuf};
 use tch::{nn::VarStore, Device};
@@ -96,9 +96,9 @@ impl LoadedRun {
 
 impl LoadedRun {
     /// Predictions and a classification report on a labelled split (labels are class ids of this run).
-    pub fn evaluate_split(&self, split: &whetstone_data::Split) -> Result<(crate::Predictions, whetstone_eval::ClassificationReport)> {
+    pub fn evaluate_split(&self, split: &whetstone_data::Split) -> Result<(whetstone_train::Predictions, whetstone_eval::ClassificationReport)> {
         let enc = whetstone_data::encode(&self.tokenizer, split, self.max_len())?;
-        let p = crate::predict(self.model.as_ref(), &enc, self.recipe.train.eval_batch_size, self.device)?;
+        let p = whetstone_train::predict(self.model.as_ref(), &enc, self.recipe.train.eval_batch_size, self.device)?;
         let report = whetstone_eval::classification_report(&enc.labels, &p.preds, &self.label_names)?;
         Ok((p, report))
     }
@@ -133,7 +133,7 @@ impl LoadedRun {
     pub fn predict_texts(&self, texts: &[String]) -> Result<Vec<(String, f32)>> {
         let split = whetstone_data::Split { texts: texts.to_vec(), labels: vec![0; texts.len()] };
         let enc = whetstone_data::encode(&self.tokenizer, &split, self.max_len())?;
-        let p = crate::predict(self.model.as_ref(), &enc, self.recipe.train.eval_batch_size, self.device)?;
+        let p = whetstone_train::predict(self.model.as_ref(), &enc, self.recipe.train.eval_batch_size, self.device)?;
         Ok(p.preds.iter().zip(&p.probs).map(|(&c, pr)| (self.label_names[c as usize].clone(), pr[c as usize])).collect())
     }
 }

@@ -1,13 +1,16 @@
 //! The compression config: its defaults are the settings the pipeline used to hard-code, every
 //! optimiser and schedule is reachable, and bad settings name their key.
 
-mod common;
-
-use common::*;
 use tch::{nn, nn::VarStore, Device, Kind, Tensor};
-use whetstone_compress::pipeline::{build_optimizer, default_optim, CompressConfig};
+use whetstone_run::compress::{build_optimizer, default_optim, CompressConfig};
 use whetstone_optim::{AdamWConfig, Algorithm, OptimConfig, Schedule, NO_DECAY};
 use whetstone_train::TrainConfig;
+
+/// libtorch's random generator is global to the process: tests that seed it run one at a time.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 fn parse(overrides: &[&str]) -> whetstone_compress::Result<CompressConfig> {
     CompressConfig::parse("test", "", &overrides.iter().map(|s| s.to_string()).collect::<Vec<_>>())

@@ -87,22 +87,10 @@
 //! # std::fs::remove_dir_all(&dir).ok();
 //! # Ok(()) }
 //! ```
-//!
-//! # Run-folder items kept here for now
-//!
-//! [`Recipe`] (with [`DataRecipe`], [`TokenizerRecipe`], [`EvalRecipe`], [`apply_override`]),
-//! [`LoadedRun`], [`read_recipe`], [`display_names`], [`measure_efficiency`],
-//! [`resolve_pretrained`] / [`resolve_model`] and the run-folder file names belong to
-//! whetstone-run, which re-exports them and is where to use them from. They are defined in
-//! this crate only while whetstone-compress's distill/prune pipelines, which use them, still
-//! live in whetstone-compress; none of them needs plotting, a progress bar, tokenizer
-//! training or downloading (a manifest model that is not cached is fetched only when
-//! whetstone-data's `fetch` feature is on, as it is in whetstone-run and the CLI).
 
 mod checkpoint;
 mod config;
 mod context;
-mod efficiency;
 mod error;
 mod evaluate;
 mod finetune;
@@ -110,11 +98,7 @@ mod finite;
 mod mlm;
 mod objective;
 mod observer;
-mod pretrained;
 mod progress;
-mod recipe;
-mod recipe_parse;
-mod run;
 mod state;
 mod trainer;
 
@@ -130,18 +114,3 @@ pub use observer::{Lines, Observer, Silent, StepStatus};
 pub use progress::Progress;
 pub use state::StrategyState;
 pub use trainer::{steps_per_epoch, FitSummary, Outcome, StepReport, Trainer, METRICS_LOG_FILE};
-
-// Run-folder items (see the crate docs): their public home is whetstone-run.
-pub use efficiency::measure_efficiency;
-pub use pretrained::{resolve_model, resolve_pretrained, ENCODER_DIR};
-pub use recipe::{DataRecipe, EvalRecipe, Recipe, TokenizerRecipe};
-pub use recipe_parse::apply_override;
-pub use run::{display_names, read_recipe, LoadedRun, LABELS_FILE, RECIPE_FILE, TOKENIZER_FILE};
-
-/// Recipe-parsing plumbing shared with whetstone-run's pretraining recipe while [`Recipe`] is
-/// defined here; not a public API.
-#[doc(hidden)]
-pub mod recipe_support {
-    pub use crate::recipe::{default_device, default_seed};
-    pub use crate::recipe_parse::{check_common, parse_toml};
-}

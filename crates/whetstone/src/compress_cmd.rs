@@ -1,17 +1,17 @@
 //! `whetstone distill` and `whetstone prune`: argument parsing and printing around
-//! [`whetstone_compress::pipeline`]. Every flag becomes a `key=value` override of the
+//! [`whetstone_run::compress`]. Every flag becomes a `key=value` override of the
 //! compression config, so errors name the setting (`prune.sparsity`, …).
 
 use anyhow::{Context, Result};
 use clap::Args;
 use std::path::{Path, PathBuf};
-use whetstone_compress::pipeline::{self, CompressConfig, Finished};
+use whetstone_run::compress::{self as pipeline, CompressConfig, Finished};
 use whetstone_run::{fresh_run_dir, LoadedRun};
 
 /// Options shared by both commands.
 #[derive(Args)]
 pub struct CommonArgs {
-    /// A compression config (TOML; see `whetstone_compress::pipeline::CompressConfig`).
+    /// A compression config (TOML; see `whetstone_run::compress::CompressConfig`).
     #[arg(long)]
     config: Option<PathBuf>,
     /// Override any config field, e.g. `--set distill.loss.temperature=4` (repeatable).

@@ -2,7 +2,7 @@
 //!
 //! The binary is a thin shell over the library crates: argument parsing, recipe resolution and
 //! printing. Recipes, run folders and the train/pretrain pipelines are whetstone-run's,
-//! distillation and pruning whetstone-compress's; the rest lives in whetstone-data, -models,
+//! distill/prune pipelines included; the algorithms are whetstone-compress's; the rest lives in whetstone-data, -models,
 //! -optim, -train (the loop) and -eval.
 
 mod compress_cmd;

@@ -8,7 +8,8 @@
 //! * [`DistillObjective`]: the strategy plugged into the trainer, whose projections and step
 //!   count survive a kill and resume; [`TeacherCache`] for logits computed once, keyed by
 //!   example index.
-//! * [`student_from_teacher`]: DistilBERT-style students.
+//! * [`student_from_teacher`]: DistilBERT-style students; [`svd_embeddings`]: a narrow
+//!   student's embeddings projected from the teacher's.
 
 mod cache;
 mod loss;
@@ -22,4 +23,4 @@ pub use loss::{attention_loss, hidden_mse, kd_loss, logit_distill_loss, Attentio
 pub use mapping::LayerMapping;
 pub use objective::{DistillObjective, DistillTerms};
 pub use schedule::ScalarSchedule;
-pub use student::student_from_teacher;
+pub use student::{student_from_teacher, svd_embeddings};

@@ -38,7 +38,7 @@ const NEEDS_LAYERS: &str = "hidden-state, attention and embedding distillation";
 /// through learned projections student→teacher width (TinyBERT's W_h, W_e). They live in
 /// [`DistillObjective::projections`], a store of their own, so the student's checkpoint stays
 /// an ordinary model: let the optimiser train them too (e.g.
-/// `whetstone_compress::pipeline::build_optimizer(&optim, &[&student_vs, objective.projections()])`).
+/// `whetstone_compress::build_optimizer(&optim, &[&student_vs, objective.projections()])`).
 ///
 /// The strategy's state ([`Objective::state`]) holds the projections and the step counter
 /// that the weight and temperature schedules follow, so a trainer checkpoint carries them and

@@ -2,7 +2,7 @@
 
 use crate::error::{CompressError, Result};
 use std::collections::HashMap;
-use tch::{nn, Tensor};
+use tch::{nn, Kind, Tensor};
 use whetstone_models::{TransformerClassifier, TransformerClassifierConfig};
 
 /// Build, under `p`, a student with the teacher's embeddings, the teacher layers listed in
@@ -57,4 +57,31 @@ pub fn student_from_teacher(teacher: &TransformerClassifier, layers: &[usize], p
         Ok(())
     })?;
     Ok((config, student))
+}
+
+/// Set the student's word, position and token-type embeddings to the teacher's projected on
+/// the top right-singular vectors of the teacher's word-embedding matrix (a truncated SVD /
+/// uncentred PCA), so that a narrow student starts with the teacher's lexical knowledge. A
+/// student wider than its teacher is left as it is. The embedding LayerNorm rescales whatever
+/// norm the projection leaves.
+pub fn svd_embeddings(teacher: &TransformerClassifier, student: &TransformerClassifier) -> Result<()> {
+    let k = student.encoder().config().hidden as i64;
+    if k > teacher.encoder().config().hidden as i64 {
+        return Ok(());
+    }
+    let t: HashMap<String, Tensor> = teacher.named_parameters().into_iter().collect();
+    let words = t.get("embeddings.word_embeddings.weight").ok_or_else(|| CompressError::Mismatch("the teacher has no embeddings.word_embeddings.weight".into()))?;
+    tch::no_grad(|| -> Result<()> {
+        let (_, _, v) = words.f_to_kind(Kind::Float)?.f_svd(true, true)?;
+        let basis = v.f_narrow(1, 0, k)?; // [teacher hidden, k]
+        for (name, p) in student.named_parameters() {
+            if name.starts_with("embeddings.") && name.ends_with("_embeddings.weight") {
+                let src = t.get(&name).ok_or_else(|| CompressError::Mismatch(format!("the teacher has no {name}")))?;
+                let rows = p.size()[0].min(src.size()[0]);
+                let projected = src.f_narrow(0, 0, rows)?.f_to_kind(Kind::Float)?.f_matmul(&basis)?;
+                p.f_narrow(0, 0, rows)?.f_copy_(&projected)?;
+            }
+        }
+        Ok(())
+    })
 }

@@ -101,3 +101,9 @@ pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
 pub fn labels() -> Vec<String> {
     ["a", "b", "c"].map(String::from).to_vec()
 }
+
+/// AdamW with weight decay 0.01 (not on biases and LayerNorms) over per-tensor buffers, as the
+/// compression pipelines default to.
+pub fn default_optim() -> whetstone_optim::OptimConfig {
+    whetstone_optim::OptimConfig { flat: false, ..Default::default() }
+}

@@ -1,9 +1,7 @@
 //! The settings of a compression run: one serde struct read from TOML, with `key=value`
 //! overrides, and documented defaults that work on a fine-tuned MiniLM teacher.
 
-use crate::distill::DistillConfig;
-use crate::error::{check_sparsity, CompressError, Result};
-use crate::prune::{PruneMethod, Scope};
+use whetstone_compress::{build_optimizer, CompressError, DistillConfig, PruneMethod, Result, Scope};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -19,7 +17,7 @@ use whetstone_train::{TrainConfig, TrainError};
 /// rate and epochs (`distill.lr`, `prune.lr`, `recovery.lr`, and `*.epochs`).
 ///
 /// ```
-/// use whetstone_compress::pipeline::CompressConfig;
+/// use whetstone_run::compress::CompressConfig;
 /// let c = CompressConfig::parse("cli", "", &["prune.sparsity=0.9".into(), "recovery.epochs=2".into()])?;
 /// assert_eq!((c.prune.sparsity, c.recovery.epochs), (0.9, 2));
 /// let e = CompressConfig::parse("cli", "", &["prune.sparsty=0.9".into()]).unwrap_err().to_string();
@@ -49,7 +47,7 @@ pub struct CompressConfig {
     pub prune: PruneSettings,
     /// The fine-tune or distillation phase after pruning.
     pub recovery: RecoverySettings,
-    /// Quantise the encoder's Linear layers to int8 at the end ([`crate::QuantizedClassifier`]).
+    /// Quantise the encoder's Linear layers to int8 at the end ([`whetstone_compress::QuantizedClassifier`]).
     pub quantize: bool,
     /// Timed batch-1 calls for the latency percentiles (default 200; 0 skips efficiency).
     pub latency_iters: usize,
@@ -344,7 +342,7 @@ impl Default for RecoverySettings {
 /// A student as `[distill] student` names it.
 ///
 /// ```
-/// use whetstone_compress::pipeline::StudentSpec;
+/// use whetstone_run::compress::StudentSpec;
 /// assert_eq!("4x256".parse::<StudentSpec>()?, StudentSpec::Fresh { layers: 4, hidden: 256, heads: 4, ffn: 1024 });
 /// assert_eq!("2x128x2x256".parse::<StudentSpec>()?, StudentSpec::Fresh { layers: 2, hidden: 128, heads: 2, ffn: 256 });
 /// assert_eq!("teacher:0,2,4".parse::<StudentSpec>()?, StudentSpec::FromTeacher(vec![0, 2, 4]));
@@ -432,7 +430,7 @@ impl CompressConfig {
         let bad = |m: String| CompressError::Config(format!("{origin}: {m}"));
         let mut value = toml::from_str::<toml::Table>(text).map(toml::Value::Table).map_err(|e| bad(e.to_string()))?;
         for o in overrides {
-            whetstone_train::apply_override(&mut value, o).map_err(bad)?;
+            crate::apply_override(&mut value, o).map_err(bad)?;
         }
         if value.get("optim").and_then(|o| o.get("lr")).is_some() {
             return Err(bad("optim.lr is not used: each phase has its own peak learning rate (distill.lr, prune.lr, recovery.lr)".into()));
@@ -461,10 +459,10 @@ impl CompressConfig {
     /// Range checks serde cannot express.
     pub fn validate(&self) -> Result<()> {
         let p = &self.prune;
-        check_sparsity(p.sparsity).map_err(|_| CompressError::Config(format!("prune.sparsity must be in [0, 1), got {}", p.sparsity)))?;
+        check_sparsity(p.sparsity).ok_or_else(|| CompressError::Config(format!("prune.sparsity must be in [0, 1), got {}", p.sparsity)))?;
         for (k, v) in [("prune.heads", p.heads), ("prune.ffn", p.ffn)] {
             if let Some(v) = v {
-                check_sparsity(v).map_err(|_| CompressError::Config(format!("{k} must be in [0, 1), got {v}")))?;
+                check_sparsity(v).ok_or_else(|| CompressError::Config(format!("{k} must be in [0, 1), got {v}")))?;
             }
         }
         p.step()?;
@@ -560,30 +558,7 @@ fn unknown_keys(given: &toml::Value, known: &toml::Value, prefix: &str, out: &mu
     }
 }
 
-/// The optimiser `config` describes over the trainable variables of every store in `stores`
-/// (at least one): the student's, and e.g. a distillation's projections, which live in a
-/// store of their own so that the student's checkpoint stays an ordinary model. Several
-/// stores get one optimiser each, stepped together ([`whetstone_optim::Grouped`]); their
-/// variable names must differ.
-pub fn build_optimizer(config: &OptimConfig, stores: &[&VarStore]) -> Result<Box<dyn Optimizer>> {
-    let non_empty: Vec<&VarStore> = stores.iter().copied().filter(|vs| !vs.trainable_variables().is_empty()).collect();
-    match non_empty.as_slice() {
-        [] => match stores.first() {
-            Some(vs) => Ok(config.build(vs)?),
-            None => Err(CompressError::Config("an optimiser needs at least one store of parameters".into())),
-        },
-        [vs] => Ok(config.build(vs)?),
-        many => {
-            let mut seen = std::collections::BTreeSet::new();
-            let mut groups = Vec::new();
-            for vs in many {
-                let names: Vec<String> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).map(|(n, _)| n).collect();
-                if let Some(n) = names.iter().find(|n| !seen.insert(n.to_string())) {
-                    return Err(CompressError::Config(format!("two parameter stores both hold `{n}`: one optimiser cannot tell them apart")));
-                }
-                groups.push((1.0, names, config.build(vs)?));
-            }
-            Ok(Box::new(whetstone_optim::Grouped::new(groups)))
-        }
-    }
+/// `Some(())` when `s` is a sparsity target in `[0, 1)`.
+fn check_sparsity(s: f64) -> Option<()> {
+    (0.0..1.0).contains(&s).then_some(())
 }

@@ -6,13 +6,13 @@ use super::phase::Phase;
 use super::source::Source;
 use super::student::build_student;
 use super::transfer::transfer_sentences;
-use crate::distill::{DistillObjective, TeacherCache};
-use crate::error::{CompressError, Result};
+use whetstone_compress::{CompressError, DistillObjective, Result, TeacherCache};
 use std::path::Path;
 use tch::nn::VarStore;
 use whetstone_data::{encode, make_batch, BucketBatcher, Encoded, Split};
 use whetstone_models::{load_varstore, TextClassifier};
-use whetstone_train::{predict, LoadedRun, BEST_MODEL_FILE};
+use whetstone_train::{predict, BEST_MODEL_FILE};
+use crate::LoadedRun;
 
 /// The teacher's arg-max class of the examples `from..` of `train`, from `cache`.
 fn cached_predictions(cache: &TeacherCache, train: &Encoded, from: usize, device: tch::Device) -> Result<Vec<i64>> {

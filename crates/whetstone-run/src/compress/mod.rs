@@ -1,5 +1,7 @@
 //! Compression runs end to end, behind `whetstone distill` and `whetstone prune`: a run folder
 //! in, a run folder out that `whetstone eval` and `whetstone predict` load like any other.
+//! The algorithms (distillation objective, pruning, int8) are whetstone-compress's; this is
+//! the run around them.
 //!
 //! * [`CompressConfig`]: every setting, as TOML with `key=value` overrides and documented
 //!   defaults; `[optim]`, `[schedule]` and `[train]` set the optimiser (any algorithm), the
@@ -11,7 +13,7 @@
 //! * [`open_run`]: a run folder loaded for inference, int8 when it was quantised.
 //!
 //! ```no_run
-//! use whetstone_compress::pipeline::{prune, CompressConfig};
+//! use whetstone_run::compress::{prune, CompressConfig};
 //! let config = CompressConfig::parse("cli", "", &["prune.method=\"structured-taylor\"".into(), "prune.sparsity=0.5".into()])?;
 //! let done = prune("runs/minilm-rt".as_ref(), &config, "runs/minilm-rt-heads50".as_ref(), false)?;
 //! println!("test accuracy {:.4}", done.test.accuracy);
@@ -27,7 +29,7 @@ mod source;
 mod student;
 mod transfer;
 
-pub use config::{build_optimizer, default_optim, default_schedule, CompressConfig, DistillSettings, PruneSchedule, PruneSettings, PruneStep, RecoveryMode, RecoverySettings, StudentInit, StudentSpec, TrainSettings};
+pub use config::{default_optim, default_schedule, CompressConfig, DistillSettings, PruneSchedule, PruneSettings, PruneStep, RecoveryMode, RecoverySettings, StudentInit, StudentSpec, TrainSettings};
 pub use distill_run::distill;
 pub use output::{finish_run, open_run, Finished, Provenance, COMPRESSION_FILE, INT8_FILE, MASKS_FILE};
 pub use phase::Phase;
@@ -35,3 +37,10 @@ pub use prune_run::prune;
 pub use source::Source;
 pub use student::build_student;
 pub use transfer::transfer_sentences;
+pub use whetstone_compress::build_optimizer;
+
+/// Attach a path to an I/O error.
+fn io(path: impl Into<std::path::PathBuf>) -> impl FnOnce(std::io::Error) -> whetstone_compress::CompressError {
+    let path = path.into();
+    move |source| whetstone_compress::CompressError::Io { path, source }
+}

@@ -8,15 +8,16 @@
 
 use super::config::CompressConfig;
 use super::source::Source;
-use crate::error::{io, CompressError, Result};
-use crate::quantize::QuantizedClassifier;
+use super::io;
+use whetstone_compress::{CompressError, QuantizedClassifier, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use tch::nn::VarStore;
 use whetstone_eval::{classification_report, ClassificationReport, Efficiency};
 use whetstone_models::{save_varstore, TextClassifier, TransformerClassifier, TransformerClassifierConfig};
-use whetstone_train::{measure_efficiency, predict, LoadedRun, BEST_MODEL_FILE, LABELS_FILE, RECIPE_FILE, TOKENIZER_FILE};
+use whetstone_train::{predict, BEST_MODEL_FILE};
+use crate::{measure_efficiency, LoadedRun, LABELS_FILE, RECIPE_FILE, TOKENIZER_FILE};
 
 /// File naming how a run was compressed.
 pub const COMPRESSION_FILE: &str = "compression.json";

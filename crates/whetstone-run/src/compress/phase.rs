@@ -1,6 +1,6 @@
 //! One training phase of a compression run, on whetstone's one training loop.
 
-use crate::error::Result;
+use whetstone_compress::Result;
 use std::path::Path;
 use tch::{nn::VarStore, Device};
 use whetstone_data::{BucketedSource, Encoded};
@@ -9,8 +9,8 @@ use whetstone_optim::{Optimizer, Schedule};
 use whetstone_train::{FitSummary, Objective, Silent, TrainConfig, Trainer};
 
 /// What a phase trains and how: any objective, any optimiser (built from any
-/// [`whetstone_optim::OptimConfig`] by [`super::build_optimizer`], possibly wrapped, e.g. by
-/// [`crate::Masked`]), any schedule and the loop's settings.
+/// [`whetstone_optim::OptimConfig`] by [`whetstone_compress::build_optimizer`], possibly wrapped, e.g.
+/// by [`whetstone_compress::Masked`]), any schedule and the loop's settings.
 pub struct Phase<'a> {
     /// The model being trained.
     pub model: &'a dyn TextClassifier,

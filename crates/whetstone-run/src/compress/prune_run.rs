@@ -6,10 +6,11 @@ use super::distill_run::load_teacher;
 use super::output::{finish_run, Finished, Provenance, MASKS_FILE};
 use super::phase::Phase;
 use super::source::Source;
-use crate::distill::{DistillConfig, DistillObjective};
-use crate::error::{io, Result};
-use crate::prune::{magnitude_importance, nm_masks, prune_structured, taylor_importance, CubicSchedule, Criterion, GradualPruning, MaskSet, Masked, PruneMethod, StructuredPlan};
-use crate::select::ParamSelector;
+use super::io;
+use whetstone_compress::{
+    magnitude_importance, magnitude_masks, nm_masks, prune_structured, taylor_importance, CubicSchedule, Criterion, DistillConfig, DistillObjective, GradualPruning, MaskSet, Masked, ParamSelector,
+    PruneMethod, Result, StructuredPlan,
+};
 use std::path::Path;
 use tch::nn::VarStore;
 use whetstone_data::{make_batch, BucketBatcher, BucketedSource};
@@ -105,7 +106,7 @@ pub fn prune(run_dir: &Path, config: &CompressConfig, out: &Path, quiet: bool) -
                 // The phase's scratch folder (its last weights, now loaded, and its log).
                 std::fs::remove_dir_all(&dir).map_err(io(&dir))?;
             }
-            let masks = if one_shot { crate::prune::magnitude_masks(&selected, p.sparsity, p.scope)? } else { nonzero_masks(&selected)? };
+            let masks = if one_shot { magnitude_masks(&selected, p.sparsity, p.scope)? } else { nonzero_masks(&selected)? };
             masks.apply(&vs)?;
             let sparsity = masks.sparsity()?;
             notes.extend(recover(&source, run_dir, config, &model, &mut vs, Some(masks.clone()), out, quiet)?);

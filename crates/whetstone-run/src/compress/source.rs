@@ -1,11 +1,11 @@
 //! The run a compression step starts from: its Transformer model, tokenizer, labels and data.
 
-use crate::error::{CompressError, Result};
+use whetstone_compress::{CompressError, Result};
 use std::path::Path;
 use tch::{nn::VarStore, Device};
 use whetstone_data::{encode, load_splits, Encoded};
 use whetstone_models::{TextClassifier, TransformerClassifierConfig};
-use whetstone_train::{display_names, LoadedRun, Recipe};
+use crate::{display_names, LoadedRun, Recipe};
 
 /// A loaded input run with its encoded splits (the splits of its own recipe and seed, so the
 /// test set is the one it was evaluated on).

@@ -1,12 +1,13 @@
 //! Building the student of `whetstone distill` from a [`StudentSpec`].
 
 use super::config::{StudentInit, StudentSpec};
-use crate::distill::student_from_teacher;
-use crate::error::{io, CompressError, Result};
+use super::io;
+use whetstone_compress::{student_from_teacher, svd_embeddings, CompressError, Result};
 use std::path::Path;
-use tch::{nn::VarStore, Kind, Tensor};
+use tch::nn::VarStore;
 use whetstone_models::{load_varstore, TransformerClassifier, TransformerClassifierConfig};
-use whetstone_train::{LoadedRun, BEST_MODEL_FILE, TOKENIZER_FILE};
+use crate::{LoadedRun, TOKENIZER_FILE};
+use whetstone_train::BEST_MODEL_FILE;
 
 /// Build the student under the root of `vs`. `teacher_dir` is the teacher's run folder (a
 /// student run must share its tokenizer). Returns the student's config and model.
@@ -56,30 +57,4 @@ pub fn build_student(spec: &StudentSpec, init: StudentInit, teacher: &Transforme
             Ok((config, student))
         }
     }
-}
-
-/// Set the student's word, position and token-type embeddings to the teacher's projected on
-/// the top right-singular vectors of the teacher's word-embedding matrix (a truncated SVD /
-/// uncentred PCA), when the student is no wider than the teacher. The embedding LayerNorm
-/// rescales whatever norm the projection leaves.
-fn svd_embeddings(teacher: &TransformerClassifier, student: &TransformerClassifier) -> Result<()> {
-    let k = student.encoder().config().hidden as i64;
-    if k > teacher.encoder().config().hidden as i64 {
-        return Ok(());
-    }
-    let t: std::collections::HashMap<String, Tensor> = teacher.named_parameters().into_iter().collect();
-    tch::no_grad(|| -> Result<()> {
-        let words = t["embeddings.word_embeddings.weight"].f_to_kind(Kind::Float)?;
-        let (_, _, v) = words.f_svd(true, true)?;
-        let basis = v.f_narrow(1, 0, k)?; // [teacher hidden, k]
-        for (name, p) in student.named_parameters() {
-            if name.starts_with("embeddings.") && name.ends_with("_embeddings.weight") {
-                let src = &t[&name];
-                let rows = p.size()[0].min(src.size()[0]);
-                let projected = src.f_narrow(0, 0, rows)?.f_to_kind(Kind::Float)?.f_matmul(&basis)?;
-                p.f_narrow(0, 0, rows)?.f_copy_(&projected)?;
-            }
-        }
-        Ok(())
-    })
 }

@@ -2,7 +2,7 @@
 //! (TinyBERT's data augmentation, Jiao et al. 2020, with real sentences instead of
 //! word-replaced ones).
 
-use crate::error::Result;
+use whetstone_compress::Result;
 use whetstone_data::{load_splits, DataSource};
 
 /// Cut `text` into sentences of 4 to 60 words (HTML line breaks removed).
@@ -33,7 +33,7 @@ fn push_sentence(out: &mut Vec<String>, s: &str) {
 /// are ignored), in a seeded order.
 ///
 /// ```no_run
-/// let s = whetstone_compress::pipeline::transfer_sentences("imdb", 1000, 42)?;
+/// let s = whetstone_run::compress::transfer_sentences("imdb", 1000, 42)?;
 /// assert_eq!(s.len(), 1000);
 /// # Ok::<(), whetstone_compress::CompressError>(())
 /// ```

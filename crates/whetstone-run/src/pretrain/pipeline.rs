@@ -13,7 +13,8 @@ use std::time::Instant;
 use tch::nn::VarStore;
 use whetstone_data::{chunk_documents, load_corpus, BucketedSource, Masker, TextTokenizer};
 use whetstone_models::{load_varstore, parse_device, MlmHead, TransformerEncoder};
-use whetstone_train::{EvalContext, FitSummary, MlmObjective, MlmScore, Objective, Outcome, Result, TrainError, Trainer, BEST_MODEL_FILE, ENCODER_DIR, TOKENIZER_FILE};
+use crate::{ENCODER_DIR, TOKENIZER_FILE};
+use whetstone_train::{EvalContext, FitSummary, MlmObjective, MlmScore, Objective, Outcome, Result, TrainError, Trainer, BEST_MODEL_FILE};
 
 /// The recipe a pretraining run started with, in its folder.
 pub const PRETRAIN_RECIPE_FILE: &str = "pretrain.toml";

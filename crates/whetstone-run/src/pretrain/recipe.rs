@@ -4,8 +4,9 @@ use serde::{Deserialize, Serialize};
 use whetstone_data::MaskingConfig;
 use whetstone_models::TransformerConfig;
 use whetstone_optim::{OptimConfig, Schedule};
-use whetstone_train::recipe_support::{check_common, parse_toml};
-use whetstone_train::{TokenizerRecipe, TrainConfig, TrainError::Config};
+use crate::recipe::{default_device, default_seed, TokenizerRecipe};
+use crate::recipe_parse::{check_common, parse_toml};
+use whetstone_train::{TrainConfig, TrainError::Config};
 
 /// A masked-LM pretraining recipe. Unknown keys are rejected.
 ///
@@ -34,10 +35,10 @@ pub struct PretrainRecipe {
     #[serde(default = "default_name")]
     pub name: String,
     /// Seed for the split, initialisation, data order, masks and dropout.
-    #[serde(default = "whetstone_train::recipe_support::default_seed")]
+    #[serde(default = "default_seed")]
     pub seed: u64,
     /// `cpu`, `cuda`, `cuda:N` or `auto`.
-    #[serde(default = "whetstone_train::recipe_support::default_device")]
+    #[serde(default = "default_device")]
     pub device: String,
     /// Intra-op threads for libtorch; 0 keeps libtorch's default.
     #[serde(default)]

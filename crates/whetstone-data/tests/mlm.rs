@@ -24,7 +24,7 @@ fn batch(tok: &TextTokenizer, n: usize) -> (Tensor, Tensor) {
     let ids = tok.encode_batch(&texts, 64).unwrap();
     let t = ids.iter().map(Vec::len).max().unwrap();
     let pad = tok.pad_id();
-    let flat: Vec<i64> = ids.iter().flat_map(|s| s.iter().copied().chain(std::iter::repeat(pad).take(t - s.len()))).collect();
+    let flat: Vec<i64> = ids.iter().flat_map(|s| s.iter().copied().chain(std::iter::repeat_n(pad, t - s.len()))).collect();
     let input = Tensor::from_slice(&flat).view([n as i64, t as i64]);
     let mask = input.ne(pad).to_kind(Kind::Int64);
     (input, mask)

@@ -53,7 +53,7 @@ fn batch(ids: &[Vec<i64>]) -> (Tensor, Tensor) {
     let mut flat = Vec::new();
     let mut mask = Vec::new();
     for row in ids {
-        flat.extend(row.iter().copied().chain(std::iter::repeat(0).take(t - row.len())));
+        flat.extend(row.iter().copied().chain(std::iter::repeat_n(0, t - row.len())));
         mask.extend((0..t).map(|i| i64::from(i < row.len())));
     }
     let b = ids.len() as i64;

@@ -42,7 +42,7 @@ impl<O: Optimizer> Accumulate<O> {
 impl<O: Optimizer> Optimizer for Accumulate<O> {
     fn step(&mut self, lr: f64) -> Result<()> {
         self.calls += 1;
-        if self.calls % self.every != 0 {
+        if !self.calls.is_multiple_of(self.every) {
             return Ok(());
         }
         if self.every > 1 {
@@ -60,7 +60,7 @@ impl<O: Optimizer> Optimizer for Accumulate<O> {
         self.inner.step(lr)
     }
     fn zero_grad(&mut self) {
-        if self.calls % self.every == 0 {
+        if self.calls.is_multiple_of(self.every) {
             self.inner.zero_grad();
         }
     }

@@ -192,7 +192,7 @@ fn check(bufs: &[(&str, &Tensor)]) -> Result<Kind> {
         if n > 0 && start == 0 {
             return Err(err(name, "has no data".into()));
         }
-        if start % elt != 0 {
+        if !start.is_multiple_of(elt) {
             return Err(err(name, "is not aligned for its dtype".into()));
         }
         if len > 0 {

@@ -70,7 +70,7 @@ impl<O: Optimizer> Optimizer for Lookahead<O> {
     fn step(&mut self, lr: f64) -> Result<()> {
         self.inner.step(lr)?;
         self.count += 1;
-        if self.count % self.config.k == 0 {
+        if self.count.is_multiple_of(self.config.k) {
             let alpha = self.config.alpha;
             tch::no_grad(|| -> Result<()> {
                 for (p, s) in self.inner.params().into_iter().zip(self.slow.iter_mut()) {

@@ -376,7 +376,7 @@ impl<'a> Trainer<'a> {
     }
 
     fn log_step(&mut self, s: &mut Session, r: &StepReport, end_of_epoch: bool) -> Result<()> {
-        let logged = s.prog.step % self.config.log_every.max(1) == 0 || end_of_epoch;
+        let logged = s.prog.step.is_multiple_of(self.config.log_every.max(1)) || end_of_epoch;
         let epoch = if end_of_epoch { s.prog.epoch - 1 } else { s.prog.epoch };
         let loss = s.loss_acc / s.loss_n.max(1) as f64;
         let eta_s = s.total.saturating_sub(s.prog.step) as f64 * s.train_time / (s.prog.step - s.start_step).max(1) as f64;
@@ -401,8 +401,8 @@ impl<'a> Trainer<'a> {
     /// Validate, checkpoint and decide whether to stop, after a step.
     fn after_step(&mut self, s: &mut Session, valid: &Encoded, end_of_epoch: bool) -> Result<Option<Outcome>> {
         let c = &self.config;
-        let eval_due = if c.eval_every > 0 { s.prog.step % c.eval_every == 0 || s.prog.step == s.total } else { end_of_epoch };
-        let save_due = eval_due || end_of_epoch || (c.checkpoint_every > 0 && s.prog.step % c.checkpoint_every == 0);
+        let eval_due = if c.eval_every > 0 { s.prog.step.is_multiple_of(c.eval_every) || s.prog.step == s.total } else { end_of_epoch };
+        let save_due = eval_due || end_of_epoch || (c.checkpoint_every > 0 && s.prog.step.is_multiple_of(c.checkpoint_every));
         if save_due {
             // Nothing non-finite is ever saved: not as the best model, not as a checkpoint.
             self.ensure_finite(s.prog.step)?;
@@ -524,7 +524,7 @@ impl<'a> Trainer<'a> {
         }
         s.scheduler.observe(v.metric);
         let prog = &mut s.prog;
-        let improved = prog.best_metric.map_or(true, |b| v.metric > b);
+        let improved = prog.best_metric.is_none_or(|b| v.metric > b);
         self.observer.message(&format!("step {:>6}  epoch {:>3}  {}{}", prog.step, epoch + 1, v.summary, if improved { "  (best)" } else { "" }));
         if improved {
             prog.best_metric = Some(v.metric);
@@ -548,7 +548,7 @@ fn truncate_log(path: &Path, step: u64) -> Result<()> {
     }
     let kept: Vec<String> = read_jsonl(path)?
         .into_iter()
-        .filter(|r| r.get("step").and_then(|s| s.as_u64()).map_or(true, |s| s <= step))
+        .filter(|r| r.get("step").and_then(|s| s.as_u64()).is_none_or(|s| s <= step))
         .map(|r| r.to_string())
         .collect();
     let body = if kept.is_empty() { String::new() } else { kept.join("\n") + "\n" };

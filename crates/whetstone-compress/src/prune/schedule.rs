@@ -66,6 +66,6 @@ impl CubicSchedule {
 
     /// Whether the masks are recomputed after `step`: t₀, t₀+Δt, …, t₀+nΔt.
     pub fn is_update_step(&self, step: u64) -> bool {
-        step >= self.start && step <= self.end() && (step - self.start) % self.every == 0
+        step >= self.start && step <= self.end() && (step - self.start).is_multiple_of(self.every)
     }
 }

@@ -89,7 +89,7 @@ impl TransformerConfig {
         if self.layers == 0 || self.hidden == 0 || self.heads == 0 || self.ffn == 0 || self.max_len == 0 {
             return bad("transformer layers, hidden, heads, ffn and max_len must all be > 0".into());
         }
-        if self.hidden % self.heads != 0 {
+        if !self.hidden.is_multiple_of(self.heads) {
             return bad(format!("transformer hidden ({}) must be divisible by heads ({})", self.hidden, self.heads));
         }
         for (name, p) in [("dropout", self.dropout), ("attention_dropout", self.attention_dropout)] {

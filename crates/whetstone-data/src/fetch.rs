@@ -7,7 +7,7 @@
 //! [`crate::cache`]).
 
 use std::fs::{self, File};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -242,20 +242,9 @@ fn unique_suffix() -> String {
     format!("{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
-/// Writes `bytes` to `path` through a sibling temporary file and a rename.
+/// Writes `bytes` to `path` atomically ([`whetstone_eval::write_atomic`]).
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut tmp_name = path.as_os_str().to_owned();
-    tmp_name.push(format!(".tmp-{}", unique_suffix()));
-    let tmp = PathBuf::from(tmp_name);
-    let mut f = File::create(&tmp).map_err(|e| DataError::io(&tmp, e))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| DataError::io(&tmp, e))?;
-    drop(f);
-    fs::rename(&tmp, path).map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        DataError::io(path, e)
-    })
+    whetstone_eval::write_atomic(path, bytes).map_err(|e| DataError::io(path, e))
 }
 
 #[cfg(test)]

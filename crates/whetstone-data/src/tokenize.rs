@@ -48,9 +48,8 @@ impl TextTokenizer {
     /// Writes the tokenizer as `tokenizer.json` that [`from_file`](Self::from_file) and
     /// Hugging Face tools can read.
     pub fn save(&self, path: &Path) -> Result<()> {
-        self.inner
-            .save(path, true)
-            .map_err(|e| DataError::tokenizer(format!("saving {}", path.display()), e))
+        let json = self.inner.to_string(true).map_err(|e| DataError::tokenizer(format!("saving {}", path.display()), e))?;
+        whetstone_eval::write_atomic(path, json.as_bytes()).map_err(|e| DataError::io(path, e))
     }
 
     /// The padding id: the `[PAD]` token, else the tokenizer's configured padding id, else 0.

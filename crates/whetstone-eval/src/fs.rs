@@ -28,15 +28,19 @@ pub(crate) fn create_parent_dir(path: &Path) -> Result<(), EvalError> {
 
 /// Write `bytes` to `path` atomically: a temporary file in the same folder, fsync, rename
 /// over `path`, then fsync of the folder. Readers see the old file or the new one, never a
-/// torn one, even after a crash. The one atomic writer of every whetstone crate.
+/// torn one, even after a crash. The temporary name is unique to the process and the call, so
+/// concurrent writers (threads or processes) never share one. The one atomic writer of every
+/// whetstone crate.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static CALLS: AtomicU64 = AtomicU64::new(0);
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
     let name = path.file_name().ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "the path has no file name"))?;
-    let tmp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
+    let tmp = dir.join(format!(".{}.{}-{}.tmp", name.to_string_lossy(), std::process::id(), CALLS.fetch_add(1, Ordering::Relaxed)));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;

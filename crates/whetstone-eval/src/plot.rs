@@ -215,20 +215,34 @@ fn lines_figure<'a>(
     }
 }
 
-/// Draw `fig` once per backend.
+/// Draw `fig` once per backend, in memory, and write each file atomically
+/// ([`crate::write_atomic`]).
 fn render(fig: &Figure, png: &Path, svg: &Path) -> Result<(), EvalError> {
+    use image::ImageEncoder;
     ensure_fonts_registered()?;
     let plot_err = |path: &Path| {
         let path = path.to_path_buf();
         move |message: String| EvalError::Plot { path, message }
     };
+    let write = |path: &Path, bytes: &[u8]| -> Result<(), EvalError> {
+        create_parent_dir(path)?;
+        crate::write_atomic(path, bytes).map_err(|e| crate::fs::io_err(path, e))
+    };
 
-    create_parent_dir(png)?;
-    draw_figure(BitMapBackend::new(png, fig.size).into_drawing_area(), fig)
+    let (w, h) = fig.size;
+    let mut rgb = vec![0u8; w as usize * h as usize * 3];
+    draw_figure(BitMapBackend::with_buffer(&mut rgb, fig.size).into_drawing_area(), fig)
         .map_err(plot_err(png))?;
+    let mut encoded = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut encoded)
+        .write_image(&rgb, w, h, image::ColorType::Rgb8)
+        .map_err(|e| plot_err(png)(e.to_string()))?;
+    write(png, &encoded)?;
 
-    create_parent_dir(svg)?;
-    draw_figure(SVGBackend::new(svg, fig.size).into_drawing_area(), fig).map_err(plot_err(svg))
+    let mut text = String::new();
+    draw_figure(SVGBackend::with_string(&mut text, fig.size).into_drawing_area(), fig)
+        .map_err(plot_err(svg))?;
+    write(svg, text.as_bytes())
 }
 
 /// Backend-independent drawing; plotters' error types are generic, so errors

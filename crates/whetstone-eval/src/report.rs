@@ -32,14 +32,15 @@ pub struct RunReport<'a> {
     pub plot_png: Option<&'a str>,
 }
 
-/// Render `r` as Markdown and write it to `path` (parent dirs created).
+/// Render `r` as Markdown and write it to `path` atomically ([`crate::write_atomic`]; parent
+/// dirs created).
 ///
 /// # Errors
 /// [`EvalError::Io`] naming `path`.
 pub fn write_report_md(r: &RunReport, path: &Path) -> Result<(), EvalError> {
     let md = render(r);
     create_parent_dir(path)?;
-    std::fs::write(path, md).map_err(|e| io_err(path, e))
+    crate::write_atomic(path, md.as_bytes()).map_err(|e| io_err(path, e))
 }
 
 /// Thousands-separated integer, e.g. `1234567` → `"1,234,567"`.
@@ -47,7 +48,7 @@ pub fn format_count(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(ch);

@@ -52,9 +52,9 @@ pub mod transformer;
 
 pub use bilstm::{BiLstm, BiLstmConfig};
 pub use capability::{EmbeddingInput, LayerOutputs, LayerUnits, Structured};
-pub use checkpoint::{count_parameters, load_varstore, save_varstore, write_safetensors_atomic};
+pub use checkpoint::{count_parameters, load_varstore, safetensors_bytes, save_varstore, write_safetensors_atomic};
 pub use classifier::{require_embedding_input, require_layer_outputs, require_structured, require_transformer_encoder, TextClassifier, TransformerClassifier, TransformerClassifierConfig};
-pub use config::ModelConfig;
+pub use config::{transformer_encoder_parameters, ModelConfig, MAX_DIM};
 pub use device::parse_device;
 pub use error::{ModelError, Result};
 pub use head::{pool, ClassificationHead, Pooling};

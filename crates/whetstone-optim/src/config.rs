@@ -197,6 +197,64 @@ impl Default for OptimConfig {
 }
 
 impl OptimConfig {
+    /// Check every setting without any parameters: the learning rate, weight decay, layer
+    /// decay, each group's overrides, lookahead, and the algorithm's own hyper-parameters (the
+    /// checks its constructor makes). Messages name the recipe key (`optim.lr`,
+    /// `optim.groups[0].lr_scale`, …). Non-finite values are refused.
+    ///
+    /// ```
+    /// use whetstone_optim::OptimConfig;
+    /// assert!(OptimConfig::default().validate().is_ok());
+    /// let e = OptimConfig { weight_decay: f64::NAN, ..Default::default() }.validate().unwrap_err();
+    /// assert!(e.to_string().contains("optim.weight_decay"), "{e}");
+    /// ```
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(OptimError::Config(m));
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return bad(format!("optim.lr must be a positive number, got {}", self.lr));
+        }
+        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
+            return bad(format!("optim.weight_decay must be >= 0, got {}", self.weight_decay));
+        }
+        if let Some(d) = self.layer_decay {
+            if !(d > 0.0 && d <= 1.0) {
+                return bad(format!("optim.layer_decay must be in (0, 1], got {d}"));
+            }
+        }
+        for (i, g) in self.groups.iter().enumerate() {
+            let key = |k: &str| format!("optim.groups[{i}].{k}");
+            if g.pattern.trim().is_empty() {
+                return bad(format!("{} is empty", key("pattern")));
+            }
+            if let Some(v) = g.lr_scale {
+                if !(v >= 0.0 && v.is_finite()) {
+                    return bad(format!("{} must be >= 0, got {v}", key("lr_scale")));
+                }
+            }
+            if let Some(v) = g.lr {
+                if !(v > 0.0 && v.is_finite()) {
+                    return bad(format!("{} must be a positive number, got {v}", key("lr")));
+                }
+            }
+            if let Some(v) = g.weight_decay {
+                if !(v >= 0.0 && v.is_finite()) {
+                    return bad(format!("{} must be >= 0, got {v}", key("weight_decay")));
+                }
+            }
+            if let Some(b) = g.betas {
+                self.algorithm.with_betas(b).map_err(|e| OptimError::Config(format!("{}: {e}", key("betas"))))?.build(Vec::new(), false).map_err(|e| OptimError::Config(format!("{}: {e}", key("betas"))))?;
+            }
+        }
+        if let Some(la) = &self.lookahead {
+            if la.k == 0 || !(0.0..=1.0).contains(&la.alpha) {
+                return bad(format!("optim.lookahead needs k >= 1 and alpha in [0, 1], got k = {}, alpha = {}", la.k, la.alpha));
+            }
+        }
+        // The algorithm's own checks (betas, eps, momentum, …), over no parameters.
+        self.algorithm.build(Vec::new(), self.flat).map_err(|e| OptimError::Config(format!("optim: {e}")))?;
+        Ok(())
+    }
+
     /// Build the optimiser over the trainable variables of `vs`.
     pub fn build(&self, vs: &VarStore) -> Result<Box<dyn Optimizer>> {
         if !(self.lr > 0.0 && self.lr.is_finite()) {

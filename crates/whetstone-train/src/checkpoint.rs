@@ -4,11 +4,10 @@
 use crate::error::{io, Result, TrainError};
 use crate::progress::Progress;
 use crate::state::StrategyState;
-use safetensors::tensor::{Dtype, SafeTensors, View};
-use std::borrow::Cow;
+use safetensors::tensor::{Dtype, SafeTensors};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 use whetstone_optim::OptimState;
 
 /// File name of the resumable checkpoint inside a run folder.
@@ -35,42 +34,6 @@ pub struct Checkpoint {
 /// The format tag of checkpoints this version writes and reads.
 const FORMAT: &str = "whetstone-checkpoint-2";
 
-struct Bytes {
-    dtype: Dtype,
-    shape: Vec<usize>,
-    data: Vec<u8>,
-}
-
-impl View for &Bytes {
-    fn dtype(&self) -> Dtype {
-        self.dtype
-    }
-    fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-    fn data(&self) -> Cow<'_, [u8]> {
-        Cow::Borrowed(&self.data)
-    }
-    fn data_len(&self) -> usize {
-        self.data.len()
-    }
-}
-
-fn dtype_of(kind: Kind) -> Option<Dtype> {
-    Some(match kind {
-        Kind::Float => Dtype::F32,
-        Kind::Double => Dtype::F64,
-        Kind::Half => Dtype::F16,
-        Kind::BFloat16 => Dtype::BF16,
-        Kind::Int64 => Dtype::I64,
-        Kind::Int => Dtype::I32,
-        Kind::Int8 => Dtype::I8,
-        Kind::Uint8 => Dtype::U8,
-        Kind::Bool => Dtype::BOOL,
-        _ => return None,
-    })
-}
-
 fn kind_of(dtype: Dtype) -> Option<Kind> {
     Some(match dtype {
         Dtype::F32 => Kind::Float,
@@ -86,21 +49,9 @@ fn kind_of(dtype: Dtype) -> Option<Kind> {
     })
 }
 
-fn to_bytes(t: &Tensor) -> std::result::Result<Bytes, String> {
-    let dtype = dtype_of(t.kind()).ok_or_else(|| format!("unsupported tensor kind {:?}", t.kind()))?;
-    let t = t.to_device(Device::Cpu).contiguous();
-    let numel = t.numel();
-    let mut data = vec![0u8; numel * t.kind().elt_size_in_bytes()];
-    t.f_copy_data_u8(&mut data, numel).map_err(|e| e.to_string())?;
-    Ok(Bytes { dtype, shape: t.size().iter().map(|&d| d as usize).collect(), data })
-}
-
 /// Write `tensors` and `metadata` to `path` atomically.
 pub fn write_atomic(path: &Path, tensors: &[(String, Tensor)], metadata: HashMap<String, String>) -> Result<()> {
-    let err = |msg: String| TrainError::Checkpoint { path: path.to_path_buf(), msg };
-    let bytes: Vec<(String, Bytes)> = tensors.iter().map(|(n, t)| Ok((n.clone(), to_bytes(t).map_err(&err)?))).collect::<Result<_>>()?;
-    let views: Vec<(&str, &Bytes)> = bytes.iter().map(|(n, b)| (n.as_str(), b)).collect();
-    let buf = safetensors::tensor::serialize(views, &Some(metadata)).map_err(|e| err(e.to_string()))?;
+    let buf = whetstone_models::safetensors_bytes(tensors, Some(metadata)).map_err(|e| TrainError::Checkpoint { path: path.to_path_buf(), msg: e.to_string() })?;
     whetstone_eval::write_atomic(path, &buf).map_err(io(path))
 }
 
@@ -141,6 +92,45 @@ impl Checkpoint {
         meta.insert("optim_step".to_string(), self.optim.step.to_string());
         meta.insert("format".to_string(), FORMAT.to_string());
         write_atomic(path, &tensors, meta)
+    }
+
+    /// The identity a checkpoint at `path` records (see [`crate::Trainer::identity`]), read
+    /// from the file's header alone: cheap even for a large checkpoint, so a caller can refuse
+    /// a resume (and say what changed) before loading data or building a model.
+    ///
+    /// ```
+    /// # use whetstone_train::Checkpoint;
+    /// let dir = std::env::temp_dir().join(format!("whetstone-identity-doc-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir).unwrap();
+    /// let path = dir.join("c.safetensors");
+    /// let w = tch::Tensor::zeros([2], (tch::Kind::Float, tch::Device::Cpu));
+    /// let ckpt = Checkpoint { progress: Default::default(), model: vec![("w".to_string(), w)], optim: whetstone_optim::OptimState { step: 0, tensors: vec![] }, strategy: Default::default(), identity: [("labels".to_string(), "[\"neg\",\"pos\"]".to_string())].into() };
+    /// ckpt.save(&path)?;
+    /// assert_eq!(Checkpoint::read_identity(&path)?["labels"], "[\"neg\",\"pos\"]");
+    /// # std::fs::remove_dir_all(&dir).ok();
+    /// # Ok::<(), whetstone_train::TrainError>(())
+    /// ```
+    pub fn read_identity(path: &Path) -> Result<BTreeMap<String, String>> {
+        use std::io::Read;
+        let err = |msg: &str| TrainError::Checkpoint { path: path.to_path_buf(), msg: msg.to_string() };
+        let mut f = std::fs::File::open(path).map_err(io(path))?;
+        let mut len = [0u8; 8];
+        f.read_exact(&mut len).map_err(|_| err("not a valid safetensors file (shorter than its header)"))?;
+        let len = u64::from_le_bytes(len);
+        if len > 100 << 20 {
+            return Err(err("not a valid safetensors file (header length out of range)"));
+        }
+        let mut header = vec![0u8; len as usize];
+        f.read_exact(&mut header).map_err(|_| err("not a valid safetensors file (truncated header)"))?;
+        let header: serde_json::Value = serde_json::from_slice(&header).map_err(|_| err("not a valid safetensors file (unreadable header)"))?;
+        let meta = header.get("__metadata__").ok_or_else(|| err("not a whetstone checkpoint (no metadata)"))?;
+        match meta.get("format").and_then(|f| f.as_str()) {
+            Some(FORMAT) => {}
+            Some("whetstone-checkpoint-1") => return Err(err("written by an older whetstone (format 1, without strategy state or run identity); it cannot be resumed by this version")),
+            _ => return Err(err("not a whetstone checkpoint (metadata `format` is missing or unknown)")),
+        }
+        let identity = meta.get("identity").and_then(|i| i.as_str()).ok_or_else(|| err("metadata `identity` is missing"))?;
+        serde_json::from_str(identity).map_err(|e| err(&format!("metadata `identity` is invalid: {e}")))
     }
 
     /// Load from `path`, checking it is a whetstone checkpoint.

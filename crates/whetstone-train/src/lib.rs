@@ -107,6 +107,7 @@ pub use config::TrainConfig;
 pub use context::{EvalContext, StepContext};
 pub use error::{Result, TrainError};
 pub use evaluate::{classify, predict, Predictions};
+pub use finite::first_non_finite;
 pub use finetune::{block_depth, freeze, reinit_top_layers, FinetuneConfig, FreezeSchedule, Freezing};
 pub use mlm::{MlmObjective, MlmScore};
 pub use objective::{backward_weighted, CrossEntropy, Objective, StepLoss, Validation};

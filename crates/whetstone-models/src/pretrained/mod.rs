@@ -193,7 +193,8 @@ fn write_folder(dir: &Path, config: &BertJsonConfig, tensors: &[(String, tch::Te
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let tokenizer_out = dir.join(TOKENIZER_FILE);
     if tokenizer_json != tokenizer_out {
-        std::fs::copy(tokenizer_json, &tokenizer_out).map_err(io(tokenizer_json))?;
+        let bytes = std::fs::read(tokenizer_json).map_err(io(tokenizer_json))?;
+        weights::write_atomic(&tokenizer_out, &bytes)?;
     }
     let mut text = serde_json::to_string_pretty(config)
         .map_err(|e| ModelError::Config(format!("serialising config.json: {e}")))?;

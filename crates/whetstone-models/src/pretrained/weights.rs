@@ -109,12 +109,7 @@ pub(crate) fn write_hf_safetensors(tensors: &[(String, Tensor)], path: &Path) ->
     write_atomic(path, &bytes)
 }
 
-/// Writes `bytes` to `path` through a sibling temporary file and a rename.
+/// Writes `bytes` to `path` atomically ([`whetstone_eval::write_atomic`]).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io = |source| ModelError::Io { path: path.display().to_string(), source };
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = std::path::PathBuf::from(tmp);
-    std::fs::write(&tmp, bytes).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    whetstone_eval::write_atomic(path, bytes).map_err(|source| ModelError::Io { path: path.display().to_string(), source })
 }

@@ -24,7 +24,7 @@ use whetstone_compress::{sweep, EarlyExit, ExitHeads, ExitObjective, ExitPolicy,
 use whetstone_data::{make_batch, Batch, Encoded};
 use whetstone_eval::{plot_lines_log_x, Curve, LatencyStats};
 use whetstone_models::{count_parameters, load_varstore};
-use whetstone_run::LoadedRun;
+use whetstone_run::{LoadedRun, RunFolder};
 use whetstone_train::BEST_MODEL_FILE;
 
 #[derive(Parser, Debug)]
@@ -195,7 +195,7 @@ fn build(row: &Row, teacher: &Path, cache: &Path, threads: i32, quick: bool) -> 
         Make::Distill(o) => {
             set.extend(o.iter().cloned());
             let c = CompressConfig::parse(row.name, "", &set)?;
-            pipeline::distill(teacher, &c, &dir, true)?;
+            pipeline::distill(teacher, &c, &RunFolder::At(dir.clone()), true)?;
         }
         Make::Prune { from, set: o } => {
             set.extend(o.iter().cloned());
@@ -205,7 +205,7 @@ fn build(row: &Row, teacher: &Path, cache: &Path, threads: i32, quick: bool) -> 
                 None => teacher.to_path_buf(),
             };
             anyhow::ensure!(src.join("metrics.json").exists() || from.is_none(), "row {} needs {} first", row.name, src.display());
-            pipeline::prune(&src, &c, &dir, true)?;
+            pipeline::prune(&src, &c, &RunFolder::At(dir.clone()), true)?;
         }
         Make::EarlyExit => train_exits(teacher, &dir, if quick { 256 } else { 0 })?,
     }

@@ -1,7 +1,10 @@
 //! A whole run from a recipe: data → tokenizer → model → training → test → report.
 
+use crate::folder::{RunDir, RunFolder};
+use crate::identity::{check_identity, data_identity, labels_identity, recipe_identity, recorded_identity, split_fingerprint, DATA_IDENTITY, LABELS_IDENTITY, RECIPE_IDENTITY, RESUMABLE_SETTINGS};
+use crate::recipe_parse::check_model_size;
 use crate::reporter::Reporter;
-use crate::{io, write};
+use crate::{display_names, measure_efficiency, resolve_model, Recipe, LABELS_FILE, RECIPE_FILE, TOKENIZER_FILE};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -9,27 +12,36 @@ use tch::nn::VarStore;
 use whetstone_data::{encode, load_splits, BucketedSource, TextTokenizer};
 use whetstone_eval::{classification_report, plot_training_curves, read_jsonl, write_report_md, ClassificationReport, Curve, Efficiency, RunReport};
 use whetstone_models::{load_varstore, parse_device, BertCheckpoint, ModelConfig};
-use crate::{display_names, measure_efficiency, read_recipe, resolve_model, Recipe, LABELS_FILE, RECIPE_FILE, TOKENIZER_FILE};
 use whetstone_train::{predict, steps_per_epoch, CrossEntropy, FitSummary, Outcome, Result, TrainError, Trainer, BEST_MODEL_FILE, METRICS_LOG_FILE};
 
-/// Options of a run that are not part of the recipe.
+/// Options of a run that are not part of the recipe (none of them is written to
+/// `recipe.toml`, so none of them comes back on `--resume`).
 #[derive(Debug, Clone)]
 pub struct RunOptions {
-    /// The run folder.
-    pub dir: PathBuf,
-    /// Continue the run in `dir` from its checkpoint.
-    pub resume: bool,
+    /// Where the run goes, or which run it continues. A fresh folder is created only once
+    /// everything has been checked (a bad setting leaves no folder behind).
+    pub folder: RunFolder,
     /// No progress output.
     pub quiet: bool,
-    /// Stop abruptly after this many optimiser steps, as a kill would (0 = never); not part
-    /// of the recipe, so a resumed run does not stop again.
+    /// Stop abruptly after this many optimiser steps, as a kill would (0 = never): a run
+    /// option for tests and debugging, so a resumed run does not stop again.
     pub stop_after: u64,
 }
 
 impl RunOptions {
-    /// A fresh run into `dir`, with progress output.
+    /// A fresh run in exactly the folder `dir` (which must not exist yet), with progress output.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into(), resume: false, quiet: false, stop_after: 0 }
+        Self { folder: RunFolder::At(dir.into()), quiet: false, stop_after: 0 }
+    }
+
+    /// A fresh run called `name` under `runs_dir` (`<name>`, or `<name>-2`, … when taken).
+    pub fn named(runs_dir: impl Into<PathBuf>, name: impl Into<String>) -> Self {
+        Self { folder: RunFolder::named(runs_dir, name), quiet: false, stop_after: 0 }
+    }
+
+    /// Continue the run in `dir` from its checkpoint.
+    pub fn resume(dir: impl Into<PathBuf>) -> Self {
+        Self { folder: RunFolder::Resume(dir.into()), quiet: false, stop_after: 0 }
     }
 }
 
@@ -65,32 +77,47 @@ fn pretrained_tokenizer(ckpt: &BertCheckpoint) -> Result<TextTokenizer> {
     Ok(TextTokenizer::from_file(&path)?)
 }
 
-/// Train `recipe` into `opts.dir`, evaluate the best checkpoint on the test split and write
+/// Train `recipe` into `opts.folder`, evaluate the best checkpoint on the test split and write
 /// `metrics.json`, `report.md` and the training-curve plot next to the checkpoints.
+///
+/// Everything is checked before the folder is created: the recipe's values, the data, the
+/// tokenizer, the model's size and the optimiser. A resumed run is checked against the
+/// identity its checkpoint records (the recipe without [`RESUMABLE_SETTINGS`], the data's
+/// fingerprint, the label set) before anything is trained; the error says what changed.
 pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
     let started = Instant::now();
-    let dir = &opts.dir;
-    if opts.resume {
-        let saved = read_recipe(dir)?;
-        if saved != *recipe {
-            return Err(TrainError::Run {
-                run: dir.clone(),
-                msg: "the recipe differs from the one the run started with; resume without changing settings".into(),
-            });
+    recipe.validate()?;
+    let say = |s: String| {
+        if !opts.quiet {
+            eprintln!("{s}");
         }
-    }
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    };
+    // A resumed run is locked and its recipe checked before any data is read.
+    let resumed = match &opts.folder {
+        RunFolder::Resume(dir) => Some(RunDir::resume(dir)?),
+        _ => None,
+    };
+    let recipe_id = recipe_identity(recipe, RESUMABLE_SETTINGS)?;
+    let recorded = match &resumed {
+        Some(run) => {
+            let recorded = recorded_identity(run.path())?;
+            check_identity(run.path(), &recorded, RECIPE_IDENTITY, &recipe_id, RESUMABLE_SETTINGS)?;
+            Some(recorded)
+        }
+        None => None,
+    };
     if recipe.threads > 0 {
         tch::set_num_threads(recipe.threads as i32);
     }
     let device = parse_device(&recipe.device)?;
     let splits = load_splits(&recipe.data.source(), recipe.data.valid_fraction, recipe.data.test_fraction, recipe.seed)?;
     let names = display_names(recipe, &splits);
-    let say = |s: String| {
-        if !opts.quiet {
-            eprintln!("{s}");
-        }
-    };
+    let data_id = data_identity(&[("train", split_fingerprint(&splits.train)), ("valid", split_fingerprint(&splits.valid)), ("test", split_fingerprint(&splits.test))]);
+    let labels_id = labels_identity(&splits.labels.names);
+    if let (Some(run), Some(recorded)) = (&resumed, &recorded) {
+        check_identity(run.path(), recorded, DATA_IDENTITY, &data_id, RESUMABLE_SETTINGS)?;
+        check_identity(run.path(), recorded, LABELS_IDENTITY, &labels_id, RESUMABLE_SETTINGS)?;
+    }
     say(format!(
         "data: {} — train {} / valid {} / test {} examples, {} classes ({})",
         recipe.data.describe(),
@@ -103,25 +130,20 @@ pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
 
     let model_config = resolve_model(&recipe.model)?;
     let checkpoint = checkpoint_of(&model_config)?;
-    let tok_path = dir.join(TOKENIZER_FILE);
     let tok_source = match (&recipe.tokenizer.path, &checkpoint) {
         (Some(_), _) => "loaded",
         (None, Some(_)) => "the pretrained checkpoint's",
         (None, None) => "WordPiece trained on the train split",
     };
-    let tokenizer = if opts.resume {
-        TextTokenizer::from_file(&tok_path)?
-    } else {
-        let t = match (&recipe.tokenizer.path, &checkpoint) {
+    let tokenizer = match &resumed {
+        Some(run) => TextTokenizer::from_file(&run.file(TOKENIZER_FILE))?,
+        None => match (&recipe.tokenizer.path, &checkpoint) {
             (Some(p), _) => TextTokenizer::from_file(p)?,
             (None, Some(ck)) => pretrained_tokenizer(ck)?,
             (None, None) => TextTokenizer::train_wordpiece(&splits.train.texts, recipe.tokenizer.vocab_size, recipe.tokenizer.min_frequency, recipe.tokenizer.lowercase)?,
-        };
-        t.save(&tok_path)?;
-        write(&dir.join(RECIPE_FILE), &toml::to_string(recipe).map_err(|e| TrainError::Config(format!("cannot write the recipe: {e}")))?)?;
-        write(&dir.join(LABELS_FILE), &serde_json::to_string_pretty(&json!({"labels": splits.labels.names, "display": names})).unwrap_or_default())?;
-        t
+        },
     };
+    check_model_size(&model_config, tokenizer.vocab_size(), splits.labels.len(), "the tokenizer's vocabulary")?;
     let max_len = model_config.max_len().map_or(recipe.data.max_len, |m| m.min(recipe.data.max_len));
     let t0 = Instant::now();
     let train = encode(&tokenizer, &splits.train, max_len)?;
@@ -145,77 +167,94 @@ pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
     let source = BucketedSource::new(&train, recipe.train.batch_size, recipe.train.bucket_factor);
     let optim = finetune.wrap_optimizer(optim, &vs, steps_per_epoch(&recipe.train, &source, recipe.seed)?)?;
 
-    let mut trainer = Trainer::new(model.as_ref(), &vs, optim, recipe.optim.lr, dir.clone())
-        .objective(CrossEntropy { label_smoothing: recipe.train.label_smoothing })
-        .schedule(recipe.schedule.clone())
-        .config(recipe.train.clone())
-        .seed(recipe.seed)
-        .device(device)
-        .label_names(names.clone())
-        .observer(Reporter::quiet(opts.quiet))
-        .stop_after(opts.stop_after);
-    let fit = trainer.fit(&source, &valid, opts.resume)?;
-    drop(trainer);
-    if fit.outcome == Outcome::Interrupted {
-        return Ok(RunResult { dir: dir.clone(), fit, test: None, valid: None, efficiency: None, wall_s: started.elapsed().as_secs_f64() });
-    }
+    // Everything is checked: only now does a fresh run get its folder.
+    let run = match resumed {
+        Some(run) => run,
+        None => RunDir::open(&opts.folder)?,
+    };
+    say(format!("run folder: {}", run.path().display()));
+    let dir = run.path().to_path_buf();
+    let result = (|| -> Result<RunResult> {
+        if run.is_fresh() {
+            tokenizer.save(&run.file(TOKENIZER_FILE))?;
+            run.write_toml(RECIPE_FILE, recipe)?;
+            run.write_json(LABELS_FILE, &json!({"labels": splits.labels.names, "display": names}))?;
+        }
+        let mut trainer = Trainer::new(model.as_ref(), &vs, optim, recipe.optim.lr, dir.clone())
+            .objective(CrossEntropy { label_smoothing: recipe.train.label_smoothing })
+            .schedule(recipe.schedule.clone())
+            .config(recipe.train.clone())
+            .seed(recipe.seed)
+            .device(device)
+            .label_names(names.clone())
+            .identity(RECIPE_IDENTITY, recipe_id)
+            .identity(DATA_IDENTITY, data_id)
+            .identity(LABELS_IDENTITY, labels_id)
+            .observer(Reporter::quiet(opts.quiet))
+            .stop_after(opts.stop_after);
+        let fit = trainer.fit(&source, &valid, !run.is_fresh())?;
+        drop(trainer);
+        if fit.outcome == Outcome::Interrupted {
+            return Ok(RunResult { dir: dir.clone(), fit, test: None, valid: None, efficiency: None, wall_s: started.elapsed().as_secs_f64() });
+        }
 
-    let best = dir.join(BEST_MODEL_FILE);
-    load_varstore(&mut vs, &best)?;
-    let device_eval = device;
-    let test_pred = predict(model.as_ref(), &test, recipe.train.eval_batch_size, device_eval)?;
-    let test_report = classification_report(&test.labels, &test_pred.preds, &names)?;
-    let valid_report = if valid.ids.is_empty() {
-        None
-    } else {
-        let p = predict(model.as_ref(), &valid, recipe.train.eval_batch_size, device_eval)?;
-        Some(classification_report(&valid.labels, &p.preds, &names)?)
-    };
-    let efficiency = if recipe.eval.latency_iters > 0 && !test.ids.is_empty() {
-        Some(measure_efficiency(model.as_ref(), &vs, &best, &test, device, recipe.eval.latency_iters, recipe.eval.throughput_iters)?)
-    } else {
-        None
-    };
-    let wall_s = started.elapsed().as_secs_f64();
-    let summary = json!({
-        "device": format!("{device:?}"),
-        "model": recipe.model.kind(),
-        "steps": fit.progress.step,
-        "epochs": fit.progress.epoch,
-        "outcome": format!("{:?}", fit.outcome),
-        "best_step": fit.progress.best_step,
-        "best_valid": fit.progress.best_metric,
-        "valid_metric": recipe.train.metric,
-        "train_seconds": fit.progress.train_seconds,
-        "train_seq_per_s": fit.seq_per_s,
-        "padding_fraction": fit.padding_fraction,
-        "wall_seconds": wall_s,
-        "train_examples": train.ids.len(),
-    });
-    let metrics = json!({
-        "name": recipe.name,
-        "test": test_report,
-        "valid": valid_report,
-        "test_loss": test_pred.loss,
-        "efficiency": efficiency,
-        "train": summary,
-    });
-    write(&dir.join("metrics.json"), &serde_json::to_string_pretty(&metrics).unwrap_or_default())?;
-    let plot_ok = write_plot(dir, &recipe.name, &recipe.train.metric).is_ok();
-    let recipe_toml = std::fs::read_to_string(dir.join(RECIPE_FILE)).unwrap_or_default();
-    write_report_md(
-        &RunReport {
-            name: &recipe.name,
-            recipe_toml: &recipe_toml,
-            test: &test_report,
-            valid: valid_report.as_ref(),
-            efficiency: efficiency.as_ref(),
-            train_summary: &summary,
-            plot_png: plot_ok.then_some("curves.png"),
-        },
-        &dir.join("report.md"),
-    )?;
-    Ok(RunResult { dir: dir.clone(), fit, test: Some(test_report), valid: valid_report, efficiency, wall_s })
+        let best = run.file(BEST_MODEL_FILE);
+        load_varstore(&mut vs, &best)?;
+        let test_pred = predict(model.as_ref(), &test, recipe.train.eval_batch_size, device)?;
+        let test_report = classification_report(&test.labels, &test_pred.preds, &names)?;
+        let valid_report = if valid.ids.is_empty() {
+            None
+        } else {
+            let p = predict(model.as_ref(), &valid, recipe.train.eval_batch_size, device)?;
+            Some(classification_report(&valid.labels, &p.preds, &names)?)
+        };
+        let efficiency = if recipe.eval.latency_iters > 0 && !test.ids.is_empty() {
+            Some(measure_efficiency(model.as_ref(), &vs, &best, &test, device, recipe.eval.latency_iters, recipe.eval.throughput_iters)?)
+        } else {
+            None
+        };
+        let wall_s = started.elapsed().as_secs_f64();
+        let summary = json!({
+            "device": format!("{device:?}"),
+            "model": recipe.model.kind(),
+            "steps": fit.progress.step,
+            "epochs": fit.progress.epoch,
+            "outcome": format!("{:?}", fit.outcome),
+            "best_step": fit.progress.best_step,
+            "best_valid": fit.progress.best_metric,
+            "valid_metric": recipe.train.metric,
+            "train_seconds": fit.progress.train_seconds,
+            "train_seq_per_s": fit.seq_per_s,
+            "padding_fraction": fit.padding_fraction,
+            "wall_seconds": wall_s,
+            "train_examples": train.ids.len(),
+        });
+        let metrics = json!({
+            "name": recipe.name,
+            "test": test_report,
+            "valid": valid_report,
+            "test_loss": test_pred.loss,
+            "efficiency": efficiency,
+            "train": summary,
+        });
+        run.write_json("metrics.json", &metrics)?;
+        let plot_ok = write_plot(&dir, &recipe.name, &recipe.train.metric).is_ok();
+        let recipe_toml = std::fs::read_to_string(run.file(RECIPE_FILE)).unwrap_or_default();
+        write_report_md(
+            &RunReport {
+                name: &recipe.name,
+                recipe_toml: &recipe_toml,
+                test: &test_report,
+                valid: valid_report.as_ref(),
+                efficiency: efficiency.as_ref(),
+                train_summary: &summary,
+                plot_png: plot_ok.then_some("curves.png"),
+            },
+            &run.file("report.md"),
+        )?;
+        Ok(RunResult { dir: dir.clone(), fit, test: Some(test_report), valid: valid_report, efficiency, wall_s })
+    })();
+    run.end(result)
 }
 
 /// Draw `curves.png` / `curves.svg` from the run's metrics log.

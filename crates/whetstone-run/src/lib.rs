@@ -9,13 +9,18 @@
 //!   `labels.json`, `model.safetensors`, `checkpoint.safetensors`, `metrics.jsonl`,
 //!   `metrics.json`, `report.md`, `curves.png/svg`), and [`pretrain_recipe`]: masked-LM
 //!   pretraining to a run folder with the encoder under [`ENCODER_DIR`].
-//! * The run-folder policy: [`fresh_run_dir`] (never overwrite an earlier run),
+//! * Run folders: a [`RunDir`] owns a run's files (a fresh folder under the runs folder only,
+//!   atomically created, never an earlier run's; a lock so that two processes never share a
+//!   folder; one atomic write for every file), [`RunFolder`] says where a run goes,
 //!   [`resume_dir`], the file names, [`LoadedRun`] (a run folder loaded back for evaluation
-//!   and prediction), [`read_recipe`].
+//!   and prediction, refusing non-finite weights), [`read_recipe`].
+//! * Everything is checked before anything is written ([`Recipe::validate`]: finite floats,
+//!   ranges, integer bounds, the optimiser's and the model's settings, a model that fits in
+//!   memory), and a resumed run must match the [`identity`] its checkpoint records (the
+//!   recipe without [`RESUMABLE_SETTINGS`], the data, the labels).
 //! * [`Reporter`]: the progress bar (an [`whetstone_train::Observer`]).
 //! * [`resolve_pretrained`]: a `[model] pretrained` name (a manifest model, fetched on first
 //!   use, or a checkpoint folder) to its folder; [`measure_efficiency`] for run reports.
-//!
 //! * [`compress`]: `whetstone distill` and `whetstone prune` as library calls (a run folder
 //!   in, a run folder out), over whetstone-compress's algorithms.
 //!
@@ -42,11 +47,11 @@
 //! A whole run (it downloads rotten-tomatoes on first use, hence not run here):
 //!
 //! ```no_run
-//! use whetstone_run::{fresh_run_dir, train_recipe, Recipe, RunOptions};
+//! use whetstone_run::{train_recipe, Recipe, RunOptions};
 //! let recipe = Recipe::parse("demo", "name = \"demo\"\n[train]\nepochs = 1\n", &[]).unwrap();
-//! let dir = fresh_run_dir(std::path::Path::new("runs"), &recipe.name);
-//! let result = train_recipe(&recipe, &RunOptions::new(dir))?;
-//! println!("test accuracy {:.3}", result.test.unwrap().accuracy);
+//! // runs/demo, or runs/demo-2, … when taken.
+//! let result = train_recipe(&recipe, &RunOptions::named("runs", &recipe.name))?;
+//! println!("test accuracy {:.3} in {}", result.test.unwrap().accuracy, result.dir.display());
 //! # Ok::<(), whetstone_run::TrainError>(())
 //! ```
 
@@ -54,6 +59,7 @@ pub mod compress;
 mod efficiency;
 mod experiment;
 mod folder;
+pub mod identity;
 mod pretrain;
 mod pretrained;
 mod recipe;
@@ -62,28 +68,22 @@ mod reporter;
 mod run;
 
 pub use experiment::{train_recipe, write_plot, RunOptions, RunResult};
-pub use folder::{fresh_run_dir, resume_dir};
+pub use folder::{resume_dir, run_name, RunDir, RunFolder, LOCK_FILE};
+pub use identity::{PRETRAIN_RESUMABLE_SETTINGS, RESUMABLE_SETTINGS};
 pub use pretrain::{pretrain_recipe, CorpusRecipe, PretrainRecipe, PretrainResult, PRETRAIN_RECIPE_FILE};
 pub use reporter::Reporter;
 
 pub use efficiency::measure_efficiency;
 pub use pretrained::{resolve_model, resolve_pretrained, ENCODER_DIR};
 pub use recipe::{DataRecipe, EvalRecipe, Recipe, TokenizerRecipe};
-pub use recipe_parse::apply_override;
-pub use run::{display_names, read_recipe, LoadedRun, LABELS_FILE, RECIPE_FILE, TOKENIZER_FILE};
+pub use recipe_parse::{apply_override, MAX_MODEL_BYTES};
+pub use run::{display_names, load_finite, read_recipe, LoadedRun, LABELS_FILE, RECIPE_FILE, TOKENIZER_FILE};
 pub use whetstone_train::{FitSummary, Outcome, Result, TrainError, BEST_MODEL_FILE, CHECKPOINT_FILE, METRICS_LOG_FILE};
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Attach a path to an I/O error.
 fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> TrainError {
     let path = path.into();
     move |source| TrainError::Io { path, source }
-}
-
-/// Write `body` to `path` through a temporary file and a rename.
-fn write(path: &Path, body: &str) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, body).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
 }

@@ -50,11 +50,24 @@ fn need(dir: &Path, file: &str) -> Result<PathBuf> {
     Ok(p)
 }
 
-/// Read a run's recipe.
+/// Read a run's recipe, with every check [`Recipe::parse`] makes (an edited `recipe.toml` with
+/// an unknown key or a bad value is an error naming the key).
 pub fn read_recipe(dir: &Path) -> Result<Recipe> {
     let p = need(dir, RECIPE_FILE)?;
     let text = std::fs::read_to_string(&p).map_err(io(&p))?;
-    toml::from_str(&text).map_err(|e| TrainError::Run { run: dir.to_path_buf(), msg: format!("{}: {e}", p.display()) })
+    Recipe::parse(RECIPE_FILE, &text, &[]).map_err(|msg| TrainError::Run { run: dir.to_path_buf(), msg })
+}
+
+/// Load `path` into `vs` and refuse weights that hold a NaN or an infinity, naming the file
+/// and the first such tensor.
+pub fn load_finite(vs: &mut VarStore, path: &Path) -> Result<()> {
+    load_varstore(vs, path)?;
+    let mut vars: Vec<(String, tch::Tensor)> = vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    if let Some(name) = whetstone_train::first_non_finite(vars.iter().map(|(n, t)| (n.clone(), t)))? {
+        return Err(TrainError::Checkpoint { path: path.to_path_buf(), msg: format!("tensor `{name}` holds NaN or infinite values; these weights cannot be used") });
+    }
+    Ok(())
 }
 
 impl LoadedRun {
@@ -83,7 +96,7 @@ impl LoadedRun {
         let mut vs = VarStore::new(device);
         let model_config = crate::pretrained::resolve_model(&recipe.model)?;
         let model = model_config.build(&vs.root(), tokenizer.vocab_size() as i64, labels.len() as i64)?;
-        load_varstore(&mut vs, &need(dir, BEST_MODEL_FILE)?)?;
+        load_finite(&mut vs, &need(dir, BEST_MODEL_FILE)?)?;
         let max_len = model_config.max_len().map_or(recipe.data.max_len, |m| m.min(recipe.data.max_len));
         Ok(Self { dir: dir.to_path_buf(), recipe, tokenizer, labels, label_names, vs, model, device, max_len })
     }

@@ -96,9 +96,11 @@ fn pretraining_learns_resumes_exactly_and_exports_a_checkpoint_for_fine_tuning()
     let saved = PretrainRecipe::parse("saved", &std::fs::read_to_string(cut.join("pretrain.toml")).unwrap(), &[]).unwrap();
     assert_eq!(saved, r);
     let changed = PretrainRecipe { seed: r.seed + 1, ..r.clone() };
-    let refused = pretrain_recipe(&changed, &RunOptions { resume: true, quiet: true, ..RunOptions::new(&cut) });
-    assert!(refused.is_err(), "a changed recipe must be refused on resume");
-    let resumed = pretrain_recipe(&r, &RunOptions { resume: true, quiet: true, ..RunOptions::new(&cut) }).unwrap();
+    let refused = pretrain_recipe(&changed, &RunOptions { quiet: true, ..RunOptions::resume(&cut) }).unwrap_err().to_string();
+    assert!(refused.contains("seed: 42 → 43"), "a changed recipe must be refused on resume, naming the key: {refused}");
+    // The name (like the device and the threads) may change on resume.
+    let moved = PretrainRecipe { name: "renamed".into(), ..r.clone() };
+    let resumed = pretrain_recipe(&moved, &RunOptions { quiet: true, ..RunOptions::resume(&cut) }).unwrap();
     assert_eq!(resumed.fit.outcome, Outcome::Finished);
     let a = std::fs::read(full.join(ENCODER_DIR).join("model.safetensors")).unwrap();
     let b = std::fs::read(cut.join(ENCODER_DIR).join("model.safetensors")).unwrap();
@@ -137,4 +139,10 @@ fn bad_pretraining_recipes_are_named() {
     let missing = PretrainRecipe::parse("r.toml", &base, &["corpus.sources=[\"no-such-corpus\"]".into()]).unwrap();
     let e = pretrain_recipe(&missing, &RunOptions { quiet: true, ..RunOptions::new(tmp.path().join("x")) }).unwrap_err().to_string();
     assert!(e.contains("no-such-corpus") && e.contains("wiki100"), "{e}");
+    assert!(!tmp.path().join("x").exists(), "a run that fails its checks leaves no folder");
+    // Non-finite values and encoders too large to allocate are refused by key.
+    for (set, key) in [("optim.weight_decay=nan", "optim.weight_decay"), ("mlm.mask_prob=nan", "mlm.mask_prob"), ("threads=4294967296", "threads"), ("model.hidden=65536", "model.hidden")] {
+        let e = PretrainRecipe::parse("r.toml", &base, &[set.into(), "model.heads=1".into()]).unwrap_err();
+        assert!(e.contains(key), "{set}: {e}");
+    }
 }

@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use std::path::{Path, PathBuf};
 use whetstone_run::compress::{self as pipeline, CompressConfig, Finished};
-use whetstone_run::{fresh_run_dir, LoadedRun};
+use whetstone_run::{LoadedRun, RunFolder};
 
 /// Options shared by both commands.
 #[derive(Args)]
@@ -98,13 +98,21 @@ fn config(common: &CommonArgs, mut flags: Vec<String>) -> Result<CompressConfig>
     if let Some(d) = &common.device {
         flags.push(quoted("device", d));
     }
+    if let Some(n) = &common.name {
+        flags.push(quoted("name", n));
+    }
     flags.extend(common.overrides.iter().cloned());
     Ok(CompressConfig::parse(&origin, &text, &flags)?)
 }
 
 
 fn base_name(run: &Path) -> String {
-    run.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "run".into())
+    let name = run.file_name().map(|n| n.to_string_lossy().trim_start_matches('.').to_string()).unwrap_or_default();
+    if name.is_empty() {
+        "run".into()
+    } else {
+        name
+    }
 }
 
 fn print(done: &Finished) {
@@ -133,10 +141,11 @@ pub fn distill(a: DistillArgs) -> Result<()> {
         flags.push(quoted("distill.transfer", t));
     }
     let c = config(&a.common, flags)?;
-    let name = a.common.name.clone().or(c.name.clone()).unwrap_or_else(|| format!("{}-distill-{}", base_name(&a.teacher), c.distill.student.replace([':', ',', '/'], "-")));
-    let out = fresh_run_dir(&a.common.runs_dir, &name);
+    // A derived name is sanitised by the run folder (`teacher:0,2` becomes `teacher-0-2`).
+    let name = c.name.clone().unwrap_or_else(|| format!("{}-distill-{}", base_name(&a.teacher), c.distill.student.replace([':', ',', '/', '\\'], "-")));
+    let out = RunFolder::named(&a.common.runs_dir, name);
     if !a.common.quiet {
-        eprintln!("distilling {} into {} ({})", a.teacher.display(), c.distill.student, out.display());
+        eprintln!("distilling {} into {} ({})", a.teacher.display(), c.distill.student, out.display_path().display());
     }
     print(&pipeline::distill(&a.teacher, &c, &out, a.common.quiet)?);
     Ok(())
@@ -161,13 +170,13 @@ pub fn prune(a: PruneArgs) -> Result<()> {
     }
     let c = config(&a.common, flags)?;
     let method = c.prune.method.replace(':', "-");
-    let name = a.common.name.clone().or(c.name.clone()).unwrap_or_else(|| match method.as_str() {
+    let name = c.name.clone().unwrap_or_else(|| match method.as_str() {
         "int8" | "quantize" => format!("{}-int8", base_name(&a.run)),
         _ => format!("{}-{method}-{:.0}", base_name(&a.run), 100.0 * c.prune.sparsity),
     });
-    let out = fresh_run_dir(&a.common.runs_dir, &name);
+    let out = RunFolder::named(&a.common.runs_dir, name);
     if !a.common.quiet {
-        eprintln!("pruning {} with {} ({})", a.run.display(), c.prune.method, out.display());
+        eprintln!("pruning {} with {} ({})", a.run.display(), c.prune.method, out.display_path().display());
     }
     print(&pipeline::prune(&a.run, &c, &out, a.common.quiet)?);
     Ok(())

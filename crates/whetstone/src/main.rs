@@ -15,7 +15,7 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use whetstone_data::{fetch, Manifest, TableSpec};
-use whetstone_run::{fresh_run_dir, train_recipe, Recipe, RunOptions};
+use whetstone_run::{train_recipe, Recipe, RunFolder, RunOptions};
 
 #[derive(Parser)]
 #[command(name = "whetstone", version, about = "Train, compress and ship text classifiers on libtorch")]
@@ -93,18 +93,29 @@ pub(crate) struct RunArgs {
     /// Folder that holds runs.
     #[arg(long, default_value = "runs")]
     pub runs_dir: PathBuf,
-    /// Continue a killed run from its last checkpoint (a run folder, or a name under --runs-dir).
+    /// Continue a killed run from its last checkpoint (a run folder, or a name under --runs-dir);
+    /// only --device may change, and the run's recipe, data and labels must be unchanged.
     #[arg(long, value_name = "RUN")]
     pub resume: Option<String>,
     /// No progress output.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Stop after this many optimiser steps, as a kill would (for tests and debugging; a run
+    /// option, never written to the recipe).
+    #[arg(long, hide = true, default_value_t = 0)]
+    pub stop_after: u64,
 }
 
 impl RunArgs {
     /// The folder of the run `--resume` names.
     pub fn resume_dir(&self, run: &str) -> PathBuf {
         whetstone_run::resume_dir(&self.runs_dir, run)
+    }
+
+    /// The run options: where the run goes (a fresh folder for the run `name`, or the run
+    /// being resumed), quiet, and the hidden stop.
+    pub fn options(&self, folder: RunFolder) -> RunOptions {
+        RunOptions { folder, quiet: self.quiet, stop_after: self.stop_after }
     }
 
     /// `--device` and `--name` as recipe overrides.
@@ -172,8 +183,13 @@ fn train(a: TrainArgs) -> Result<()> {
             bail!("--resume continues a run with its own recipe; drop --set/--data/--name");
         }
         let dir = a.run.resume_dir(run);
-        let recipe = whetstone_run::read_recipe(&dir)?;
-        (recipe, dir, true)
+        let mut recipe = whetstone_run::read_recipe(&dir)?;
+        // The device may change on resume (it is not part of the run's identity).
+        if let Some(d) = &a.run.device {
+            recipe.device = d.clone();
+            recipe.validate()?;
+        }
+        (recipe, RunFolder::Resume(dir), true)
     } else {
         let (origin, text) = recipe_source::load_text(&a.recipe)?;
         let mut overrides = a.overrides.clone();
@@ -192,14 +208,15 @@ fn train(a: TrainArgs) -> Result<()> {
         }
         overrides.extend(a.run.overrides());
         let recipe = Recipe::parse(&origin, &text, &overrides).map_err(anyhow::Error::msg)?;
-        let dir = fresh_run_dir(&a.run.runs_dir, &recipe.name);
-        (recipe, dir, false)
+        let folder = RunFolder::named(&a.run.runs_dir, &recipe.name);
+        (recipe, folder, false)
     };
     let quiet = a.run.quiet;
     if !quiet {
-        eprintln!("{} run {} ({})", if resume { "resuming" } else { "starting" }, recipe.name, dir.display());
+        eprintln!("{} run {} ({})", if resume { "resuming" } else { "starting" }, recipe.name, dir.display_path().display());
     }
-    let r = train_recipe(&recipe, &RunOptions { dir: dir.clone(), resume, quiet, stop_after: 0 })?;
+    let r = train_recipe(&recipe, &a.run.options(dir))?;
+    let dir = &r.dir;
     match &r.test {
         None => println!("run interrupted at step {} (resume with --resume {})", r.fit.progress.step, dir.display()),
         Some(t) => {

@@ -3,7 +3,7 @@
 use crate::recipe_source;
 use anyhow::{bail, Result};
 use clap::Args;
-use whetstone_run::{fresh_run_dir, pretrain_recipe, Outcome, PretrainRecipe, RunOptions, ENCODER_DIR, PRETRAIN_RECIPE_FILE};
+use whetstone_run::{pretrain_recipe, Outcome, PretrainRecipe, RunFolder, ENCODER_DIR, PRETRAIN_RECIPE_FILE};
 
 #[derive(Args)]
 pub struct PretrainArgs {
@@ -32,7 +32,13 @@ pub fn pretrain(a: PretrainArgs) -> Result<()> {
             bail!("{} is not a pretraining run: {} is missing", dir.display(), path.display());
         }
         let text = std::fs::read_to_string(&path)?;
-        (PretrainRecipe::parse(&path.display().to_string(), &text, &[]).map_err(anyhow::Error::msg)?, dir, true)
+        let mut recipe = PretrainRecipe::parse(&path.display().to_string(), &text, &[]).map_err(anyhow::Error::msg)?;
+        // The device may change on resume (it is not part of the run's identity).
+        if let Some(d) = &a.run.device {
+            recipe.device = d.clone();
+            recipe.validate()?;
+        }
+        (recipe, RunFolder::Resume(dir), true)
     } else {
         let (origin, text) = recipe_source::load_pretrain_text(&a.recipe)?;
         let mut overrides = a.overrides.clone();
@@ -41,13 +47,14 @@ pub fn pretrain(a: PretrainArgs) -> Result<()> {
         }
         overrides.extend(a.run.overrides());
         let recipe = PretrainRecipe::parse(&origin, &text, &overrides).map_err(anyhow::Error::msg)?;
-        let dir = fresh_run_dir(&a.run.runs_dir, &recipe.name);
-        (recipe, dir, false)
+        let folder = RunFolder::named(&a.run.runs_dir, &recipe.name);
+        (recipe, folder, false)
     };
     if !a.run.quiet {
-        eprintln!("{} pretraining run {} ({})", if resume { "resuming" } else { "starting" }, recipe.name, dir.display());
+        eprintln!("{} pretraining run {} ({})", if resume { "resuming" } else { "starting" }, recipe.name, dir.display_path().display());
     }
-    let r = pretrain_recipe(&recipe, &RunOptions { dir: dir.clone(), resume, quiet: a.run.quiet, stop_after: 0 })?;
+    let r = pretrain_recipe(&recipe, &a.run.options(dir))?;
+    let dir = &r.dir;
     match (&r.fit.outcome, &r.valid) {
         (Outcome::Interrupted, _) => println!("run interrupted at step {} (resume with --resume {})", r.fit.progress.step, dir.display()),
         (_, valid) => {

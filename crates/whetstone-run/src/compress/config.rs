@@ -384,7 +384,10 @@ impl FromStr for StudentSpec {
         match dims.as_deref() {
             Some([l, h, rest @ ..]) if rest.len() <= 2 => {
                 let heads = rest.first().copied().unwrap_or((h / 64).max(1));
-                let ffn = rest.get(1).copied().unwrap_or(4 * h);
+                let ffn = rest.get(1).copied().unwrap_or(h.saturating_mul(4));
+                if [*l, *h, heads, ffn].iter().any(|&d| d > whetstone_models::MAX_DIM) {
+                    return Err(CompressError::Config(format!("student `{s}`: layers, width, heads and ffn must be at most {}", whetstone_models::MAX_DIM)));
+                }
                 if *l == 0 || *h == 0 || heads == 0 || ffn == 0 || h % heads != 0 {
                     return Err(CompressError::Config(format!("student `{s}`: layers, width, heads and ffn must be > 0 and heads must divide the width")));
                 }
@@ -452,12 +455,38 @@ impl CompressConfig {
         if !unknown.is_empty() {
             return Err(bad(format!("unknown key(s) {}", unknown.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "))));
         }
-        config.validate().map_err(|e| bad(e.to_string()))?;
+        config.validate().map_err(|e| match e {
+            CompressError::Config(m) => bad(m),
+            e => bad(e.to_string()),
+        })?;
         Ok(config)
     }
 
-    /// Range checks serde cannot express.
+    /// Every check before anything is read or written, with the key in each message: finite
+    /// floats everywhere, ranges, integers that fit the types they become, the optimiser's
+    /// settings, a plain output name, and a fresh student small enough to allocate (its
+    /// vocabulary, the teacher's, is added when the teacher is read).
     pub fn validate(&self) -> Result<()> {
+        let train_err = |e: TrainError| match e {
+            TrainError::Config(m) => CompressError::Config(m),
+            e => CompressError::Train(e),
+        };
+        crate::recipe_parse::check_finite(self).map_err(train_err)?;
+        if let Some(name) = &self.name {
+            crate::run_name(name).map_err(|e| CompressError::Config(format!("name: {e}")))?;
+        }
+        crate::recipe_parse::check_threads(self.threads).map_err(train_err)?;
+        if let Some(d) = &self.device {
+            whetstone_models::parse_device(d).map_err(|e| CompressError::Config(format!("device: {e}")))?;
+        }
+        for (key, v) in [("latency_iters", self.latency_iters), ("throughput_iters", self.throughput_iters)] {
+            if v > crate::recipe_parse::MAX_ITERS {
+                return Err(CompressError::Config(format!("{key} = {v} is too large (at most {})", crate::recipe_parse::MAX_ITERS)));
+            }
+        }
+        if let Ok(StudentSpec::Fresh { .. }) = self.distill.student.parse::<StudentSpec>() {
+            self.check_student_size(0)?;
+        }
         let p = &self.prune;
         check_sparsity(p.sparsity).ok_or_else(|| CompressError::Config(format!("prune.sparsity must be in [0, 1), got {}", p.sparsity)))?;
         for (k, v) in [("prune.heads", p.heads), ("prune.ffn", p.ffn)] {
@@ -497,7 +526,27 @@ impl CompressConfig {
         if !(self.optim.weight_decay >= 0.0 && self.optim.weight_decay.is_finite()) {
             return Err(CompressError::Config(format!("optim.weight_decay must be >= 0, got {}", self.optim.weight_decay)));
         }
+        // `[optim]` at a phase's rate (optim.lr itself is not used).
+        self.optim_at(self.distill.lr).validate().map_err(|e| match e {
+            whetstone_optim::OptimError::Config(m) => CompressError::Config(m),
+            e => CompressError::Optim(e),
+        })?;
         Ok(())
+    }
+
+    /// A fresh `distill.student` (`LxH…`) with a vocabulary of `vocab` ids (0: not yet known)
+    /// fits in memory.
+    pub fn check_student_size(&self, vocab: usize) -> Result<()> {
+        let Ok(StudentSpec::Fresh { layers, hidden, heads, ffn }) = self.distill.student.parse::<StudentSpec>() else {
+            return Ok(());
+        };
+        let encoder = whetstone_models::TransformerConfig { layers, hidden, heads, ffn, ..Default::default() };
+        let params = whetstone_models::transformer_encoder_parameters(&encoder, vocab);
+        let vocab_key = if vocab == 0 { "" } else { "the teacher's vocabulary" };
+        crate::recipe_parse::check_size(params, &format!("distill.student = {:?}", self.distill.student), vocab, vocab_key).map_err(|e| match e {
+            TrainError::Config(m) => CompressError::Config(m),
+            e => CompressError::Train(e),
+        })
     }
 
     /// The optimiser settings of a phase with peak learning rate `lr`.

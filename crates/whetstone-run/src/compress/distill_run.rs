@@ -12,7 +12,7 @@ use tch::nn::VarStore;
 use whetstone_data::{encode, make_batch, BucketBatcher, Encoded, Split};
 use whetstone_models::{load_varstore, TextClassifier};
 use whetstone_train::{predict, BEST_MODEL_FILE};
-use crate::LoadedRun;
+use crate::{LoadedRun, RunDir, RunFolder};
 
 /// The teacher's arg-max class of the examples `from..` of `train`, from `cache`.
 fn cached_predictions(cache: &TeacherCache, train: &Encoded, from: usize, device: tch::Device) -> Result<Vec<i64>> {
@@ -31,9 +31,11 @@ fn cached_predictions(cache: &TeacherCache, train: &Encoded, from: usize, device
 
 /// Distil the teacher run in `teacher_dir` into the student `config.distill` describes, training
 /// on the teacher's training split (plus the transfer set, labelled by the teacher), selecting
-/// on its validation split, and write the run folder `out`.
-pub fn distill(teacher_dir: &Path, config: &CompressConfig, out: &Path, quiet: bool) -> Result<Finished> {
+/// on its validation split, and write the run folder `out` (created only once the config, the
+/// teacher and the student have been checked; a compression run is not resumable).
+pub fn distill(teacher_dir: &Path, config: &CompressConfig, out: &RunFolder, quiet: bool) -> Result<Finished> {
     config.validate()?;
+    not_resumable(out)?;
     if config.threads > 0 {
         tch::set_num_threads(config.threads as i32);
     }
@@ -42,6 +44,7 @@ pub fn distill(teacher_dir: &Path, config: &CompressConfig, out: &Path, quiet: b
     let device = source.device();
     let d = &config.distill;
     let spec: StudentSpec = d.student.parse()?;
+    config.check_student_size(source.transformer()?.encoder().vocab_size() as usize)?;
     tch::manual_seed(config.seed as i64);
     let mut svs = VarStore::new(device);
     let (scfg, student) = build_student(&spec, d.init, source.transformer()?, teacher_dir, &mut svs)?;
@@ -87,32 +90,45 @@ pub fn distill(teacher_dir: &Path, config: &CompressConfig, out: &Path, quiet: b
     }
     // The projections (when the widths differ) train with the student.
     let optim = config.optimizer(d.lr, &[&svs, objective.projections()])?;
-    let phase = Phase {
-        model: &student,
-        vs: &svs,
-        objective: Box::new(objective),
-        optim,
-        lr: d.lr,
-        schedule: config.schedule.clone(),
-        train: config.train.for_phase(d.epochs, d.batch_size),
-        seed: config.seed,
-        device,
-        label_names: source.label_names.clone(),
-        quiet,
-    };
-    let fit = phase.run(&train, &source.valid, out)?;
-    notes.push(format!("{} steps on {} examples in {:.1}s ({:.0} seq/s)", fit.progress.step, train.len(), fit.progress.train_seconds, fit.seq_per_s));
-    load_varstore(&mut svs, &out.join(BEST_MODEL_FILE))?;
-    let provenance = Provenance {
-        command: "distill".into(),
-        method: format!("{} student{}", d.student, if config.quantize { " + int8" } else { "" }),
-        source: teacher_dir.to_path_buf(),
-        config: config.clone(),
-        sparsity: None,
-        quantize: config.quantize,
-        notes,
-    };
-    finish_run(out, &source, &student, &svs, scfg, provenance)
+    // Everything is checked: only now does the run get its folder.
+    let run = RunDir::open(out)?;
+    let result = (|| -> Result<Finished> {
+        let phase = Phase {
+            model: &student,
+            vs: &svs,
+            objective: Box::new(objective),
+            optim,
+            lr: d.lr,
+            schedule: config.schedule.clone(),
+            train: config.train.for_phase(d.epochs, d.batch_size),
+            seed: config.seed,
+            device,
+            label_names: source.label_names.clone(),
+            quiet,
+        };
+        let fit = phase.run(&train, &source.valid, run.path())?;
+        notes.push(format!("{} steps on {} examples in {:.1}s ({:.0} seq/s)", fit.progress.step, train.len(), fit.progress.train_seconds, fit.seq_per_s));
+        load_varstore(&mut svs, &run.file(BEST_MODEL_FILE))?;
+        let provenance = Provenance {
+            command: "distill".into(),
+            method: format!("{} student{}", d.student, if config.quantize { " + int8" } else { "" }),
+            source: teacher_dir.to_path_buf(),
+            config: config.clone(),
+            sparsity: None,
+            quantize: config.quantize,
+            notes,
+        };
+        finish_run(&run, &source, &student, &svs, scfg, provenance)
+    })();
+    run.end(result)
+}
+
+/// A compression run always starts afresh.
+pub(crate) fn not_resumable(out: &RunFolder) -> Result<()> {
+    if out.is_resume() {
+        return Err(CompressError::Config("a compression run cannot be resumed: start it again (it writes a new folder)".into()));
+    }
+    Ok(())
 }
 
 /// The teacher of `dir` as a boxed classifier (for distillation recovery after pruning).

@@ -12,11 +12,17 @@
 //!   structured pruning, or int8 alone, each with an optional recovery phase.
 //! * [`open_run`]: a run folder loaded for inference, int8 when it was quantised.
 //!
+//! Output folders are [`crate::RunDir`]s: created under the runs folder only once the config,
+//! the input run and the student have been checked, locked while the run lives, every file
+//! written atomically; a run that fails before it wrote a model leaves no folder behind.
+//!
 //! ```no_run
 //! use whetstone_run::compress::{prune, CompressConfig};
+//! use whetstone_run::RunFolder;
 //! let config = CompressConfig::parse("cli", "", &["prune.method=\"structured-taylor\"".into(), "prune.sparsity=0.5".into()])?;
-//! let done = prune("runs/minilm-rt".as_ref(), &config, "runs/minilm-rt-heads50".as_ref(), false)?;
-//! println!("test accuracy {:.4}", done.test.accuracy);
+//! // runs/minilm-rt-heads50, or -2, … when taken; created once everything is checked.
+//! let done = prune("runs/minilm-rt".as_ref(), &config, &RunFolder::named("runs", "minilm-rt-heads50"), false)?;
+//! println!("test accuracy {:.4} in {}", done.test.accuracy, done.dir.display());
 //! # Ok::<(), whetstone_compress::CompressError>(())
 //! ```
 

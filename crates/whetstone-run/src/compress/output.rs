@@ -9,6 +9,7 @@
 use super::config::CompressConfig;
 use super::source::Source;
 use super::io;
+use crate::RunDir;
 use whetstone_compress::{CompressError, QuantizedClassifier, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -58,36 +59,25 @@ pub struct Finished {
     pub provenance: Provenance,
 }
 
-fn write(path: &Path, body: &str) -> Result<()> {
-    std::fs::write(path, body).map_err(io(path))
-}
-
-fn pretty(value: &impl Serialize, what: &str) -> Result<String> {
-    serde_json::to_string_pretty(value).map_err(|e| CompressError::Config(format!("cannot write {what}: {e}")))
-}
-
-fn copy(from: &Path, to: &Path) -> Result<()> {
-    std::fs::copy(from, to).map(|_| ()).map_err(io(from))
-}
-
-/// Write `model` (whose variables are `vs`, shaped `config`) as a run folder `dir` derived from
-/// `source`, evaluate it on the source's test split and measure it. With
-/// `provenance.quantize`, evaluation and timing use the int8 model.
-pub fn finish_run(dir: &Path, source: &Source, model: &TransformerClassifier, vs: &VarStore, config: TransformerClassifierConfig, provenance: Provenance) -> Result<Finished> {
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
+/// Write `model` (whose variables are `vs`, shaped `config`) into the run folder `run`, as a
+/// run derived from `source`, evaluate it on the source's test split and measure it. With
+/// `provenance.quantize`, evaluation and timing use the int8 model. Every file is written
+/// atomically through `run`.
+pub fn finish_run(run: &RunDir, source: &Source, model: &TransformerClassifier, vs: &VarStore, config: TransformerClassifierConfig, provenance: Provenance) -> Result<Finished> {
+    let dir = run.path();
     let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "compressed".into());
     let recipe = source.derived_recipe(&name, config);
-    write(&dir.join(RECIPE_FILE), &toml::to_string(&recipe).map_err(|e| CompressError::Config(format!("cannot write the recipe: {e}")))?)?;
-    copy(&source.run.dir.join(TOKENIZER_FILE), &dir.join(TOKENIZER_FILE))?;
-    copy(&source.run.dir.join(LABELS_FILE), &dir.join(LABELS_FILE))?;
-    let best = dir.join(BEST_MODEL_FILE);
+    run.write_toml(RECIPE_FILE, &recipe)?;
+    run.copy_in(&source.run.dir.join(TOKENIZER_FILE), TOKENIZER_FILE)?;
+    run.copy_in(&source.run.dir.join(LABELS_FILE), LABELS_FILE)?;
+    let best = run.file(BEST_MODEL_FILE);
     save_varstore(vs, &best)?;
-    write(&dir.join(COMPRESSION_FILE), &pretty(&provenance, COMPRESSION_FILE)?)?;
+    run.write_json(COMPRESSION_FILE, &provenance)?;
 
     let quantized = if provenance.quantize { Some(QuantizedClassifier::new(model)?) } else { None };
     let (checkpoint, served): (PathBuf, &dyn TextClassifier) = match &quantized {
         Some(q) => {
-            let p = dir.join(INT8_FILE);
+            let p = run.file(INT8_FILE);
             whetstone_models::write_safetensors_atomic(&q.named_tensors(), &p)?;
             (p, q)
         }
@@ -103,8 +93,8 @@ pub fn finish_run(dir: &Path, source: &Source, model: &TransformerClassifier, vs
         None
     };
     let metrics = json!({"name": name, "test": test, "test_loss": p.loss, "efficiency": efficiency, "compression": provenance});
-    write(&dir.join("metrics.json"), &pretty(&metrics, "metrics.json")?)?;
-    write(&dir.join("report.md"), &report_md(&name, &test, efficiency.as_ref(), &provenance))?;
+    run.write_json("metrics.json", &metrics)?;
+    run.write("report.md", report_md(&name, &test, efficiency.as_ref(), &provenance).as_bytes())?;
     Ok(Finished { dir: dir.to_path_buf(), test, efficiency, provenance })
 }
 

@@ -2,11 +2,12 @@
 //! followed by an optional recovery phase, written as a run folder.
 
 use super::config::{CompressConfig, PruneSchedule, PruneStep, RecoveryMode};
-use super::distill_run::load_teacher;
+use super::distill_run::{load_teacher, not_resumable};
 use super::output::{finish_run, Finished, Provenance, MASKS_FILE};
 use super::phase::Phase;
 use super::source::Source;
 use super::io;
+use crate::{RunDir, RunFolder};
 use whetstone_compress::{
     magnitude_importance, magnitude_masks, nm_masks, prune_structured, taylor_importance, CubicSchedule, Criterion, DistillConfig, DistillObjective, GradualPruning, MaskSet, Masked, ParamSelector,
     PruneMethod, Result, StructuredPlan,
@@ -18,9 +19,11 @@ use whetstone_models::{load_varstore, TransformerClassifier};
 use whetstone_train::{steps_per_epoch, CrossEntropy, Objective, BEST_MODEL_FILE};
 
 /// Prune the run in `run_dir` as `config.prune` says, recover as `config.recovery` says, and
-/// write the run folder `out`.
-pub fn prune(run_dir: &Path, config: &CompressConfig, out: &Path, quiet: bool) -> Result<Finished> {
+/// write the run folder `out` (created once the config and the input run have been checked;
+/// removed again when pruning fails before a model was written; not resumable).
+pub fn prune(run_dir: &Path, config: &CompressConfig, out: &RunFolder, quiet: bool) -> Result<Finished> {
     config.validate()?;
+    not_resumable(out)?;
     if config.threads > 0 {
         tch::set_num_threads(config.threads as i32);
     }
@@ -28,6 +31,13 @@ pub fn prune(run_dir: &Path, config: &CompressConfig, out: &Path, quiet: bool) -
     source.limit_train(config.train_limit);
     let step = config.prune.step()?;
     tch::manual_seed(config.seed as i64);
+    let run = RunDir::open(out)?;
+    let result = prune_into(&run, &source, run_dir, config, step, quiet);
+    run.end(result)
+}
+
+/// [`prune`] into the folder `out`.
+fn prune_into(out: &RunDir, source: &Source, run_dir: &Path, config: &CompressConfig, step: PruneStep, quiet: bool) -> Result<Finished> {
     let p = &config.prune;
     let provenance = |method: String, sparsity: Option<f64>, notes: Vec<String>| Provenance {
         command: "prune".into(),
@@ -45,7 +55,7 @@ pub fn prune(run_dir: &Path, config: &CompressConfig, out: &Path, quiet: bool) -
     let method = match step {
         PruneStep::Int8 => {
             let prov = provenance("int8 dynamic quantisation".into(), None, Vec::new());
-            return finish_run(out, &source, source.transformer()?, &source.run.vs, source.model_config()?, prov);
+            return finish_run(out, source, source.transformer()?, &source.run.vs, source.model_config()?, prov);
         }
         PruneStep::Prune(m) => m,
     };
@@ -65,22 +75,21 @@ pub fn prune(run_dir: &Path, config: &CompressConfig, out: &Path, quiet: bool) -
             let (pcfg, pruned) = prune_structured(model, &plan, &pvs.root())?;
             let kept: Vec<String> = plan.layer_shapes().iter().map(|s| format!("{}h/{}f", s.heads, s.ffn)).collect();
             let mut notes = vec![format!("kept per layer: {}", kept.join(", "))];
-            notes.extend(recover(&source, run_dir, config, &pruned, &mut pvs, None, out, quiet)?);
+            notes.extend(recover(source, run_dir, config, &pruned, &mut pvs, None, out.path(), quiet)?);
             let prov = provenance(format!("{method} heads {:.0}% ffn {:.0}%{recovery}", 100.0 * hf, 100.0 * ff), None, notes);
-            finish_run(out, &source, &pruned, &pvs, pcfg, prov)
+            finish_run(out, source, &pruned, &pvs, pcfg, prov)
         }
         PruneMethod::NM { n, m } => {
-            let (mut vs, model) = clone_model(&source)?;
+            let (mut vs, model) = clone_model(source)?;
             let masks = nm_masks(&ParamSelector::default().select_vs(&vs)?, n, m)?;
             masks.apply(&vs)?;
             let sparsity = masks.sparsity()?;
-            let notes = recover(&source, run_dir, config, &model, &mut vs, Some(masks.clone()), out, quiet)?;
-            std::fs::create_dir_all(out).map_err(io(out))?;
-            masks.save(&out.join(MASKS_FILE))?;
-            finish_run(out, &source, &model, &vs, source.model_config()?, provenance(format!("{n}:{m}{recovery}"), Some(sparsity), notes))
+            let notes = recover(source, run_dir, config, &model, &mut vs, Some(masks.clone()), out.path(), quiet)?;
+            masks.save(&out.file(MASKS_FILE))?;
+            finish_run(out, source, &model, &vs, source.model_config()?, provenance(format!("{n}:{m}{recovery}"), Some(sparsity), notes))
         }
         PruneMethod::Magnitude | PruneMethod::MovementHard | PruneMethod::MovementSoft => {
-            let (mut vs, model) = clone_model(&source)?;
+            let (mut vs, model) = clone_model(source)?;
             let selected = ParamSelector::default().select_vs(&vs)?;
             let mut notes = Vec::new();
             let one_shot = p.schedule == PruneSchedule::OneShot && method == PruneMethod::Magnitude;
@@ -97,10 +106,10 @@ pub fn prune(run_dir: &Path, config: &CompressConfig, out: &Path, quiet: bool) -
                     _ => Criterion::MovementSoft { threshold: p.soft_threshold },
                 };
                 let optim = Masked::gradual(config.optimizer(p.lr, &[&vs])?, &selected, GradualPruning { criterion, schedule, scope: p.scope })?;
-                let dir = out.join("pruning-phase");
+                let dir = out.file("pruning-phase");
                 let objective = CrossEntropy { label_smoothing: config.train.label_smoothing };
-                let phase = Phase { optim: Box::new(optim), lr: p.lr, train, ..phase_base(&source, &model, &vs, Box::new(objective), config, quiet)? };
-                let fit = phase.run(&source.train, &empty(&source), &dir)?;
+                let phase = Phase { optim: Box::new(optim), lr: p.lr, train, ..phase_base(source, &model, &vs, Box::new(objective), config, quiet)? };
+                let fit = phase.run(&source.train, &empty(source), &dir)?;
                 notes.push(format!("gradual {:?} pruning: cubic schedule, {} mask updates every {} steps, {} steps", criterion, updates, p.every, fit.progress.step));
                 load_varstore(&mut vs, &dir.join(BEST_MODEL_FILE))?;
                 // The phase's scratch folder (its last weights, now loaded, and its log).
@@ -109,11 +118,10 @@ pub fn prune(run_dir: &Path, config: &CompressConfig, out: &Path, quiet: bool) -
             let masks = if one_shot { magnitude_masks(&selected, p.sparsity, p.scope)? } else { nonzero_masks(&selected)? };
             masks.apply(&vs)?;
             let sparsity = masks.sparsity()?;
-            notes.extend(recover(&source, run_dir, config, &model, &mut vs, Some(masks.clone()), out, quiet)?);
-            std::fs::create_dir_all(out).map_err(io(out))?;
-            masks.save(&out.join(MASKS_FILE))?;
+            notes.extend(recover(source, run_dir, config, &model, &mut vs, Some(masks.clone()), out.path(), quiet)?);
+            masks.save(&out.file(MASKS_FILE))?;
             let how = if one_shot { "one-shot" } else { "gradual" };
-            finish_run(out, &source, &model, &vs, source.model_config()?, provenance(format!("{method} {how} {:.0}%{recovery}", 100.0 * p.sparsity), Some(sparsity), notes))
+            finish_run(out, source, &model, &vs, source.model_config()?, provenance(format!("{method} {how} {:.0}%{recovery}", 100.0 * p.sparsity), Some(sparsity), notes))
         }
     }
 }

@@ -5,7 +5,7 @@ use super::io;
 use whetstone_compress::{student_from_teacher, svd_embeddings, CompressError, Result};
 use std::path::Path;
 use tch::nn::VarStore;
-use whetstone_models::{load_varstore, TransformerClassifier, TransformerClassifierConfig};
+use whetstone_models::{TransformerClassifier, TransformerClassifierConfig};
 use crate::{LoadedRun, TOKENIZER_FILE};
 use whetstone_train::BEST_MODEL_FILE;
 
@@ -53,7 +53,7 @@ pub fn build_student(spec: &StudentSpec, init: StudentInit, teacher: &Transforme
             }
             let config = TransformerClassifierConfig { encoder: s.encoder().config().clone(), pooling: s.pooling(), pretrained: None };
             let student = TransformerClassifier::new(&vs.root(), vocab, labels, &config)?;
-            load_varstore(vs, &dir.join(BEST_MODEL_FILE))?;
+            crate::load_finite(vs, &dir.join(BEST_MODEL_FILE))?;
             Ok((config, student))
         }
     }

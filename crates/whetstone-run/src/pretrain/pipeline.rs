@@ -1,10 +1,11 @@
 //! A pretraining run from a recipe: corpus → tokenizer → windows → masked-LM training →
 //! exported encoder.
 
-use super::recipe::PretrainRecipe;
+use super::recipe::{check_pretrain_size, PretrainRecipe};
 use crate::experiment::{write_plot, RunOptions};
+use crate::folder::{RunDir, RunFolder};
+use crate::identity::{check_identity, data_identity, documents_fingerprint, recipe_identity, recorded_identity, DATA_IDENTITY, PRETRAIN_RESUMABLE_SETTINGS, RECIPE_IDENTITY};
 use crate::reporter::Reporter;
-use crate::{io, write};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde_json::json;
@@ -33,31 +34,37 @@ pub struct PretrainResult {
     pub wall_s: f64,
 }
 
-/// Runs `recipe` into `opts.dir` (or continues it with `opts.resume`), then exports the best
+/// Runs `recipe` into `opts.folder` (or continues the run there), then exports the best
 /// encoder to `<dir>/encoder/` and writes `metrics.json` and `curves.png/svg`.
+///
+/// As [`crate::train_recipe`]: everything is checked before a fresh folder is created, and a
+/// resumed run must match the identity its checkpoint records (the recipe without
+/// [`crate::PRETRAIN_RESUMABLE_SETTINGS`], and the corpus's documents).
 pub fn pretrain_recipe(recipe: &PretrainRecipe, opts: &RunOptions) -> Result<PretrainResult> {
     let started = Instant::now();
     recipe.validate()?;
-    let dir = &opts.dir;
-    let recipe_path = dir.join(PRETRAIN_RECIPE_FILE);
-    let recipe_text = toml::to_string(recipe).map_err(|e| TrainError::Config(format!("cannot write the recipe: {e}")))?;
-    if opts.resume {
-        let saved = std::fs::read_to_string(&recipe_path).map_err(io(&recipe_path))?;
-        let saved = PretrainRecipe::parse(&recipe_path.display().to_string(), &saved, &[]).map_err(TrainError::Config)?;
-        if saved != *recipe {
-            return Err(TrainError::Run { run: dir.clone(), msg: "the recipe differs from the one the run started with; resume without changing settings".into() });
-        }
-    }
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
-    if recipe.threads > 0 {
-        tch::set_num_threads(recipe.threads as i32);
-    }
-    let device = parse_device(&recipe.device)?;
     let say = |s: String| {
         if !opts.quiet {
             eprintln!("{s}");
         }
     };
+    let resumed = match &opts.folder {
+        RunFolder::Resume(dir) => Some(RunDir::resume(dir)?),
+        _ => None,
+    };
+    let recipe_id = recipe_identity(recipe, PRETRAIN_RESUMABLE_SETTINGS)?;
+    let recorded = match &resumed {
+        Some(run) => {
+            let recorded = recorded_identity(run.path())?;
+            check_identity(run.path(), &recorded, RECIPE_IDENTITY, &recipe_id, PRETRAIN_RESUMABLE_SETTINGS)?;
+            Some(recorded)
+        }
+        None => None,
+    };
+    if recipe.threads > 0 {
+        tch::set_num_threads(recipe.threads as i32);
+    }
+    let device = parse_device(&recipe.device)?;
 
     let c = &recipe.corpus;
     let mut docs = Vec::new();
@@ -77,20 +84,20 @@ pub fn pretrain_recipe(recipe: &PretrainRecipe, opts: &RunOptions) -> Result<Pre
     if train_docs.is_empty() {
         return Err(TrainError::Config("no documents left for training after the validation hold-out".into()));
     }
+    let data_id = data_identity(&[("train", documents_fingerprint(&train_docs)), ("valid", documents_fingerprint(&valid_docs))]);
+    if let (Some(run), Some(recorded)) = (&resumed, &recorded) {
+        check_identity(run.path(), recorded, DATA_IDENTITY, &data_id, PRETRAIN_RESUMABLE_SETTINGS)?;
+    }
 
-    let tok_path = dir.join(TOKENIZER_FILE);
     let t0 = Instant::now();
-    let tokenizer = if opts.resume {
-        TextTokenizer::from_file(&tok_path)?
-    } else {
-        let t = match &recipe.tokenizer.path {
+    let tokenizer = match &resumed {
+        Some(run) => TextTokenizer::from_file(&run.file(TOKENIZER_FILE))?,
+        None => match &recipe.tokenizer.path {
             Some(p) => TextTokenizer::from_file(p)?,
             None => TextTokenizer::train_wordpiece(&train_docs, recipe.tokenizer.vocab_size, recipe.tokenizer.min_frequency, recipe.tokenizer.lowercase)?,
-        };
-        t.save(&tok_path)?;
-        write(&recipe_path, &recipe_text)?;
-        t
+        },
     };
+    check_pretrain_size(&recipe.model, tokenizer.vocab_size())?;
     let train = chunk_documents(&tokenizer, &train_docs, c.max_len, c.min_tokens)?;
     let valid = chunk_documents(&tokenizer, &valid_docs, c.max_len, c.min_tokens)?;
     let tokens: usize = train.ids.iter().map(Vec::len).sum();
@@ -115,54 +122,73 @@ pub fn pretrain_recipe(recipe: &PretrainRecipe, opts: &RunOptions) -> Result<Pre
     let head = MlmHead::new(&(vs.root() / "cls" / "predictions"), &model);
     say(format!("model: encoder {} layers × {} with {} parameters (MLM head tied to the word embeddings) on {device:?}", recipe.model.layers, recipe.model.hidden, whetstone_eval::format_count(whetstone_models::count_parameters(&vs))));
     let objective = MlmObjective { head, masker: Masker::new(&tokenizer, recipe.mlm.clone(), device)?, eval_seed: recipe.seed as i64 ^ 0x5eed };
-    let mut trainer = Trainer::new(&model, &vs, recipe.optim.build(&vs)?, recipe.optim.lr, dir.clone())
-        .objective(objective)
-        .schedule(recipe.schedule.clone())
-        .config(recipe.train.clone())
-        .seed(recipe.seed)
-        .device(device)
-        .observer(Reporter::quiet(opts.quiet))
-        .stop_after(opts.stop_after);
-    let source = BucketedSource::new(&train, recipe.train.batch_size, recipe.train.bucket_factor);
-    let fit = trainer.fit(&source, &valid, opts.resume)?;
-    // Keep the objective (its head lives in `vs`) and end the trainer's borrows of the store.
-    let mut objective = trainer.into_objective();
-    let result = |valid| PretrainResult { dir: dir.clone(), fit: fit.clone(), valid, train_windows: train.len(), documents: train_docs.len(), wall_s: started.elapsed().as_secs_f64() };
-    if fit.outcome == Outcome::Interrupted {
-        return Ok(result(None));
-    }
+    let optim = recipe.optim.build(&vs)?;
 
-    load_varstore(&mut vs, &dir.join(BEST_MODEL_FILE))?;
-    let score = if valid.is_empty() {
-        None
-    } else {
-        let cx = EvalContext { model: &model, vs: &vs, device, batch_size: recipe.train.eval_batch_size, metric: "perplexity", label_names: &[] };
-        Some(MlmScore::from_record(&objective.validate(&cx, &valid)?.record))
+    // Everything is checked: only now does a fresh run get its folder.
+    let run = match resumed {
+        Some(run) => run,
+        None => RunDir::open(&opts.folder)?,
     };
-    model.save_pretrained(&dir.join(ENCODER_DIR), &tok_path)?;
-    let metrics = json!({
-        "name": recipe.name,
-        "valid": score.map(|s| json!({"mlm_loss": s.loss, "perplexity": s.perplexity, "mlm_accuracy": s.accuracy, "masked_tokens": s.tokens})),
-        "train": {
-            "device": format!("{device:?}"),
-            "steps": fit.progress.step,
-            "epochs": fit.progress.epoch,
-            "outcome": format!("{:?}", fit.outcome),
-            "best_step": fit.progress.best_step,
-            "train_seconds": fit.progress.train_seconds,
-            "train_seq_per_s": fit.seq_per_s,
-            "padding_fraction": fit.padding_fraction,
-            "train_windows": train.len(),
-            "train_tokens": tokens,
-            "valid_windows": valid.len(),
-            "documents": docs.len(),
-            "wall_seconds": started.elapsed().as_secs_f64(),
-        },
-        "encoder": dir.join(ENCODER_DIR),
-    });
-    write(&dir.join("metrics.json"), &serde_json::to_string_pretty(&metrics).unwrap_or_default())?;
-    if let Err(e) = write_plot(dir, &recipe.name, "perplexity") {
-        say(format!("warning: no curves plot: {e}"));
-    }
-    Ok(result(score))
+    say(format!("run folder: {}", run.path().display()));
+    let dir = run.path().to_path_buf();
+    let tok_path = run.file(TOKENIZER_FILE);
+    let result = (|| -> Result<PretrainResult> {
+        if run.is_fresh() {
+            tokenizer.save(&tok_path)?;
+            run.write_toml(PRETRAIN_RECIPE_FILE, recipe)?;
+        }
+        let mut trainer = Trainer::new(&model, &vs, optim, recipe.optim.lr, dir.clone())
+            .objective(objective)
+            .schedule(recipe.schedule.clone())
+            .config(recipe.train.clone())
+            .seed(recipe.seed)
+            .device(device)
+            .identity(RECIPE_IDENTITY, recipe_id)
+            .identity(DATA_IDENTITY, data_id)
+            .observer(Reporter::quiet(opts.quiet))
+            .stop_after(opts.stop_after);
+        let source = BucketedSource::new(&train, recipe.train.batch_size, recipe.train.bucket_factor);
+        let fit = trainer.fit(&source, &valid, !run.is_fresh())?;
+        // Keep the objective (its head lives in `vs`) and end the trainer's borrows of the store.
+        let mut objective = trainer.into_objective();
+        let result = |valid| PretrainResult { dir: dir.clone(), fit: fit.clone(), valid, train_windows: train.len(), documents: train_docs.len(), wall_s: started.elapsed().as_secs_f64() };
+        if fit.outcome == Outcome::Interrupted {
+            return Ok(result(None));
+        }
+
+        load_varstore(&mut vs, &run.file(BEST_MODEL_FILE))?;
+        let score = if valid.is_empty() {
+            None
+        } else {
+            let cx = EvalContext { model: &model, vs: &vs, device, batch_size: recipe.train.eval_batch_size, metric: "perplexity", label_names: &[] };
+            Some(MlmScore::from_record(&objective.validate(&cx, &valid)?.record))
+        };
+        model.save_pretrained(&run.file(ENCODER_DIR), &tok_path)?;
+        let metrics = json!({
+            "name": recipe.name,
+            "valid": score.map(|s| json!({"mlm_loss": s.loss, "perplexity": s.perplexity, "mlm_accuracy": s.accuracy, "masked_tokens": s.tokens})),
+            "train": {
+                "device": format!("{device:?}"),
+                "steps": fit.progress.step,
+                "epochs": fit.progress.epoch,
+                "outcome": format!("{:?}", fit.outcome),
+                "best_step": fit.progress.best_step,
+                "train_seconds": fit.progress.train_seconds,
+                "train_seq_per_s": fit.seq_per_s,
+                "padding_fraction": fit.padding_fraction,
+                "train_windows": train.len(),
+                "train_tokens": tokens,
+                "valid_windows": valid.len(),
+                "documents": docs.len(),
+                "wall_seconds": started.elapsed().as_secs_f64(),
+            },
+            "encoder": run.file(ENCODER_DIR),
+        });
+        run.write_json("metrics.json", &metrics)?;
+        if let Err(e) = write_plot(&dir, &recipe.name, "perplexity") {
+            say(format!("warning: no curves plot: {e}"));
+        }
+        Ok(result(score))
+    })();
+    run.end(result)
 }

@@ -5,7 +5,8 @@ use whetstone_data::MaskingConfig;
 use whetstone_models::TransformerConfig;
 use whetstone_optim::{OptimConfig, Schedule};
 use crate::recipe::{default_device, default_seed, TokenizerRecipe};
-use crate::recipe_parse::{check_common, parse_toml};
+use crate::folder::run_name;
+use crate::recipe_parse::{check_common, check_finite, check_size, check_threads, parse_toml, MAX_TOKENS};
 use whetstone_train::{TrainConfig, TrainError::Config};
 
 /// A masked-LM pretraining recipe. Unknown keys are rejected.
@@ -98,12 +99,21 @@ impl PretrainRecipe {
         Ok(recipe)
     }
 
-    /// Range checks that serde cannot express, with the key in each message.
+    /// Every check before anything is written, with the key in each message: finite floats,
+    /// ranges, integers that fit their types, the optimiser's and the encoder's settings, and
+    /// an encoder (with its MLM head and the WordPiece vocabulary) small enough to allocate.
     pub fn validate(&self) -> whetstone_train::Result<()> {
+        check_finite(self)?;
+        run_name(&self.name).map_err(|e| Config(format!("name: {e}")))?;
+        check_threads(self.threads)?;
         self.train.validate()?;
         self.schedule.validate()?;
-        self.model.validate()?;
+        let as_model = whetstone_models::ModelConfig::Transformer(whetstone_models::TransformerClassifierConfig { encoder: self.model.clone(), ..Default::default() });
+        as_model.validate()?;
         self.mlm.validate()?;
+        if self.tokenizer.path.is_none() {
+            check_pretrain_size(&self.model, self.tokenizer.vocab_size)?;
+        }
         let c = &self.corpus;
         if c.sources.is_empty() {
             return Err(Config("corpus.sources is empty: name at least one corpus (e.g. \"imdb\" or \"wiki100\")".into()));
@@ -111,8 +121,8 @@ impl PretrainRecipe {
         if !(0.0..1.0).contains(&c.valid_fraction) {
             return Err(Config(format!("corpus.valid_fraction must be in [0, 1), got {}", c.valid_fraction)));
         }
-        if c.max_len < 3 {
-            return Err(Config(format!("corpus.max_len must be >= 3, got {}", c.max_len)));
+        if !(3..=MAX_TOKENS).contains(&c.max_len) {
+            return Err(Config(format!("corpus.max_len must be in [3, {MAX_TOKENS}], got {}", c.max_len)));
         }
         if c.max_len > self.model.max_len {
             return Err(Config(format!("corpus.max_len ({}) exceeds model.max_len ({}), the positions the encoder has", c.max_len, self.model.max_len)));
@@ -122,4 +132,13 @@ impl PretrainRecipe {
         }
         check_common(&self.tokenizer, &self.optim, &self.device)
     }
+}
+
+/// An encoder of shape `model` with `vocab` ids and its MLM head (a dense layer, a LayerNorm
+/// and a bias per id; the decoder is tied to the embeddings) fits in memory.
+pub(crate) fn check_pretrain_size(model: &TransformerConfig, vocab: usize) -> whetstone_train::Result<()> {
+    let h = model.hidden as u128;
+    let params = whetstone_models::transformer_encoder_parameters(model, vocab).saturating_add(h.saturating_mul(h)).saturating_add(3 * h).saturating_add(vocab as u128);
+    let keys = format!("model.layers = {}, model.hidden = {}, model.ffn = {}, model.max_len = {}", model.layers, model.hidden, model.ffn, model.max_len);
+    check_size(params, &keys, vocab, "tokenizer.vocab_size")
 }

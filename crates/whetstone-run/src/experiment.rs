@@ -1,7 +1,7 @@
 //! A whole run from a recipe: data → tokenizer → model → training → test → report.
 
 use crate::folder::{RunDir, RunFolder};
-use crate::identity::{check_identity, data_identity, labels_identity, recipe_identity, recorded_identity, split_fingerprint, DATA_IDENTITY, LABELS_IDENTITY, RECIPE_IDENTITY, RESUMABLE_SETTINGS};
+use crate::identity::{data_identity, labels_identity, recipe_identity, split_fingerprint, Resumed, DATA_IDENTITY, LABELS_IDENTITY, RECIPE_IDENTITY, RESUMABLE_SETTINGS};
 use crate::recipe_parse::check_model_size;
 use crate::reporter::Reporter;
 use crate::{display_names, measure_efficiency, resolve_model, Recipe, LABELS_FILE, RECIPE_FILE, TOKENIZER_FILE};
@@ -93,19 +93,8 @@ pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
         }
     };
     // A resumed run is locked and its recipe checked before any data is read.
-    let resumed = match &opts.folder {
-        RunFolder::Resume(dir) => Some(RunDir::resume(dir)?),
-        _ => None,
-    };
     let recipe_id = recipe_identity(recipe, RESUMABLE_SETTINGS)?;
-    let recorded = match &resumed {
-        Some(run) => {
-            let recorded = recorded_identity(run.path())?;
-            check_identity(run.path(), &recorded, RECIPE_IDENTITY, &recipe_id, RESUMABLE_SETTINGS)?;
-            Some(recorded)
-        }
-        None => None,
-    };
+    let resumed = Resumed::open(&opts.folder, &recipe_id, RESUMABLE_SETTINGS)?;
     if recipe.threads > 0 {
         tch::set_num_threads(recipe.threads as i32);
     }
@@ -114,9 +103,9 @@ pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
     let names = display_names(recipe, &splits);
     let data_id = data_identity(&[("train", split_fingerprint(&splits.train)), ("valid", split_fingerprint(&splits.valid)), ("test", split_fingerprint(&splits.test))]);
     let labels_id = labels_identity(&splits.labels.names);
-    if let (Some(run), Some(recorded)) = (&resumed, &recorded) {
-        check_identity(run.path(), recorded, DATA_IDENTITY, &data_id, RESUMABLE_SETTINGS)?;
-        check_identity(run.path(), recorded, LABELS_IDENTITY, &labels_id, RESUMABLE_SETTINGS)?;
+    if let Some(r) = &resumed {
+        r.check(DATA_IDENTITY, &data_id)?;
+        r.check(LABELS_IDENTITY, &labels_id)?;
     }
     say(format!(
         "data: {} — train {} / valid {} / test {} examples, {} classes ({})",
@@ -136,7 +125,7 @@ pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
         (None, None) => "WordPiece trained on the train split",
     };
     let tokenizer = match &resumed {
-        Some(run) => TextTokenizer::from_file(&run.file(TOKENIZER_FILE))?,
+        Some(r) => TextTokenizer::from_file(&r.run.file(TOKENIZER_FILE))?,
         None => match (&recipe.tokenizer.path, &checkpoint) {
             (Some(p), _) => TextTokenizer::from_file(p)?,
             (None, Some(ck)) => pretrained_tokenizer(ck)?,
@@ -169,7 +158,7 @@ pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
 
     // Everything is checked: only now does a fresh run get its folder.
     let run = match resumed {
-        Some(run) => run,
+        Some(r) => r.run,
         None => RunDir::open(&opts.folder)?,
     };
     say(format!("run folder: {}", run.path().display()));

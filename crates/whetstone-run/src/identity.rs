@@ -17,6 +17,8 @@ use std::path::Path;
 use whetstone_data::{Fingerprint, Split};
 use whetstone_train::{Checkpoint, Result, TrainError, CHECKPOINT_FILE};
 
+use crate::folder::{RunDir, RunFolder};
+
 /// The identity entry of the resolved recipe.
 pub const RECIPE_IDENTITY: &str = "recipe";
 /// The identity entry of the data (texts and labels of every split).
@@ -140,6 +142,35 @@ pub fn check_identity(dir: &Path, recorded: &BTreeMap<String, String>, what: &st
         DATA_IDENTITY => refuse(format!("the data differs from what the run was trained on ({changed}); resume with the same data, or start a new run")),
         LABELS_IDENTITY => refuse(format!("the label set differs from the run's ({changed})")),
         _ => refuse(format!("the {what} changed ({changed})")),
+    }
+}
+
+/// A run being resumed: its folder (locked) and the identity its checkpoint records.
+pub struct Resumed {
+    /// The run's folder.
+    pub run: RunDir,
+    recorded: BTreeMap<String, String>,
+    resumable: &'static [&'static str],
+}
+
+impl Resumed {
+    /// For a [`RunFolder::Resume`], lock the run, read its checkpoint's identity and check the
+    /// recipe entry against `recipe_id` (the settings in `resumable` may differ); `None` for a
+    /// fresh run. Done before any data is read.
+    pub fn open(folder: &RunFolder, recipe_id: &str, resumable: &'static [&'static str]) -> Result<Option<Self>> {
+        let RunFolder::Resume(dir) = folder else {
+            return Ok(None);
+        };
+        let run = RunDir::resume(dir)?;
+        let recorded = recorded_identity(run.path())?;
+        let me = Self { run, recorded, resumable };
+        me.check(RECIPE_IDENTITY, recipe_id)?;
+        Ok(Some(me))
+    }
+
+    /// Check the entry `what` (see [`check_identity`]).
+    pub fn check(&self, what: &str, now: &str) -> Result<()> {
+        check_identity(self.run.path(), &self.recorded, what, now, self.resumable)
     }
 }
 

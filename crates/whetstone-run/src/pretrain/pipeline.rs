@@ -3,8 +3,8 @@
 
 use super::recipe::{check_pretrain_size, PretrainRecipe};
 use crate::experiment::{write_plot, RunOptions};
-use crate::folder::{RunDir, RunFolder};
-use crate::identity::{check_identity, data_identity, documents_fingerprint, recipe_identity, recorded_identity, DATA_IDENTITY, PRETRAIN_RESUMABLE_SETTINGS, RECIPE_IDENTITY};
+use crate::folder::RunDir;
+use crate::identity::{data_identity, documents_fingerprint, recipe_identity, Resumed, DATA_IDENTITY, PRETRAIN_RESUMABLE_SETTINGS, RECIPE_IDENTITY};
 use crate::reporter::Reporter;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -48,19 +48,8 @@ pub fn pretrain_recipe(recipe: &PretrainRecipe, opts: &RunOptions) -> Result<Pre
             eprintln!("{s}");
         }
     };
-    let resumed = match &opts.folder {
-        RunFolder::Resume(dir) => Some(RunDir::resume(dir)?),
-        _ => None,
-    };
     let recipe_id = recipe_identity(recipe, PRETRAIN_RESUMABLE_SETTINGS)?;
-    let recorded = match &resumed {
-        Some(run) => {
-            let recorded = recorded_identity(run.path())?;
-            check_identity(run.path(), &recorded, RECIPE_IDENTITY, &recipe_id, PRETRAIN_RESUMABLE_SETTINGS)?;
-            Some(recorded)
-        }
-        None => None,
-    };
+    let resumed = Resumed::open(&opts.folder, &recipe_id, PRETRAIN_RESUMABLE_SETTINGS)?;
     if recipe.threads > 0 {
         tch::set_num_threads(recipe.threads as i32);
     }
@@ -85,13 +74,13 @@ pub fn pretrain_recipe(recipe: &PretrainRecipe, opts: &RunOptions) -> Result<Pre
         return Err(TrainError::Config("no documents left for training after the validation hold-out".into()));
     }
     let data_id = data_identity(&[("train", documents_fingerprint(&train_docs)), ("valid", documents_fingerprint(&valid_docs))]);
-    if let (Some(run), Some(recorded)) = (&resumed, &recorded) {
-        check_identity(run.path(), recorded, DATA_IDENTITY, &data_id, PRETRAIN_RESUMABLE_SETTINGS)?;
+    if let Some(r) = &resumed {
+        r.check(DATA_IDENTITY, &data_id)?;
     }
 
     let t0 = Instant::now();
     let tokenizer = match &resumed {
-        Some(run) => TextTokenizer::from_file(&run.file(TOKENIZER_FILE))?,
+        Some(r) => TextTokenizer::from_file(&r.run.file(TOKENIZER_FILE))?,
         None => match &recipe.tokenizer.path {
             Some(p) => TextTokenizer::from_file(p)?,
             None => TextTokenizer::train_wordpiece(&train_docs, recipe.tokenizer.vocab_size, recipe.tokenizer.min_frequency, recipe.tokenizer.lowercase)?,
@@ -126,7 +115,7 @@ pub fn pretrain_recipe(recipe: &PretrainRecipe, opts: &RunOptions) -> Result<Pre
 
     // Everything is checked: only now does a fresh run get its folder.
     let run = match resumed {
-        Some(run) => run,
+        Some(r) => r.run,
         None => RunDir::open(&opts.folder)?,
     };
     say(format!("run folder: {}", run.path().display()));

@@ -1,0 +1,18 @@
+//! libtorch entry points that tch 0.24 does not bind, compiled with `cc` against the headers of
+//! the same libtorch that tch links (found through torch-sys, as torch-sys finds them).
+//!
+//! - [`autocast`]: CPU and CUDA automatic mixed precision (bf16 / fp16) with an RAII guard
+//!   ([`autocast::AutocastGuard`]) that restores the previous state.
+//! - [`fused`]: libtorch's fused Adam / AdamW / SGD kernels over tensor lists (CPU and CUDA).
+//!
+//! The C++ side (`csrc/ext.cpp`, one translation unit) exposes a plain C ABI; every call catches
+//! C++ exceptions and returns their message, which becomes an [`ExtError`]. Tensors cross as
+//! tch's own handles. Later libtorch entry points (c10d for data parallelism) go here too.
+
+pub mod autocast;
+mod error;
+mod ffi;
+pub mod fused;
+
+pub use autocast::{autocast, with_autocast, AutocastGuard, AutocastState, DeviceType};
+pub use error::{ExtError, Result};

@@ -3,6 +3,8 @@
 //!
 //! - [`autocast`]: CPU and CUDA automatic mixed precision (bf16 / fp16) with an RAII guard
 //!   ([`autocast::AutocastGuard`]) that restores the previous state.
+//! - [`Precision`]: what a recipe's `precision = "fp32" | "bf16" | "fp16"` means, as an
+//!   autocast region.
 //! - [`fused`]: libtorch's fused Adam / AdamW / SGD kernels over tensor lists (CPU and CUDA).
 //!
 //! The C++ side (`csrc/ext.cpp`, one translation unit) exposes a plain C ABI; every call catches
@@ -13,6 +15,8 @@ pub mod autocast;
 mod error;
 mod ffi;
 pub mod fused;
+pub mod precision;
 
 pub use autocast::{autocast, with_autocast, AutocastGuard, AutocastState, DeviceType};
 pub use error::{ExtError, Result};
+pub use precision::{cpu_has_native_bf16, Precision};

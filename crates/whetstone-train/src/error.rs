@@ -13,6 +13,9 @@ pub enum TrainError {
     Eval(#[from] whetstone_eval::EvalError),
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
+    /// An error from the libtorch extension (autocast, fused kernels).
+    #[error(transparent)]
+    Ext(#[from] whetstone_torch_ext::ExtError),
     /// A training setting is invalid.
     #[error("invalid training setting: {0}")]
     Config(String),

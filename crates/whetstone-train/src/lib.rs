@@ -15,7 +15,8 @@
 //!   and the run folder; builder methods set the rest ([`Trainer::objective`],
 //!   [`Trainer::schedule`], [`Trainer::config`] ([`TrainConfig`]), [`Trainer::seed`],
 //!   [`Trainer::device`], [`Trainer::observer`], [`Trainer::stop_after`],
-//!   [`Trainer::identity`]). [`Trainer::fit`] runs the loop; [`Trainer::train_step`] is one
+//!   [`Trainer::identity`], [`Trainer::precision`] for bf16/fp16 mixed precision and
+//!   [`Trainer::loss_scaling`]). [`Trainer::fit`] runs the loop; [`Trainer::train_step`] is one
 //!   optimiser step of it, public for benchmarks and custom drivers.
 //! * An [`Objective`] is the strategy. Only [`Objective::loss`] is required; the loop calls
 //!   [`Objective::backward`] for every micro-batch (several passes for FGM or R-Drop),
@@ -99,6 +100,7 @@ mod mlm;
 mod objective;
 mod observer;
 mod progress;
+mod scaler;
 mod state;
 mod trainer;
 
@@ -113,5 +115,8 @@ pub use mlm::{MlmObjective, MlmScore};
 pub use objective::{backward_weighted, CrossEntropy, Objective, StepLoss, Validation};
 pub use observer::{Lines, Observer, Silent, StepStatus};
 pub use progress::Progress;
+pub use scaler::{LossScaleConfig, LossScaleState, LossScaler};
 pub use state::StrategyState;
 pub use trainer::{steps_per_epoch, FitSummary, Outcome, StepReport, Trainer, METRICS_LOG_FILE};
+/// The precision of forward passes (`fp32`, `bf16`, `fp16`), from whetstone-torch-ext.
+pub use whetstone_torch_ext::Precision;

@@ -26,4 +26,7 @@ pub struct Progress {
     /// State of a reduce-on-plateau schedule (which sees the validation metric).
     #[serde(default)]
     pub plateau: Option<whetstone_optim::PlateauState>,
+    /// The loss scaler's state (fp16 training).
+    #[serde(default)]
+    pub loss_scale: Option<crate::scaler::LossScaleState>,
 }

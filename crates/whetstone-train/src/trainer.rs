@@ -8,6 +8,7 @@ use crate::finite::first_non_finite;
 use crate::objective::{CrossEntropy, Objective};
 use crate::observer::{Lines, Observer, StepStatus};
 use crate::progress::Progress;
+use crate::scaler::{LossScaleConfig, LossScaler};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,6 +18,7 @@ use whetstone_data::{BatchSource, Encoded, Fingerprint, PlanEntry};
 use whetstone_eval::{read_jsonl, MetricsLog};
 use whetstone_models::{save_varstore, TextClassifier};
 use whetstone_optim::{clip_grad_norm, Optimizer, Schedule, Scheduler};
+use whetstone_torch_ext::Precision;
 
 /// File name of the metrics log inside a run folder.
 pub const METRICS_LOG_FILE: &str = "metrics.jsonl";
@@ -57,6 +59,8 @@ pub struct StepReport {
     pub examples: usize,
     /// Named parts of the loss (example-weighted means), from [`crate::StepLoss::terms`].
     pub terms: Vec<(String, f64)>,
+    /// True when loss scaling found an overflow and the update was skipped.
+    pub skipped: bool,
 }
 
 /// Drives any [`TextClassifier`] with any [`Optimizer`], [`Schedule`] and [`Objective`], on
@@ -100,6 +104,8 @@ pub struct Trainer<'a> {
     keep_checkpoint: bool,
     identity: BTreeMap<String, String>,
     last_good: Option<PathBuf>,
+    precision: Precision,
+    scaler: Option<LossScaler>,
 }
 
 /// Optimiser steps in one epoch of `source` under `config`: what [`Trainer::fit`] takes per
@@ -150,7 +156,34 @@ impl<'a> Trainer<'a> {
             keep_checkpoint: true,
             identity: BTreeMap::new(),
             last_good: None,
+            precision: Precision::Fp32,
+            scaler: None,
         }
+    }
+
+    /// The precision of the forward passes (default fp32). Reduced precision is mixed: the
+    /// forward passes of training and validation run in an autocast region, parameters,
+    /// gradients, optimiser state and checkpoints stay float32. `Fp16` (CUDA only) turns on
+    /// dynamic loss scaling with [`LossScaleConfig::default`] unless [`Trainer::loss_scaling`]
+    /// set it.
+    pub fn precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
+        if precision.needs_loss_scaling() && self.scaler.is_none() {
+            self.scaler = LossScaler::new(LossScaleConfig::default()).ok();
+        }
+        self
+    }
+
+    /// Dynamic loss scaling ([`LossScaler`]) with these settings, whatever the precision
+    /// (`None` turns it off; fp16 needs it). Its state is checkpointed.
+    pub fn loss_scaling(mut self, config: Option<LossScaleConfig>) -> Result<Self> {
+        self.scaler = config.map(LossScaler::new).transpose()?;
+        Ok(self)
+    }
+
+    /// The current loss scale, when loss scaling is on.
+    pub fn loss_scale(&self) -> Option<f64> {
+        self.scaler.as_ref().map(LossScaler::scale)
     }
 
     /// What the loop minimises, and how (see [`Objective`]).
@@ -250,10 +283,12 @@ impl<'a> Trainer<'a> {
     }
 
     /// One optimiser step on the micro-batches `group` of `source`: reseed,
-    /// [`Optimizer::begin_step`], zero the gradients, [`Objective::backward`] each micro-batch, [`Objective::before_update`],
+    /// [`Optimizer::begin_step`], zero the gradients, [`Objective::backward`] each micro-batch
+    /// (in the run's precision), unscale the gradients (loss scaling), [`Objective::before_update`],
     /// clip, step the optimiser at `lr`, [`Objective::after_update`]. `step` counts the
     /// steps done before this one. A non-finite loss stops before the update, with an error
-    /// naming the last good checkpoint.
+    /// naming the last good checkpoint; under loss scaling, an overflow instead skips the
+    /// update (no clipping, no optimiser step, no `after_update`) and shrinks the scale.
     pub fn train_step(&mut self, source: &dyn BatchSource, group: &[PlanEntry], step: u64, epoch: u64, lr: f64) -> Result<StepReport> {
         let examples: usize = group.iter().map(|e| e.indices.len()).sum();
         if examples == 0 {
@@ -265,31 +300,53 @@ impl<'a> Trainer<'a> {
         self.optim.zero_grad();
         let mut cx = StepContext::new(self.model, self.vs, step, epoch, self.device, seed as u64);
         let (mut loss, mut terms) = (0.0, Vec::<(String, f64)>::new());
-        for entry in group {
-            let batch = source.batch(entry, self.device)?;
-            let w = entry.indices.len() as f64 / examples as f64;
-            let l = self.objective.backward(&mut cx, &batch, w)?;
-            if !l.value.is_finite() {
-                return Err(TrainError::NonFiniteLoss { step: step + 1, epoch: epoch + 1, loss: l.value, checkpoint: self.last_good_name() });
-            }
-            loss += l.value * w;
-            for (name, v) in l.terms {
-                match terms.iter_mut().find(|(n, _)| *n == name) {
-                    Some(t) => t.1 += v * w,
-                    None => terms.push((name, v * w)),
+        // The loss is multiplied by the scale through the backward weight; the objective
+        // reports it unscaled.
+        let scale = self.scaler.as_ref().map_or(1.0, LossScaler::scale);
+        let mut overflow = false;
+        {
+            // Forward passes in the run's precision; backward follows the recorded graph.
+            let _amp = self.precision.region(self.device)?;
+            for entry in group {
+                let batch = source.batch(entry, self.device)?;
+                let w = entry.indices.len() as f64 / examples as f64;
+                let l = self.objective.backward(&mut cx, &batch, w * scale)?;
+                if !l.value.is_finite() {
+                    if self.scaler.is_some() {
+                        // Under loss scaling an overflow in the forward pass skips the step.
+                        overflow = true;
+                        continue;
+                    }
+                    return Err(TrainError::NonFiniteLoss { step: step + 1, epoch: epoch + 1, loss: l.value, checkpoint: self.last_good_name() });
+                }
+                loss += l.value * w;
+                for (name, v) in l.terms {
+                    match terms.iter_mut().find(|(n, _)| *n == name) {
+                        Some(t) => t.1 += v * w,
+                        None => terms.push((name, v * w)),
+                    }
                 }
             }
         }
+        let params: Vec<Tensor> = self.optim.params().into_iter().map(Tensor::shallow_clone).collect();
+        let params: Vec<&Tensor> = params.iter().collect();
+        if let Some(scaler) = &self.scaler {
+            overflow |= scaler.unscale(&params)?;
+        }
         self.objective.before_update(&mut cx)?;
-        let grad_norm = if self.config.clip_norm > 0.0 {
-            let params: Vec<Tensor> = self.optim.params().into_iter().map(Tensor::shallow_clone).collect();
-            Some(clip_grad_norm(&params.iter().collect::<Vec<_>>(), self.config.clip_norm)?)
-        } else {
-            None
-        };
+        if overflow {
+            if let Some(scaler) = &mut self.scaler {
+                scaler.update(true)?;
+            }
+            return Ok(StepReport { loss, lr, grad_norm: None, examples, terms, skipped: true });
+        }
+        let grad_norm = if self.config.clip_norm > 0.0 { Some(clip_grad_norm(&params, self.config.clip_norm)?) } else { None };
         self.optim.step(lr)?;
         self.objective.after_update(&mut cx)?;
-        Ok(StepReport { loss, lr, grad_norm, examples, terms })
+        if let Some(scaler) = &mut self.scaler {
+            scaler.update(false)?;
+        }
+        Ok(StepReport { loss, lr, grad_norm, examples, terms, skipped: false })
     }
 
     /// Train on `train`, validating on `valid`. With `resume`, continue from the run
@@ -335,6 +392,7 @@ impl<'a> Trainer<'a> {
     fn open_session(&mut self, train: &dyn BatchSource, resume: bool) -> Result<Session> {
         self.config.validate()?;
         self.schedule.validate()?;
+        self.precision.check_device(self.device)?;
         if train.is_empty() {
             return Err(TrainError::Config("the training split is empty".into()));
         }
@@ -354,6 +412,12 @@ impl<'a> Trainer<'a> {
         let (prog, log) = if resume {
             let prog = self.restore()?;
             scheduler.load_state(prog.plateau.clone())?;
+            match (&mut self.scaler, prog.loss_scale) {
+                (Some(scaler), Some(state)) => scaler.load_state(state)?,
+                (Some(_), None) => return Err(TrainError::Resume { run: self.run_dir.clone(), msg: "the checkpoint has no loss-scaler state but this run scales the loss (fp16); resume it in the precision it was trained in".into() }),
+                (None, Some(_)) => return Err(TrainError::Resume { run: self.run_dir.clone(), msg: "the checkpoint was trained with loss scaling (fp16) but this run does not scale the loss; resume it in the precision it was trained in".into() }),
+                (None, None) => {}
+            }
             truncate_log(&log_path, prog.step)?;
             let mut log = MetricsLog::append(&log_path)?;
             log.write(&json!({"event": "resume", "step": prog.step, "epoch": prog.epoch}))?;
@@ -392,6 +456,10 @@ impl<'a> Trainer<'a> {
             if self.optim.skipped_steps() > 0 {
                 rec["skipped_steps"] = json!(self.optim.skipped_steps());
             }
+            if let Some(scaler) = &self.scaler {
+                rec["loss_scale"] = json!(scaler.scale());
+                rec["overflow_skipped_steps"] = json!(scaler.state().skipped_steps);
+            }
             s.log.write(&rec)?;
             (s.loss_acc, s.loss_n) = (0.0, 0);
         }
@@ -414,6 +482,7 @@ impl<'a> Trainer<'a> {
         if save_due {
             s.prog.train_seconds += s.train_time;
             s.prog.plateau = s.scheduler.state().cloned();
+            s.prog.loss_scale = self.scaler.as_ref().map(LossScaler::state);
             let saved = self.save_checkpoint(&s.prog);
             s.prog.train_seconds -= s.train_time;
             saved?;
@@ -513,7 +582,10 @@ impl<'a> Trainer<'a> {
             return Ok(save_varstore(self.vs, &best_path)?);
         }
         let cx = EvalContext { model: self.model, vs: self.vs, device: self.device, batch_size: self.config.eval_batch_size, metric: &self.config.metric, label_names: &self.label_names };
-        let v = self.objective.validate(&cx, valid)?;
+        let v = {
+            let _amp = self.precision.region(self.device)?;
+            self.objective.validate(&cx, valid)?
+        };
         let mut rec = json!({"split": "valid", "step": s.prog.step, "epoch": epoch + 1});
         if let Some(obj) = rec.as_object_mut() {
             obj.extend(v.record);

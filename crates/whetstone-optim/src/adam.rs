@@ -4,6 +4,7 @@
 use crate::chain_optimizer::{check_betas, check_eps, named_optimizer, ChainOptimizer};
 use crate::error::Result;
 use crate::fused::FusedKind;
+use crate::kernel::Kernel;
 use crate::params::Param;
 use crate::transform::{add_l2_decay, chain, scale_by_adam, scale_by_learning_rate, Chain};
 use serde::{Deserialize, Serialize};
@@ -56,9 +57,14 @@ impl Adam {
 
     /// Adam with flat buffers or one tensor at a time.
     pub fn with_layout(params: Vec<Param>, config: AdamConfig, flat: bool) -> Result<Self> {
+        Self::with_kernel(params, config, flat, Kernel::default())
+    }
+
+    /// Adam with flat buffers or one tensor at a time, updated by `kernel` (see [`Kernel`]).
+    pub fn with_kernel(params: Vec<Param>, config: AdamConfig, flat: bool, kernel: Kernel) -> Result<Self> {
         check_betas("adam", config.betas)?;
         check_eps("adam", config.eps)?;
         let kind = FusedKind::Adam { betas: config.betas, eps: config.eps, amsgrad: config.amsgrad, decoupled: false };
-        Ok(Self(ChainOptimizer::new(params, config.chain(), flat)?.with_fused(kind)))
+        Ok(Self(ChainOptimizer::new(params, config.chain(), flat)?.with_fused(kind).with_kernel(kernel)?))
     }
 }

@@ -4,6 +4,7 @@
 use crate::chain_optimizer::{check_betas, check_eps, named_optimizer, ChainOptimizer};
 use crate::error::Result;
 use crate::fused::FusedKind;
+use crate::kernel::Kernel;
 use crate::params::Param;
 use crate::transform::{add_decayed_weights, chain, scale_by_adam, scale_by_learning_rate, Chain};
 use serde::{Deserialize, Serialize};
@@ -60,9 +61,14 @@ impl AdamW {
 
     /// AdamW with flat buffers (`flat = true`) or one tensor at a time.
     pub fn with_layout(params: Vec<Param>, config: AdamWConfig, flat: bool) -> Result<Self> {
+        Self::with_kernel(params, config, flat, Kernel::default())
+    }
+
+    /// AdamW with flat buffers or one tensor at a time, updated by `kernel` (see [`Kernel`]).
+    pub fn with_kernel(params: Vec<Param>, config: AdamWConfig, flat: bool, kernel: Kernel) -> Result<Self> {
         check_betas("adamw", config.betas)?;
         check_eps("adamw", config.eps)?;
         let kind = FusedKind::Adam { betas: config.betas, eps: config.eps, amsgrad: config.amsgrad, decoupled: true };
-        Ok(Self(ChainOptimizer::new(params, config.chain(), flat)?.with_fused(kind)))
+        Ok(Self(ChainOptimizer::new(params, config.chain(), flat)?.with_fused(kind).with_kernel(kernel)?))
     }
 }

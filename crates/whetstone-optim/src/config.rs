@@ -10,6 +10,7 @@ use crate::adamw::{AdamW, AdamWConfig};
 use crate::adamw_schedule_free::{ScheduleFreeAdamW, ScheduleFreeAdamWConfig};
 use crate::error::{OptimError, Result};
 use crate::groups::{param_groups, GroupSpec, Grouped};
+use crate::kernel::Kernel;
 use crate::lamb::{Lamb, LambConfig};
 use crate::lion::{Lion, LionConfig};
 use crate::lookahead::{Lookahead, LookaheadConfig};
@@ -81,12 +82,67 @@ impl Algorithm {
         Ok(a)
     }
 
-    /// Build the algorithm over `params` (flat buffers where it supports them and `flat`).
+    /// The recipe name (`kind = "..."`): `"sgd"`, `"adamw"`, `"schedulefree-adamw"`, …
+    pub fn name(&self) -> &'static str {
+        match self {
+            Algorithm::Sgd(_) => "sgd",
+            Algorithm::Adam(_) => "adam",
+            Algorithm::Adamw(_) => "adamw",
+            Algorithm::Nadam(_) => "nadam",
+            Algorithm::Radam(_) => "radam",
+            Algorithm::Adagrad(_) => "adagrad",
+            Algorithm::Rmsprop(_) => "rmsprop",
+            Algorithm::Adamax(_) => "adamax",
+            Algorithm::Adabelief(_) => "adabelief",
+            Algorithm::Lion(_) => "lion",
+            Algorithm::Lamb(_) => "lamb",
+            Algorithm::Adafactor(_) => "adafactor",
+            Algorithm::ScheduleFreeAdamw(_) => "schedulefree-adamw",
+            Algorithm::Adaptive(_) => "adaptive",
+        }
+    }
+
+    /// Whether `kernel` can run this algorithm's update: [`Kernel::Whetstone`] runs every
+    /// algorithm, [`Kernel::TorchFused`] only SGD, Adam and AdamW.
+    pub fn supports(&self, kernel: Kernel) -> bool {
+        kernel == Kernel::Whetstone || matches!(self, Algorithm::Sgd(_) | Algorithm::Adam(_) | Algorithm::Adamw(_))
+    }
+
+    /// [`Algorithm::supports`] as a [`OptimError::Config`] naming `optim.kernel` and the
+    /// algorithm.
+    ///
+    /// ```
+    /// use whetstone_optim::{Algorithm, Kernel};
+    /// let e = Algorithm::Lion(Default::default()).check_kernel(Kernel::TorchFused).unwrap_err().to_string();
+    /// assert!(e.contains("optim.kernel") && e.contains("lion"), "{e}");
+    /// ```
+    pub fn check_kernel(&self, kernel: Kernel) -> Result<()> {
+        if self.supports(kernel) {
+            return Ok(());
+        }
+        Err(OptimError::Config(format!(
+            "optim.kernel = \"{kernel}\" is not available for kind = \"{}\": libtorch has fused kernels for sgd, adam and adamw only (use kernel = \"whetstone\")",
+            self.name()
+        )))
+    }
+
+    /// Build the algorithm over `params` (flat buffers where it supports them and `flat`), with
+    /// the default [`Kernel`] for SGD, Adam and AdamW.
     pub fn build(&self, params: Vec<Param>, flat: bool) -> Result<Box<dyn Optimizer>> {
+        match self {
+            Algorithm::Sgd(_) | Algorithm::Adam(_) | Algorithm::Adamw(_) => self.build_with_kernel(params, flat, Kernel::default()),
+            _ => self.build_with_kernel(params, flat, Kernel::Whetstone),
+        }
+    }
+
+    /// Build the algorithm over `params` with the update run by `kernel`; a kernel the
+    /// algorithm does not support is an error ([`Algorithm::check_kernel`]).
+    pub fn build_with_kernel(&self, params: Vec<Param>, flat: bool, kernel: Kernel) -> Result<Box<dyn Optimizer>> {
+        self.check_kernel(kernel)?;
         Ok(match self {
-            Algorithm::Sgd(c) => Box::new(Sgd::with_layout(params, c.clone(), flat)?),
-            Algorithm::Adam(c) => Box::new(Adam::with_layout(params, c.clone(), flat)?),
-            Algorithm::Adamw(c) => Box::new(AdamW::with_layout(params, c.clone(), flat)?),
+            Algorithm::Sgd(c) => Box::new(Sgd::with_kernel(params, c.clone(), flat, kernel)?),
+            Algorithm::Adam(c) => Box::new(Adam::with_kernel(params, c.clone(), flat, kernel)?),
+            Algorithm::Adamw(c) => Box::new(AdamW::with_kernel(params, c.clone(), flat, kernel)?),
             Algorithm::Nadam(c) => Box::new(NAdam::with_layout(params, c.clone(), flat)?),
             Algorithm::Radam(c) => Box::new(RAdam::with_layout(params, c.clone(), flat)?),
             Algorithm::Adagrad(c) => Box::new(Adagrad::with_layout(params, c.clone(), flat)?),
@@ -133,6 +189,7 @@ impl Algorithm {
 /// groups = [{ pattern = "classifier.*", lr_scale = 10.0 }]
 /// lookahead = { k = 5, alpha = 0.5 }
 /// skip_nonfinite = true
+/// kernel = "whetstone"      # or "torch-fused": libtorch's fused kernels (sgd, adam, adamw only)
 /// ```
 /// (Unknown keys are caught by the recipe loader: serde cannot deny them next to `flatten`.)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -165,6 +222,11 @@ pub struct OptimConfig {
     /// Keep each group's parameters in flat buffers (faster; see [`crate::flat`]).
     #[serde(default = "default_flat")]
     pub flat: bool,
+    /// Which kernel runs the update (`"whetstone"` or `"torch-fused"`; see [`Kernel`]).
+    /// `"torch-fused"` is for `sgd`, `adam` and `adamw` only; with any other kind it is an
+    /// error from [`OptimConfig::validate`] and [`OptimConfig::build`].
+    #[serde(default)]
+    pub kernel: Kernel,
 }
 
 fn default_lr() -> f64 {
@@ -192,6 +254,7 @@ impl Default for OptimConfig {
             lookahead: None,
             skip_nonfinite: false,
             flat: default_flat(),
+            kernel: Kernel::default(),
         }
     }
 }
@@ -210,6 +273,7 @@ impl OptimConfig {
     /// ```
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(OptimError::Config(m));
+        self.algorithm.check_kernel(self.kernel)?;
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return bad(format!("optim.lr must be a positive number, got {}", self.lr));
         }
@@ -242,7 +306,7 @@ impl OptimConfig {
                 }
             }
             if let Some(b) = g.betas {
-                self.algorithm.with_betas(b).map_err(|e| OptimError::Config(format!("{}: {e}", key("betas"))))?.build(Vec::new(), false).map_err(|e| OptimError::Config(format!("{}: {e}", key("betas"))))?;
+                self.algorithm.with_betas(b).map_err(|e| OptimError::Config(format!("{}: {e}", key("betas"))))?.build_with_kernel(Vec::new(), false, self.kernel).map_err(|e| OptimError::Config(format!("{}: {e}", key("betas"))))?;
             }
         }
         if let Some(la) = &self.lookahead {
@@ -251,12 +315,13 @@ impl OptimConfig {
             }
         }
         // The algorithm's own checks (betas, eps, momentum, …), over no parameters.
-        self.algorithm.build(Vec::new(), self.flat).map_err(|e| OptimError::Config(format!("optim: {e}")))?;
+        self.algorithm.build_with_kernel(Vec::new(), self.flat, self.kernel).map_err(|e| OptimError::Config(format!("optim: {e}")))?;
         Ok(())
     }
 
     /// Build the optimiser over the trainable variables of `vs`.
     pub fn build(&self, vs: &VarStore) -> Result<Box<dyn Optimizer>> {
+        self.algorithm.check_kernel(self.kernel)?;
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return Err(OptimError::Config(format!("lr must be a positive number, got {}", self.lr)));
         }
@@ -266,9 +331,9 @@ impl OptimConfig {
         let groups = param_groups(vs, self.lr, self.weight_decay, &self.no_decay, self.layer_decay, &self.groups)?;
         let mut opt: Box<dyn Optimizer> = if groups.len() == 1 && groups[0].lr_scale == 1.0 && groups[0].betas.is_none() {
             let g = groups.into_iter().next().ok_or_else(|| OptimError::Config("no parameters".into()))?;
-            self.algorithm.build(g.params, self.flat)?
+            self.algorithm.build_with_kernel(g.params, self.flat, self.kernel)?
         } else if groups.is_empty() {
-            self.algorithm.build(Vec::new(), self.flat)?
+            self.algorithm.build_with_kernel(Vec::new(), self.flat, self.kernel)?
         } else {
             let mut built = Vec::new();
             for g in groups {
@@ -277,7 +342,7 @@ impl OptimConfig {
                     None => self.algorithm.clone(),
                 };
                 let names = g.params.iter().map(|p| p.name.clone()).collect();
-                built.push((g.lr_scale, names, alg.build(g.params, self.flat)?));
+                built.push((g.lr_scale, names, alg.build_with_kernel(g.params, self.flat, self.kernel)?));
             }
             Box::new(Grouped::new(built))
         };

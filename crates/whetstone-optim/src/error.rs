@@ -10,6 +10,10 @@ pub enum OptimError {
     /// An error from libtorch.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
+    /// libtorch's fused optimiser kernels (`optim.kernel = "torch-fused"`) refused their
+    /// inputs or failed.
+    #[error("torch-fused kernel: {0}")]
+    Kernel(#[from] whetstone_torch_ext::ExtError),
 }
 
 /// Result alias for this crate.

@@ -4,6 +4,7 @@
 use crate::chain_optimizer::{named_optimizer, ChainOptimizer};
 use crate::error::{OptimError, Result};
 use crate::fused::FusedKind;
+use crate::kernel::Kernel;
 use crate::params::Param;
 use crate::transform::{add_l2_decay, chain, scale_by_learning_rate, trace, Chain};
 use serde::{Deserialize, Serialize};
@@ -62,16 +63,23 @@ impl Sgd {
 
     /// SGD with flat buffers or one tensor at a time.
     pub fn with_layout(params: Vec<Param>, config: SgdConfig, flat: bool) -> Result<Self> {
+        Self::with_kernel(params, config, flat, Kernel::default())
+    }
+
+    /// SGD with flat buffers or one tensor at a time, updated by `kernel` (see [`Kernel`];
+    /// with [`Kernel::TorchFused`], momentum 0 runs libtorch's kernel without buffers).
+    pub fn with_kernel(params: Vec<Param>, config: SgdConfig, flat: bool, kernel: Kernel) -> Result<Self> {
         if config.momentum < 0.0 || config.dampening < 0.0 {
             return Err(OptimError::Config("sgd momentum and dampening must be >= 0".into()));
         }
         if config.nesterov && (config.momentum <= 0.0 || config.dampening != 0.0) {
             return Err(OptimError::Config("sgd nesterov needs momentum > 0 and dampening = 0".into()));
         }
-        let mut opt = ChainOptimizer::new(params, config.chain(), flat)?;
-        if config.momentum != 0.0 {
-            opt = opt.with_fused(FusedKind::Sgd { momentum: config.momentum, dampening: config.dampening, nesterov: config.nesterov });
+        if !(config.momentum.is_finite() && config.dampening.is_finite()) {
+            return Err(OptimError::Config(format!("sgd momentum and dampening must be finite, got {} and {}", config.momentum, config.dampening)));
         }
-        Ok(Self(opt))
+        // Whetstone's kernel leaves μ = 0 to the chain (`ChainOptimizer::step`).
+        let kind = FusedKind::Sgd { momentum: config.momentum, dampening: config.dampening, nesterov: config.nesterov };
+        Ok(Self(ChainOptimizer::new(params, config.chain(), flat)?.with_fused(kind).with_kernel(kernel)?))
     }
 }

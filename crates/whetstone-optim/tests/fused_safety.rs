@@ -147,3 +147,85 @@ fn well_formed_state_runs_the_kernel_like_the_named_optimisers() {
         }
     }
 }
+
+/// As [`step`], with `kernel` and the layout chosen.
+fn step_with(kind: FusedKind, make: Make, kernel: Kernel, flat: bool) -> (Result<()>, Vec<Tensor>, Vec<Tensor>) {
+    let names: &'static [&'static str] = match kind {
+        FusedKind::Adam { .. } => &["exp_avg", "exp_avg_sq"],
+        FusedKind::Sgd { .. } => &["momentum_buffer"],
+    };
+    let (params, ps) = params();
+    let mut opt = ChainOptimizer::new(params, chain(vec![Box::new(State { names, make })]), flat).unwrap().with_fused(kind).with_kernel(kernel).unwrap();
+    assert_eq!((opt.is_flat(), opt.kernel()), (flat, kernel));
+    let before: Vec<Tensor> = ps.iter().map(|p| p.detach().copy()).collect();
+    opt.zero_grad();
+    let loss = ps.iter().map(|p| (p * p).sum(Kind::Float)).fold(Tensor::zeros([], (Kind::Float, Device::Cpu)), |a, b| a + b);
+    loss.backward();
+    let result = opt.step(1e-2);
+    (result, before, ps)
+}
+
+/// libtorch's kernels get the same protection: aliased or overlapping state, and buffers of the
+/// wrong layout, dtype or size, give an error and leave the parameters as they were, in both
+/// layouts.
+#[test]
+fn torch_fused_kernel_refuses_bad_state_too() {
+    for flat in [true, false] {
+        for (kind, make, what) in [
+            (ADAMW, Make::SameTensor, "overlaps"),
+            (ADAMW, Make::ParamItself, "overlaps"),
+            (ADAMW, Make::Overlapping, "overlaps"),
+            (SGD, Make::ParamItself, "overlaps"),
+            (ADAMW, Make::WrongDtype, "dtype"),
+            (SGD, Make::WrongDtype, "dtype"),
+            (ADAMW, Make::WrongSize, "shape"),
+            // Per tensor, a non-contiguous buffer sends its parameter to the chain (here the test
+            // transform, which refuses); on flat buffers libtorch's checks refuse it.
+            (ADAMW, Make::NonContiguous, if flat { "contiguous" } else { "only runs under a fused kernel" }),
+            (SGD, Make::NonContiguous, if flat { "contiguous" } else { "only runs under a fused kernel" }),
+        ] {
+            let (result, before, after) = step_with(kind, make, Kernel::TorchFused, flat);
+            let msg = match result {
+                Err(e) => e.to_string(),
+                Ok(()) => panic!("{make:?} flat={flat}: expected an error mentioning `{what}`"),
+            };
+            assert!(msg.contains(what), "{make:?} flat={flat}: error `{msg}` does not mention `{what}`");
+            for (b, a) in before.iter().zip(&after) {
+                assert!(b.equal(&a.detach()), "{make:?} flat={flat}: the parameters changed although the step was refused");
+            }
+        }
+    }
+}
+
+/// A chain without a fused kind cannot ask for libtorch's kernel.
+#[test]
+fn torch_fused_kernel_needs_a_fused_kind() {
+    let (params, _) = params();
+    let e = ChainOptimizer::new(params, chain(vec![Box::new(State { names: &["exp_avg"], make: Make::Fresh })]), true).unwrap().with_kernel(Kernel::TorchFused).unwrap_err();
+    assert!(matches!(e, OptimError::Config(_)) && e.to_string().contains("torch-fused"), "{e}");
+}
+
+/// Well-formed state through libtorch's kernel matches the named optimisers with that kernel.
+#[test]
+fn torch_fused_chain_matches_the_named_optimisers() {
+    for flat in [true, false] {
+        for (kind, named) in [(ADAMW, 0), (SGD, 1)] {
+            let (result, before, after) = step_with(kind, Make::Fresh, Kernel::TorchFused, flat);
+            result.unwrap();
+            let (params, ps) = params();
+            let mut opt: Box<dyn Optimizer> = if named == 0 {
+                Box::new(AdamW::with_kernel(params, AdamWConfig::default(), flat, Kernel::TorchFused).unwrap())
+            } else {
+                Box::new(Sgd::with_kernel(params, SgdConfig::default(), flat, Kernel::TorchFused).unwrap())
+            };
+            opt.zero_grad();
+            let loss = ps.iter().map(|p| (p * p).sum(Kind::Float)).fold(Tensor::zeros([], (Kind::Float, Device::Cpu)), |a, b| a + b);
+            loss.backward();
+            opt.step(1e-2).unwrap();
+            for ((b, a), want) in before.iter().zip(&after).zip(&ps) {
+                assert!(!b.equal(&a.detach()), "{kind:?} flat={flat}: the step changed nothing");
+                assert!(a.detach().equal(&want.detach()), "{kind:?} flat={flat}: differs from the named optimiser");
+            }
+        }
+    }
+}

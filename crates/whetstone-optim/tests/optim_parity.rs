@@ -6,8 +6,9 @@
 //! mean) and a varying learning rate; both sides run all 100 steps and every step's parameters
 //! are compared. Criterion, elementwise: `|ours − torch| ≤ 1e-5 · max(|torch|, 1e-6)`. Every
 //! case runs twice on our side, on flat buffers (the default; fused kernels for SGD/Adam/AdamW)
-//! and one tensor at a time. The oracle runs once per test binary (one Python process); if it
-//! cannot run, the tests fail.
+//! and one tensor at a time; SGD, Adam and AdamW run both layouts once more with
+//! `kernel = "torch-fused"` (libtorch's fused CPU kernels, here on float64). The oracle runs
+//! once per test binary (one Python process); if it cannot run, the tests fail.
 
 mod optim_common;
 
@@ -16,7 +17,7 @@ use serde_json::json;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use tch::{nn, Device, Tensor};
-use whetstone_optim::{OptimConfig, Optimizer};
+use whetstone_optim::{Kernel, OptimConfig, Optimizer};
 
 const TOL: f64 = 1e-5;
 const FLOOR: f64 = 1e-6;
@@ -56,15 +57,15 @@ fn check(prefix: &str) {
     let mut failures = Vec::new();
     for case in cases().into_iter().filter(|c| c.id.starts_with(prefix)) {
         let theirs = oracle_trajectory(dir, case.id);
-        for flat in [true, false] {
-            let mut opt = (case.build)(make_params(&init_values(), case.wd), flat).unwrap();
+        for (flat, kernel) in case.variants() {
+            let mut opt = case.make(make_params(&init_values(), case.wd), flat, kernel).unwrap();
             let ours = run(opt.as_mut(), case.lr, &grads, 0, STEPS);
             let (err, step) = max_rel_err(&ours, &theirs, FLOOR);
             let moved = ours[ours.len() - total()..].iter().zip(init_values()).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
-            assert!(moved > 1e-3, "{}: parameters barely moved ({moved:e}); the comparison would be vacuous", case.id);
-            report.push(format!("{:<28} flat={flat:<5} max rel err {err:.2e} (step {step})", case.id));
+            assert!(moved > 1e-3, "{} {kernel}: parameters barely moved ({moved:e}); the comparison would be vacuous", case.id);
+            report.push(format!("{:<28} flat={flat:<5} kernel={kernel:<11} max rel err {err:.2e} (step {step})", case.id));
             if err.is_nan() || err > TOL {
-                failures.push(format!("{} flat={flat}: {err:.3e} at step {step}", case.id));
+                failures.push(format!("{} flat={flat} kernel={kernel}: {err:.3e} at step {step}", case.id));
             }
         }
     }
@@ -76,6 +77,14 @@ fn check(prefix: &str) {
 #[test]
 fn sgd_matches_torch() {
     check("sgd");
+}
+
+/// Both kernels ran every SGD / Adam / AdamW case (the variants are what `check` runs).
+#[test]
+fn torch_fused_kernel_is_covered() {
+    let ids: Vec<&str> = cases().into_iter().filter(|c| c.variants().contains(&(false, Kernel::TorchFused)) && c.variants().contains(&(true, Kernel::TorchFused))).map(|c| c.id).collect();
+    assert_eq!(ids.len(), 9, "{ids:?}");
+    assert!(ids.iter().all(|id| id.starts_with("sgd") || id.starts_with("adam_") || id.starts_with("adamw")), "{ids:?}");
 }
 #[test]
 fn adam_matches_torch() {
@@ -180,15 +189,17 @@ fn param_groups_match_torch_param_groups() {
     let grads = grad_values();
     for (id, recipe, _, _, _) in group_cases() {
         let theirs = oracle_trajectory(dir, id);
-        for flat in [true, false] {
-            let mut cfg: OptimConfig = toml::from_str(recipe).unwrap();
-            cfg.flat = flat;
-            let vs = varstore();
-            let mut opt = cfg.build(&vs).unwrap();
-            let ours = run_named(opt.as_mut(), &vs, cfg.lr, &grads);
-            let (err, step) = max_rel_err(&ours, &theirs, FLOOR);
-            eprintln!("{id:<28} flat={flat:<5} max rel err {err:.2e} (step {step})");
-            assert!(err <= TOL, "{id} flat={flat}: {err:.3e} at step {step}");
+        for kernel in ["whetstone", "torch-fused"] {
+            for flat in [true, false] {
+                let mut cfg: OptimConfig = toml::from_str(&format!("{recipe}\nkernel = \"{kernel}\"")).unwrap();
+                cfg.flat = flat;
+                let vs = varstore();
+                let mut opt = cfg.build(&vs).unwrap();
+                let ours = run_named(opt.as_mut(), &vs, cfg.lr, &grads);
+                let (err, step) = max_rel_err(&ours, &theirs, FLOOR);
+                eprintln!("{id:<28} flat={flat:<5} kernel={kernel:<11} max rel err {err:.2e} (step {step})");
+                assert!(err <= TOL, "{id} flat={flat} kernel={kernel}: {err:.3e} at step {step}");
+            }
         }
     }
 }

@@ -110,6 +110,8 @@ pub fn run(opt: &mut dyn Optimizer, lr: f64, grads: &[f64], from: usize, to: usi
 }
 
 pub type Build = fn(Vec<Param>, bool) -> whetstone_optim::Result<Box<dyn Optimizer>>;
+/// A builder for the optimisers that run with either [`Kernel`] (SGD, Adam, AdamW).
+pub type KernelBuild = fn(Vec<Param>, bool, Kernel) -> whetstone_optim::Result<Box<dyn Optimizer>>;
 
 /// A parity case: the torch class and kwargs, and the whetstone optimiser.
 pub struct Case {
@@ -118,7 +120,27 @@ pub struct Case {
     pub kwargs: Value,
     pub lr: f64,
     pub wd: f64,
+    /// The optimiser with whetstone's kernel.
     pub build: Build,
+    /// The optimiser with a chosen kernel, for those that have `kernel = "torch-fused"`.
+    pub with_kernel: Option<KernelBuild>,
+}
+
+impl Case {
+    /// Every way our side runs the case: (flat, kernel), both layouts for each kernel.
+    pub fn variants(&self) -> Vec<(bool, Kernel)> {
+        let kernels: &[Kernel] = if self.with_kernel.is_some() { &[Kernel::Whetstone, Kernel::TorchFused] } else { &[Kernel::Whetstone] };
+        kernels.iter().flat_map(|&k| [(true, k), (false, k)]).collect()
+    }
+
+    /// Build the optimiser for one variant.
+    pub fn make(&self, params: Vec<Param>, flat: bool, kernel: Kernel) -> whetstone_optim::Result<Box<dyn Optimizer>> {
+        match (self.with_kernel, kernel) {
+            (Some(b), k) => b(params, flat, k),
+            (None, Kernel::Whetstone) => (self.build)(params, flat),
+            (None, k) => panic!("{}: no {k} variant", self.id),
+        }
+    }
 }
 
 macro_rules! case {
@@ -128,7 +150,16 @@ macro_rules! case {
         if $wd != 0.0 {
             kw["weight_decay"] = json!($wd);
         }
-        Case { id: $id, optim: $optim, kwargs: kw, lr: $lr, wd: $wd, build: $build }
+        Case { id: $id, optim: $optim, kwargs: kw, lr: $lr, wd: $wd, build: $build, with_kernel: None }
+    }};
+}
+
+/// A case with a kernel choice: `$build` is `|params, flat, kernel| ..`.
+macro_rules! kcase {
+    ($id:expr, $optim:expr, $lr:expr, $wd:expr, $kw:tt, $build:expr) => {{
+        let mut c = case!($id, $optim, $lr, $wd, $kw, |p, f| ($build)(p, f, Kernel::Whetstone));
+        c.with_kernel = Some($build as KernelBuild);
+        c
     }};
 }
 
@@ -139,15 +170,15 @@ fn bx<O: Optimizer + 'static>(o: whetstone_optim::Result<O>) -> whetstone_optim:
 /// Every torch.optim case (3+ settings each) and every reference-implementation case.
 pub fn cases() -> Vec<Case> {
     vec![
-        case!("sgd_plain", "SGD", 0.05, 0.0, {}, |p, f| bx(Sgd::with_layout(p, SgdConfig { momentum: 0.0, ..Default::default() }, f))),
-        case!("sgd_momentum_damp_wd", "SGD", 0.05, 0.01, {"momentum": 0.9, "dampening": 0.1}, |p, f| bx(Sgd::with_layout(p, SgdConfig { momentum: 0.9, dampening: 0.1, nesterov: false }, f))),
-        case!("sgd_nesterov_wd", "SGD", 0.02, 0.001, {"momentum": 0.8, "nesterov": true}, |p, f| bx(Sgd::with_layout(p, SgdConfig { momentum: 0.8, dampening: 0.0, nesterov: true }, f))),
-        case!("adam_default", "Adam", 0.01, 0.0, {}, |p, f| bx(Adam::with_layout(p, AdamConfig::default(), f))),
-        case!("adam_amsgrad_wd", "Adam", 0.01, 0.01, {"amsgrad": true, "betas": [0.8, 0.99]}, |p, f| bx(Adam::with_layout(p, AdamConfig { amsgrad: true, betas: (0.8, 0.99), ..Default::default() }, f))),
-        case!("adam_eps_betas", "Adam", 0.02, 0.0, {"eps": 1e-3, "betas": [0.5, 0.9]}, |p, f| bx(Adam::with_layout(p, AdamConfig { eps: 1e-3, betas: (0.5, 0.9), amsgrad: false }, f))),
-        case!("adamw_default", "AdamW", 0.01, 0.01, {}, |p, f| bx(AdamW::with_layout(p, AdamWConfig::default(), f))),
-        case!("adamw_amsgrad", "AdamW", 0.01, 0.1, {"amsgrad": true}, |p, f| bx(AdamW::with_layout(p, AdamWConfig { amsgrad: true, ..Default::default() }, f))),
-        case!("adamw_betas_eps_nowd", "AdamW", 0.005, 0.0, {"betas": [0.95, 0.98], "eps": 1e-6, "weight_decay": 0.0}, |p, f| bx(AdamW::with_layout(p, AdamWConfig { betas: (0.95, 0.98), eps: 1e-6, amsgrad: false }, f))),
+        kcase!("sgd_plain", "SGD", 0.05, 0.0, {}, |p: Vec<Param>, f: bool, k: Kernel| bx(Sgd::with_kernel(p, SgdConfig { momentum: 0.0, ..Default::default() }, f, k))),
+        kcase!("sgd_momentum_damp_wd", "SGD", 0.05, 0.01, {"momentum": 0.9, "dampening": 0.1}, |p: Vec<Param>, f: bool, k: Kernel| bx(Sgd::with_kernel(p, SgdConfig { momentum: 0.9, dampening: 0.1, nesterov: false }, f, k))),
+        kcase!("sgd_nesterov_wd", "SGD", 0.02, 0.001, {"momentum": 0.8, "nesterov": true}, |p: Vec<Param>, f: bool, k: Kernel| bx(Sgd::with_kernel(p, SgdConfig { momentum: 0.8, dampening: 0.0, nesterov: true }, f, k))),
+        kcase!("adam_default", "Adam", 0.01, 0.0, {}, |p: Vec<Param>, f: bool, k: Kernel| bx(Adam::with_kernel(p, AdamConfig::default(), f, k))),
+        kcase!("adam_amsgrad_wd", "Adam", 0.01, 0.01, {"amsgrad": true, "betas": [0.8, 0.99]}, |p: Vec<Param>, f: bool, k: Kernel| bx(Adam::with_kernel(p, AdamConfig { amsgrad: true, betas: (0.8, 0.99), ..Default::default() }, f, k))),
+        kcase!("adam_eps_betas", "Adam", 0.02, 0.0, {"eps": 1e-3, "betas": [0.5, 0.9]}, |p: Vec<Param>, f: bool, k: Kernel| bx(Adam::with_kernel(p, AdamConfig { eps: 1e-3, betas: (0.5, 0.9), amsgrad: false }, f, k))),
+        kcase!("adamw_default", "AdamW", 0.01, 0.01, {}, |p: Vec<Param>, f: bool, k: Kernel| bx(AdamW::with_kernel(p, AdamWConfig::default(), f, k))),
+        kcase!("adamw_amsgrad", "AdamW", 0.01, 0.1, {"amsgrad": true}, |p: Vec<Param>, f: bool, k: Kernel| bx(AdamW::with_kernel(p, AdamWConfig { amsgrad: true, ..Default::default() }, f, k))),
+        kcase!("adamw_betas_eps_nowd", "AdamW", 0.005, 0.0, {"betas": [0.95, 0.98], "eps": 1e-6, "weight_decay": 0.0}, |p: Vec<Param>, f: bool, k: Kernel| bx(AdamW::with_kernel(p, AdamWConfig { betas: (0.95, 0.98), eps: 1e-6, amsgrad: false }, f, k))),
         case!("nadam_default", "NAdam", 0.01, 0.0, {}, |p, f| bx(NAdam::with_layout(p, NAdamConfig::default(), f))),
         case!("nadam_wd_decay", "NAdam", 0.01, 0.01, {"momentum_decay": 8e-3}, |p, f| bx(NAdam::with_layout(p, NAdamConfig { momentum_decay: 8e-3, ..Default::default() }, f))),
         case!("nadam_decoupled", "NAdam", 0.01, 0.1, {"decoupled_weight_decay": true, "betas": [0.8, 0.99]}, |p, f| bx(NAdam::with_layout(p, NAdamConfig { decoupled_weight_decay: true, betas: (0.8, 0.99), ..Default::default() }, f))),

@@ -6,15 +6,18 @@ use tch::{nn::VarStore, Device};
 use whetstone_data::{make_batch, Encoded};
 use whetstone_eval::{file_size, measure_latency, measure_throughput, Efficiency};
 use whetstone_models::{count_parameters, TextClassifier};
+use whetstone_train::Precision;
 
 /// Measure `model` on examples of `enc` (real sentences, in their order): latency of single
-/// sentences (`latency_iters` timed calls after a warm-up) and throughput at batch 32.
+/// sentences (`latency_iters` timed calls after a warm-up) and throughput at batch 32, with
+/// the forward passes in `precision`.
 pub fn measure_efficiency(
     model: &dyn TextClassifier,
     vs: &VarStore,
     checkpoint: &Path,
     enc: &Encoded,
     device: Device,
+    precision: Precision,
     latency_iters: usize,
     throughput_iters: usize,
 ) -> Result<Efficiency> {
@@ -24,6 +27,7 @@ pub fn measure_efficiency(
     }
     let singles: Vec<_> = (0..n.min(256)).map(|i| make_batch(enc, &[i % enc.ids.len()], device)).collect::<whetstone_data::Result<_>>()?;
     let batches: Vec<_> = (0..8).map(|b| make_batch(enc, &(0..32).map(|i| (b * 32 + i) % enc.ids.len()).collect::<Vec<_>>(), device)).collect::<whetstone_data::Result<_>>()?;
+    let _amp = precision.region(device)?;
     // One checked pass first: a model that fails fails here with its error, not in a timed loop.
     let _probe = model.forward_t(&singles[0].input_ids, &singles[0].attention_mask, false)?;
     let sync = || {

@@ -12,7 +12,7 @@ use tch::nn::VarStore;
 use whetstone_data::{encode, load_splits, BucketedSource, TextTokenizer};
 use whetstone_eval::{classification_report, plot_training_curves, read_jsonl, write_report_md, ClassificationReport, Curve, Efficiency, RunReport};
 use whetstone_models::{load_varstore, parse_device, BertCheckpoint, ModelConfig};
-use whetstone_train::{predict, steps_per_epoch, CrossEntropy, FitSummary, Outcome, Result, TrainError, Trainer, BEST_MODEL_FILE, METRICS_LOG_FILE};
+use whetstone_train::{predict_in, steps_per_epoch, CrossEntropy, FitSummary, Outcome, Result, TrainError, Trainer, BEST_MODEL_FILE, METRICS_LOG_FILE};
 
 /// Options of a run that are not part of the recipe (none of them is written to
 /// `recipe.toml`, so none of them comes back on `--resume`).
@@ -99,6 +99,10 @@ pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
         tch::set_num_threads(recipe.threads as i32);
     }
     let device = parse_device(&recipe.device)?;
+    recipe.precision.check_device(device)?;
+    if let Some(w) = recipe.precision.slow_cpu_warning(device) {
+        eprintln!("{w}");
+    }
     let splits = load_splits(&recipe.data.source(), recipe.data.valid_fraction, recipe.data.test_fraction, recipe.seed)?;
     let names = display_names(recipe, &splits);
     let data_id = data_identity(&[("train", split_fingerprint(&splits.train)), ("valid", split_fingerprint(&splits.valid)), ("test", split_fingerprint(&splits.test))]);
@@ -175,6 +179,7 @@ pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
             .config(recipe.train.clone())
             .seed(recipe.seed)
             .device(device)
+            .precision(recipe.precision)
             .label_names(names.clone())
             .identity(RECIPE_IDENTITY, recipe_id)
             .identity(DATA_IDENTITY, data_id)
@@ -189,22 +194,23 @@ pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
 
         let best = run.file(BEST_MODEL_FILE);
         load_varstore(&mut vs, &best)?;
-        let test_pred = predict(model.as_ref(), &test, recipe.train.eval_batch_size, device)?;
+        let test_pred = predict_in(recipe.precision, model.as_ref(), &test, recipe.train.eval_batch_size, device)?;
         let test_report = classification_report(&test.labels, &test_pred.preds, &names)?;
         let valid_report = if valid.ids.is_empty() {
             None
         } else {
-            let p = predict(model.as_ref(), &valid, recipe.train.eval_batch_size, device)?;
+            let p = predict_in(recipe.precision, model.as_ref(), &valid, recipe.train.eval_batch_size, device)?;
             Some(classification_report(&valid.labels, &p.preds, &names)?)
         };
         let efficiency = if recipe.eval.latency_iters > 0 && !test.ids.is_empty() {
-            Some(measure_efficiency(model.as_ref(), &vs, &best, &test, device, recipe.eval.latency_iters, recipe.eval.throughput_iters)?)
+            Some(measure_efficiency(model.as_ref(), &vs, &best, &test, device, recipe.precision, recipe.eval.latency_iters, recipe.eval.throughput_iters)?)
         } else {
             None
         };
         let wall_s = started.elapsed().as_secs_f64();
         let summary = json!({
             "device": format!("{device:?}"),
+            "precision": recipe.precision.as_str(),
             "model": recipe.model.kind(),
             "steps": fit.progress.step,
             "epochs": fit.progress.epoch,

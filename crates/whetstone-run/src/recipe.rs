@@ -1,6 +1,6 @@
 //! A training recipe: everything a run needs, as one serde struct read from TOML.
 
-use whetstone_train::{FinetuneConfig, TrainConfig};
+use whetstone_train::{FinetuneConfig, Precision, TrainConfig};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use whetstone_data::{DataSource, Format, TableSpec};
@@ -23,6 +23,11 @@ pub struct Recipe {
     /// Intra-op threads for libtorch; 0 keeps libtorch's default (all cores).
     #[serde(default)]
     pub threads: usize,
+    /// Precision of the forward passes: `fp32` (default), `bf16` (mixed precision with
+    /// float32 master weights, CPU or CUDA) or `fp16` (CUDA only, with dynamic loss scaling).
+    /// Covers training, validation, the test evaluation and the efficiency measurement.
+    #[serde(default)]
+    pub precision: Precision,
     #[serde(default)]
     pub data: DataRecipe,
     #[serde(default)]

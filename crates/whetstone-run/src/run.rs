@@ -38,6 +38,8 @@ pub struct LoadedRun {
     pub vs: VarStore,
     pub model: Box<dyn TextClassifier>,
     pub device: Device,
+    /// Precision of inference (the recipe's, unless [`LoadedRun::with_precision`] changed it).
+    pub precision: whetstone_train::Precision,
     /// Longest input, from the resolved model (a pretrained checkpoint may shorten it).
     max_len: usize,
 }
@@ -98,7 +100,17 @@ impl LoadedRun {
         let model = model_config.build(&vs.root(), tokenizer.vocab_size() as i64, labels.len() as i64)?;
         load_finite(&mut vs, &need(dir, BEST_MODEL_FILE)?)?;
         let max_len = model_config.max_len().map_or(recipe.data.max_len, |m| m.min(recipe.data.max_len));
-        Ok(Self { dir: dir.to_path_buf(), recipe, tokenizer, labels, label_names, vs, model, device, max_len })
+        let precision = recipe.precision;
+        precision.check_device(device)?;
+        Ok(Self { dir: dir.to_path_buf(), recipe, tokenizer, labels, label_names, vs, model, device, precision, max_len })
+    }
+
+    /// Run inference in `precision` instead of the recipe's (weights stay float32). An error
+    /// when the device cannot run it (fp16 off CUDA).
+    pub fn with_precision(mut self, precision: whetstone_train::Precision) -> Result<Self> {
+        precision.check_device(self.device)?;
+        self.precision = precision;
+        Ok(self)
     }
 
     /// Longest input the run's model was trained with.
@@ -111,7 +123,7 @@ impl LoadedRun {
     /// Predictions and a classification report on a labelled split (labels are class ids of this run).
     pub fn evaluate_split(&self, split: &whetstone_data::Split) -> Result<(whetstone_train::Predictions, whetstone_eval::ClassificationReport)> {
         let enc = whetstone_data::encode(&self.tokenizer, split, self.max_len())?;
-        let p = whetstone_train::predict(self.model.as_ref(), &enc, self.recipe.train.eval_batch_size, self.device)?;
+        let p = whetstone_train::predict_in(self.precision, self.model.as_ref(), &enc, self.recipe.train.eval_batch_size, self.device)?;
         let report = whetstone_eval::classification_report(&enc.labels, &p.preds, &self.label_names)?;
         Ok((p, report))
     }
@@ -146,7 +158,7 @@ impl LoadedRun {
     pub fn predict_texts(&self, texts: &[String]) -> Result<Vec<(String, f32)>> {
         let split = whetstone_data::Split { texts: texts.to_vec(), labels: vec![0; texts.len()] };
         let enc = whetstone_data::encode(&self.tokenizer, &split, self.max_len())?;
-        let p = whetstone_train::predict(self.model.as_ref(), &enc, self.recipe.train.eval_batch_size, self.device)?;
+        let p = whetstone_train::predict_in(self.precision, self.model.as_ref(), &enc, self.recipe.train.eval_batch_size, self.device)?;
         Ok(p.preds.iter().zip(&p.probs).map(|(&c, pr)| (self.label_names[c as usize].clone(), pr[c as usize])).collect())
     }
 }

@@ -7,6 +7,7 @@ use serde_json::json;
 use tch::{Device, Kind, Tensor};
 use whetstone_data::{make_batch, BucketBatcher, Encoded};
 use whetstone_models::TextClassifier;
+use whetstone_torch_ext::Precision;
 
 /// Predictions for every example of a split, in the split's order.
 #[derive(Debug, Clone)]
@@ -45,6 +46,13 @@ pub fn predict(model: &dyn TextClassifier, enc: &Encoded, batch_size: usize, dev
         Ok(())
     })?;
     Ok(Predictions { preds, probs, loss: if n == 0 { 0.0 } else { loss_sum / n as f64 } })
+}
+
+/// [`predict`] with the forward passes in `precision` (an autocast region on the calling
+/// thread; fp32 is plain [`predict`]). Probabilities and the loss are computed in float32.
+pub fn predict_in(precision: Precision, model: &dyn TextClassifier, enc: &Encoded, batch_size: usize, device: Device) -> Result<Predictions> {
+    let _amp = precision.region(device)?;
+    predict(model, enc, batch_size, device)
 }
 
 fn argmax(v: &[f32]) -> i64 {

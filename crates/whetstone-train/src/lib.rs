@@ -108,7 +108,7 @@ pub use checkpoint::{Checkpoint, BEST_MODEL_FILE, CHECKPOINT_FILE};
 pub use config::TrainConfig;
 pub use context::{EvalContext, StepContext};
 pub use error::{Result, TrainError};
-pub use evaluate::{classify, predict, Predictions};
+pub use evaluate::{classify, predict, predict_in, Predictions};
 pub use finite::first_non_finite;
 pub use finetune::{block_depth, freeze, reinit_top_layers, FinetuneConfig, FreezeSchedule, Freezing};
 pub use mlm::{MlmObjective, MlmScore};

@@ -23,6 +23,10 @@ pub struct CommonArgs {
     /// cpu, cuda, cuda:N or auto (default: the input run's).
     #[arg(long)]
     device: Option<String>,
+    /// Precision of the training phases, the evaluation and the timing: fp32 (default), bf16,
+    /// or fp16 (CUDA only); same as `--set precision=…`.
+    #[arg(long, value_parser = crate::precision_arg)]
+    precision: Option<whetstone_run::Precision>,
     /// Name of the output run (default: derived from the input and the method).
     #[arg(long)]
     name: Option<String>,
@@ -97,6 +101,9 @@ fn config(common: &CommonArgs, mut flags: Vec<String>) -> Result<CompressConfig>
     }
     if let Some(d) = &common.device {
         flags.push(quoted("device", d));
+    }
+    if let Some(p) = common.precision {
+        flags.push(quoted("precision", p.as_str()));
     }
     if let Some(n) = &common.name {
         flags.push(quoted("name", n));
@@ -183,6 +190,10 @@ pub fn prune(a: PruneArgs) -> Result<()> {
 }
 
 /// A run folder for `eval` / `predict`: int8 when it was quantised.
-pub fn open_run(dir: &Path, device: Option<&str>) -> Result<LoadedRun> {
-    Ok(pipeline::open_run(dir, device)?)
+pub fn open_run(dir: &Path, device: Option<&str>, precision: Option<whetstone_run::Precision>) -> Result<LoadedRun> {
+    let run = pipeline::open_run(dir, device)?;
+    Ok(match precision {
+        Some(p) => run.with_precision(p)?,
+        None => run,
+    })
 }

@@ -15,7 +15,7 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use whetstone_data::{fetch, Manifest, TableSpec};
-use whetstone_run::{train_recipe, Recipe, RunFolder, RunOptions};
+use whetstone_run::{train_recipe, Precision, Recipe, RunFolder, RunOptions};
 
 #[derive(Parser)]
 #[command(name = "whetstone", version, about = "Train, compress and ship text classifiers on libtorch")]
@@ -87,6 +87,10 @@ pub(crate) struct RunArgs {
     /// cpu, cuda, cuda:N or auto.
     #[arg(long)]
     pub device: Option<String>,
+    /// fp32, bf16 (mixed precision, CPU or CUDA) or fp16 (CUDA only); same as
+    /// `--set precision=…`, and like --device it may change on --resume.
+    #[arg(long, value_parser = precision_arg)]
+    pub precision: Option<Precision>,
     /// Run name (default: the recipe's).
     #[arg(long)]
     pub name: Option<String>,
@@ -127,8 +131,16 @@ impl RunArgs {
         if let Some(n) = &self.name {
             out.push(format!("name={n:?}"));
         }
+        if let Some(p) = self.precision {
+            out.push(format!("precision=\"{p}\""));
+        }
         out
     }
+}
+
+/// `--precision`: fp32, bf16 or fp16.
+pub(crate) fn precision_arg(s: &str) -> std::result::Result<Precision, String> {
+    s.parse::<Precision>().map_err(|e| e.to_string())
 }
 
 #[derive(Args)]
@@ -141,6 +153,9 @@ struct EvalArgs {
     /// cpu, cuda, cuda:N or auto (default: the run's).
     #[arg(long)]
     device: Option<String>,
+    /// Precision of inference: fp32, bf16 or fp16 (default: the run's recipe's).
+    #[arg(long, value_parser = precision_arg)]
+    precision: Option<Precision>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -154,6 +169,9 @@ struct PredictArgs {
     /// cpu, cuda, cuda:N or auto (default: the run's).
     #[arg(long)]
     device: Option<String>,
+    /// Precision of inference: fp32, bf16 or fp16 (default: the run's recipe's).
+    #[arg(long, value_parser = precision_arg)]
+    precision: Option<Precision>,
 }
 
 fn main() -> ExitCode {
@@ -184,11 +202,14 @@ fn train(a: TrainArgs) -> Result<()> {
         }
         let dir = a.run.resume_dir(run);
         let mut recipe = whetstone_run::read_recipe(&dir)?;
-        // The device may change on resume (it is not part of the run's identity).
+        // The device and the precision may change on resume (not part of the run's identity).
         if let Some(d) = &a.run.device {
             recipe.device = d.clone();
-            recipe.validate()?;
         }
+        if let Some(p) = a.run.precision {
+            recipe.precision = p;
+        }
+        recipe.validate()?;
         (recipe, RunFolder::Resume(dir), true)
     } else {
         let (origin, text) = recipe_source::load_text(&a.recipe)?;
@@ -239,7 +260,7 @@ fn train(a: TrainArgs) -> Result<()> {
 }
 
 fn eval(a: EvalArgs) -> Result<()> {
-    let run = compress_cmd::open_run(&a.run, a.device.as_deref())?;
+    let run = compress_cmd::open_run(&a.run, a.device.as_deref(), a.precision)?;
     let (source, split) = match &a.file.data {
         Some(p) => (p.display().to_string(), run.read_labelled(&TableSpec::new(p, &a.file.text_col, &a.file.label_col))?),
         None => ("the run's test split".to_string(), run.test_split()?),
@@ -258,7 +279,7 @@ fn eval(a: EvalArgs) -> Result<()> {
 }
 
 fn predict(a: PredictArgs) -> Result<()> {
-    let run = compress_cmd::open_run(&a.run, a.device.as_deref())?;
+    let run = compress_cmd::open_run(&a.run, a.device.as_deref(), a.precision)?;
     let stdin = std::io::stdin();
     let mut out = std::io::stdout().lock();
     let mut chunk = Vec::new();

@@ -33,11 +33,14 @@ pub fn pretrain(a: PretrainArgs) -> Result<()> {
         }
         let text = std::fs::read_to_string(&path)?;
         let mut recipe = PretrainRecipe::parse(&path.display().to_string(), &text, &[]).map_err(anyhow::Error::msg)?;
-        // The device may change on resume (it is not part of the run's identity).
+        // The device and the precision may change on resume (not part of the run's identity).
         if let Some(d) = &a.run.device {
             recipe.device = d.clone();
-            recipe.validate()?;
         }
+        if let Some(p) = a.run.precision {
+            recipe.precision = p;
+        }
+        recipe.validate()?;
         (recipe, RunFolder::Resume(dir), true)
     } else {
         let (origin, text) = recipe_source::load_pretrain_text(&a.recipe)?;

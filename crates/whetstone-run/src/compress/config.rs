@@ -41,6 +41,10 @@ pub struct CompressConfig {
     pub seed: u64,
     /// Intra-op threads; 0 keeps libtorch's default (default 0).
     pub threads: usize,
+    /// Precision of every training phase's forward passes (teacher included), of the test
+    /// evaluation and of the efficiency measurement: `fp32` (default), `bf16`, or `fp16`
+    /// (CUDA only). Weights stay float32; an int8 model (`quantize`) is measured in fp32.
+    pub precision: whetstone_train::Precision,
     /// Knowledge distillation (`whetstone distill`).
     pub distill: DistillSettings,
     /// Pruning (`whetstone prune`).
@@ -171,6 +175,7 @@ impl Default for CompressConfig {
             device: None,
             seed: 42,
             threads: 0,
+            precision: whetstone_train::Precision::Fp32,
             distill: DistillSettings::default(),
             prune: PruneSettings::default(),
             recovery: RecoverySettings::default(),

@@ -11,7 +11,7 @@ use std::path::Path;
 use tch::nn::VarStore;
 use whetstone_data::{encode, make_batch, BucketBatcher, Encoded, Split};
 use whetstone_models::{load_varstore, TextClassifier};
-use whetstone_train::{predict, BEST_MODEL_FILE};
+use whetstone_train::{predict_in, BEST_MODEL_FILE};
 use crate::{LoadedRun, RunDir, RunFolder};
 
 /// The teacher's arg-max class of the examples `from..` of `train`, from `cache`.
@@ -40,6 +40,7 @@ pub fn distill(teacher_dir: &Path, config: &CompressConfig, out: &RunFolder, qui
         tch::set_num_threads(config.threads as i32);
     }
     let mut source = Source::open(teacher_dir, config.device.as_deref())?;
+    super::check_precision(config, source.device())?;
     source.limit_train(config.train_limit);
     let device = source.device();
     let d = &config.distill;
@@ -66,7 +67,10 @@ pub fn distill(teacher_dir: &Path, config: &CompressConfig, out: &RunFolder, qui
     // Keyed by example index in `train`: the transfer sentences' labels, set below, do not
     // change what the teacher saw.
     let cache = if d.cache_teacher && !d.loss.needs_internals() {
-        let cache = TeacherCache::build_split(teacher.as_ref(), &train, 128, device)?;
+        let cache = {
+            let _amp = config.precision.region(device).map_err(whetstone_train::TrainError::from)?;
+            TeacherCache::build_split(teacher.as_ref(), &train, 128, device)?
+        };
         notes.push(format!("teacher logits computed once for {} examples in {:.1}s (instead of every epoch)", cache.len(), cache.seconds));
         Some(cache)
     } else {
@@ -78,7 +82,7 @@ pub fn distill(teacher_dir: &Path, config: &CompressConfig, out: &RunFolder, qui
             Some(c) => cached_predictions(c, &train, labelled, device)?,
             None => {
                 let extra = Encoded { ids: train.ids[labelled..].to_vec(), labels: train.labels[labelled..].to_vec(), pad_id: train.pad_id };
-                predict(teacher.as_ref(), &extra, 128, device)?.preds
+                predict_in(config.precision, teacher.as_ref(), &extra, 128, device)?.preds
             }
         };
         train.labels.truncate(labelled);
@@ -99,6 +103,7 @@ pub fn distill(teacher_dir: &Path, config: &CompressConfig, out: &RunFolder, qui
             objective: Box::new(objective),
             optim,
             lr: d.lr,
+            precision: config.precision,
             schedule: config.schedule.clone(),
             train: config.train.for_phase(d.epochs, d.batch_size),
             seed: config.seed,

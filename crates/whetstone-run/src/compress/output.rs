@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use tch::nn::VarStore;
 use whetstone_eval::{classification_report, ClassificationReport, Efficiency};
 use whetstone_models::{save_varstore, TextClassifier, TransformerClassifier, TransformerClassifierConfig};
-use whetstone_train::{predict, BEST_MODEL_FILE};
+use whetstone_train::{predict_in, BEST_MODEL_FILE};
 use crate::{measure_efficiency, LoadedRun, LABELS_FILE, RECIPE_FILE, TOKENIZER_FILE};
 
 /// File naming how a run was compressed.
@@ -84,11 +84,13 @@ pub fn finish_run(run: &RunDir, source: &Source, model: &TransformerClassifier, 
         None => (best, model),
     };
     let device = source.device();
-    let p = predict(served, &source.test, 128, device)?;
+    // An int8 model runs its own kernels on float32 activations: it is measured in fp32.
+    let precision = if quantized.is_some() { whetstone_train::Precision::Fp32 } else { provenance.config.precision };
+    let p = predict_in(precision, served, &source.test, 128, device)?;
     let test = classification_report(&source.test.labels, &p.preds, &source.label_names)?;
     let c = &provenance.config;
     let efficiency = if c.latency_iters > 0 && !source.test.ids.is_empty() {
-        Some(measure_efficiency(served, vs, &checkpoint, &source.test, device, c.latency_iters, c.throughput_iters)?)
+        Some(measure_efficiency(served, vs, &checkpoint, &source.test, device, precision, c.latency_iters, c.throughput_iters)?)
     } else {
         None
     };

@@ -22,6 +22,8 @@ pub struct Phase<'a> {
     pub optim: Box<dyn Optimizer>,
     /// Peak learning rate; the schedule multiplies it.
     pub lr: f64,
+    /// Precision of the forward passes.
+    pub precision: whetstone_train::Precision,
     /// The learning-rate schedule, over the phase's steps.
     pub schedule: Schedule,
     /// Epochs, batch size, clipping, validation cadence, …
@@ -52,6 +54,7 @@ impl Phase<'_> {
             .config(self.train)
             .seed(self.seed)
             .device(self.device)
+            .precision(self.precision)
             .label_names(self.label_names)
             .keep_checkpoint(false);
         if self.quiet {

@@ -28,6 +28,7 @@ pub fn prune(run_dir: &Path, config: &CompressConfig, out: &RunFolder, quiet: bo
         tch::set_num_threads(config.threads as i32);
     }
     let mut source = Source::open(run_dir, config.device.as_deref())?;
+    super::check_precision(config, source.device())?;
     source.limit_train(config.train_limit);
     let step = config.prune.step()?;
     tch::manual_seed(config.seed as i64);
@@ -159,6 +160,7 @@ fn phase_base<'a>(source: &Source, model: &'a TransformerClassifier, vs: &'a Var
         objective,
         optim: config.optimizer(r.lr, &[vs])?,
         lr: r.lr,
+        precision: config.precision,
         schedule: config.schedule.clone(),
         train: config.train.for_phase(r.epochs, None),
         seed: config.seed,

@@ -54,6 +54,10 @@ pub fn pretrain_recipe(recipe: &PretrainRecipe, opts: &RunOptions) -> Result<Pre
         tch::set_num_threads(recipe.threads as i32);
     }
     let device = parse_device(&recipe.device)?;
+    recipe.precision.check_device(device)?;
+    if let Some(w) = recipe.precision.slow_cpu_warning(device) {
+        eprintln!("{w}");
+    }
 
     let c = &recipe.corpus;
     let mut docs = Vec::new();
@@ -132,6 +136,7 @@ pub fn pretrain_recipe(recipe: &PretrainRecipe, opts: &RunOptions) -> Result<Pre
             .config(recipe.train.clone())
             .seed(recipe.seed)
             .device(device)
+            .precision(recipe.precision)
             .identity(RECIPE_IDENTITY, recipe_id)
             .identity(DATA_IDENTITY, data_id)
             .observer(Reporter::quiet(opts.quiet))
@@ -150,6 +155,7 @@ pub fn pretrain_recipe(recipe: &PretrainRecipe, opts: &RunOptions) -> Result<Pre
             None
         } else {
             let cx = EvalContext { model: &model, vs: &vs, device, batch_size: recipe.train.eval_batch_size, metric: "perplexity", label_names: &[] };
+            let _amp = recipe.precision.region(device)?;
             Some(MlmScore::from_record(&objective.validate(&cx, &valid)?.record))
         };
         model.save_pretrained(&run.file(ENCODER_DIR), &tok_path)?;
@@ -158,6 +164,7 @@ pub fn pretrain_recipe(recipe: &PretrainRecipe, opts: &RunOptions) -> Result<Pre
             "valid": score.map(|s| json!({"mlm_loss": s.loss, "perplexity": s.perplexity, "mlm_accuracy": s.accuracy, "masked_tokens": s.tokens})),
             "train": {
                 "device": format!("{device:?}"),
+                "precision": recipe.precision.as_str(),
                 "steps": fit.progress.step,
                 "epochs": fit.progress.epoch,
                 "outcome": format!("{:?}", fit.outcome),

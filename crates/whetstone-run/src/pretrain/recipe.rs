@@ -44,6 +44,10 @@ pub struct PretrainRecipe {
     /// Intra-op threads for libtorch; 0 keeps libtorch's default.
     #[serde(default)]
     pub threads: usize,
+    /// Precision of the forward passes: `fp32` (default), `bf16`, or `fp16` (CUDA only, with
+    /// dynamic loss scaling). Weights and checkpoints stay float32.
+    #[serde(default)]
+    pub precision: whetstone_train::Precision,
     #[serde(default)]
     pub corpus: CorpusRecipe,
     /// The WordPiece vocabulary trained on the corpus (or a `tokenizer.json` to load).

@@ -13,6 +13,8 @@ Optimisers, matching the whetstone side:
     adam   Adam(lr), no weight decay
     sgd    SGD(lr, momentum=0.9), no weight decay
 Implementations: `forloop` (foreach=False), `foreach` (foreach=True), `fused` (fused=True).
+(whetstone's `kernel = "torch-fused"` rows call the same libtorch kernels as `fused` from Rust,
+so `fused` against them separates the kernel from the Python-side overhead around it.)
 
 Usage:
     optim_speed.py --check            # prints {"torch": ..., "python": ...} or fails

@@ -3,7 +3,9 @@
 //! For two parameter sets ([`whetstone_benches::optim_shapes`]: MiniLM-L6, ≈22.6M parameters in
 //! 101 tensors; 1M parameters in 200 tensors), float32 on the CPU, with fixed random gradients
 //! already in `.grad`, it times `Optimizer::step` of whetstone's Adam, AdamW and SGD (momentum
-//! 0.9) in the default flat-buffer layout (fused kernel) and in the per-tensor layout, and the
+//! 0.9) in the default flat-buffer layout (whetstone's fused kernel) and in the per-tensor
+//! layout, each also with `kernel = "torch-fused"` (libtorch's fused kernels called from Rust
+//! through whetstone-torch-ext: one call per flat bucket, or per tensor list), and the
 //! Python peer (`benches/peers/optim_speed.py`) times `opt.step()` of torch.optim's Adam, AdamW
 //! and SGD with `foreach=False` (for-loop), `foreach=True` and `fused=True`, on the same libtorch
 //! with the same thread count. Whetstone and PyTorch alternate `--rounds` times per parameter set
@@ -22,10 +24,10 @@ use std::process::Command;
 use std::time::Instant;
 use whetstone_benches::machine::{cpu_model, load_avg, median, peer_check, peer_python};
 use whetstone_benches::optim_shapes::{self, Shape};
-use whetstone_optim::{named_params, Adam, AdamConfig, AdamW, AdamWConfig, Optimizer, Sgd, SgdConfig, NO_DECAY};
+use whetstone_optim::{named_params, Adam, AdamConfig, AdamW, AdamWConfig, Kernel, Optimizer, Sgd, SgdConfig, NO_DECAY};
 
 #[derive(Parser, Debug)]
-#[command(about = "Time of one optimiser step: whetstone-optim (flat+fused, per-tensor) vs torch.optim (for-loop, foreach, fused)")]
+#[command(about = "Time of one optimiser step: whetstone-optim (flat+fused, per-tensor; whetstone or torch-fused kernel) vs torch.optim (for-loop, foreach, fused)")]
 struct Args {
     /// Python interpreter with torch (default: $WHETSTONE_PYTHON, else python3).
     #[arg(long)]
@@ -63,24 +65,30 @@ const SEED: i64 = 0;
 const LR: f64 = 1e-3;
 /// AdamW's decoupled weight decay (not on bias / LayerNorm); Adam and SGD run without decay.
 const WEIGHT_DECAY: f64 = 0.01;
-const LAYOUTS: [(&str, bool); 2] = [("flat+fused", true), ("per-tensor", false)];
+/// whetstone variants: (label, flat buffers, kernel). The first two are the whetstone kernel.
+const LAYOUTS: [(&str, bool, Kernel); 4] = [("flat+fused", true, Kernel::Whetstone), ("per-tensor", false, Kernel::Whetstone), ("torch-fused flat", true, Kernel::TorchFused), ("torch-fused per-tensor", false, Kernel::TorchFused)];
 const TORCH_IMPLS: [&str; 3] = ["forloop", "foreach", "fused"];
 
-fn build(name: &str, vs: &tch::nn::VarStore, flat: bool) -> Result<Box<dyn Optimizer>> {
+fn build(name: &str, vs: &tch::nn::VarStore, flat: bool, kernel: Kernel) -> Result<Box<dyn Optimizer>> {
+    let check = |inner: &whetstone_optim::ChainOptimizer| -> Result<()> {
+        ensure!(inner.is_flat() == flat, "{name}: asked for flat = {flat}, got the other layout");
+        ensure!(inner.kernel() == kernel, "{name}: asked for kernel {kernel}, got {}", inner.kernel());
+        Ok(())
+    };
     Ok(match name {
         "adamw" => {
-            let o = AdamW::with_layout(named_params(vs, WEIGHT_DECAY, NO_DECAY), AdamWConfig::default(), flat)?;
-            ensure!(o.inner().is_flat() == flat, "adamw: asked for flat = {flat}, got the other layout");
+            let o = AdamW::with_kernel(named_params(vs, WEIGHT_DECAY, NO_DECAY), AdamWConfig::default(), flat, kernel)?;
+            check(o.inner())?;
             Box::new(o)
         }
         "adam" => {
-            let o = Adam::with_layout(named_params(vs, 0.0, NO_DECAY), AdamConfig::default(), flat)?;
-            ensure!(o.inner().is_flat() == flat, "adam: asked for flat = {flat}, got the other layout");
+            let o = Adam::with_kernel(named_params(vs, 0.0, NO_DECAY), AdamConfig::default(), flat, kernel)?;
+            check(o.inner())?;
             Box::new(o)
         }
         "sgd" => {
-            let o = Sgd::with_layout(named_params(vs, 0.0, NO_DECAY), SgdConfig { momentum: 0.9, dampening: 0.0, nesterov: false }, flat)?;
-            ensure!(o.inner().is_flat() == flat, "sgd: asked for flat = {flat}, got the other layout");
+            let o = Sgd::with_kernel(named_params(vs, 0.0, NO_DECAY), SgdConfig { momentum: 0.9, dampening: 0.0, nesterov: false }, flat, kernel)?;
+            check(o.inner())?;
             Box::new(o)
         }
         other => bail!("unknown optimiser `{other}` (known: adam, adamw, sgd)"),
@@ -88,9 +96,9 @@ fn build(name: &str, vs: &tch::nn::VarStore, flat: bool) -> Result<Box<dyn Optim
 }
 
 /// `warmup` untimed steps, then `iters` timed ones (ms each), on fresh parameters.
-fn time_whetstone(shapes: &[Shape], optimizer: &str, flat: bool, warmup: usize, iters: usize) -> Result<Vec<f64>> {
+fn time_whetstone(shapes: &[Shape], optimizer: &str, flat: bool, kernel: Kernel, warmup: usize, iters: usize) -> Result<Vec<f64>> {
     let vs = optim_shapes::store(shapes, SEED);
-    let mut opt = build(optimizer, &vs, flat)?;
+    let mut opt = build(optimizer, &vs, flat, kernel)?;
     for _ in 0..warmup {
         opt.step(LR)?;
     }
@@ -219,8 +227,8 @@ fn run() -> Result<()> {
         for round in 0..args.rounds {
             let t_round = Instant::now();
             for o in &optimizers {
-                for (layout, flat) in LAYOUTS {
-                    let ts = time_whetstone(shapes, o, flat, args.warmup, per_round)?;
+                for (layout, flat, kernel) in LAYOUTS {
+                    let ts = time_whetstone(shapes, o, flat, kernel, args.warmup, per_round)?;
                     series.entry((set.clone(), o.clone(), format!("ws:{layout}"))).or_default().rounds.push(ts);
                 }
             }
@@ -249,7 +257,7 @@ fn run() -> Result<()> {
                 .iter()
                 .map(|o| {
                     let last = |k: &str| series.get(&(set.clone(), o.clone(), k.to_string())).and_then(|s| s.rounds.last()).map(|r| median(r)).unwrap_or(f64::NAN);
-                    format!("{o} {:.2}/{:.2} ms (ws flat / torch fused)", last("ws:flat+fused"), last("torch:fused"))
+                    format!("{o} {:.2}/{:.2}/{:.2} ms (ws flat / ws torch-fused flat / torch fused)", last("ws:flat+fused"), last("ws:torch-fused flat"), last("torch:fused"))
                 })
                 .collect();
             eprintln!(
@@ -271,10 +279,10 @@ fn run() -> Result<()> {
         for o in &optimizers {
             let torch: Vec<(&str, f64)> = TORCH_IMPLS.iter().map(|i| (*i, get(set, o, &format!("torch:{i}")).map(Series::median).unwrap_or(f64::NAN))).collect();
             let (best_impl, best) = torch.iter().copied().filter(|(_, t)| t.is_finite()).min_by(|a, b| a.1.total_cmp(&b.1)).unwrap_or(("?", f64::NAN));
-            for (layout, _) in LAYOUTS {
+            for (layout, flat, kernel) in LAYOUTS {
                 let ws = get(set, o, &format!("ws:{layout}")).map(Series::median).unwrap_or(f64::NAN);
                 rows.push(json!({
-                    "set": set, "params": numel, "tensors": shapes.len(), "optimizer": o, "layout": layout,
+                    "set": set, "params": numel, "tensors": shapes.len(), "optimizer": o, "layout": layout, "flat": flat, "kernel": kernel.name(),
                     "whetstone_ms": ws,
                     "whetstone_gb_per_s": bytes_per_step(o, numel) / (ws * 1e-3) / 1e9,
                     "torch_ms": torch.iter().map(|(i, t)| (i.to_string(), json!(t))).collect::<serde_json::Map<_, _>>(),
@@ -287,7 +295,7 @@ fn run() -> Result<()> {
     }
 
     // Output.
-    let mut table = String::from("| parameters | optimiser | whetstone layout | whetstone ms | torch for-loop ms | torch foreach ms | torch fused ms | torch best / whetstone |\n|---|---|---|---:|---:|---:|---:|---:|\n");
+    let mut table = String::from("| parameters | optimiser | whetstone layout / kernel | whetstone ms | torch for-loop ms | torch foreach ms | torch fused ms | torch best / whetstone |\n|---|---|---|---:|---:|---:|---:|---:|\n");
     for r in &rows {
         let set = r["set"].as_str().unwrap_or("?");
         let best = r["torch_best"].as_str().unwrap_or("?");
@@ -343,6 +351,48 @@ fn run() -> Result<()> {
     Ok(())
 }
 
+/// The kernel choice at each parameter set: whetstone's kernel against torch-fused, per layout,
+/// with the per-round medians (the spread between rounds is the noise to compare with).
+fn kernel_section(report: &Value) -> String {
+    let series = report["series"].as_array().cloned().unwrap_or_default();
+    let rounds = |set: &str, o: &str, imp: &str| -> Vec<f64> {
+        series
+            .iter()
+            .find(|s| s["set"] == set && s["optimizer"] == o && s["implementation"] == format!("ws:{imp}"))
+            .and_then(|s| s["stats"]["round_medians_ms"].as_array().map(|a| a.iter().filter_map(Value::as_f64).collect()))
+            .unwrap_or_default()
+    };
+    let median_of = |set: &str, o: &str, imp: &str| -> f64 {
+        series.iter().find(|s| s["set"] == set && s["optimizer"] == o && s["implementation"] == format!("ws:{imp}")).and_then(|s| s["stats"]["median_ms"].as_f64()).unwrap_or(f64::NAN)
+    };
+    let fmt = |v: &[f64]| v.iter().map(|x| format!("{x:.2}")).collect::<Vec<_>>().join(" / ");
+    let mut md = String::from("\n## Kernel choice (`optim.kernel`)\n\nwhetstone's own kernel against libtorch's fused kernels on the same layout: median ms per step over all rounds, the per-round medians in parentheses, and torch-fused / whetstone (above 1: whetstone's kernel is faster).\n\n| parameters | optimiser | layout | whetstone ms (rounds) | torch-fused ms (rounds) | torch-fused / whetstone |\n|---|---|---|---:|---:|---:|\n");
+    let mut sets: Vec<String> = Vec::new();
+    let mut opts: Vec<String> = Vec::new();
+    for s in &series {
+        if let (Some(set), Some(o)) = (s["set"].as_str(), s["optimizer"].as_str()) {
+            if !sets.iter().any(|x| x == set) {
+                sets.push(set.to_string());
+            }
+            if !opts.iter().any(|x| x == o) {
+                opts.push(o.to_string());
+            }
+        }
+    }
+    opts.sort_by_key(|o| ["adam", "adamw", "sgd"].iter().position(|x| x == o).unwrap_or(9));
+    sets.sort_by_key(|s| ["minilm", "small"].iter().position(|x| x == s).unwrap_or(9));
+    for set in &sets {
+        for o in &opts {
+            for (layout, ws, tf) in [("flat", "flat+fused", "torch-fused flat"), ("per-tensor", "per-tensor", "torch-fused per-tensor")] {
+                let (a, b) = (median_of(set, o, ws), median_of(set, o, tf));
+                md.push_str(&format!("| {} | {} | {layout} | {a:.2} ({}) | {b:.2} ({}) | {:.2}× |\n", title(set), opt_title(o), fmt(&rounds(set, o, ws)), fmt(&rounds(set, o, tf)), b / a));
+            }
+        }
+    }
+    md.push_str("\nThe default kernel is chosen from the flat rows at MiniLM-L6 shapes (the layout and size training uses); see the doc comment of `whetstone_optim::Kernel` for the numbers behind the current default.\n");
+    md
+}
+
 fn markdown(args: &Args, report: &Value, table: &str, sets: &[(String, Vec<Shape>)]) -> String {
     let m = &report["machine"];
     let s = &report["settings"];
@@ -377,7 +427,7 @@ fn markdown(args: &Args, report: &Value, table: &str, sets: &[(String, Vec<Shape
     md.push_str("\n## Method\n\n");
     md.push_str(&format!(
         "- **What is timed**: one `step` and nothing else. Parameters are float32 N(0, 0.02²) on the CPU, with N(0, 1) gradients already in `.grad` (fixed: neither side writes to the gradients, so every step sees the same values); no zero_grad, no backward. lr {}. **AdamW**: β = (0.9, 0.999), ε = 1e-8, weight decay {} except on bias/LayerNorm (whetstone: `named_params(.., NO_DECAY)`; torch: the same two parameter groups). **Adam**: same betas/ε, no weight decay. **SGD**: momentum 0.9, no dampening, no Nesterov, no weight decay.\n\
-- **whetstone**: `AdamW` / `Adam` / `Sgd::with_layout(params, config, flat)`: `flat+fused` is the default layout (parameters, gradients and state in one contiguous buffer per weight-decay group, one pass of the fused CPU kernel per buffer); `per-tensor` is `flat = false` (the transform chain as tensor ops, one parameter at a time). Timed with `Instant` around `Optimizer::step`.\n\
+- **whetstone**: `AdamW` / `Adam` / `Sgd::with_kernel(params, config, flat, kernel)`: `flat+fused` is the default layout with the default kernel (`kernel = \"whetstone\"`: parameters, gradients and state in one contiguous buffer per weight-decay group, one pass of whetstone's fused CPU kernel per buffer); `per-tensor` is `flat = false` (the transform chain as tensor ops, one parameter at a time). `torch-fused flat` / `torch-fused per-tensor` are the same layouts with `kernel = \"torch-fused\"`: libtorch's fused kernels (`_fused_adam_`, `_fused_adamw_`, `_fused_sgd_`, the ones behind torch's `fused=True`) called from Rust through whetstone-torch-ext, one call per flat buffer, or one call over the tensor list of each weight decay. Timed with `Instant` around `Optimizer::step`.\n\
 - **torch.optim** (the peer, same libtorch): `foreach=False` (the for-loop implementation), `foreach=True` (multi-tensor `_foreach_*` ops) and `fused=True` (torch's fused CPU kernel), timed with `time.perf_counter()` around `opt.step()`.\n\
 - **Repetitions**: for each parameter set, {} rounds alternate whetstone (every optimiser and layout) and the peer (every optimiser and implementation, in a fresh Python process). Each measurement builds fresh parameters and optimiser state, runs {} untimed warm-up steps, then times {} (MiniLM-L6) / {} (200 × 5k) steps per round. The tables give the median over all timed steps of all rounds ({} / {} per cell); `optim-speed.json` has every sample and the per-round medians.\n\
 - **Ratio** = the fastest torch implementation's median (bold) / whetstone's median: above 1 means whetstone's step is faster than torch's best.\n\n",
@@ -392,18 +442,20 @@ fn markdown(args: &Args, report: &Value, table: &str, sets: &[(String, Vec<Shape
     ));
     md.push_str("## Results (ms per step, median)\n\n");
     md.push_str(table);
-    md.push_str("\nEffective memory bandwidth of whetstone's step (minimal traffic: Adam(W) reads θ, g, m, v and writes θ, m, v; SGD reads θ, g, b and writes θ, b; 4 bytes each):\n\n| parameters | optimiser | flat+fused GB/s | per-tensor GB/s |\n|---|---|---:|---:|\n");
-    for pair in rows.chunks(2) {
-        if let [a, b] = pair {
-            md.push_str(&format!(
-                "| {} | {} | {:.1} | {:.1} |\n",
-                title(a["set"].as_str().unwrap_or("?")),
-                opt_title(a["optimizer"].as_str().unwrap_or("?")),
-                a["whetstone_gb_per_s"].as_f64().unwrap_or(f64::NAN),
-                b["whetstone_gb_per_s"].as_f64().unwrap_or(f64::NAN)
-            ));
-        }
+    md.push_str("\nEffective memory bandwidth of whetstone's step (minimal traffic: Adam(W) reads θ, g, m, v and writes θ, m, v; SGD reads θ, g, b and writes θ, b; 4 bytes each):\n\n| parameters | optimiser |");
+    for (layout, _, _) in LAYOUTS {
+        md.push_str(&format!(" {layout} GB/s |"));
     }
+    md.push_str(&format!("\n|---|---|{}\n", "---:|".repeat(LAYOUTS.len())));
+    for group in rows.chunks(LAYOUTS.len()) {
+        let Some(a) = group.first() else { continue };
+        md.push_str(&format!("| {} | {} |", title(a["set"].as_str().unwrap_or("?")), opt_title(a["optimizer"].as_str().unwrap_or("?"))));
+        for r in group {
+            md.push_str(&format!(" {:.1} |", r["whetstone_gb_per_s"].as_f64().unwrap_or(f64::NAN)));
+        }
+        md.push('\n');
+    }
+    md.push_str(&kernel_section(report));
     md.push_str("\n## Where whetstone is slower\n\n");
     let slower: Vec<&Value> = rows.iter().filter(|r| r["ratio_torch_best_over_whetstone"].as_f64().is_some_and(|x| x < 1.0)).collect();
     if slower.is_empty() {

@@ -44,6 +44,9 @@
 //!   step is a few whole-buffer kernels; Adam, AdamW and SGD use a one-pass, vectorised CPU
 //!   kernel ([`fused`]). State is still saved per parameter name, so checkpoints do not depend
 //!   on the layout.
+//! - **Kernels** ([`Kernel`], `optim.kernel`): `"whetstone"` (the above) or `"torch-fused"`,
+//!   libtorch's fused Adam / AdamW / SGD kernels (CPU and CUDA) through `whetstone-torch-ext`,
+//!   on either layout. Same state, same names: checkpoints move between kernels too.
 //!
 //! # The adaptive optimiser
 //!

@@ -22,7 +22,8 @@ commands:
                      inference throughput; optim-speed: one optimiser step vs torch.optim; optim: the
                      optimiser convergence study; transfer: the small-sample transfer study (pretrains
                      runs/mlm-imdb first when missing); compress: distillation/pruning/int8/early-exit
-                     study (reports/compress.md; --quick, --measure-only, --teacher RUN); all: train and
+                     study (reports/compress.md; --quick, --measure-only, --teacher RUN); precision: fp32
+                     against bf16 on minilm-rt and rt-transformer, 3 seeds (reports/precision.md); all: train and
                      optim-speed, then the criterion benches)
   env                print the environment exports for using the installed libtorch from a shell
 
@@ -151,6 +152,8 @@ fn bench(root: &Path, env: &libtorch::Env, what: &str) -> Result<ExitCode> {
         // Compression study: reports/compress.{md,json}; arguments after `compress` go to it
         // (`--quick`, `--measure-only`, `--teacher RUN`, `--rows …`).
         "compress" => study(root, env, "compress-study", &["rotten-tomatoes", "imdb", "minilm-l6"]),
+        // fp32 against bf16 (accuracy over 3 seeds and training seq/s): reports/precision.{md,json}.
+        "precision" => study(root, env, "precision-study", &["rotten-tomatoes", "minilm-l6"]),
         "all" => {
             for step in [bench_train, bench_optim_speed] {
                 let code = step(root, env)?;
@@ -162,7 +165,7 @@ fn bench(root: &Path, env: &libtorch::Env, what: &str) -> Result<ExitCode> {
             c.args(["bench", "-p", "whetstone-benches"]);
             status(c)
         }
-        other => bail!("unknown bench `{other}` (known: train, optim-speed, optim, transfer, compress, all)"),
+        other => bail!("unknown bench `{other}` (known: train, optim-speed, optim, transfer, compress, precision, all)"),
     }
 }
 

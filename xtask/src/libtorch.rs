@@ -73,8 +73,28 @@ fn home() -> Result<PathBuf> {
     Ok(PathBuf::from(home).join(".cache/whetstone").join(format!("torch-{TORCH_VERSION}")))
 }
 
+/// A C++ compiler: tch's torch-sys and whetstone-torch-ext compile C++ against libtorch. `$CXX`
+/// when set (it must run), else `c++`, `g++` or `clang++` on PATH.
+fn check_cxx() -> Result<()> {
+    const INSTALL: &str = "Install one: `apt-get install g++` (Debian/Ubuntu), `dnf install gcc-c++` (Fedora), `xcode-select --install` (macOS), or set CXX to a C++17 compiler";
+    if let Some(cxx) = std::env::var_os("CXX") {
+        let cxx = cxx.to_string_lossy().to_string();
+        let prog = cxx.split_whitespace().next().unwrap_or("").to_string();
+        let ok = Command::new(&prog).arg("--version").output().map(|o| o.status.success()).unwrap_or(false);
+        if !ok {
+            bail!("CXX={cxx} does not run; whetstone compiles C++ against libtorch (torch-sys, whetstone-torch-ext). {INSTALL}");
+        }
+        return Ok(());
+    }
+    if ["c++", "g++", "clang++"].iter().any(|c| which(c).is_some()) {
+        return Ok(());
+    }
+    bail!("no C++ compiler found (c++, g++ or clang++ on PATH, or $CXX); whetstone compiles C++ against libtorch (torch-sys, whetstone-torch-ext). {INSTALL}")
+}
+
 /// Make sure a libtorch is available and return how to use it. Quick (no subprocess) once installed.
 pub fn ensure() -> Result<Env> {
+    check_cxx()?;
     if let Some(l) = std::env::var_os("LIBTORCH") {
         let l = PathBuf::from(l);
         if !l.join("lib").is_dir() {

@@ -25,7 +25,7 @@ use whetstone_data::{make_batch, Batch, Encoded};
 use whetstone_eval::{plot_lines_log_x, Curve, LatencyStats};
 use whetstone_models::{count_parameters, load_varstore};
 use whetstone_run::{LoadedRun, RunFolder};
-use whetstone_train::BEST_MODEL_FILE;
+use whetstone_train::{predict_in, Precision, BEST_MODEL_FILE};
 
 #[derive(Parser, Debug)]
 #[command(about = "Distillation, pruning, quantisation and early exit on one teacher, measured side by side")]
@@ -56,6 +56,9 @@ struct Args {
     /// Where the report goes.
     #[arg(long, default_value = "reports")]
     out: PathBuf,
+    /// Leave out the bf16 rows (every fp32 model is also measured under bf16 autocast).
+    #[arg(long)]
+    no_bf16: bool,
     /// Train and measure nothing: rewrite the report from this compress.json.
     #[arg(long)]
     report_from: Option<PathBuf>,
@@ -230,6 +233,7 @@ fn train_exits(teacher: &Path, dir: &Path, limit: usize) -> Result<()> {
         objective: Box::new(ExitObjective::new(&heads, true)),
         optim: config.optimizer(lr, &[&hvs])?,
         lr,
+        precision: config.precision,
         schedule: config.schedule.clone(),
         train: config.train.for_phase(1, None),
         seed: 42,
@@ -362,6 +366,19 @@ fn main() -> Result<()> {
             }),
         })
         .collect();
+    // bf16 rows: every model that is not int8, under bf16 autocast (weights stay float32; their
+    // bf16 casts are cached for the whole measurement, as one long-lived inference region would).
+    let bf16_rows: Vec<usize> = if args.no_bf16 { Vec::new() } else { (0..loaded.len()).filter(|&i| !loaded[i].2.join(pipeline::INT8_FILE).exists()).collect() };
+    for &i in &bf16_rows {
+        let run = &loaded[i].1;
+        timed.push(Timed {
+            forward: Box::new(move |b: &Batch| {
+                let _amp = Precision::Bf16.region(Device::Cpu)?;
+                let _logits = run.model.forward_t(&b.input_ids, &b.attention_mask, false)?;
+                Ok(())
+            }),
+        });
+    }
     let mut sweep_rows: Vec<SweepRow> = Vec::new();
     if let Some(ee) = &ee {
         sweep_rows = sweep(ee, &test, &policies, Device::Cpu, 0, 0)?;
@@ -376,7 +393,12 @@ fn main() -> Result<()> {
         }
     }
     eprintln!("[{:>6.0}s] measuring {} models interleaved ({} sentences × {} rounds), load {}", started.elapsed().as_secs_f64(), timed.len(), args.latency_sentences, args.latency_rounds, load_avg());
-    let measured = measure(&timed, &test, args.latency_sentences, args.latency_rounds)?;
+    // An outer region with autocast off: fp32 rows run in fp32, and the bf16 rows' inner regions
+    // end without clearing libtorch's cache of cast weights (only the outermost region clears it).
+    let measured = {
+        let _outer = whetstone_torch_ext::autocast(Device::Cpu, None)?;
+        measure(&timed, &test, args.latency_sentences, args.latency_rounds)?
+    };
     let load_after = load_avg();
 
     // Assemble the rows.
@@ -399,12 +421,24 @@ fn main() -> Result<()> {
             "latency_b1": lat, "throughput_b32": thr, "build_seconds": built, "notes": notes,
         }));
     }
+    for (k, &i) in bf16_rows.iter().enumerate() {
+        let (row, run, _) = &loaded[i];
+        let p = predict_in(Precision::Bf16, run.model.as_ref(), &test, 128, Device::Cpu)?;
+        let acc = p.preds.iter().zip(&test.labels).filter(|(a, b)| a == b).count() as f64 / test.len().max(1) as f64;
+        let fp32 = &table[i];
+        let (lat, thr) = &measured[loaded.len() + k];
+        table.push(json!({
+            "name": format!("{} (bf16)", row.name), "family": "bf16", "what": format!("{} under bf16 autocast (float32 weights)", row.name), "accuracy": acc,
+            "params": fp32["params"], "nonzero_params": fp32["nonzero_params"], "checkpoint_bytes": fp32["checkpoint_bytes"],
+            "latency_b1": lat, "throughput_b32": thr, "build_seconds": Value::Null, "notes": Value::Null,
+        }));
+    }
     if let Some((hvs, _)) = &exits {
         let base = table.iter().find(|r| r["name"] == "teacher").cloned();
         let (tparams, tckpt) = base.map(|b| (b["params"].as_u64().unwrap_or(0), b["checkpoint_bytes"].as_u64().unwrap_or(0))).unwrap_or((0, 0));
         let heads_params = count_parameters(hvs);
         for (k, r) in sweep_rows.iter().enumerate() {
-            let (lat, thr) = &measured[loaded.len() + k];
+            let (lat, thr) = &measured[loaded.len() + bf16_rows.len() + k];
             table.push(json!({
                 "name": format!("early-exit {}", r.policy), "family": "early exit", "what": format!("teacher + exits, {} (mean exit layer {:.2})", r.policy, r.mean_exit_layer),
                 "accuracy": r.accuracy, "mean_exit_layer": r.mean_exit_layer, "params": tparams + heads_params, "nonzero_params": tparams + heads_params,

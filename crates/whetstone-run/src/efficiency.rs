@@ -11,6 +11,7 @@ use whetstone_train::Precision;
 /// Measure `model` on examples of `enc` (real sentences, in their order): latency of single
 /// sentences (`latency_iters` timed calls after a warm-up) and throughput at batch 32, with
 /// the forward passes in `precision`.
+#[allow(clippy::too_many_arguments)]
 pub fn measure_efficiency(
     model: &dyn TextClassifier,
     vs: &VarStore,

@@ -4,21 +4,12 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use tch::{Kind, Tensor};
 use whetstone_data::{load_splits, DataSource};
 
-fn bin() -> Command {
-    // Tiny models: one intra-op thread avoids OpenMP spin-waits on a busy machine.
-    let mut c = Command::new(env!("CARGO_BIN_EXE_whetstone"));
-    c.env("OMP_NUM_THREADS", "1");
-    c
-}
-
-fn ok(o: &Output) -> String {
-    assert!(o.status.success(), "failed: {}\nstdout: {}\nstderr: {}", o.status, String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout).to_string()
-}
+mod common;
+use common::{bin, ok};
 
 fn fails_with(o: Output, needles: &[&str]) {
     let err = String::from_utf8_lossy(&o.stderr);

@@ -2,20 +2,11 @@
 //! metrics and report and resumes bit-identically; fp16 on a CPU and unknown precisions are
 //! refused before anything is written; eval/predict take --precision too.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{bin, ok};
+use std::path::Path;
 use std::process::{Command, Output};
-use whetstone_data::{load_splits, DataSource};
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_whetstone"));
-    c.env("OMP_NUM_THREADS", "1");
-    c
-}
-
-fn ok(o: &Output) -> String {
-    assert!(o.status.success(), "failed: {}\nstdout: {}\nstderr: {}", o.status, String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout).to_string()
-}
 
 fn fails_with(o: &Output, needles: &[&str]) {
     let err = String::from_utf8_lossy(&o.stderr).to_string();
@@ -26,16 +17,8 @@ fn fails_with(o: &Output, needles: &[&str]) {
     }
 }
 
-fn csv(dir: &Path, n: usize) -> PathBuf {
-    let s = load_splits(&DataSource::Named { name: "rotten-tomatoes".into() }, 0.1, 0.1, 3).expect("rotten-tomatoes (cargo xtask data)");
-    let path = dir.join("rt.csv");
-    let mut w = csv::Writer::from_path(&path).unwrap();
-    w.write_record(["text", "label"]).unwrap();
-    for (t, l) in s.train.texts.iter().zip(&s.train.labels).take(n) {
-        w.write_record([t.clone(), l.to_string()]).unwrap();
-    }
-    w.flush().unwrap();
-    path
+fn csv(dir: &Path, n: usize) -> std::path::PathBuf {
+    common::rt_csv(dir, "rt.csv", n)
 }
 
 /// A tiny Transformer run on `data`.

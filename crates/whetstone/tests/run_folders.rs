@@ -7,13 +7,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-use whetstone_data::{load_splits, DataSource};
 
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_whetstone"));
-    c.env("OMP_NUM_THREADS", "1");
-    c
-}
+mod common;
+use common::bin;
 
 /// `cmd`'s output, or a failure if it runs longer than `secs` (a hang).
 fn run_for(cmd: &mut Command, secs: u64) -> Output {
@@ -57,17 +53,8 @@ fn empty(dir: &Path) -> bool {
     std::fs::read_dir(dir).map_or(true, |mut d| d.next().is_none())
 }
 
-/// `n` rotten-tomatoes sentences as a CSV.
 fn csv(dir: &Path, name: &str, n: usize) -> PathBuf {
-    let s = load_splits(&DataSource::Named { name: "rotten-tomatoes".into() }, 0.1, 0.1, 3).expect("rotten-tomatoes (cargo xtask data)");
-    let path = dir.join(name);
-    let mut w = csv::Writer::from_path(&path).unwrap();
-    w.write_record(["text", "label"]).unwrap();
-    for (t, l) in s.train.texts.iter().zip(&s.train.labels).take(n) {
-        w.write_record([t.clone(), l.to_string()]).unwrap();
-    }
-    w.flush().unwrap();
-    path
+    common::rt_csv(dir, name, n)
 }
 
 const TINY: &[&str] = &[

@@ -73,9 +73,16 @@ impl Transform for State {
 
 /// Two float32 parameters with gradients, and a copy of their values.
 fn params() -> (Vec<Param>, Vec<Tensor>) {
-    tch::manual_seed(3);
+    // Fixed values, not torch's global generator: the tests of this binary run in parallel.
     let shapes: [&[i64]; 2] = [&[4, 3], &[5]];
-    let ps: Vec<Tensor> = shapes.iter().map(|s| Tensor::randn(*s, (Kind::Float, Device::Cpu)).set_requires_grad(true)).collect();
+    let ps: Vec<Tensor> = shapes
+        .iter()
+        .enumerate()
+        .map(|(k, s)| {
+            let n: i64 = s.iter().product();
+            (Tensor::arange(n, (Kind::Float, Device::Cpu)) * 0.7 + k as f64).sin().reshape(*s).set_requires_grad(true)
+        })
+        .collect();
     let params = ps.iter().enumerate().map(|(i, t)| Param { name: format!("p{i}"), tensor: t.shallow_clone(), weight_decay: 0.01 }).collect();
     (params, ps)
 }

@@ -8,12 +8,24 @@ same padded batches with the same per-step sequence as whetstone's `Trainer`
     torch.manual_seed(step seed); zero_grad; forward (dropout on); cross-entropy;
     loss.item(); backward; clip_grad_norm_; set lr (warmup-linear); AdamW.step
 
-for each AdamW implementation the job lists (`default` = torch's CPU for-loop, `foreach`,
-`fused`; `profile` / `profile-fused` add per-phase timing), and prints one JSON object on stdout.
+for each training variant the job lists, and prints one JSON object on stdout. Before any
+timing, each precision in `job["prime"]` runs forward and backward over every training batch
+once, untimed (libtorch builds some kernels per input shape on first use). A variant is
+`<impl>[@bf16]`: `<impl>` is the AdamW implementation (`default` = torch's CPU for-loop,
+`foreach`, `fused`); `@bf16` runs forward and loss under `torch.autocast("cpu",
+dtype=torch.bfloat16)` with the backward outside the context, as torch recommends (float32
+parameters, gradients and optimiser state). `profile-<impl>[@bf16]` (`profile` alone =
+`profile-default`) adds per-phase timing.
+
+Inference (`job["infer"]`: a list of {part, precision, passes}) runs the model in eval mode
+under `torch.no_grad()` (and the autocast context for bf16, one context per pass) over a part
+of the batch file, as whetstone's `predict` does: forward, float32 logits, summed
+cross-entropy `.item()`, softmax to numpy, arg-max.
 
 Batch file: one line of JSON header terminated by "\n", then raw little-endian int64 data.
-The header lists `train` and `infer` batches as [B, T]; the data holds, for each batch in
-that order (train first), ids [B*T], attention mask [B*T] and labels [B].
+The header maps each part (`train`, then the inference parts, in the header's `parts` order)
+to a list of batches [B, T]; the data holds, for each batch in that order, ids [B*T],
+attention mask [B*T] and labels [B].
 
 Usage:
     train_throughput.py --check            # prints {"torch": ..., "numpy": ...} or fails
@@ -21,6 +33,7 @@ Usage:
 """
 
 import argparse
+import contextlib
 import json
 import math
 import sys
@@ -204,7 +217,7 @@ def read_batches(path):
         data = np.frombuffer(f.read(), dtype="<i8")
     pos = 0
     out = {}
-    for part in ("train", "infer"):
+    for part in header["parts"]:
         batches = []
         for b, t in header[part]:
             ids = torch.from_numpy(data[pos:pos + b * t].copy()).view(b, t)
@@ -235,6 +248,18 @@ def param_groups(model, weight_decay, no_decay):
     return [{"params": decay, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}]
 
 
+def parse_variant(variant):
+    """`[profile-]<impl>[@bf16]` (or `profile[@bf16]`) -> (profile, impl, bf16)."""
+    name, _, prec = variant.partition("@")
+    if prec not in ("", "bf16"):
+        raise SystemExit(f"peer: unknown precision in variant {variant!r}")
+    profile = name == "profile" or name.startswith("profile-")
+    impl = name[len("profile-"):] if name.startswith("profile-") else ("default" if name == "profile" else name)
+    if impl not in ("default", "foreach", "fused"):
+        raise SystemExit(f"peer: unknown optimizer variant {variant!r}")
+    return profile, impl, prec == "bf16"
+
+
 def run_job(job):
     import torch
     import torch.nn.functional as F
@@ -242,7 +267,7 @@ def run_job(job):
     torch.set_num_threads(job["threads"])
     build = build_models()
     header, batches = read_batches(job["batch_file"])
-    train, infer = batches["train"], batches["infer"]
+    train = batches["train"]
     warmup, steps = job["warmup"], job["steps"]
     if len(train) < max(warmup, steps):
         raise SystemExit(f"peer: {len(train)} training batches, need {max(warmup, steps)}")
@@ -260,18 +285,15 @@ def run_job(job):
     def train_run(variant):
         model = fresh_model()
         model.train()
-        # "default" / "foreach" / "fused": timed runs; "profile" / "profile-<impl>": the same
-        # with per-phase timing.
-        profile = variant.startswith("profile")
-        impl = variant.split("-", 1)[1] if variant.startswith("profile-") else ("default" if profile else variant)
-        if impl == "foreach":
-            kw = {"foreach": True}
-        elif impl == "fused":
-            kw = {"fused": True}
-        elif impl == "default":
-            kw = {}
-        else:
-            raise SystemExit(f"peer: unknown optimizer variant {variant!r}")
+        # "<impl>[@bf16]": timed runs; "profile-<impl>[@bf16]": the same with per-phase timing.
+        profile, impl, bf16 = parse_variant(variant)
+        kw = {"foreach": {"foreach": True}, "fused": {"fused": True}, "default": {}}[impl]
+
+        def amp():
+            # A fresh context per step (leaving it clears autocast's weight-cast cache, as
+            # whetstone's region per step does); fp32 runs have no context at all.
+            return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
         opt = torch.optim.AdamW(param_groups(model, job["weight_decay"], job["no_decay"]),
                                 lr=job["lr"], betas=(0.9, 0.999), eps=1e-8, **kw)
         plist = [p for p in model.parameters() if p.requires_grad]
@@ -285,8 +307,9 @@ def run_job(job):
             torch.manual_seed(step_seed(job["seed"], step))
             opt.zero_grad()
             t1 = clock()
-            logits = model(ids, mask)
-            loss = F.cross_entropy(logits.float(), labels)
+            with amp():
+                logits = model(ids, mask)
+                loss = F.cross_entropy(logits.float(), labels)
             lv = loss.item()
             t2 = clock()
             loss.backward()
@@ -321,30 +344,57 @@ def run_job(job):
             out["phases_ms_per_step"] = {k: 1e3 * v / steps for k, v in phases.items()}
         return out
 
+    def prime(bf16):
+        """Forward and backward over every training batch, untimed, on a throwaway model, so
+        that libtorch's per-shape kernels (oneDNN convolution and bf16 matmul primitives)
+        exist before anything is timed (whetstone's process does the same)."""
+        model = fresh_model()
+        model.train()
+        ctx = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
+        for step, (ids, mask, labels) in enumerate(train):
+            torch.manual_seed(step_seed(job["seed"], step))
+            with ctx():
+                loss = F.cross_entropy(model(ids, mask).float(), labels)
+            loss.backward()
+            model.zero_grad(set_to_none=True)
+
+    for prec in job.get("prime", []):
+        if prec not in ("fp32", "bf16"):
+            raise SystemExit(f"peer: unknown precision {prec!r}")
+        prime(prec == "bf16")
+
     for variant in job["variants"]:
         result["train"][variant] = train_run(variant)
 
-    if infer and job.get("infer_passes", 0) > 0:
+    jobs = job.get("infer", [])
+    if jobs:
         model = fresh_model()
         model.eval()
+        result["infer"] = {}
 
-        def one_pass():
+        def one_pass(part, bf16):
             loss_sum, preds = 0.0, []
-            with torch.no_grad():
-                for ids, mask, labels in infer:
+            ctx = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+            with torch.no_grad(), ctx:
+                for ids, mask, labels in batches[part]:
                     logits = model(ids, mask).float()
                     loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
                     p = logits.softmax(-1).numpy()
                     preds.extend(p.argmax(1).tolist())
             return len(preds)
 
-        one_pass()  # warm-up
-        n = 0
-        t0 = time.perf_counter()
-        for _ in range(job["infer_passes"]):
-            n += one_pass()
-        dt = time.perf_counter() - t0
-        result["infer"] = {"seq_per_s": n / dt, "seconds": dt, "examples": n}
+        for ij in jobs:
+            part, prec, passes = ij["part"], ij["precision"], ij["passes"]
+            if prec not in ("fp32", "bf16"):
+                raise SystemExit(f"peer: unknown precision {prec!r}")
+            bf16 = prec == "bf16"
+            one_pass(part, bf16)  # warm-up
+            n = 0
+            t0 = time.perf_counter()
+            for _ in range(passes):
+                n += one_pass(part, bf16)
+            dt = time.perf_counter() - t0
+            result["infer"][f"{part}@{prec}"] = {"seq_per_s": n / dt, "seconds": dt, "examples": n}
     print(json.dumps(result))
 
 

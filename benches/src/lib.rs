@@ -1,4 +1,4 @@
-//! Shared pieces of whetstone's benchmarks: the two training workloads (taken from the shipped
+//! Shared pieces of whetstone's benchmarks: the training workloads (taken from the shipped
 //! recipes), synthetic tokenised data for the criterion micro-benches, and the parameter shapes of the
 //! optimiser-step benchmarks ([`optim_shapes`]).
 
@@ -18,6 +18,32 @@ pub const DEFAULT_RECIPE: &str = include_str!("../../crates/whetstone/recipes/de
 /// The shipped small-Transformer recipe (2 × 128, batch 32).
 pub const TRANSFORMER_RECIPE: &str = include_str!("../../crates/whetstone/recipes/rt-transformer.toml");
 
+/// The shipped MiniLM-L6 fine-tuning recipe (`minilm-rt`: batch 32, AdamW 5e-5, clip 1).
+pub const MINILM_RECIPE: &str = include_str!("../../crates/whetstone/recipes/minilm-rt.toml");
+
+/// MiniLM-L6's architecture (all-MiniLM-L6-v2's `config.json`: BERT-style post-LN encoder,
+/// 6 layers × 384, 12 heads, FFN 1536, 512 positions, 2 token types, dropout 0.1, GELU,
+/// LayerNorm eps 1e-12) with mean pooling, randomly initialised: the `minilm` workload's
+/// model, in place of the recipe's `pretrained = "minilm-l6"` (the same shapes and arithmetic,
+/// without the download).
+pub const MINILM_MODEL: &str = r#"
+kind = "transformer"
+layers = 6
+hidden = 384
+heads = 12
+ffn = 1536
+max_len = 512
+type_vocab_size = 2
+dropout = 0.1
+attention_dropout = 0.1
+pre_norm = false
+layer_norm_eps = 1e-12
+init_std = 0.02
+pooling = "mean"
+"#;
+/// MiniLM-L6's vocabulary (its uncased WordPiece tokenizer).
+pub const MINILM_VOCAB: usize = 30522;
+
 /// Vocabulary size of the benchmark tokenizer (WordPiece, min frequency 2).
 pub const VOCAB_SIZE: usize = 16000;
 /// Tokens per example after truncation.
@@ -26,27 +52,48 @@ pub const MAX_LEN: usize = 64;
 /// One benchmarked model shape with its recipe.
 #[derive(Debug, Clone)]
 pub struct Workload {
-    /// `textcnn` or `transformer`.
+    /// `textcnn`, `transformer` or `minilm`.
     pub name: &'static str,
     /// The parsed recipe (model, optimiser, schedule, train settings).
     pub recipe: Recipe,
+    /// The model's vocabulary when the architecture fixes it (MiniLM: 30522); `None` means
+    /// the vocabulary of the tokenizer the batches come from.
+    pub vocab_size: Option<usize>,
 }
 
 impl Workload {
-    /// Both workloads.
+    /// The two small workloads (`textcnn`, `transformer`).
     pub fn all() -> Result<Vec<Workload>> {
         Ok(vec![Self::by_name("textcnn")?, Self::by_name("transformer")?])
     }
 
-    /// `textcnn` (default recipe) or `transformer` (rt-transformer recipe).
+    /// `textcnn` (default recipe), `transformer` (rt-transformer recipe) or `minilm` (the
+    /// minilm-rt recipe's optimiser, schedule and batch settings with [`MINILM_MODEL`], randomly
+    /// initialised, over a [`MINILM_VOCAB`] vocabulary).
     pub fn by_name(name: &str) -> Result<Workload> {
         let (name, text) = match name {
             "textcnn" => ("textcnn", DEFAULT_RECIPE),
             "transformer" => ("transformer", TRANSFORMER_RECIPE),
-            other => anyhow::bail!("unknown workload `{other}` (known: textcnn, transformer)"),
+            "minilm" => ("minilm", MINILM_RECIPE),
+            other => anyhow::bail!("unknown workload `{other}` (known: textcnn, transformer, minilm)"),
         };
-        let recipe: Recipe = toml::from_str(text).with_context(|| format!("parsing the {name} recipe"))?;
-        Ok(Workload { name, recipe })
+        let mut recipe: Recipe = toml::from_str(text).with_context(|| format!("parsing the {name} recipe"))?;
+        let mut vocab_size = None;
+        if name == "minilm" {
+            recipe.model = toml::from_str(MINILM_MODEL).context("parsing the MiniLM-L6 architecture")?;
+            vocab_size = Some(MINILM_VOCAB);
+        }
+        Ok(Workload { name, recipe, vocab_size })
+    }
+
+    /// The model's vocabulary, given the tokenizer's (`tokenizer_vocab`, which must not exceed
+    /// a fixed vocabulary: every id of the batches must have an embedding).
+    pub fn vocab(&self, tokenizer_vocab: usize) -> Result<usize> {
+        match self.vocab_size {
+            None => Ok(tokenizer_vocab),
+            Some(v) if v >= tokenizer_vocab => Ok(v),
+            Some(v) => anyhow::bail!("{}: the tokenizer has {tokenizer_vocab} ids, more than the model's {v}", self.name),
+        }
     }
 
     /// Training batch size of the recipe.

@@ -647,9 +647,9 @@ fn run() -> Result<()> {
         }
     }
     let load_start = load_avg();
-    // 1-minute load averages sampled after every measurement: with the bench's own `threads`
-    // discounted, what is left is other processes competing for the CPUs.
-    let mut load_samples: Vec<f64> = Vec::new();
+    // Other processes' CPU use during each (repetition, workload): the machine's busy CPU time
+    // less this process's and its measuring processes', per second of wall clock.
+    let mut others: Vec<f64> = Vec::new();
     let t_start = Instant::now();
     let gemm = gemm_probe()?;
     eprintln!("train-throughput: libtorch GEMM (linear {}): fp32 {:.0} GFLOP/s, bf16 {:.0} GFLOP/s", gemm["shape"], gemm["fp32_gflops"].as_f64().unwrap_or(f64::NAN), gemm["bf16_gflops"].as_f64().unwrap_or(f64::NAN));
@@ -687,6 +687,7 @@ fn run() -> Result<()> {
         for s in &setups {
             let w = s.w;
             let t_rep = Instant::now();
+            let cpu0 = CpuClock::now();
             let ws_precs = ws_precisions(s);
             let infer = args.infer_passes > 0;
             let job = json!({"workload": w.name, "vocab_size": data.vocab_size, "mode": "measure", "precisions": ws_precs.iter().map(|p| p.as_str()).collect::<Vec<_>>(), "infer": infer});
@@ -745,10 +746,10 @@ fn run() -> Result<()> {
                     py_train(&peer_variant("fused", p)).unwrap_or(f64::NAN)
                 ));
             }
-            eprintln!("{line} ({:.0}s)", t_rep.elapsed().as_secs_f64());
-            let load = load_avg();
-            load_samples.push(one_minute(&load));
-            raw.push(json!({"rep": rep, "workload": w.name, "load_average": load, "whetstone": {"train": wt, "infer": wi}, "pytorch": {"train": py["train"], "infer": py["infer"]}}));
+            let other_cpus = cpu0.others_since();
+            others.push(other_cpus);
+            eprintln!("{line} ({:.0}s, other processes {other_cpus:.2} CPUs)", t_rep.elapsed().as_secs_f64());
+            raw.push(json!({"rep": rep, "workload": w.name, "load_average": load_avg(), "other_cpus": other_cpus, "whetstone": {"train": wt, "infer": wi}, "pytorch": {"train": py["train"], "infer": py["infer"]}}));
         }
     }
 
@@ -850,9 +851,8 @@ fn run() -> Result<()> {
 
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let load_end = load_avg();
-    load_samples.push(one_minute(&load_end));
-    // Others' load: the start as it is; later samples less the bench's own busy threads.
-    let other_load_peak = load_samples.iter().map(|l| l - threads as f64).fold(one_minute(&load_start), f64::max);
+    let other_cpus_peak = others.iter().copied().fold(0.0f64, f64::max);
+    let other_cpus_median = median(&others);
     let machine = json!({
         "cpu": cpu_model(),
         "logical_cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
@@ -866,7 +866,8 @@ fn run() -> Result<()> {
         "tch": "0.24",
         "load_average_at_start": load_start,
         "load_average_at_end": load_end,
-        "other_load_peak": other_load_peak,
+        "other_cpus_peak": other_cpus_peak,
+        "other_cpus_median": other_cpus_median,
     });
     let report = json!({
         "machine": machine,
@@ -900,9 +901,41 @@ fn run() -> Result<()> {
     Ok(())
 }
 
-/// The 1-minute figure of a `load_avg()` string (0 when unreadable).
-fn one_minute(load: &str) -> f64 {
-    load.split_whitespace().next().and_then(|x| x.parse().ok()).unwrap_or(0.0)
+/// CPU time of the whole machine (busy, /proc/stat, steal included) and of this process with
+/// its waited-for children (/proc/self/stat), with the wall clock, to tell how much CPU other
+/// processes took meanwhile.
+#[derive(Clone, Copy)]
+struct CpuClock {
+    machine_busy: f64,
+    own: f64,
+    wall: Instant,
+}
+
+impl CpuClock {
+    /// Clock ticks per second of /proc's counters (USER_HZ, 100 on Linux).
+    const HZ: f64 = 100.0;
+
+    fn now() -> Self {
+        let machine_busy = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|s| s.lines().next().map(|l| l.split_whitespace().skip(1).map(|x| x.parse::<f64>().unwrap_or(0.0)).collect::<Vec<_>>()))
+            // user nice system idle iowait irq softirq steal: all but idle and iowait.
+            .map(|v| v.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, x)| x).sum::<f64>() / Self::HZ)
+            .unwrap_or(0.0);
+        // Fields after the command name: utime, stime, cutime, cstime are fields 14–17.
+        let own = std::fs::read_to_string("/proc/self/stat")
+            .ok()
+            .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().skip(11).take(4).map(|x| x.parse::<f64>().unwrap_or(0.0)).sum::<f64>() / Self::HZ))
+            .unwrap_or(0.0);
+        Self { machine_busy, own, wall: Instant::now() }
+    }
+
+    /// CPUs' worth of time other processes used since `self` (0 when /proc is unreadable).
+    fn others_since(&self) -> f64 {
+        let now = Self::now();
+        let wall = (now.wall - self.wall).as_secs_f64().max(1e-9);
+        (((now.machine_busy - self.machine_busy) - (now.own - self.own)) / wall).max(0.0)
+    }
 }
 
 /// Whether this CPU has native bf16 arithmetic (what `Precision::slow_cpu_warning` checks).
@@ -1036,14 +1069,13 @@ fn markdown(args: &Args, report: &Value, tables: &Tables, setups: &[Setup], coun
         m["python"].as_str().unwrap_or("?"), m["numpy"].as_str().unwrap_or("?"), m["load_average_at_start"].as_str().unwrap_or("?"), m["load_average_at_end"].as_str().unwrap_or("?")
     ));
     let cpus = m["logical_cpus"].as_f64().unwrap_or(0.0).max(1.0);
-    let others = m["other_load_peak"].as_f64().unwrap_or(0.0);
+    let (peak, typical) = (m["other_cpus_peak"].as_f64().unwrap_or(0.0), m["other_cpus_median"].as_f64().unwrap_or(0.0));
     md.push_str(&format!(
-        "Other processes' load: the 1-minute load average, sampled at the start and after every measurement with the bench's own {} threads discounted, peaked at {others:.1} (on {cpus:.0} logical CPUs). It lags by about a minute and misses short bursts; the per-repetition spread (min–max columns, raw numbers in `bench.json`) shows what noise the medians absorbed.\n\n",
-        m["threads"]
+        "Other processes' CPU use (the machine's busy time from /proc/stat, hypervisor steal included, less this bench's own processes', per second, over each repetition of each workload): median {typical:.2} CPUs, worst {peak:.2} CPUs of {cpus:.0}. The per-repetition spread (min–max columns; `other_cpus` per repetition in `bench.json`) shows what noise the medians absorbed.\n\n"
     ));
-    if others >= 1.0 {
+    if peak >= 0.25 {
         md.push_str(&format!(
-            "**Warning: the machine was busy** (other processes' load up to {others:.1} on {cpus:.0} logical CPUs): they competed for the CPUs, so the throughputs are depressed and noisy, not necessarily equally on both sides. Rerun on a quiet machine before drawing conclusions.\n\n"
+            "**Warning: the machine was shared** (other processes took up to {peak:.2} of {cpus:.0} CPUs during a repetition): they competed for the CPUs, so some repetitions are depressed and noisy, not necessarily equally on both sides. The medians discard the worst repetitions only when few are affected; rerun on a quiet machine before drawing conclusions from small differences.\n\n"
         ));
     }
     md.push_str("## Workloads\n\n");

@@ -474,7 +474,7 @@ fn markdown(args: &Args, report: &Value, table: &str, sets: &[(String, Vec<Shape
                 r["ratio_torch_best_over_whetstone"].as_f64().unwrap_or(f64::NAN)
             ));
         }
-        md.push_str("\nThe per-tensor layout is the fallback (`flat = false`, or chains that are not elementwise); it runs the update as separate tensor ops per parameter, like torch's for-loop implementation, so it is not expected to beat `foreach` / `fused`.\n");
+        md.push_str("\nThe per-tensor layout with the whetstone kernel is the fallback (`flat = false`, or chains that are not elementwise); it runs the update as separate tensor ops per parameter, like torch's for-loop implementation, so it is not expected to beat `foreach` / `fused`. With `kernel = \"torch-fused\"` the same layout runs libtorch's fused kernel over the tensor list instead.\n");
     }
     md.push_str("\nDifferences of a few percent are within the run-to-run noise of a shared machine; compare the per-round medians in `optim-speed.json` before reading much into them.\n");
     md

@@ -30,11 +30,11 @@ pub const LABELS_IDENTITY: &str = "labels";
 /// identity: the run's name, where it runs (`device`, `threads`), and how long the finished
 /// model's latency and throughput are timed. Everything else (data, tokenizer, model,
 /// optimiser, schedule, loop, fine-tuning) must stay as the run started.
-pub const RESUMABLE_SETTINGS: &[&str] = &["name", "device", "threads", "precision", "eval.latency_iters", "eval.throughput_iters"];
+pub const RESUMABLE_SETTINGS: &[&str] = &["name", "device", "threads", "precision", "optim.kernel", "eval.latency_iters", "eval.throughput_iters"];
 
 /// Pretraining-recipe settings that may change on `--resume`: the name, `device`, `threads`,
 /// `precision`.
-pub const PRETRAIN_RESUMABLE_SETTINGS: &[&str] = &["name", "device", "threads", "precision"];
+pub const PRETRAIN_RESUMABLE_SETTINGS: &[&str] = &["name", "device", "threads", "precision", "optim.kernel"];
 
 /// `recipe` as canonical JSON (keys sorted) without the dotted `resumable` keys.
 pub fn recipe_identity(recipe: &impl Serialize, resumable: &[&str]) -> Result<String> {

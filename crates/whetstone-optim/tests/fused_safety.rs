@@ -138,20 +138,26 @@ fn well_formed_state_runs_the_kernel_like_the_named_optimisers() {
         let (result, before, after) = step(kind, Make::Fresh);
         result.unwrap();
         // The same step through the public AdamW / SGD (same fused kernel, same buffers).
-        let (params, ps) = params();
-        let mut opt: Box<dyn Optimizer> = if named == 0 {
-            Box::new(AdamW::new(params, AdamWConfig::default()).unwrap())
-        } else {
-            Box::new(Sgd::new(params, SgdConfig::default()).unwrap())
-        };
-        opt.zero_grad();
-        let loss = ps.iter().map(|p| (p * p).sum(Kind::Float)).fold(Tensor::zeros([], (Kind::Float, Device::Cpu)), |a, b| a + b);
-        loss.backward();
-        opt.step(1e-2).unwrap();
-        for ((b, a), want) in before.iter().zip(&after).zip(&ps) {
-            assert!(!b.equal(&a.detach()), "{kind:?}: the step changed nothing");
-            assert!(a.detach().equal(&want.detach()), "{kind:?}: differs from the named optimiser");
-        }
+        assert_like_named(named, Kernel::Whetstone, true, &before, &after, &format!("{kind:?}"));
+    }
+}
+
+/// One step of the named AdamW (`named == 0`) or SGD with `kernel` and layout `flat` from the
+/// same parameters and gradients must change every parameter from `before` to exactly `after`.
+fn assert_like_named(named: usize, kernel: Kernel, flat: bool, before: &[Tensor], after: &[Tensor], what: &str) {
+    let (params, ps) = params();
+    let mut opt: Box<dyn Optimizer> = if named == 0 {
+        Box::new(AdamW::with_kernel(params, AdamWConfig::default(), flat, kernel).unwrap())
+    } else {
+        Box::new(Sgd::with_kernel(params, SgdConfig::default(), flat, kernel).unwrap())
+    };
+    opt.zero_grad();
+    let loss = ps.iter().map(|p| (p * p).sum(Kind::Float)).fold(Tensor::zeros([], (Kind::Float, Device::Cpu)), |a, b| a + b);
+    loss.backward();
+    opt.step(1e-2).unwrap();
+    for ((b, a), want) in before.iter().zip(after).zip(&ps) {
+        assert!(!b.equal(&a.detach()), "{what}: the step changed nothing");
+        assert!(a.detach().equal(&want.detach()), "{what}: differs from the named optimiser");
     }
 }
 
@@ -219,20 +225,7 @@ fn torch_fused_chain_matches_the_named_optimisers() {
         for (kind, named) in [(ADAMW, 0), (SGD, 1)] {
             let (result, before, after) = step_with(kind, Make::Fresh, Kernel::TorchFused, flat);
             result.unwrap();
-            let (params, ps) = params();
-            let mut opt: Box<dyn Optimizer> = if named == 0 {
-                Box::new(AdamW::with_kernel(params, AdamWConfig::default(), flat, Kernel::TorchFused).unwrap())
-            } else {
-                Box::new(Sgd::with_kernel(params, SgdConfig::default(), flat, Kernel::TorchFused).unwrap())
-            };
-            opt.zero_grad();
-            let loss = ps.iter().map(|p| (p * p).sum(Kind::Float)).fold(Tensor::zeros([], (Kind::Float, Device::Cpu)), |a, b| a + b);
-            loss.backward();
-            opt.step(1e-2).unwrap();
-            for ((b, a), want) in before.iter().zip(&after).zip(&ps) {
-                assert!(!b.equal(&a.detach()), "{kind:?} flat={flat}: the step changed nothing");
-                assert!(a.detach().equal(&want.detach()), "{kind:?} flat={flat}: differs from the named optimiser");
-            }
+            assert_like_named(named, Kernel::TorchFused, flat, &before, &after, &format!("{kind:?} flat={flat}"));
         }
     }
 }

@@ -224,6 +224,12 @@ struct Ctx<'a> {
     threads: i32,
 }
 
+/// The recipe's loop settings for a timed stretch of epoch 0: no evaluation, checkpoints,
+/// early stopping or log lines.
+fn one_epoch(train: &whetstone_train::TrainConfig) -> whetstone_train::TrainConfig {
+    whetstone_train::TrainConfig { epochs: 1, patience: 0, eval_every: 0, checkpoint_every: 0, log_every: 1 << 40, ..train.clone() }
+}
+
 /// Whetstone training through the real `Trainer` in `precision`: a warm-up `fit` of `warmup`
 /// steps, then a timed `fit` of `steps` steps on the same model, its optimiser continuing from
 /// the warm-up's state (both replay epoch 0 from its start).
@@ -231,12 +237,7 @@ fn ws_train(ctx: &Ctx, s: &Setup, precision: Precision) -> Result<Value> {
     let (d, w) = (ctx.data, s.w);
     let (vs, model) = w.build(s.vocab as i64, d.labels.len() as i64, SEED as i64)?;
     let run_dir = tempfile::tempdir_in(ctx.tmp.path())?;
-    let mut config = w.recipe.train.clone();
-    config.epochs = 1;
-    config.patience = 0;
-    config.eval_every = 0;
-    config.checkpoint_every = 0;
-    config.log_every = 1 << 40;
+    let config = one_epoch(&w.recipe.train);
     let source = BucketedSource::new(&d.train, config.batch_size, config.bucket_factor);
     let empty = Encoded { ids: vec![], labels: vec![], pad_id: d.train.pad_id };
     let trainer = |optim: Box<dyn Optimizer>, stop_after: usize| {
@@ -274,12 +275,7 @@ fn ws_prime(ctx: &Ctx, s: &Setup, precision: Precision) -> Result<()> {
     let (d, w) = (ctx.data, s.w);
     let (vs, model) = w.build(s.vocab as i64, d.labels.len() as i64, SEED as i64)?;
     let run_dir = tempfile::tempdir_in(ctx.tmp.path())?;
-    let mut config = w.recipe.train.clone();
-    config.epochs = 1;
-    config.patience = 0;
-    config.eval_every = 0;
-    config.checkpoint_every = 0;
-    config.log_every = 1 << 40;
+    let config = one_epoch(&w.recipe.train);
     let source = BucketedSource::new(&d.train, config.batch_size, config.bucket_factor);
     let empty = Encoded { ids: vec![], labels: vec![], pad_id: d.train.pad_id };
     Trainer::new(&*model, &vs, w.recipe.optim.build(&vs)?, w.recipe.optim.lr, run_dir.path())

@@ -99,10 +99,7 @@ pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
         tch::set_num_threads(recipe.threads as i32);
     }
     let device = parse_device(&recipe.device)?;
-    recipe.precision.check_device(device)?;
-    if let Some(w) = recipe.precision.slow_cpu_warning(device) {
-        eprintln!("{w}");
-    }
+    crate::run::check_precision(recipe.precision, device)?;
     let splits = load_splits(&recipe.data.source(), recipe.data.valid_fraction, recipe.data.test_fraction, recipe.seed)?;
     let names = display_names(recipe, &splits);
     let data_id = data_identity(&[("train", split_fingerprint(&splits.train)), ("valid", split_fingerprint(&splits.valid)), ("test", split_fingerprint(&splits.test))]);

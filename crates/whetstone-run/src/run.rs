@@ -72,6 +72,16 @@ pub fn load_finite(vs: &mut VarStore, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Refuse a precision `device` cannot run (fp16 off CUDA) and print, once, the warning for bf16
+/// on a CPU without native bf16: what every run pipeline does before it writes anything.
+pub(crate) fn check_precision(precision: whetstone_train::Precision, device: Device) -> Result<()> {
+    precision.check_device(device)?;
+    if let Some(w) = precision.slow_cpu_warning(device) {
+        eprintln!("{w}");
+    }
+    Ok(())
+}
+
 impl LoadedRun {
     /// Load the best model of the run in `dir` onto `device` (`None`: the recipe's device).
     pub fn open(dir: &Path, device: Option<&str>) -> Result<Self> {

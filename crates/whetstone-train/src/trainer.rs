@@ -328,7 +328,8 @@ impl<'a> Trainer<'a> {
                 }
             }
         }
-        let params: Vec<Tensor> = self.optim.params().into_iter().map(Tensor::shallow_clone).collect();
+        // The parameters are needed only to unscale or clip their gradients.
+        let params: Vec<Tensor> = if self.scaler.is_some() || self.config.clip_norm > 0.0 { self.optim.params().into_iter().map(Tensor::shallow_clone).collect() } else { Vec::new() };
         let params: Vec<&Tensor> = params.iter().collect();
         if let Some(scaler) = &self.scaler {
             overflow |= scaler.unscale(&params)?;

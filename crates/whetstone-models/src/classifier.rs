@@ -6,6 +6,7 @@
 //! these modules go one way: `classifier` ← `pretrained` ← `config`.
 
 use crate::capability::{EmbeddingInput, LayerOutputs, LayerUnits, Structured};
+use crate::multitask::MultiHead;
 use crate::error::{ModelError, Result};
 use crate::head::{pool, ClassificationHead, Pooling};
 use crate::transformer::{EncoderOutput, TransformerConfig, TransformerEncoder};
@@ -57,6 +58,12 @@ pub trait TextClassifier: std::fmt::Debug + Send {
         None
     }
 
+    /// The model's task heads over a shared encoder (multi-task learning), if it has several.
+    /// See [`require_multi_head`].
+    fn multi_head(&self) -> Option<&dyn MultiHead> {
+        None
+    }
+
     /// The model as the concrete [`TransformerClassifier`]; `None` for other architectures.
     ///
     /// A last resort, for code that needs the concrete Transformer itself (physically
@@ -90,6 +97,12 @@ pub fn require_structured<'a>(model: &'a dyn TextClassifier, needed_by: &str) ->
 /// pretraining"`) needs one and this kind of model has none.
 pub fn require_transformer_encoder<'a>(model: &'a dyn TextClassifier, needed_by: &str) -> Result<&'a TransformerEncoder> {
     model.transformer_encoder().ok_or_else(|| missing(model, "a Transformer encoder", needed_by))
+}
+
+/// The model's [`MultiHead`] view, or an error saying that `needed_by` (e.g. `"multi-task
+/// learning"`) needs one head per task and this kind of model has a single head.
+pub fn require_multi_head<'a>(model: &'a dyn TextClassifier, needed_by: &str) -> Result<&'a dyn MultiHead> {
+    model.multi_head().ok_or_else(|| missing(model, "one head per task (a multi-task model)", needed_by))
 }
 
 fn missing(model: &dyn TextClassifier, capability: &'static str, needed_by: &str) -> ModelError {

@@ -54,7 +54,8 @@ pub struct DatasetEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub files: Option<Vec<String>>,
     /// `text` for a folder of plain-text files (an unlabelled corpus for pretraining, e.g.
-    /// `files = ["*.txt"]`); absent for a table or a model.
+    /// `files = ["*.txt"]`); `tokens` for a folder holding one token-classification file
+    /// (`token<TAB>BIO-tag`, see [`crate::conll`]); absent for a table or a model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
     /// How the data file is laid out (tables only).
@@ -79,7 +80,6 @@ pub struct DatasetEntry {
     pub licence: String,
 }
 
-impl Manifest {
 /// The ordinary client a package is fetched with, which also fixes its archive format.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -106,6 +106,7 @@ impl Client {
     }
 }
 
+impl Manifest {
     /// Parses the manifest compiled into this crate.
     pub fn builtin() -> Result<Manifest> {
         Manifest::parse(BUILTIN)
@@ -148,9 +149,16 @@ impl DatasetEntry {
         self.files.is_some()
     }
 
-    /// Whether this entry is a pretrained model (a folder that is not a text corpus).
+    /// Whether this entry is a pretrained model (a folder with no `kind`: not a text corpus,
+    /// not token data).
     pub fn is_model(&self) -> bool {
-        self.is_folder() && !self.is_text_corpus()
+        self.is_folder() && self.kind.is_none()
+    }
+
+    /// Whether this entry is token-classification data (`kind = "tokens"`): its single file
+    /// is read with [`crate::conll::read_conll`].
+    pub fn is_token_data(&self) -> bool {
+        self.kind.as_deref() == Some("tokens")
     }
 
     /// Whether this entry is a folder of plain-text files (`kind = "text"`).
@@ -184,9 +192,9 @@ impl DatasetEntry {
     /// The table-or-folder rule of [`Manifest::parse`].
     fn check_kind(&self) -> Result<()> {
         if let Some(kind) = &self.kind {
-            if kind != "text" || self.files.is_none() {
+            if !(kind == "text" || kind == "tokens") || self.files.is_none() {
                 return Err(DataError::Manifest {
-                    message: format!("entry `{}`: `kind` may only be \"text\" (a folder of plain-text files, with `files`), got `{kind}`", self.name),
+                    message: format!("entry `{}`: `kind` may only be \"text\" (a folder of plain-text files) or \"tokens\" (token-classification data), with `files`, got `{kind}`", self.name),
                 });
             }
         }

@@ -55,6 +55,7 @@
 //! # Ok::<(), whetstone_run::TrainError>(())
 //! ```
 
+pub mod augment;
 pub mod compress;
 mod efficiency;
 mod experiment;
@@ -65,8 +66,10 @@ mod pretrained;
 mod recipe;
 mod recipe_parse;
 mod reporter;
+pub mod robustness;
 mod run;
 
+pub use augment::{build_augmenter, load_neighbours, load_wordnet, AugmentRecipe};
 pub use experiment::{train_recipe, write_plot, RunOptions, RunResult};
 pub use folder::{resume_dir, run_name, RunDir, RunFolder, LOCK_FILE};
 pub use identity::{PRETRAIN_RESUMABLE_SETTINGS, RESUMABLE_SETTINGS};

@@ -28,7 +28,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 use whetstone_augment::{augment_all, Eda, EdaConfig, StopWords, WordNet};
-use whetstone_benches::study::{append_cache, field, mean_std, read_cache, sample, write_csv};
+use whetstone_benches::study::{append_cache, mean_std, read_cache, sample, write_csv};
+pub use whetstone_benches::study::field;
 use whetstone_data::{cache_dir, load_splits, obtain, DataSource, Manifest, Split, Splits};
 use whetstone_run::{train_recipe, Recipe, RunOptions};
 

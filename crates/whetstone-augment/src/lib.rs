@@ -57,6 +57,7 @@
 pub mod attack;
 mod augmenter;
 pub mod cutoff;
+mod dataset;
 pub mod eda;
 mod error;
 pub mod mask;
@@ -71,6 +72,7 @@ mod words;
 pub use attack::{synonym_attack, AttackOutcome, Scorer, Substitution, Verdict};
 pub use augmenter::{augment_all, example_rng, Augmented, Augmenter};
 pub use cutoff::{SpanCutoff, TokenCutoff};
+pub use dataset::{augment_dataset, to_jsonl, AugmentedRow};
 pub use eda::{Eda, EdaConfig, RandomDeletion, RandomInsertion, RandomSwap, SynonymReplacement};
 pub use error::{AugmentError, Result};
 pub use mask::{RandomMask, DEFAULT_MASK_TOKEN};

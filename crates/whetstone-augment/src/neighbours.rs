@@ -46,9 +46,18 @@ impl Neighbours {
     /// name under `bert.`) from `model` (a safetensors file of F32 tensors) and the vocabulary
     /// `vocab` (one token per line, line i = id i), keeping `k` neighbours per word.
     pub fn from_safetensors(model: &Path, vocab: &Path, tensor: Option<&str>, k: usize) -> Result<Neighbours> {
-        let bad = |message: String| AugmentError::Embeddings { path: model.to_path_buf(), message };
         let vocab_text = std::fs::read_to_string(vocab).map_err(|e| AugmentError::io(vocab, e))?;
         let tokens: Vec<&str> = vocab_text.lines().collect();
+        Self::from_safetensors_tokens(model, &tokens, tensor, k).map_err(|e| match e {
+            AugmentError::Embeddings { path, message } => AugmentError::Embeddings { path, message: format!("{message} (vocabulary {})", vocab.display()) },
+            other => other,
+        })
+    }
+
+    /// As [`from_safetensors`](Self::from_safetensors), with the vocabulary given as tokens in
+    /// id order (e.g. read from a `tokenizer.json`).
+    pub fn from_safetensors_tokens<S: AsRef<str>>(model: &Path, tokens: &[S], tensor: Option<&str>, k: usize) -> Result<Neighbours> {
+        let bad = |message: String| AugmentError::Embeddings { path: model.to_path_buf(), message };
         let bytes = std::fs::read(model).map_err(|e| AugmentError::io(model, e))?;
         let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("not a safetensors file: {e:?}")))?;
         let name = tensor.unwrap_or(DEFAULT_EMBEDDING_TENSOR);
@@ -59,7 +68,7 @@ impl Neighbours {
         }
         let shape = view.shape();
         if shape.len() != 2 || shape[0] < tokens.len() {
-            return Err(bad(format!("tensor `{name}` has shape {shape:?}; expected [vocab ≥ {}, dim] for {}", tokens.len(), vocab.display())));
+            return Err(bad(format!("tensor `{name}` has shape {shape:?}; expected [vocab ≥ {}, dim]", tokens.len())));
         }
         let dim = shape[1];
         let data = view.data();
@@ -67,6 +76,7 @@ impl Neighbours {
         let mut words = Vec::new();
         let mut matrix = Vec::new();
         for (id, token) in tokens.iter().enumerate() {
+            let token = token.as_ref();
             if is_whole_word(token) {
                 words.push(token.to_string());
                 matrix.extend((id * dim..(id + 1) * dim).map(value));

@@ -1,6 +1,6 @@
 //! Stop words: function words that word-level augmenters leave alone.
 //!
-//! The English list is NLTK's (179 words), as the `stop-words` crate ships it; EDA's reference
+//! The English list is NLTK's (198 words in the `stop-words` crate's copy); EDA's reference
 //! implementation uses a list of the same origin.
 
 use std::collections::HashSet;

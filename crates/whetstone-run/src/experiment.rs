@@ -9,7 +9,7 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::nn::VarStore;
-use whetstone_data::{encode, load_splits, BucketedSource, TextTokenizer};
+use whetstone_data::{encode, load_splits, BatchSource, BucketedSource, TextTokenizer};
 use whetstone_eval::{classification_report, plot_training_curves, read_jsonl, write_report_md, ClassificationReport, Curve, Efficiency, RunReport};
 use whetstone_models::{load_varstore, parse_device, BertCheckpoint, ModelConfig};
 use whetstone_train::{predict_in, steps_per_epoch, CrossEntropy, FitSummary, Outcome, Result, TrainError, Trainer, BEST_MODEL_FILE, METRICS_LOG_FILE};
@@ -154,8 +154,17 @@ pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
         say(format!("finetune: {line}"));
     }
     let optim = recipe.optim.build(&vs)?;
-    let source = BucketedSource::new(&train, recipe.train.batch_size, recipe.train.bucket_factor);
-    let optim = finetune.wrap_optimizer(optim, &vs, steps_per_epoch(&recipe.train, &source, recipe.seed)?)?;
+    let bucketed = BucketedSource::new(&train, recipe.train.batch_size, recipe.train.bucket_factor);
+    // `[augment]`: the raw training texts, augmented afresh in every batch.
+    let augmented = recipe.augment.as_ref().map(|a| a.source(&splits.train, tokenizer.clone(), max_len, &recipe.train)).transpose()?;
+    if let Some(a) = &augmented {
+        say(format!("augment: {} on the fly, probability {}", a.augmenter().config(), recipe.augment.as_ref().map_or(0.0, |r| r.probability)));
+    }
+    let source: &dyn BatchSource = match &augmented {
+        Some(a) => a,
+        None => &bucketed,
+    };
+    let optim = finetune.wrap_optimizer(optim, &vs, steps_per_epoch(&recipe.train, source, recipe.seed)?)?;
 
     // Everything is checked: only now does a fresh run get its folder.
     let run = match resumed {
@@ -183,7 +192,7 @@ pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
             .identity(LABELS_IDENTITY, labels_id)
             .observer(Reporter::quiet(opts.quiet))
             .stop_after(opts.stop_after);
-        let fit = trainer.fit(&source, &valid, !run.is_fresh())?;
+        let fit = trainer.fit(source, &valid, !run.is_fresh())?;
         drop(trainer);
         if fit.outcome == Outcome::Interrupted {
             return Ok(RunResult { dir: dir.clone(), fit, test: None, valid: None, efficiency: None, wall_s: started.elapsed().as_secs_f64() });

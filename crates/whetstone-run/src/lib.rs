@@ -56,6 +56,7 @@
 //! ```
 
 pub mod augment;
+pub mod augment;
 pub mod compress;
 mod efficiency;
 mod experiment;
@@ -69,6 +70,7 @@ mod reporter;
 pub mod robustness;
 mod run;
 
+pub use augment::{build_augmenter, load_neighbours, load_wordnet, AugmentRecipe};
 pub use augment::{build_augmenter, load_neighbours, load_wordnet, AugmentRecipe};
 pub use experiment::{train_recipe, write_plot, RunOptions, RunResult};
 pub use folder::{resume_dir, run_name, RunDir, RunFolder, LOCK_FILE};

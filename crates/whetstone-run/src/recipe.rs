@@ -46,6 +46,9 @@ pub struct Recipe {
     pub finetune: FinetuneConfig,
     #[serde(default)]
     pub eval: EvalRecipe,
+    /// On-the-fly augmentation of the training split (off when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub augment: Option<crate::AugmentRecipe>,
 }
 
 fn default_name() -> String {

@@ -5,6 +5,7 @@
 //! distill/prune pipelines included; the algorithms are whetstone-compress's; the rest lives in whetstone-data, -models,
 //! -optim, -train (the loop) and -eval.
 
+mod augment_cmd;
 mod compress_cmd;
 mod pretrain_cmd;
 mod recipe_source;
@@ -39,6 +40,8 @@ enum Command {
     Distill(compress_cmd::DistillArgs),
     /// Prune (or int8-quantise) a run into a smaller or sparser run.
     Prune(compress_cmd::PruneArgs),
+    /// Write an augmented copy of a labelled dataset (EDA, masking, neighbours, …) as JSON lines.
+    Augment(augment_cmd::AugmentArgs),
     /// Fetch datasets from the manifest into the cache (`all` for every one).
     Data {
         /// Dataset names (default: rotten-tomatoes).
@@ -193,6 +196,7 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+        Command::Augment(a) => augment_cmd::augment(a),
 }
 
 fn train(a: TrainArgs) -> Result<()> {

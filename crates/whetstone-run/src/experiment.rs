@@ -12,7 +12,7 @@ use tch::nn::VarStore;
 use whetstone_data::{encode, load_splits, BatchSource, BucketedSource, TextTokenizer};
 use whetstone_eval::{classification_report, plot_training_curves, read_jsonl, write_report_md, ClassificationReport, Curve, Efficiency, RunReport};
 use whetstone_models::{load_varstore, parse_device, BertCheckpoint, ModelConfig};
-use whetstone_train::{predict_in, steps_per_epoch, CrossEntropy, FitSummary, Outcome, Result, TrainError, Trainer, BEST_MODEL_FILE, METRICS_LOG_FILE};
+use whetstone_train::{predict_in, steps_per_epoch, FitSummary, Outcome, Result, TrainError, Trainer, BEST_MODEL_FILE, METRICS_LOG_FILE};
 
 /// Options of a run that are not part of the recipe (none of them is written to
 /// `recipe.toml`, so none of them comes back on `--resume`).
@@ -153,6 +153,7 @@ pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
     for line in finetune.prepare(&vs, init_std, recipe.seed)? {
         say(format!("finetune: {line}"));
     }
+    let objective = recipe.objective(model.as_ref())?;
     let optim = recipe.optim.build(&vs)?;
     let bucketed = BucketedSource::new(&train, recipe.train.batch_size, recipe.train.bucket_factor);
     // `[augment]`: the raw training texts, augmented afresh in every batch.
@@ -180,7 +181,7 @@ pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
             run.write_json(LABELS_FILE, &json!({"labels": splits.labels.names, "display": names}))?;
         }
         let mut trainer = Trainer::new(model.as_ref(), &vs, optim, recipe.optim.lr, dir.clone())
-            .objective(CrossEntropy { label_smoothing: recipe.train.label_smoothing })
+            .objective(objective)
             .schedule(recipe.schedule.clone())
             .config(recipe.train.clone())
             .seed(recipe.seed)

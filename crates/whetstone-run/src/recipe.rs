@@ -1,6 +1,9 @@
 //! A training recipe: everything a run needs, as one serde struct read from TOML.
 
-use whetstone_train::{FinetuneConfig, Precision, TrainConfig};
+use whetstone_models::TextClassifier;
+use whetstone_train::adversarial::AdversarialConfig;
+use whetstone_train::consistency::RegularizeConfig;
+use whetstone_train::{CrossEntropy, FinetuneConfig, Objective, Precision, TrainConfig};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use whetstone_data::{DataSource, Format, TableSpec};
@@ -44,11 +47,36 @@ pub struct Recipe {
     /// re-initialised top layers (all off by default).
     #[serde(default)]
     pub finetune: FinetuneConfig,
+    /// `[regularize]`: the classification objective in place of plain cross-entropy (R-Drop,
+    /// mixup, cutoff; see [`RegularizeConfig`]); absent: cross-entropy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regularize: Option<RegularizeConfig>,
+    /// `[adversarial]`: adversarial training on the input embeddings around the objective
+    /// (FGM, PGD, FreeLB; see [`AdversarialConfig`]); absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adversarial: Option<AdversarialConfig>,
     #[serde(default)]
     pub eval: EvalRecipe,
     /// On-the-fly augmentation of the training split (off when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub augment: Option<crate::AugmentRecipe>,
+}
+
+impl Recipe {
+    /// The training objective for `model`: cross-entropy (with `train.label_smoothing`) or
+    /// the `[regularize]` method, wrapped by the `[adversarial]` method when there is one.
+    /// An error when a setting is out of range or the model lacks what a method needs.
+    pub fn objective(&self, model: &dyn TextClassifier) -> whetstone_train::Result<Box<dyn Objective>> {
+        let ce = CrossEntropy { label_smoothing: self.train.label_smoothing };
+        let base: Box<dyn Objective> = match &self.regularize {
+            Some(r) => r.build(ce, model)?,
+            None => Box::new(ce),
+        };
+        match &self.adversarial {
+            Some(a) => a.wrap(base, model),
+            None => Ok(base),
+        }
+    }
 }
 
 fn default_name() -> String {

@@ -110,6 +110,20 @@ impl Recipe {
         self.train.validate()?;
         self.schedule.validate()?;
         self.finetune.validate()?;
+        if let Some(r) = &self.regularize {
+            r.validate()?;
+        }
+        if let Some(a) = &self.adversarial {
+            a.validate()?;
+            if let Some(whetstone_train::consistency::RegularizeConfig::Mixup(m)) = &self.regularize {
+                if m.on == whetstone_train::consistency::MixupOn::Hidden {
+                    return Err(Config(format!(
+                        "regularize.on = \"hidden\" cannot be combined with [adversarial] ({}): the adversarial pass perturbs the embeddings, so mixup must mix them (on = \"embeddings\")",
+                        a.name()
+                    )));
+                }
+            }
+        }
         if let Some(a) = &self.augment {
             a.validate()?;
         }

@@ -129,3 +129,17 @@ fn one_optimiser_over_several_stores() {
     let empty = VarStore::new(Device::Cpu);
     assert_eq!(build_optimizer(&default_optim(), &[&a, &empty]).unwrap().params().len(), 2);
 }
+
+#[test]
+fn distillation_takes_an_adversarial_section_around_logit_distillation_only() {
+    use whetstone_train::adversarial::{AdversarialConfig, PgdConfig};
+    let c = parse(&["distill.adversarial.method=\"pgd\"", "distill.adversarial.steps=2"]).unwrap();
+    assert_eq!(c.distill.adversarial, Some(AdversarialConfig::Pgd(PgdConfig { steps: 2, ..Default::default() })));
+    // Written into compression.json and read back.
+    assert_eq!(CompressConfig::parse("again", &toml::to_string(&c).unwrap(), &[]).unwrap(), c);
+    assert_eq!(parse(&[]).unwrap().distill.adversarial, None);
+    let e = error(&["distill.adversarial.method=\"fgm\"", "distill.adversarial.epsilon=0.0"]);
+    assert!(e.contains("adversarial.epsilon") && e.contains("fgm"), "{e}");
+    let e = error(&["distill.adversarial.method=\"fgm\"", "distill.loss.hidden=1.0"]);
+    assert!(e.contains("distill.adversarial") && e.contains("logit distillation only"), "{e}");
+}

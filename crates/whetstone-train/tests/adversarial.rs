@@ -386,7 +386,7 @@ fn a_model_without_input_embeddings_is_refused_when_the_strategy_is_built() {
 
 fn run_backward_err(objective: &mut dyn Objective, model: &dyn TextClassifier, vs: &VarStore, b: &Batch) -> String {
     let mut cx = StepContext::new(model, vs, 0, 0, Device::Cpu, 11);
-    objective.backward(&mut cx, b, 1.0).err().expect("must fail").to_string()
+    objective.backward(&mut cx, b, 1.0).expect_err("must fail").to_string()
 }
 
 #[test]

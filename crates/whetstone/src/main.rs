@@ -162,6 +162,16 @@ struct EvalArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Also measure accuracy under an attack: `pgd`, an L2 PGD attack on the input
+    /// embeddings that maximises the gold label's cross-entropy.
+    #[arg(long, value_parser = ["pgd"])]
+    attack: Option<String>,
+    /// The PGD attack's radius ε per sentence (L2 over its token embeddings).
+    #[arg(long, default_value_t = 1.0)]
+    epsilon: f64,
+    /// The PGD attack's ascent steps K (step size 2.5·ε/K).
+    #[arg(long, default_value_t = 10)]
+    attack_steps: usize,
 }
 
 #[derive(Args)]
@@ -186,6 +196,7 @@ fn main() -> ExitCode {
         Command::Predict(a) => predict(a),
         Command::Distill(a) => compress_cmd::distill(a),
         Command::Prune(a) => compress_cmd::prune(a),
+        Command::Augment(a) => augment_cmd::augment(a),
         Command::Data { names } => data(names),
         Command::List => list(),
     };
@@ -196,7 +207,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-        Command::Augment(a) => augment_cmd::augment(a),
 }
 
 fn train(a: TrainArgs) -> Result<()> {
@@ -270,13 +280,29 @@ fn eval(a: EvalArgs) -> Result<()> {
         None => ("the run's test split".to_string(), run.test_split()?),
     };
     let (_, report) = run.evaluate_split(&split)?;
+    let robust = match a.attack.as_deref() {
+        Some("pgd") => {
+            let attack = whetstone_train::adversarial::PgdAttack { epsilon: a.epsilon, alpha: None, steps: a.attack_steps };
+            let enc = whetstone_data::encode(&run.tokenizer, &split, run.max_len())?;
+            Some(whetstone_train::adversarial::evaluate_under_pgd(run.model.as_ref(), &enc, &attack, run.recipe.train.eval_batch_size, run.device, run.precision)?)
+        }
+        _ => None,
+    };
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        let mut v = serde_json::to_value(&report)?;
+        if let (Some(r), Some(o)) = (&robust, v.as_object_mut()) {
+            o.insert("attack".into(), serde_json::to_value(r)?);
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         println!("{} on {} ({} examples)", run.recipe.name, source, report.n);
         println!("accuracy {:.4}  macro-F1 {:.4}  MCC {:.4}", report.accuracy, report.macro_f1, report.mcc);
         for c in &report.per_class {
             println!("  {:<16} precision {:.4}  recall {:.4}  F1 {:.4}  support {}", c.label, c.precision, c.recall, c.f1, c.support);
+        }
+        if let Some(r) = &robust {
+            let k = r.attack.steps;
+            println!("embedding-space PGD (L2 ε {} per sentence, {k} steps of α {:.4}): clean accuracy {:.4}, robust accuracy {:.4}", r.attack.epsilon, r.attack.step_size(), r.clean_accuracy, r.robust_accuracy);
         }
     }
     Ok(())

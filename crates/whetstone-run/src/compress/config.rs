@@ -231,6 +231,11 @@ pub struct DistillSettings {
     pub transfer_max: usize,
     /// Loss weights, temperature and layer mapping (default: T = 2, α = 0.5, logits only).
     pub loss: DistillConfig,
+    /// `[distill.adversarial]`: adversarial training on the student's input embeddings around
+    /// the distillation loss (FGM, PGD, FreeLB; the teacher sees the clean input). Logit
+    /// distillation only. Off when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adversarial: Option<whetstone_train::adversarial::AdversarialConfig>,
 }
 
 impl Default for DistillSettings {
@@ -245,6 +250,7 @@ impl Default for DistillSettings {
             transfer: String::new(),
             transfer_max: 20000,
             loss: DistillConfig::default(),
+            adversarial: None,
         }
     }
 }
@@ -491,6 +497,15 @@ impl CompressConfig {
         }
         if let Ok(StudentSpec::Fresh { .. }) = self.distill.student.parse::<StudentSpec>() {
             self.check_student_size(0)?;
+        }
+        if let Some(a) = &self.distill.adversarial {
+            a.validate().map_err(train_err)?;
+            if self.distill.loss.needs_internals() {
+                return Err(CompressError::Config(format!(
+                    "distill.adversarial ({}) works with logit distillation only: the hidden-state, attention and embedding terms read the student's layers, which its perturbed view does not expose",
+                    a.name()
+                )));
+            }
         }
         let p = &self.prune;
         check_sparsity(p.sparsity).ok_or_else(|| CompressError::Config(format!("prune.sparsity must be in [0, 1), got {}", p.sparsity)))?;

@@ -11,7 +11,7 @@ use std::path::Path;
 use tch::nn::VarStore;
 use whetstone_data::{encode, make_batch, BucketBatcher, Encoded, Split};
 use whetstone_models::{load_varstore, TextClassifier};
-use whetstone_train::{predict_in, BEST_MODEL_FILE};
+use whetstone_train::{predict_in, Objective, BEST_MODEL_FILE};
 use crate::{LoadedRun, RunDir, RunFolder};
 
 /// The teacher's arg-max class of the examples `from..` of `train`, from `cache`.
@@ -94,13 +94,17 @@ pub fn distill(teacher_dir: &Path, config: &CompressConfig, out: &RunFolder, qui
     }
     // The projections (when the widths differ) train with the student.
     let optim = config.optimizer(d.lr, &[&svs, objective.projections()])?;
+    let objective: Box<dyn Objective> = match &d.adversarial {
+        Some(a) => a.wrap(Box::new(objective), &student)?,
+        None => Box::new(objective),
+    };
     // Everything is checked: only now does the run get its folder.
     let run = RunDir::open(out)?;
     let result = (|| -> Result<Finished> {
         let phase = Phase {
             model: &student,
             vs: &svs,
-            objective: Box::new(objective),
+            objective,
             optim,
             lr: d.lr,
             precision: config.precision,

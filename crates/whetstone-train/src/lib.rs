@@ -107,6 +107,7 @@ mod evaluate;
 mod finetune;
 mod finite;
 mod mlm;
+pub mod multitask;
 mod objective;
 mod observer;
 mod progress;

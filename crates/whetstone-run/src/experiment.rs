@@ -85,6 +85,9 @@ fn pretrained_tokenizer(ckpt: &BertCheckpoint) -> Result<TextTokenizer> {
 /// identity its checkpoint records (the recipe without [`RESUMABLE_SETTINGS`], the data's
 /// fingerprint, the label set) before anything is trained; the error says what changed.
 pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
+    if !recipe.tasks.is_empty() {
+        return crate::multitask::train_multitask(recipe, opts);
+    }
     let started = Instant::now();
     recipe.validate()?;
     let say = |s: String| {

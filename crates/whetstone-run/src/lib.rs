@@ -56,12 +56,12 @@
 //! ```
 
 pub mod augment;
-pub mod augment;
 pub mod compress;
 mod efficiency;
 mod experiment;
 mod folder;
 pub mod identity;
+pub mod multitask;
 mod pretrain;
 mod pretrained;
 mod recipe;
@@ -71,11 +71,11 @@ pub mod robustness;
 mod run;
 
 pub use augment::{build_augmenter, load_neighbours, load_wordnet, AugmentRecipe};
-pub use augment::{build_augmenter, load_neighbours, load_wordnet, AugmentRecipe};
 pub use experiment::{train_recipe, write_plot, RunOptions, RunResult};
 pub use folder::{resume_dir, run_name, RunDir, RunFolder, LOCK_FILE};
 pub use identity::{PRETRAIN_RESUMABLE_SETTINGS, RESUMABLE_SETTINGS};
 pub use pretrain::{pretrain_recipe, CorpusRecipe, PretrainRecipe, PretrainResult, PRETRAIN_RECIPE_FILE};
+pub use multitask::{train_multitask, MultiTaskRecipe, MultiTaskRun, TaskRecipe};
 pub use reporter::Reporter;
 
 pub use efficiency::measure_efficiency;

@@ -60,6 +60,14 @@ pub struct Recipe {
     /// On-the-fly augmentation of the training split (off when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub augment: Option<crate::AugmentRecipe>,
+    /// `[[tasks]]`: multi-task learning, one shared encoder with a head per task (the first
+    /// is the main one); `[data]` then only gives the split fractions and `max_len`. Empty: a
+    /// single-task run on `[data]`. See [`crate::multitask`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<crate::TaskRecipe>,
+    /// `[multitask]`: task sampling, loss weighting and checkpoint selection for `[[tasks]]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multitask: Option<crate::MultiTaskRecipe>,
 }
 
 impl Recipe {

@@ -127,6 +127,7 @@ impl Recipe {
         if let Some(a) = &self.augment {
             a.validate()?;
         }
+        crate::multitask::validate(self)?;
         let d = &self.data;
         if !(0.0..1.0).contains(&d.valid_fraction) || !(0.0..1.0).contains(&d.test_fraction) || d.valid_fraction + d.test_fraction >= 1.0 {
             return Err(Config(format!("data.valid_fraction ({}) and data.test_fraction ({}) must be in [0, 1) and sum to less than 1", d.valid_fraction, d.test_fraction)));

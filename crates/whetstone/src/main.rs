@@ -185,6 +185,10 @@ struct PredictArgs {
     /// Precision of inference: fp32, bf16 or fp16 (default: the run's recipe's).
     #[arg(long, value_parser = precision_arg)]
     precision: Option<Precision>,
+    /// A multi-task run's task whose head answers (sequence: class and probability; token:
+    /// `word/TAG` per whitespace-separated word).
+    #[arg(long)]
+    task: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -308,7 +312,26 @@ fn eval(a: EvalArgs) -> Result<()> {
     Ok(())
 }
 
+/// `whetstone predict --task NAME`: one head of a multi-task run, one stdin line per text.
+fn predict_task(a: &PredictArgs, task: &str) -> Result<()> {
+    let run = whetstone_run::MultiTaskRun::open(&a.run, a.device.as_deref())?;
+    let texts: Vec<String> = std::io::stdin().lock().lines().collect::<std::io::Result<_>>().context("reading stdin")?;
+    if let Some(i) = texts.iter().position(|t| t.trim().is_empty()) {
+        bail!("stdin line {}: empty text", i + 1);
+    }
+    let mut out = std::io::stdout().lock();
+    for chunk in texts.chunks(64) {
+        for line in run.predict(task, chunk)? {
+            writeln!(out, "{line}")?;
+        }
+    }
+    Ok(())
+}
+
 fn predict(a: PredictArgs) -> Result<()> {
+    if let Some(task) = &a.task {
+        return predict_task(&a, task);
+    }
     let run = compress_cmd::open_run(&a.run, a.device.as_deref(), a.precision)?;
     let stdin = std::io::stdin();
     let mut out = std::io::stdout().lock();

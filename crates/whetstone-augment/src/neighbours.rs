@@ -137,7 +137,7 @@ impl Neighbours {
             return hit;
         }
         let q = &self.unit[r * self.dim..(r + 1) * self.dim];
-        let mut scored: Vec<(f32, usize)> = self.unit.par_chunks(self.dim).enumerate().filter(|(i, _)| *i != r).map(|(i, row)| (row.iter().zip(q).map(|(a, b)| a * b).sum::<f32>(), i)).collect();
+        let mut scored: Vec<(f32, usize)> = self.unit.par_chunks(self.dim).enumerate().filter(|(i, _)| *i != r).map(|(i, row)| (dot(row, q), i)).collect();
         let order = |a: &(f32, usize), b: &(f32, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
         let k = self.k.min(scored.len());
         if k > 0 && k < scored.len() {
@@ -153,10 +153,25 @@ impl Neighbours {
     }
 }
 
-/// Whether a vocabulary token is a whole word: letters only (so no `##` piece and no
-/// `[special]` token).
+/// Whether a vocabulary token is a whole word: two letters or more and letters only (so no
+/// `##` piece, no `[special]` token, and no single letters such as `s`, which as neighbours
+/// of short words mostly turn sentences into noise).
 fn is_whole_word(token: &str) -> bool {
-    !token.is_empty() && token.chars().all(char::is_alphabetic)
+    token.chars().count() >= 2 && token.chars().all(char::is_alphabetic)
+}
+
+/// The dot product, over 8 independent partial sums so that the compiler can vectorise it
+/// (a single running f32 sum must be added in order).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ca.zip(cb) {
+        for k in 0..8 {
+            acc[k] += x[k] * y[k];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 /// Replaces each word that is a whole-word vocabulary entry, with probability `p`, by one of

@@ -11,7 +11,7 @@
 
 use std::sync::{Arc, Mutex};
 use tch::{nn::VarStore, Device, Kind, Tensor};
-use whetstone_data::{make_batch, Batch, BucketedSource, Encoded};
+use whetstone_data::{make_batch, Batch, BatchSource, BucketedSource, Encoded};
 use whetstone_models::{ModelConfig, TextClassifier, TextCnnConfig, TransformerClassifierConfig, TransformerConfig};
 use whetstone_optim::OptimConfig;
 use whetstone_train::adversarial::{evaluate_under_pgd, AdversarialConfig, FreeLb, FreeLbConfig, Fgm, FgmConfig, Pgd, PgdAttack, PgdConfig};
@@ -404,4 +404,27 @@ fn the_pgd_attack_lowers_accuracy_and_does_not_depend_on_the_batch_size() {
     let other = evaluate_under_pgd(model.as_ref(), &test, &PgdAttack { epsilon: 20.0, alpha: None, steps: 5 }, 5, Device::Cpu, Precision::Fp32).unwrap();
     assert_eq!(other.robust_accuracy, strong.robust_accuracy);
     assert!(evaluate_under_pgd(model.as_ref(), &test, &PgdAttack { epsilon: 0.0, ..Default::default() }, 8, Device::Cpu, Precision::Fp32).unwrap_err().to_string().contains("epsilon"));
+}
+
+#[test]
+fn the_strategies_and_the_attack_run_under_bf16_autocast() {
+    let _g = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let train = data(32);
+    let source = BucketedSource::new(&train, 8, 1);
+    for (i, adv) in [AdversarialConfig::Fgm(FgmConfig::default()), AdversarialConfig::Pgd(PgdConfig::default()), AdversarialConfig::Freelb(FreeLbConfig::default())].iter().enumerate() {
+        let (vs, m) = build(&transformer(), 1);
+        let optim = OptimConfig::default().build(&vs).unwrap();
+        let objective = adv.wrap(Box::new(CrossEntropy::default()), m.as_ref()).unwrap();
+        let mut t = Trainer::new(m.as_ref(), &vs, optim, 1e-3, tmp.path().join(i.to_string())).objective(objective).precision(Precision::Bf16).seed(3).observer(Silent);
+        let plan = source.epoch_plan(3, 0).unwrap();
+        for (s, e) in plan.iter().enumerate() {
+            let r = t.train_step(&source, std::slice::from_ref(e), s as u64, 0, 1e-3).unwrap();
+            let adv_loss = r.terms.iter().find(|(n, _)| n == "adversarial").map(|t| t.1);
+            assert!(r.loss.is_finite() && adv_loss.is_some_and(f64::is_finite), "{}: {r:?}", adv.name());
+        }
+        drop(t);
+        let r = evaluate_under_pgd(m.as_ref(), &data(16), &PgdAttack::default(), 8, Device::Cpu, Precision::Bf16).unwrap();
+        assert!(r.examples == 16 && (0.0..=1.0).contains(&r.clean_accuracy) && (0.0..=1.0).contains(&r.robust_accuracy), "{r:?}");
+    }
 }

@@ -55,6 +55,11 @@ impl FreeLbConfig {
 ///
 /// The perturbation starts afresh for every batch, as in the paper, so FreeLB keeps no state
 /// across steps (and checkpoints none).
+///
+/// ```
+/// use whetstone_train::{adversarial::{FreeLb, FreeLbConfig}, CrossEntropy, Objective};
+/// let freelb: Box<dyn Objective> = Box::new(FreeLb::new(CrossEntropy::default(), FreeLbConfig { epsilon: 0.5, ..Default::default() }).unwrap());
+/// ```
 pub struct FreeLb<O> {
     inner: O,
     config: FreeLbConfig,

@@ -57,6 +57,12 @@ impl PgdConfig {
 /// copy of them (and skips the weight-gradient half of those backward passes).
 ///
 /// With K = 1 this is FGM with step α, projected onto the ε-ball.
+///
+/// ```
+/// use whetstone_train::{adversarial::{Pgd, PgdConfig}, CrossEntropy, Objective};
+/// let pgd: Box<dyn Objective> = Box::new(Pgd::new(CrossEntropy::default(), PgdConfig { steps: 2, ..Default::default() }).unwrap());
+/// assert!(Pgd::new(CrossEntropy::default(), PgdConfig { steps: 0, ..Default::default() }).is_err());
+/// ```
 pub struct Pgd<O> {
     inner: O,
     config: PgdConfig,

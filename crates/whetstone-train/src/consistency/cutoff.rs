@@ -63,6 +63,13 @@ impl CutoffConfig {
 /// with a random part of each example's token embeddings cut (see [`CutoffKind`]; the
 /// positions come from the step's random stream). The parts are logged as the `ce`,
 /// `cutoff_ce` and `cutoff_js` terms.
+///
+/// ```
+/// # fn demo(model: &dyn whetstone_models::TextClassifier) -> whetstone_train::Result<()> {
+/// use whetstone_train::{consistency::{Cutoff, CutoffConfig, CutoffKind}, CrossEntropy};
+/// let cutoff = Cutoff::new(CrossEntropy::default(), CutoffConfig { kind: CutoffKind::Token, ratio: 0.15, ..Default::default() }, model)?;
+/// # Ok(()) }
+/// ```
 pub struct Cutoff {
     ce: CrossEntropy,
     config: CutoffConfig,

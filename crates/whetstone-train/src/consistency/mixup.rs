@@ -52,6 +52,13 @@ impl MixupConfig {
 /// mixed input `λ·x_i + (1 − λ)·x_j` (embeddings or final states, padded alike, attention
 /// masks OR-ed) and the loss `λ·CE(z, y_i) + (1 − λ)·CE(z, y_j)`. λ is logged as the
 /// `mixup_lambda` term.
+///
+/// ```
+/// # fn demo(model: &dyn whetstone_models::TextClassifier) -> whetstone_train::Result<()> {
+/// use whetstone_train::{consistency::{Mixup, MixupConfig, MixupOn}, CrossEntropy};
+/// let mixup = Mixup::new(CrossEntropy::default(), MixupConfig { alpha: 0.4, on: MixupOn::Embeddings }, model)?;
+/// # Ok(()) }
+/// ```
 pub struct Mixup {
     ce: CrossEntropy,
     config: MixupConfig,

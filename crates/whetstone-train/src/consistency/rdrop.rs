@@ -54,6 +54,11 @@ pub fn symmetric_kl(logits1: &Tensor, logits2: &Tensor) -> Result<Tensor> {
 /// (Liang et al. 2021, eq. 3, with the cross-entropy averaged over the two passes as in the
 /// reference code). The parts are logged as the `ce` and `rdrop_kl` terms. Without dropout in
 /// the model the two passes agree and the KL term is 0.
+///
+/// ```
+/// use whetstone_train::{consistency::{RDrop, RDropConfig}, CrossEntropy, Objective};
+/// let rdrop: Box<dyn Objective> = Box::new(RDrop::new(CrossEntropy { label_smoothing: 0.1 }, RDropConfig { alpha: 4.0 }).unwrap());
+/// ```
 pub struct RDrop {
     ce: CrossEntropy,
     config: RDropConfig,

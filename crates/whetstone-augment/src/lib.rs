@@ -48,7 +48,7 @@
 //!
 //! # Features
 //!
-//! * `torch` (off by default): [`AugmentedSource`], a whetstone-data batch source that
+//! * `torch` (off by default): `AugmentedSource`, a whetstone-data batch source that
 //!   augments raw text on the fly for training (fresh each epoch, reproducible, resumable).
 //!   It pulls in libtorch; nothing else in the crate does.
 

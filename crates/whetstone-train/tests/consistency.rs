@@ -9,7 +9,7 @@ use whetstone_data::{make_batch, Batch, BucketedSource, Encoded};
 use whetstone_models::{ModelConfig, TextClassifier, TextCnnConfig, TransformerClassifierConfig, TransformerConfig};
 use whetstone_optim::OptimConfig;
 use whetstone_train::adversarial::{AdversarialConfig, FgmConfig};
-use whetstone_train::consistency::{beta_sample, symmetric_kl, Cutoff, CutoffConfig, CutoffKind, Mixup, MixupConfig, MixupOn, RDrop, RDropConfig, RegularizeConfig};
+use whetstone_train::consistency::{beta_sample, symmetric_kl, Cutoff, CutoffConfig, CutoffKind, Mixup, MixupConfig, MixupOn, RDrop, RDropConfig, RegularizeConfig, Smart, SmartConfig};
 use whetstone_train::{CrossEntropy, Objective, Outcome, Silent, StepContext, TrainConfig, Trainer};
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -191,6 +191,8 @@ fn bad_settings_are_clear_errors_naming_the_field_and_the_method() {
         ("method = \"cutoff\"\nratio = 1.0", "regularize.ratio", "cutoff"),
         ("method = \"cutoff\"\nratio = 0.0", "regularize.ratio", "cutoff"),
         ("method = \"cutoff\"\njs_weight = -1.0", "regularize.js_weight", "cutoff"),
+        ("method = \"smart\"\nsteps = 0", "regularize.steps", "smart"),
+        ("method = \"smart\"\nnoise_std = 0.0", "regularize.noise_std", "smart"),
     ];
     for (text, field, method) in cases {
         let e = toml::from_str::<RegularizeConfig>(text).unwrap().validate().unwrap_err().to_string();
@@ -225,7 +227,12 @@ fn every_method_alone_and_under_fgm_is_deterministic_and_resumes_bit_identically
     let _g = serial();
     let tmp = tempfile::tempdir().unwrap();
     let fgm = AdversarialConfig::Fgm(FgmConfig { epsilon: 0.5 });
-    let methods = [RegularizeConfig::Rdrop(RDropConfig::default()), RegularizeConfig::Mixup(MixupConfig::default()), RegularizeConfig::Cutoff(CutoffConfig::default())];
+    let methods = [
+        RegularizeConfig::Rdrop(RDropConfig::default()),
+        RegularizeConfig::Mixup(MixupConfig::default()),
+        RegularizeConfig::Cutoff(CutoffConfig::default()),
+        RegularizeConfig::Smart(SmartConfig::default()),
+    ];
     for (i, reg) in methods.iter().enumerate() {
         for adv in [None, Some(&fgm)] {
             let what = format!("{}{}", reg.name(), if adv.is_some() { " under FGM" } else { "" });
@@ -241,4 +248,47 @@ fn every_method_alone_and_under_fgm_is_deterministic_and_resumes_bit_identically
             assert!(a.iter().zip(&r).all(|((_, x), (_, y))| x.equal(y)), "{what}: killed and resumed differs");
         }
     }
+}
+
+/// KL(softmax(target) ‖ softmax(input)) per row, averaged, in f64.
+fn hand_kl(input: &Tensor, target: &Tensor) -> f64 {
+    let (a, b) = (rows(input), rows(target));
+    a.iter().zip(&b).map(|(x, y)| {
+        let (q, p) = (softmax(x), softmax(y));
+        p.iter().zip(&q).map(|(p, q)| p * (p / q).ln()).sum::<f64>()
+    }).sum::<f64>() / a.len() as f64
+}
+
+#[test]
+fn smart_regularises_with_the_symmetric_kl_at_an_ascended_perturbation() {
+    let _g = serial();
+    let (vs, model) = build(&transformer(0.0), 8);
+    let b = batch();
+    let c = SmartConfig { weight: 2.0, steps: 2, step_size: 0.5, noise_std: 0.01, epsilon: 1e-6 };
+    let mut smart = Smart::new(CrossEntropy::default(), c.clone(), model.as_ref()).unwrap();
+    let mut cx = StepContext::new(model.as_ref(), &vs, 0, 0, Device::Cpu, 1);
+    tch::manual_seed(31);
+    let out = smart.backward(&mut cx, &b, 1.0).unwrap();
+    // By hand, from the same draw of torch's generator.
+    tch::manual_seed(31);
+    let emb = model.embedding_input().unwrap();
+    let m = b.attention_mask.to_kind(Kind::Float).unsqueeze(-1);
+    let e = emb.embed(&b.input_ids, true).unwrap().detach();
+    let z = emb.forward_embedded(&e, &b.attention_mask, true).unwrap().detach();
+    let mut noise = e.randn_like() * c.noise_std * &m;
+    for _ in 0..c.steps {
+        let d = noise.detach().set_requires_grad(true);
+        let za = emb.forward_embedded(&(&e + &d), &b.attention_mask, true).unwrap();
+        let p = z.softmax(-1, Kind::Float);
+        let kl = (&p * (z.log_softmax(-1, Kind::Float) - za.log_softmax(-1, Kind::Float))).sum_dim_intlist([-1i64].as_slice(), false, Kind::Float).mean(Kind::Float);
+        let g = Tensor::run_backward(&[kl], &[&d], false, false).remove(0);
+        let step = (d.detach() + g * c.step_size) * &m;
+        noise = &step / (step.abs().amax([-1i64].as_slice(), true) + c.epsilon);
+    }
+    assert!((noise.abs().amax([-1i64].as_slice(), false) - b.attention_mask.to_kind(Kind::Float)).abs().max().double_value(&[]) < 1e-4, "each real token's perturbation has L∞ norm 1");
+    let za = emb.forward_embedded(&(&e + &noise), &b.attention_mask, true).unwrap();
+    let reg = hand_kl(&z, &za) + hand_kl(&za, &z);
+    let term = |n: &str| out.terms.iter().find(|(k, _)| k == n).unwrap().1;
+    assert!((term("smart") - reg).abs() < 1e-5 && reg > 0.0, "{} vs {reg}", term("smart"));
+    assert!((out.value - (ce(&z, &b.labels) + c.weight * reg)).abs() < 1e-5);
 }

@@ -6,6 +6,9 @@
 //!   embeddings (or the Transformer's final hidden states) and of their losses.
 //! * [`Cutoff`] (Shen et al. 2020): a view with tokens, a span or features cut from the
 //!   embeddings, with its own cross-entropy and a Jensen–Shannon consistency term.
+//! * [`Smart`] (Jiang et al. 2020): SMART's smoothness-inducing adversarial regulariser,
+//!   the symmetric KL between predictions at the embeddings and at a small adversarial
+//!   perturbation of them.
 //!
 //! Each is a base objective, so an adversarial strategy ([`crate::adversarial`]) can wrap it.
 //! Their randomness comes from the step's random stream ([`crate::StepContext::rng`]) and
@@ -22,10 +25,12 @@
 mod cutoff;
 mod mixup;
 mod rdrop;
+mod smart;
 
 pub use cutoff::{Cutoff, CutoffConfig, CutoffKind};
 pub use mixup::{beta_sample, Mixup, MixupConfig, MixupOn};
 pub use rdrop::{symmetric_kl, RDrop, RDropConfig};
+pub use smart::{Smart, SmartConfig};
 
 use crate::error::{Result, TrainError};
 use crate::objective::{CrossEntropy, Objective};
@@ -38,7 +43,7 @@ use whetstone_models::TextClassifier;
 ///
 /// ```toml
 /// [regularize]
-/// method = "cutoff"   # or "rdrop", "mixup"
+/// method = "cutoff"   # or "rdrop", "mixup", "smart"
 /// kind = "span"
 /// ratio = 0.1
 /// ```
@@ -51,6 +56,8 @@ pub enum RegularizeConfig {
     Mixup(MixupConfig),
     /// [`Cutoff`].
     Cutoff(CutoffConfig),
+    /// [`Smart`].
+    Smart(SmartConfig),
 }
 
 impl RegularizeConfig {
@@ -60,6 +67,7 @@ impl RegularizeConfig {
             Self::Rdrop(_) => "R-Drop",
             Self::Mixup(_) => "mixup",
             Self::Cutoff(_) => "cutoff",
+            Self::Smart(_) => "SMART",
         }
     }
 
@@ -69,6 +77,7 @@ impl RegularizeConfig {
             Self::Rdrop(c) => c.validate(),
             Self::Mixup(c) => c.validate(),
             Self::Cutoff(c) => c.validate(),
+            Self::Smart(c) => c.validate(),
         }
     }
 
@@ -79,6 +88,7 @@ impl RegularizeConfig {
             Self::Rdrop(c) => Box::new(RDrop::new(ce, c.clone())?),
             Self::Mixup(c) => Box::new(Mixup::new(ce, c.clone(), model)?),
             Self::Cutoff(c) => Box::new(Cutoff::new(ce, c.clone(), model)?),
+            Self::Smart(c) => Box::new(Smart::new(ce, c.clone(), model)?),
         })
     }
 }

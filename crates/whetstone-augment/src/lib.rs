@@ -50,7 +50,9 @@
 //!
 //! * `torch` (off by default): `AugmentedSource`, a whetstone-data batch source that
 //!   augments raw text on the fly for training (fresh each epoch, reproducible, resumable).
-//!   It pulls in libtorch; nothing else in the crate does.
+//!   It also adds `MlmReplace`, masked-LM prediction replacement with a whetstone-models
+//!   encoder and MLM head (e.g. from a `whetstone pretrain` run). It pulls in libtorch;
+//!   nothing else in the crate does.
 
 #![warn(missing_docs)]
 
@@ -62,6 +64,8 @@ pub mod eda;
 mod error;
 pub mod mask;
 mod method;
+#[cfg(feature = "torch")]
+pub mod mlm;
 pub mod neighbours;
 #[cfg(feature = "torch")]
 pub mod source;
@@ -78,6 +82,8 @@ pub use error::{AugmentError, Result};
 pub use mask::{RandomMask, DEFAULT_MASK_TOKEN};
 pub use method::{AugmentSpec, METHODS};
 pub use neighbours::{NeighbourReplace, Neighbours, DEFAULT_EMBEDDING_TENSOR};
+#[cfg(feature = "torch")]
+pub use mlm::MlmReplace;
 #[cfg(feature = "torch")]
 pub use source::AugmentedSource;
 pub use stopwords::StopWords;

@@ -232,6 +232,17 @@ impl BatchSource for MultiTaskSource {
         Ok(batch)
     }
 
+    fn padding_fraction(&self, plan: &[PlanEntry]) -> Option<f64> {
+        let (mut pad, mut total) = (0usize, 0usize);
+        for e in plan {
+            let lens: Vec<usize> = e.indices.iter().filter_map(|&i| self.lengths.get(e.stream)?.get(i).copied()).collect();
+            let longest = lens.iter().copied().max().unwrap_or(0);
+            total += longest * lens.len();
+            pad += lens.iter().map(|l| longest - l).sum::<usize>();
+        }
+        Some(if total == 0 { 0.0 } else { pad as f64 / total as f64 })
+    }
+
     fn fingerprint(&self) -> u64 {
         let mut h = Fingerprint::new();
         match self.sampling {

@@ -66,6 +66,9 @@ fn plans_are_pure_functions_of_seed_and_epoch_and_batches_carry_their_stream() {
             assert_eq!(Vec::<i64>::try_from(&b.labels).unwrap(), vec![e.stream as i64; e.indices.len()]);
         }
     }
+    // Padding over mixed-task batches: the example tasks' sequences all have length 3.
+    let source = make(Sampling::Proportional);
+    assert_eq!(source.padding_fraction(&source.epoch_plan(1, 0).unwrap()), Some(0.0));
     // The fingerprint covers the sampling and every task.
     assert_ne!(make(Sampling::Proportional).fingerprint(), make(Sampling::RoundRobin).fingerprint());
     let other = MultiTaskSource::new(vec![task(40, 0), task(25, 0)], 4, 2, Sampling::RoundRobin).unwrap();

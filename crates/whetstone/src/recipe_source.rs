@@ -9,6 +9,7 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     ("rt-transformer", include_str!("../recipes/rt-transformer.toml")),
     ("sms-spam", include_str!("../recipes/sms-spam.toml")),
     ("minilm-rt", include_str!("../recipes/minilm-rt.toml")),
+    ("mtl-rt500", include_str!("../recipes/mtl-rt500.toml")),
 ];
 
 /// Masked-LM pretraining recipes compiled into the binary (`whetstone pretrain`).

@@ -81,7 +81,7 @@ fn run() -> Result<ExitCode> {
         "test" => {
             let env = libtorch::ensure()?;
             // Tests read real data only through the project's cached fetch: fetch it first.
-            cargo_run_cli(&root, &env, &["data".into(), "rotten-tomatoes".into(), "sms-spam".into()])?;
+            cargo_run_cli(&root, &env, &["data".into(), "rotten-tomatoes".into(), "sms-spam".into(), "wordnet".into()])?;
             let mut c = cargo(&root, &env);
             c.args(["test", "--release", "--workspace", "--no-fail-fast"]).args(&args);
             status(c)

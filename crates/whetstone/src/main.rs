@@ -162,16 +162,25 @@ struct EvalArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
-    /// Also measure accuracy under an attack: `pgd`, an L2 PGD attack on the input
-    /// embeddings that maximises the gold label's cross-entropy.
-    #[arg(long, value_parser = ["pgd"])]
-    attack: Option<String>,
-    /// The PGD attack's radius ε per sentence (L2 over its token embeddings).
+    /// Also measure accuracy under attacks (comma-separated): `pgd`, an L2 PGD attack on the
+    /// input embeddings that maximises the gold label's cross-entropy; `synonym`, a greedy
+    /// WordNet synonym-substitution attack (TextFooler-style) changing at most --budget words
+    /// per sentence.
+    #[arg(long, value_parser = ["pgd", "synonym"], value_delimiter = ',')]
+    attack: Vec<String>,
+    /// The PGD attack's radius ε per sentence (L2 over its token embeddings; compare it with the
+    /// mean embedding norm the report prints).
     #[arg(long, default_value_t = 1.0)]
     epsilon: f64,
     /// The PGD attack's ascent steps K (step size 2.5·ε/K).
     #[arg(long, default_value_t = 10)]
     attack_steps: usize,
+    /// Words the synonym attack may substitute per sentence.
+    #[arg(long, default_value_t = 2)]
+    budget: usize,
+    /// Attack only the first N examples (0: all; the synonym attack queries the model ~50× per sentence).
+    #[arg(long, default_value_t = 0)]
+    attack_examples: usize,
 }
 
 #[derive(Args)]
@@ -284,18 +293,24 @@ fn eval(a: EvalArgs) -> Result<()> {
         None => ("the run's test split".to_string(), run.test_split()?),
     };
     let (_, report) = run.evaluate_split(&split)?;
-    let robust = match a.attack.as_deref() {
-        Some("pgd") => {
-            let attack = whetstone_train::adversarial::PgdAttack { epsilon: a.epsilon, alpha: None, steps: a.attack_steps };
-            let enc = whetstone_data::encode(&run.tokenizer, &split, run.max_len())?;
-            Some(whetstone_train::adversarial::evaluate_under_pgd(run.model.as_ref(), &enc, &attack, run.recipe.train.eval_batch_size, run.device, run.precision)?)
-        }
-        _ => None,
-    };
+    let attacked = whetstone_run::robustness::head(&split, a.attack_examples);
+    let mut robust = Vec::new();
+    for attack in &a.attack {
+        robust.push(match attack.as_str() {
+            "pgd" => {
+                let attack = whetstone_train::adversarial::PgdAttack { epsilon: a.epsilon, alpha: None, steps: a.attack_steps };
+                whetstone_run::robustness::pgd_report(&run, &attacked, &attack)?
+            }
+            _ => {
+                let wordnet = whetstone_run::load_wordnet()?;
+                whetstone_run::robustness::synonym_report(&run, &attacked, a.budget, &wordnet)?
+            }
+        });
+    }
     if a.json {
         let mut v = serde_json::to_value(&report)?;
-        if let (Some(r), Some(o)) = (&robust, v.as_object_mut()) {
-            o.insert("attack".into(), serde_json::to_value(r)?);
+        if let (false, Some(o)) = (robust.is_empty(), v.as_object_mut()) {
+            o.insert("attacks".into(), serde_json::to_value(&robust)?);
         }
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
@@ -304,9 +319,15 @@ fn eval(a: EvalArgs) -> Result<()> {
         for c in &report.per_class {
             println!("  {:<16} precision {:.4}  recall {:.4}  F1 {:.4}  support {}", c.label, c.precision, c.recall, c.f1, c.support);
         }
-        if let Some(r) = &robust {
-            let k = r.attack.steps;
-            println!("embedding-space PGD (L2 ε {} per sentence, {k} steps of α {:.4}): clean accuracy {:.4}, robust accuracy {:.4}", r.attack.epsilon, r.attack.step_size(), r.clean_accuracy, r.robust_accuracy);
+        if !robust.is_empty() {
+            println!("mean L2 norm of a sentence's token embeddings: {:.3}", whetstone_run::robustness::mean_embedding_norm(&run, &attacked)?);
+        }
+        for r in &robust {
+            let extra = match (r.mean_substitutions, r.queries_per_example) {
+                (Some(s), Some(q)) => format!(" ({s:.2} words changed, {q:.0} queries per sentence)"),
+                _ => String::new(),
+            };
+            println!("{} attack ({}) on {} examples: clean accuracy {:.4}, robust accuracy {:.4}{extra}", r.attack, r.settings, r.examples, r.clean_accuracy, r.robust_accuracy);
         }
     }
     Ok(())

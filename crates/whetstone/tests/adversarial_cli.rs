@@ -36,11 +36,22 @@ fn fgm_trains_from_a_recipe_and_eval_reports_accuracy_under_pgd() {
     let o = bin().args(["eval", "--run"]).arg(&run).args(["--attack", "pgd", "--epsilon", "5", "--attack-steps", "3"]).output().unwrap();
     let out = ok(&o);
     assert!(out.contains("clean accuracy") && out.contains("robust accuracy"), "{out}");
-    let o = bin().args(["eval", "--json", "--run"]).arg(&run).args(["--attack", "pgd", "--epsilon", "5", "--attack-steps", "3"]).output().unwrap();
+    let o = bin().args(["eval", "--json", "--run"]).arg(&run).args(["--attack", "pgd,synonym", "--epsilon", "5", "--attack-steps", "3", "--budget", "2"]).output().unwrap();
     let r: serde_json::Value = serde_json::from_str(&ok(&o)).unwrap();
-    let (clean, robust) = (r["attack"]["clean_accuracy"].as_f64().unwrap(), r["attack"]["robust_accuracy"].as_f64().unwrap());
-    assert_eq!(clean, r["accuracy"].as_f64().unwrap(), "clean accuracy under the attack's batching differs from eval's");
-    assert!(robust <= clean, "{r}");
+    let attacks = r["attacks"].as_array().expect("an `attacks` list");
+    assert_eq!(attacks.iter().map(|a| a["attack"].as_str().unwrap()).collect::<Vec<_>>(), ["pgd", "synonym"]);
+    for a in attacks {
+        let (clean, robust) = (a["clean_accuracy"].as_f64().unwrap(), a["robust_accuracy"].as_f64().unwrap());
+        assert_eq!(clean, r["accuracy"].as_f64().unwrap(), "clean accuracy under the {} attack differs from eval's", a["attack"]);
+        assert!(robust <= clean, "{r}");
+    }
+    // The synonym attack changes at most --budget words per sentence and queries the model.
+    let syn = &attacks[1];
+    assert!(syn["mean_substitutions"].as_f64().unwrap() <= 2.0 && syn["queries_per_example"].as_f64().unwrap() >= 1.0, "{syn}");
+    // --attack-examples limits the attacked set.
+    let o = bin().args(["eval", "--json", "--run"]).arg(&run).args(["--attack", "synonym", "--attack-examples", "7"]).output().unwrap();
+    let r: serde_json::Value = serde_json::from_str(&ok(&o)).unwrap();
+    assert_eq!(r["attacks"][0]["examples"].as_u64(), Some(7), "{r}");
 }
 
 #[test]

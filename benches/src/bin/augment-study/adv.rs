@@ -31,7 +31,7 @@ fn arm_sections(arm: &str, model: &str) -> Result<String> {
 fn epochs(model: &str, quick: bool) -> u64 {
     match (quick, model) {
         (true, _) => 1,
-        (false, "minilm") => 2,
+        (false, "minilm") => 1,
         (false, _) => 6,
     }
 }

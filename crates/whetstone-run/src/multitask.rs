@@ -262,6 +262,17 @@ impl RawTask {
         }
     }
 
+    /// Class names to show: the manifest's names (`negative`, `positive`) where it has them.
+    fn display(&self, t: &TaskRecipe) -> Vec<String> {
+        match self {
+            RawTask::Sequence(s) => {
+                let names = Manifest::builtin().ok().and_then(|m| m.datasets.iter().find(|e| e.name == t.data).and_then(|e| e.label_names.clone()));
+                s.labels.display_names(names.as_ref())
+            }
+            RawTask::Token(s) => s.tags.names.clone(),
+        }
+    }
+
     fn train_texts(&self) -> Vec<String> {
         match self {
             RawTask::Sequence(s) => s.train.texts.clone(),
@@ -293,10 +304,10 @@ impl RawTask {
     }
 
     /// Train data, validation and test sets, tokenised.
-    fn encode(&self, tok: &TextTokenizer, max_len: usize) -> Result<(TaskData, TaskEval, TaskEval)> {
+    fn encode(&self, tok: &TextTokenizer, max_len: usize, display: Vec<String>) -> Result<(TaskData, TaskEval, TaskEval)> {
         Ok(match self {
             RawTask::Sequence(s) => {
-                let labels = s.labels.names.clone();
+                let labels = display;
                 let ev = |split| -> Result<TaskEval> { Ok(TaskEval::Sequence { data: encode(tok, split, max_len)?, labels: labels.clone() }) };
                 (TaskData::Sequence(encode(tok, &s.train, max_len)?), ev(&s.valid)?, ev(&s.test)?)
             }
@@ -402,7 +413,7 @@ pub fn train_multitask(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> 
     let mut specs = Vec::new();
     let mut tests = Vec::new();
     for (t, r) in recipe.tasks.iter().zip(&raw) {
-        let (train, valid, test) = r.encode(&tokenizer, max_len)?;
+        let (train, valid, test) = r.encode(&tokenizer, max_len, r.display(t))?;
         train_data.push(train);
         specs.push(TaskSpec { name: t.name.clone(), kind: t.kind, weight: t.weight, metric: t.metric(), valid });
         tests.push(test);
@@ -423,8 +434,8 @@ pub fn train_multitask(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> 
         if run.is_fresh() {
             tokenizer.save(&run.file(TOKENIZER_FILE))?;
             run.write_toml(RECIPE_FILE, recipe)?;
-            let tasks: Vec<_> = recipe.tasks.iter().zip(&raw).map(|(t, r)| json!({"name": t.name, "kind": t.kind, "labels": r.labels()})).collect();
-            run.write_json(LABELS_FILE, &json!({"labels": raw[0].labels(), "display": raw[0].labels(), "tasks": tasks}))?;
+            let tasks: Vec<_> = recipe.tasks.iter().zip(&raw).map(|(t, r)| json!({"name": t.name, "kind": t.kind, "labels": r.labels(), "display": r.display(t)})).collect();
+            run.write_json(LABELS_FILE, &json!({"labels": raw[0].labels(), "display": raw[0].display(&recipe.tasks[0]), "tasks": tasks}))?;
         }
         let mut trainer = Trainer::new(&model, &vs, optim, recipe.optim.lr, dir.clone())
             .objective(objective)
@@ -466,7 +477,7 @@ pub fn train_multitask(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> 
         }
         for (i, t) in recipe.tasks.iter().enumerate() {
             if t.kind == HeadKind::Sequence {
-                export_head(recipe, &run, &model, i, &raw[i].labels())?;
+                export_head(recipe, &run, &model, i, &raw[i].labels(), &raw[i].display(t))?;
             }
         }
         let wall_s = started.elapsed().as_secs_f64();
@@ -512,7 +523,7 @@ pub fn train_multitask(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> 
 /// Task `task`'s head as an ordinary single-task run folder `tasks/<name>/`: the recipe with
 /// the task's data and no `[[tasks]]`, the shared tokenizer, its labels, and the encoder with
 /// the head under `classifier.*` as `model.safetensors` (`whetstone predict --run` serves it).
-fn export_head(recipe: &Recipe, run: &RunDir, model: &MultiTaskModel, task: usize, labels: &[String]) -> Result<()> {
+fn export_head(recipe: &Recipe, run: &RunDir, model: &MultiTaskModel, task: usize, labels: &[String], display: &[String]) -> Result<()> {
     let t = &recipe.tasks[task];
     let sub = format!("tasks/{}", t.name);
     let dir = run.file(&sub);
@@ -534,7 +545,7 @@ fn export_head(recipe: &Recipe, run: &RunDir, model: &MultiTaskModel, task: usiz
     single.tokenizer.path = None;
     run.write_toml(&format!("{sub}/{RECIPE_FILE}"), &single)?;
     run.copy_in(&run.file(TOKENIZER_FILE), &format!("{sub}/{TOKENIZER_FILE}"))?;
-    run.write_json(&format!("{sub}/{LABELS_FILE}"), &json!({"labels": labels, "display": labels}))?;
+    run.write_json(&format!("{sub}/{LABELS_FILE}"), &json!({"labels": labels, "display": display}))?;
     let mut tensors = model.encoder().named_parameters();
     tensors.extend(model.head_parameters(task)?);
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
@@ -555,6 +566,7 @@ pub struct MultiTaskRun {
 
 impl MultiTaskRun {
     /// Load the best model of the multi-task run in `dir` onto `device` (`None`: the recipe's).
+    /// Each task's classes are its display names (`labels.json`'s `display`) where it has them.
     pub fn open(dir: &Path, device: Option<&str>) -> Result<Self> {
         let recipe = crate::read_recipe(dir)?;
         if recipe.tasks.is_empty() {
@@ -565,7 +577,15 @@ impl MultiTaskRun {
         let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&lp).map_err(crate::io(&lp))?).map_err(|e| TrainError::Run { run: dir.into(), msg: format!("{}: {e}", lp.display()) })?;
         let labels: Vec<Vec<String>> = v["tasks"]
             .as_array()
-            .map(|a| a.iter().map(|t| t["labels"].as_array().map(|l| l.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default()).collect())
+            .map(|a| {
+                a.iter()
+                    .map(|t| {
+                        let names = |key: &str| -> Vec<String> { t[key].as_array().map(|l| l.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default() };
+                        let (raw, shown) = (names("labels"), names("display"));
+                        if shown.len() == raw.len() { shown } else { raw }
+                    })
+                    .collect()
+            })
             .unwrap_or_default();
         if labels.len() != recipe.tasks.len() {
             return Err(TrainError::Run { run: dir.into(), msg: format!("{} lists {} tasks, the recipe {}", lp.display(), labels.len(), recipe.tasks.len()) });

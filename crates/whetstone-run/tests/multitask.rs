@@ -6,6 +6,12 @@ use std::fmt::Write as _;
 use std::path::Path;
 use whetstone_run::{train_recipe, LoadedRun, MultiTaskRun, Recipe, RunOptions};
 
+/// libtorch's random stream is global: runs that seed it go one at a time.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn write_data(dir: &Path) {
     let words = ["film", "plot", "cast", "music", "story", "scene"];
     let mut csv = String::from("text,label\n");
@@ -68,6 +74,7 @@ kind = "token"
 
 #[test]
 fn two_tasks_train_together_report_per_task_and_serve_one_head() {
+    let _g = serial();
     let tmp = tempfile::tempdir().unwrap();
     write_data(tmp.path());
     let r = Recipe::parse("mtl.toml", &recipe(tmp.path(), "uncertainty", ""), &[]).unwrap();
@@ -104,6 +111,7 @@ fn two_tasks_train_together_report_per_task_and_serve_one_head() {
 
 #[test]
 fn bad_task_settings_are_clear_errors() {
+    let _g = serial();
     let tmp = tempfile::tempdir().unwrap();
     write_data(tmp.path());
     let e = Recipe::parse("mtl.toml", &recipe(tmp.path(), "softmax", ""), &[]).unwrap_err();
@@ -122,4 +130,25 @@ fn bad_task_settings_are_clear_errors() {
     let e = train_recipe(&r, &opts).unwrap_err().to_string();
     assert!(e.contains("ner.txt:5:") && e.contains("X-loc"), "{e}");
     assert!(!tmp.path().join("run").exists(), "a failed check leaves no run folder");
+}
+
+#[test]
+fn a_killed_multi_task_run_resumes_to_the_same_weights() {
+    let _g = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    write_data(tmp.path());
+    let r = Recipe::parse("mtl.toml", &recipe(tmp.path(), "gradnorm", ""), &[]).unwrap();
+    let quiet = |mut o: RunOptions| {
+        o.quiet = true;
+        o
+    };
+    train_recipe(&r, &quiet(RunOptions::new(tmp.path().join("full")))).unwrap();
+    let mut killed = quiet(RunOptions::new(tmp.path().join("killed")));
+    killed.stop_after = 11; // 8 steps an epoch: killed after the first epoch's checkpoint
+    assert!(train_recipe(&r, &killed).unwrap().test.is_none(), "interrupted");
+    train_recipe(&r, &quiet(RunOptions::resume(tmp.path().join("killed")))).unwrap();
+    let weights = |run: &str| std::fs::read(tmp.path().join(run).join(whetstone_run::BEST_MODEL_FILE)).unwrap();
+    assert!(weights("full") == weights("killed"), "the resumed run's best model differs");
+    let m = |run: &str| -> serde_json::Value { serde_json::from_str(&std::fs::read_to_string(tmp.path().join(run).join("metrics.json")).unwrap()).unwrap() };
+    assert_eq!(m("full")["tasks"], m("killed")["tasks"]);
 }

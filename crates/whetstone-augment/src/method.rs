@@ -15,14 +15,15 @@ use crate::stopwords::StopWords;
 use crate::wordnet::WordNet;
 
 /// The method names [`AugmentSpec::method`] accepts.
-pub const METHODS: [&str; 9] = ["eda", "synonym", "insert", "swap", "delete", "cutoff", "span-cutoff", "mask", "neighbour"];
+pub const METHODS: [&str; 10] = ["eda", "synonym", "insert", "swap", "delete", "cutoff", "span-cutoff", "mask", "neighbour", "mlm"];
 
 /// A method and its settings.
 ///
 /// `alpha` is the method's one strength, with a per-method default: EDA's α for all four
 /// operations (`eda`, 0.1; see [`EdaConfig`]), the α of one operation (`synonym`, `insert`,
-/// `swap`: 0.1), a per-word probability (`delete` 0.1, `mask` 0.15, `neighbour` 0.4 as in
-/// TinyBERT) or the share of words cut (`cutoff`, `span-cutoff`: 0.1).
+/// `swap`: 0.1), a per-word probability (`delete` 0.1, `mask` 0.15, `neighbour` and `mlm` 0.4 as
+/// in TinyBERT) or the share of words cut (`cutoff`, `span-cutoff`: 0.1). `mlm` needs a model
+/// with a masked-LM head and the `torch` feature: build it as `MlmReplace`, not here.
 ///
 /// ```
 /// use whetstone_augment::AugmentSpec;
@@ -72,7 +73,7 @@ impl AugmentSpec {
     pub fn strength(&self) -> f64 {
         self.alpha.unwrap_or(match self.method.as_str() {
             "mask" => 0.15,
-            "neighbour" => NeighbourReplace::DEFAULT_P,
+            "neighbour" | "mlm" => NeighbourReplace::DEFAULT_P,
             _ => 0.1,
         })
     }
@@ -119,6 +120,7 @@ impl AugmentSpec {
                 let n = neighbours.ok_or_else(|| AugmentError::InvalidArgument("method `neighbour` needs a model's embeddings (Neighbours)".into()))?;
                 Box::new(NeighbourReplace::new(n, a)?)
             }
+            "mlm" => return Err(AugmentError::InvalidArgument("method `mlm` needs a masked-LM model: build `MlmReplace` (the `torch` feature) from a `whetstone pretrain` run".into())),
             other => unreachable!("validate() accepted `{other}`"),
         })
     }

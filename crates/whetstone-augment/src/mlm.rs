@@ -61,14 +61,14 @@ impl MlmReplace {
     }
 
     /// The encoder and masked-LM head of a `whetstone pretrain` run: `encoder/config.json` for
-    /// the shape, `tokenizer.json`, and `best_model.safetensors` for the weights (head included).
+    /// the shape, `tokenizer.json`, and `model.safetensors` for the weights (head included).
     pub fn from_pretrain_run(dir: &Path, p: f64, k: usize) -> Result<Self> {
         let config = BertCheckpoint::open(dir.join("encoder")).map_err(model_err)?.encoder_config().clone();
         let tokenizer = TextTokenizer::from_file(&dir.join("tokenizer.json"))?;
         let mut vs = VarStore::new(Device::Cpu);
         let encoder = TransformerEncoder::new(&vs.root(), tokenizer.vocab_size() as i64, &config).map_err(model_err)?;
         let head = MlmHead::new(&(vs.root() / "cls" / "predictions"), &encoder);
-        load_varstore(&mut vs, &dir.join("best_model.safetensors")).map_err(model_err)?;
+        load_varstore(&mut vs, &dir.join("model.safetensors")).map_err(model_err)?;
         Self::new(vs, encoder, head, tokenizer, p, k)
     }
 

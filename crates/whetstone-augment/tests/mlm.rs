@@ -77,7 +77,7 @@ fn a_pretrain_run_folder_loads_to_the_same_augmenter() {
     let dir = tempfile::tempdir().unwrap();
     tok.save(&dir.path().join("tokenizer.json")).unwrap();
     enc.save_pretrained(&dir.path().join("encoder"), &dir.path().join("tokenizer.json")).unwrap();
-    save_varstore(&vs, &dir.path().join("best_model.safetensors")).unwrap();
+    save_varstore(&vs, &dir.path().join("model.safetensors")).unwrap();
     let here = MlmReplace::new(vs, enc, head, tok, 0.5, 3).unwrap();
     let loaded = MlmReplace::from_pretrain_run(dir.path(), 0.5, 3).unwrap();
     for seed in 0..5 {

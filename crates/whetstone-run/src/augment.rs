@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use whetstone_augment::{AugmentSpec, AugmentedSource, Augmenter, Neighbours, WordNet};
+use whetstone_augment::{AugmentSpec, AugmentedSource, Augmenter, MlmReplace, Neighbours, WordNet};
 use whetstone_data::{cache_dir, obtain, Manifest, Split, TextTokenizer};
 use whetstone_train::{Result, TrainConfig, TrainError};
 
@@ -21,7 +21,7 @@ pub const WORDNET: &str = "wordnet";
 ///
 /// ```toml
 /// [augment]
-/// method = "eda"        # eda, synonym, insert, swap, delete, cutoff, span-cutoff, mask, neighbour
+/// method = "eda"        # eda, synonym, insert, swap, delete, cutoff, span-cutoff, mask, neighbour, mlm
 /// alpha = 0.1           # the method's strength (default per method, see AugmentSpec)
 /// probability = 0.5     # share of training examples augmented each epoch
 /// ```
@@ -43,7 +43,7 @@ pub struct AugmentRecipe {
     #[serde(default = "default_mask_token")]
     pub mask_token: String,
     /// Whose input embeddings `neighbour` uses: a manifest model, a checkpoint folder or a
-    /// `whetstone pretrain` run (default `minilm-l6`).
+    /// `whetstone pretrain` run (default `minilm-l6`); for `mlm`, a `whetstone pretrain` run.
     #[serde(default = "default_model")]
     pub model: PathBuf,
     /// Added to the key of every batch's augmentations: other augmentations, same data order.
@@ -110,9 +110,16 @@ pub fn load_neighbours(model: &Path, k: usize) -> Result<Neighbours> {
     Neighbours::from_safetensors_tokens(&weights, &tokens, None, k).map_err(config)
 }
 
-/// The augmenter `spec` names, with WordNet or `model`'s embeddings loaded when it needs them.
+/// The augmenter `spec` names, with WordNet or `model`'s embeddings loaded when it needs them;
+/// `mlm` loads the encoder and masked-LM head of the `whetstone pretrain` run `model`.
 pub fn build_augmenter(spec: &AugmentSpec, model: &Path) -> Result<Box<dyn Augmenter>> {
     spec.validate().map_err(config)?;
+    if spec.method == "mlm" {
+        if !model.join(whetstone_train::BEST_MODEL_FILE).is_file() || !model.join(crate::ENCODER_DIR).is_dir() {
+            return Err(TrainError::Config(format!("method `mlm` needs a finished `whetstone pretrain` run folder (with model.safetensors and encoder/), got `{}`", model.display())));
+        }
+        return Ok(Box::new(MlmReplace::from_pretrain_run(model, spec.strength(), spec.k).map_err(config)?));
+    }
     let wordnet = spec.needs_wordnet().then(load_wordnet).transpose()?.map(Arc::new);
     let neighbours = spec.needs_embeddings().then(|| load_neighbours(model, spec.k)).transpose()?.map(Arc::new);
     spec.build(wordnet, neighbours).map_err(config)

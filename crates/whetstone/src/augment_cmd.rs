@@ -20,7 +20,7 @@ pub struct AugmentArgs {
     /// Column (or JSON field) holding the label (files only).
     #[arg(long, default_value = "label")]
     label_col: String,
-    /// eda, synonym, insert, swap, delete, cutoff, span-cutoff, mask or neighbour.
+    /// eda, synonym, insert, swap, delete, cutoff, span-cutoff, mask, neighbour or mlm.
     #[arg(long)]
     method: String,
     /// Augmentations per example.
@@ -32,7 +32,8 @@ pub struct AugmentArgs {
     /// The method's strength in [0, 1] (EDA's α, a probability, or the share cut); default per method.
     #[arg(long)]
     alpha: Option<f64>,
-    /// For `neighbour`: a manifest model, checkpoint folder or `whetstone pretrain` run.
+    /// For `neighbour`: a manifest model, checkpoint folder or `whetstone pretrain` run; for
+    /// `mlm`: a `whetstone pretrain` run (its encoder and masked-LM head).
     #[arg(long, default_value = "minilm-l6")]
     model: PathBuf,
     /// For `neighbour`: candidates per word.

@@ -67,7 +67,7 @@ fn bad_augment_arguments_are_refused_before_anything_is_written() {
     let tmp = tempfile::tempdir().unwrap();
     let data = common::rt_csv(tmp.path(), "rt.csv", 10);
     let out = tmp.path().join("x.jsonl");
-    fails_with(&augment(&data, &out, &["--method", "shuffle"]).output().unwrap(), &["unknown augmentation method `shuffle`", "eda, synonym, insert, swap, delete, cutoff, span-cutoff, mask, neighbour"]);
+    fails_with(&augment(&data, &out, &["--method", "shuffle"]).output().unwrap(), &["unknown augmentation method `shuffle`", "eda, synonym, insert, swap, delete, cutoff, span-cutoff, mask, neighbour, mlm"]);
     fails_with(&augment(&data, &out, &["--method", "eda", "--alpha", "1.5"]).output().unwrap(), &["alpha", "[0, 1]", "1.5"]);
     fails_with(&augment(&data, &tmp.path().join("x.csv"), &["--method", "swap"]).output().unwrap(), &[".jsonl"]);
     fails_with(&augment(&data, &tmp.path().join("no/x.jsonl"), &["--method", "swap"]).output().unwrap(), &["does not exist"]);
@@ -107,4 +107,29 @@ fn an_augmenting_run_killed_after_3_steps_resumes_bit_identically() {
     // An out-of-range setting is refused with its key before a folder is made.
     fails_with(&train(&data, &runs, "bad", true).args(["--set", "augment.probability=2"]).output().unwrap(), &["augment.probability", "[0, 1]"]);
     assert!(!runs.join("bad").exists());
+}
+
+/// `--method mlm` with a tiny `whetstone pretrain` run: masked-LM predictions replace words,
+/// deterministically; a model folder that is not a pretraining run is refused.
+#[test]
+fn mlm_replacement_uses_a_pretrain_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let corpus = tmp.path().join("notes.txt");
+    let lines: Vec<String> = (0..300).map(|i| format!("note {i}: the harbour lights were {} tonight and the boats stayed in", if i % 2 == 0 { "bright" } else { "dim" })).collect();
+    std::fs::write(&corpus, lines.join("\n")).unwrap();
+    let runs = tmp.path().join("runs");
+    let tiny = ["--set", "model.layers=1", "--set", "model.hidden=32", "--set", "model.heads=2", "--set", "model.ffn=64", "--set", "model.max_len=32", "--set", "corpus.max_len=32", "--set", "tokenizer.vocab_size=300", "--set", "train.epochs=1", "--set", "train.eval_every=0", "--device", "cpu", "--quiet"];
+    ok(&bin().args(["pretrain", "--corpus"]).arg(&corpus).args(tiny).args(["--name", "notes", "--runs-dir"]).arg(&runs).output().unwrap());
+    let data = tmp.path().join("d.csv");
+    std::fs::write(&data, "text,label\nthe harbour lights were bright tonight,1\nthe boats stayed in,0\n").unwrap();
+    let out = tmp.path().join("mlm.jsonl");
+    let args = ["--method", "mlm", "--alpha", "1.0", "--k", "3", "--n", "2"];
+    ok(&augment(&data, &out, &args).arg("--model").arg(runs.join("notes")).output().unwrap());
+    let got = rows(&out);
+    assert_eq!(got.len(), 4);
+    assert!(got.iter().all(|r| r["text"] != r["source_text"]), "p = 1 replaces every vocabulary word");
+    let again = tmp.path().join("again.jsonl");
+    ok(&augment(&data, &again, &args).arg("--model").arg(runs.join("notes")).output().unwrap());
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&again).unwrap());
+    fails_with(&augment(&data, &out, &["--method", "mlm"]).output().unwrap(), &["mlm", "whetstone pretrain", "minilm-l6"]);
 }

@@ -112,12 +112,10 @@ impl PcGrad {
                 let n = p.numel() as i64;
                 let piece = sum.f_narrow(0, offset, n)?.f_view_as(p)?;
                 offset += n;
+                // A parameter no task used has no gradient: it is left without one.
                 let mut g = p.grad();
                 if g.defined() {
-                    let _ = g.f_copy_(&piece)?;
-                } else {
-                    // The parameter had no gradient (no task used it): leave it without one.
-                    continue;
+                    g.f_copy_(&piece)?;
                 }
             }
             Ok(())

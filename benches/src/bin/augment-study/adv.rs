@@ -1,7 +1,7 @@
 //! The adv section: baseline, FGM, PGD, FreeLB and R-Drop on the 2 × 128 Transformer (all
 //! data) and on MiniLM-L6 fine-tuning, each run scored clean and under two attacks on the
-//! first `--attack-examples` test reviews: the embedding-space PGD attack with ε set to
-//! `--attack-epsilon` × the mean L2 norm of a review's token embeddings (so the attack is
+//! first `--attack-examples` test reviews: the embedding-space PGD attack with ε set to each
+//! `--attack-epsilon` ρ × the mean L2 norm of a review's token embeddings (so the attack is
 //! equally strong, relative to the embeddings, for every model), 10 steps; and the greedy
 //! WordNet synonym attack with a budget of `--attack-budget` words per sentence.
 
@@ -57,28 +57,37 @@ pub fn run(study: &mut Study) -> Result<()> {
                 let (dir, rec) = train(study, &r, true)?;
                 let loaded = LoadedRun::open(&dir, None)?;
                 let norm = mean_embedding_norm(&loaded, &attacked)?;
-                let attack = PgdAttack { epsilon: study.args.attack_epsilon * norm, alpha: None, steps: 10 };
-                let pgd = pgd_report(&loaded, &attacked, &attack)?;
+                let mut pgd = serde_json::Map::new();
+                let mut clean = f64::NAN;
+                for &rel in &study.args.attack_epsilon {
+                    let attack = PgdAttack { epsilon: rel * norm, alpha: None, steps: 10 };
+                    let r = pgd_report(&loaded, &attacked, &attack)?;
+                    clean = r.clean_accuracy;
+                    pgd.insert(format!("pgd_accuracy_{rel}"), json!(r.robust_accuracy));
+                }
                 let syn = synonym_report(&loaded, &attacked, study.args.attack_budget, &wordnet)?;
                 drop(loaded);
-                let _ = std::fs::remove_dir_all(&dir);
+                // MiniLM folders are kept (about 0.4 GB each) so that a run can be attacked again.
+                if model != "minilm" {
+                    let _ = std::fs::remove_dir_all(&dir);
+                }
                 eprintln!(
-                    "    test accuracy {:.4}; on {} attacked: clean {:.4}, PGD {:.4}, synonym {:.4}; {:.0}s",
+                    "    test accuracy {:.4}; on {} attacked: clean {clean:.4}, PGD {:?}, synonym {:.4}; {:.0}s",
                     crate::field(&rec, "test_accuracy"),
                     attacked.len(),
-                    pgd.clean_accuracy,
-                    pgd.robust_accuracy,
+                    pgd,
                     syn.robust_accuracy,
                     crate::field(&rec, "wall_s")
                 );
                 let rec = with(
                     rec,
                     json!({"key": k, "section": "adv", "model": model, "arm": arm, "seed": seed,
-                           "attacked": attacked.len(), "embedding_norm": norm, "pgd_epsilon": attack.epsilon,
-                           "attacked_clean_accuracy": pgd.clean_accuracy, "pgd_accuracy": pgd.robust_accuracy,
+                           "attacked": attacked.len(), "embedding_norm": norm,
+                           "attacked_clean_accuracy": clean,
                            "synonym_accuracy": syn.robust_accuracy, "synonym_substitutions": syn.mean_substitutions,
                            "synonym_queries": syn.queries_per_example}),
                 );
+                let rec = with(rec, Value::Object(pgd));
                 study.put(rec)?;
             }
         }
@@ -93,13 +102,17 @@ pub fn report(study: &Study, md: &mut String, cells: &mut Vec<Value>) {
     }
     md.push_str(&format!(
         "\n## Adversarial and consistency training\n\nAll {} training reviews. Test accuracy (%) on the full test split, then accuracy on the first {} test reviews clean and under attack: \
-         embedding-space PGD (10 steps, ε = {} × the mean L2 norm of a review's token embeddings, measured per run) and the greedy WordNet synonym attack (at most {} words per review). Mean ± std (seeds).\n\n",
+         embedding-space PGD (10 steps of 2.5·ε/10, ε = ρ × the mean L2 norm of a review's token embeddings, measured per run, for each ρ) and the greedy WordNet synonym attack (at most {} words per review). Mean ± std (seeds).\n\n",
         study.splits.train.len(),
         study.args.attack_examples,
-        study.args.attack_epsilon,
         study.args.attack_budget
     ));
-    md.push_str("| model | method | test accuracy | gain | clean (attacked set) | under PGD | under synonym attack |\n|---|---|---:|---:|---:|---:|---:|\n");
+    let rhos = &study.args.attack_epsilon;
+    md.push_str(&format!(
+        "| model | method | test accuracy | gain | clean (attacked set) | {} | under synonym attack |\n|---|---|---:|---:|---:|{}---:|\n",
+        rhos.iter().map(|r| format!("PGD ρ = {r}")).collect::<Vec<_>>().join(" | "),
+        "---:|".repeat(rhos.len())
+    ));
     for model in models {
         let base = study.cell(&["adv", model, "none"], "test_accuracy").map(|c| c.0);
         for arm in &study.args.adv_arms {
@@ -112,13 +125,15 @@ pub fn report(study: &Study, md: &mut String, cells: &mut Vec<Value>) {
                 (Some(b), Some(a)) if arm != "none" => format!("{:+.1}", a.0 - b),
                 _ => "–".into(),
             };
+            let pgd: Vec<_> = rhos.iter().map(|r| study.cell(&parts, &format!("pgd_accuracy_{r}"))).collect();
             cells.push(json!({"section": "adv", "model": model, "arm": arm, "test_accuracy": acc.as_ref().map(|c| &c.2),
-                "pgd": study.cell(&parts, "pgd_accuracy").map(|c| c.2), "synonym": study.cell(&parts, "synonym_accuracy").map(|c| c.2)}));
+                "pgd": rhos.iter().zip(&pgd).map(|(r, c)| json!({"rho": r, "accuracy": c.as_ref().map(|c| &c.2)})).collect::<Vec<_>>(),
+                "synonym": study.cell(&parts, "synonym_accuracy").map(|c| c.2)}));
             md.push_str(&format!(
                 "| {model} | {arm} | {} | {gain} | {} | {} | {} |\n",
                 fmt_cell(acc),
                 fmt_cell(study.cell(&parts, "attacked_clean_accuracy")),
-                fmt_cell(study.cell(&parts, "pgd_accuracy")),
+                pgd.into_iter().map(fmt_cell).collect::<Vec<_>>().join(" | "),
                 fmt_cell(study.cell(&parts, "synonym_accuracy"))
             ));
         }

@@ -60,10 +60,10 @@ pub struct Args {
     /// Words the synonym attack may change per sentence.
     #[arg(long, default_value_t = 2)]
     attack_budget: usize,
-    /// ε of the embedding-space PGD attack, relative to the mean L2 norm of a sentence's token
-    /// embeddings (measured per run): 0.1 perturbs a review by a tenth of its embeddings' size.
-    #[arg(long, default_value_t = 0.1)]
-    attack_epsilon: f64,
+    /// Radii ε of the embedding-space PGD attack, relative to the mean L2 norm of a sentence's
+    /// token embeddings (measured per run): 0.1 perturbs a review by a tenth of its embeddings' size.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![0.01, 0.03, 0.1])]
+    attack_epsilon: Vec<f64>,
     /// Tiny budgets (one epoch, one seed): a smoke test of the pipeline; numbers mean nothing.
     #[arg(long)]
     quick: bool,

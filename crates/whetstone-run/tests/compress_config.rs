@@ -1,8 +1,11 @@
 //! The compression config: its defaults are the settings the pipeline used to hard-code, every
-//! optimiser and schedule is reachable, and bad settings name their key.
+//! optimiser and schedule is reachable, and bad settings name their key; TinyBERT's
+//! neighbour transfer set distils from a tiny teacher fine-tuned from a pretrained checkpoint.
 
+use std::path::Path;
 use tch::{nn, nn::VarStore, Device, Kind, Tensor};
-use whetstone_run::compress::{build_optimizer, default_optim, CompressConfig};
+use whetstone_run::compress::{build_optimizer, default_optim, distill, CompressConfig, Source};
+use whetstone_run::{train_recipe, Recipe, RunFolder, RunOptions};
 use whetstone_optim::{AdamWConfig, Algorithm, OptimConfig, Schedule, NO_DECAY};
 use whetstone_train::TrainConfig;
 
@@ -19,6 +22,9 @@ fn parse(overrides: &[&str]) -> whetstone_compress::Result<CompressConfig> {
 fn error(overrides: &[&str]) -> String {
     parse(overrides).unwrap_err().to_string()
 }
+
+#[path = "../../whetstone-train/tests/common/tiny_bert.rs"]
+mod tiny_bert;
 
 #[test]
 fn defaults_are_the_settings_the_pipeline_used_to_hard_code() {
@@ -142,4 +148,70 @@ fn distillation_takes_an_adversarial_section_around_logit_distillation_only() {
     assert!(e.contains("adversarial.epsilon") && e.contains("fgm"), "{e}");
     let e = error(&["distill.adversarial.method=\"fgm\"", "distill.loss.hidden=1.0"]);
     assert!(e.contains("distill.adversarial") && e.contains("logit distillation only"), "{e}");
+}
+
+/// A tiny Transformer teacher trained one epoch on 80 toy reviews: fine-tuned from the
+/// checkpoint `pretrained`, or from scratch.
+fn tiny_teacher(dir: &Path, csv: &Path, pretrained: Option<&Path>) -> std::path::PathBuf {
+    let model = match pretrained {
+        Some(p) => format!("[model]\nkind = \"transformer\"\npretrained = {p:?}\npooling = \"cls\""),
+        None => "[tokenizer]\nvocab_size = 120\n[model]\nkind = \"transformer\"\nlayers = 1\nhidden = 16\nheads = 2\nffn = 32\nmax_len = 24".to_string(),
+    };
+    let text = format!(
+        "name = \"t\"\ndevice = \"cpu\"\nthreads = 1\n[data]\npath = {csv:?}\nmax_len = 24\nvalid_fraction = 0.2\ntest_fraction = 0.2\n\
+         {model}\n[train]\nepochs = 1\nbatch_size = 8\n[eval]\nlatency_iters = 2\nthroughput_iters = 1\n"
+    );
+    let recipe = Recipe::parse("teacher", &text, &[]).unwrap();
+    train_recipe(&recipe, &RunOptions { quiet: true, ..RunOptions::new(dir.to_path_buf()) }).unwrap();
+    dir.to_path_buf()
+}
+
+#[test]
+fn neighbour_transfer_rewrites_the_teachers_training_texts_with_its_checkpoints_neighbours() {
+    let _g = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let ckpt = tmp.path().join("ckpt");
+    tiny_bert::tiny_checkpoint(&ckpt);
+    let csv = tmp.path().join("reviews.csv");
+    let corpus = tiny_bert::corpus(80);
+    let mut body = String::from("text,label\n");
+    for (t, l) in corpus.texts.iter().zip(&corpus.labels) {
+        body.push_str(&format!("\"{t}\",{}\n", if *l == 1 { "pos" } else { "neg" }));
+    }
+    std::fs::write(&csv, body).unwrap();
+    let teacher = tiny_teacher(&tmp.path().join("teacher"), &csv, Some(&ckpt));
+    let limit = 20;
+    assert!(Source::open(&teacher, Some("cpu")).unwrap().train.len() > limit);
+    let fast = ["threads=1", "latency_iters=2", "throughput_iters=1", "distill.student=\"1x16x2x32\"", "distill.epochs=1", "distill.transfer=\"neighbour\"", "distill.transfer_copies=2"];
+    let config = parse(&[&fast[..], &["train_limit=20"]].concat()).unwrap();
+    let out = tmp.path().join("student");
+    let finished = distill(&teacher, &config, &RunFolder::At(out.clone()), true).unwrap();
+    let notes = finished.provenance.notes.join("\n");
+    assert!(notes.contains(&format!("transfer set: {} neighbour sentences (2 copies of each of {limit} training texts", 2 * limit)), "{notes}");
+    assert!(notes.contains("augmented in"), "{notes}");
+    let metrics = std::fs::read_to_string(out.join("metrics.json")).unwrap();
+    assert!(metrics.contains(&format!("transfer set: {} neighbour sentences", 2 * limit)), "{metrics}");
+    assert!(metrics.contains(&format!("on {} examples", 3 * limit)), "{metrics}");
+
+    // The builder alone: deterministic, each text's copies differ from it somewhere, capped.
+    let texts: Vec<String> = corpus.texts[..10].to_vec();
+    let a = whetstone_run::compress::neighbour_transfer(&texts, &ckpt, 3, 1000, 7).unwrap();
+    assert_eq!(a.len(), 30);
+    assert_eq!(a, whetstone_run::compress::neighbour_transfer(&texts, &ckpt, 3, 1000, 7).unwrap());
+    assert!(a.iter().any(|t| !texts.contains(t)), "{a:?}");
+    assert_eq!(whetstone_run::compress::neighbour_transfer(&texts, &ckpt, 3, 12, 7).unwrap().len(), 12);
+
+    // A teacher trained from scratch has no embeddings to take neighbours from: no folder.
+    let scratch = tiny_teacher(&tmp.path().join("scratch"), &csv, None);
+    let out = tmp.path().join("no-student");
+    let e = distill(&scratch, &parse(&fast).unwrap(), &RunFolder::At(out.clone()), true).unwrap_err().to_string();
+    assert!(e.contains("neighbour") && e.contains("pretrained"), "{e}");
+    assert!(!out.exists());
+
+    // Bad settings fail before anything is read, naming the key (and the choices).
+    let e = error(&["distill.transfer=\"neighbour\"", "distill.transfer_copies=0"]);
+    assert!(e.contains("distill.transfer_copies"), "{e}");
+    let e = error(&["distill.transfer=\"neighbor\""]);
+    assert!(e.contains("neighbor") && e.contains("`neighbour`") && e.contains("imdb"), "{e}");
+    assert_eq!(parse(&[]).unwrap().distill.transfer_copies, 20);
 }

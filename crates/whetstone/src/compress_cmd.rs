@@ -51,7 +51,8 @@ pub struct DistillArgs {
     /// Training epochs.
     #[arg(long)]
     epochs: Option<u64>,
-    /// A dataset whose sentences the teacher labels as extra training data (e.g. imdb).
+    /// A dataset whose sentences the teacher labels as extra training data (e.g. imdb), or
+    /// `neighbour`: TinyBERT's neighbour-replaced copies of the teacher's training texts.
     #[arg(long)]
     transfer: Option<String>,
     #[command(flatten)]

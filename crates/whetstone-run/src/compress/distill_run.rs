@@ -5,11 +5,11 @@ use super::output::{finish_run, Finished, Provenance};
 use super::phase::Phase;
 use super::source::Source;
 use super::student::build_student;
-use super::transfer::transfer_sentences;
+use super::transfer::{neighbour_transfer, transfer_sentences, NEIGHBOUR};
 use whetstone_compress::{CompressError, DistillObjective, Result, TeacherCache};
 use std::path::Path;
 use tch::nn::VarStore;
-use whetstone_data::{encode, make_batch, BucketBatcher, Encoded, Split};
+use whetstone_data::{encode, load_splits, make_batch, BucketBatcher, Encoded, Split};
 use whetstone_models::{load_varstore, TextClassifier};
 use whetstone_train::{predict_in, Objective, BEST_MODEL_FILE};
 use crate::{LoadedRun, RunDir, RunFolder};
@@ -44,6 +44,8 @@ pub fn distill(teacher_dir: &Path, config: &CompressConfig, out: &RunFolder, qui
     source.limit_train(config.train_limit);
     let device = source.device();
     let d = &config.distill;
+    // TinyBERT's transfer set needs the embeddings of the teacher's pretrained checkpoint.
+    let neighbour_checkpoint = if d.transfer == NEIGHBOUR { Some(pretrained_checkpoint(&source)?) } else { None };
     let spec: StudentSpec = d.student.parse()?;
     config.check_student_size(source.transformer()?.encoder().vocab_size() as usize)?;
     tch::manual_seed(config.seed as i64);
@@ -57,10 +59,37 @@ pub fn distill(teacher_dir: &Path, config: &CompressConfig, out: &RunFolder, qui
     let labelled = train.len();
     if !d.transfer.is_empty() {
         let t0 = std::time::Instant::now();
-        let texts = transfer_sentences(&d.transfer, d.transfer_max, config.seed)?;
+        // The neighbour set's texts, how many training texts it rewrote and how long it took.
+        let mut augmented = None;
+        let texts = match &neighbour_checkpoint {
+            Some(checkpoint) => {
+                // The teacher's own training texts, as many as `train_limit` kept.
+                let r = &source.run.recipe;
+                let splits = load_splits(&r.data.source(), r.data.valid_fraction, r.data.test_fraction, r.seed)?;
+                let originals = &splits.train.texts[..labelled.min(splits.train.texts.len())];
+                let t1 = std::time::Instant::now();
+                let texts = neighbour_transfer(originals, checkpoint, d.transfer_copies, d.transfer_max, config.seed)?;
+                augmented = Some((originals.len(), checkpoint.clone(), t1.elapsed().as_secs_f64()));
+                texts
+            }
+            None => transfer_sentences(&d.transfer, d.transfer_max, config.seed)?,
+        };
         let split = Split { labels: vec![0; texts.len()], texts };
         let extra = encode(&source.run.tokenizer, &split, source.run.max_len())?;
-        notes.push(format!("transfer set: {} {} sentences ({:.1}s to read and tokenise)", extra.len(), d.transfer, t0.elapsed().as_secs_f64()));
+        notes.push(match augmented {
+            Some((n, checkpoint, secs)) => format!(
+                "transfer set: {} neighbour sentences ({} copies of each of {} training texts, NeighbourReplace p = {} K = {} over the word embeddings of {}, capped at {}; augmented in {secs:.1}s, {:.1}s in all to build and tokenise)",
+                extra.len(),
+                d.transfer_copies,
+                n,
+                whetstone_augment::NeighbourReplace::DEFAULT_P,
+                whetstone_augment::NeighbourReplace::DEFAULT_K,
+                checkpoint.display(),
+                d.transfer_max,
+                t0.elapsed().as_secs_f64()
+            ),
+            None => format!("transfer set: {} {} sentences ({:.1}s to read and tokenise)", extra.len(), d.transfer, t0.elapsed().as_secs_f64()),
+        });
         train.ids.extend(extra.ids);
         train.labels.extend(extra.labels);
     }
@@ -130,6 +159,19 @@ pub fn distill(teacher_dir: &Path, config: &CompressConfig, out: &RunFolder, qui
         finish_run(&run, &source, &student, &svs, scfg, provenance)
     })();
     run.end(result)
+}
+
+/// The teacher's `[model] pretrained` checkpoint, whose word embeddings give the neighbours of
+/// `distill.transfer = "neighbour"`.
+fn pretrained_checkpoint(source: &Source) -> Result<std::path::PathBuf> {
+    let pretrained = match &source.run.recipe.model {
+        whetstone_models::ModelConfig::Transformer(c) => c.pretrained.clone(),
+        _ => None,
+    };
+    pretrained.ok_or_else(|| CompressError::Run {
+        run: source.run.dir.clone(),
+        msg: format!("distill.transfer = \"{NEIGHBOUR}\" needs a teacher fine-tuned from a pretrained checkpoint (`[model] pretrained`), whose word embeddings give the replacement words; this teacher has none (use a dataset name such as `imdb`, or no transfer set)"),
+    })
 }
 
 /// A compression run always starts afresh.

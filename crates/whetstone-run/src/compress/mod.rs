@@ -7,7 +7,8 @@
 //!   defaults; `[optim]`, `[schedule]` and `[train]` set the optimiser (any algorithm), the
 //!   schedule and the loop of every training [`Phase`].
 //! * [`distill`]: a fresh, layer-selected or existing student trained from a teacher run,
-//!   optionally on a teacher-labelled transfer set ([`transfer_sentences`]).
+//!   optionally on a teacher-labelled transfer set ([`transfer_sentences`], or TinyBERT's
+//!   neighbour-replaced copies of the training texts, [`neighbour_transfer`]).
 //! * [`prune`]: magnitude (one-shot or gradual, global or per layer), movement, N:M or
 //!   structured pruning, or int8 alone, each with an optional recovery phase.
 //! * [`open_run`]: a run folder loaded for inference, int8 when it was quantised.
@@ -42,7 +43,7 @@ pub use phase::Phase;
 pub use prune_run::prune;
 pub use source::Source;
 pub use student::build_student;
-pub use transfer::transfer_sentences;
+pub use transfer::{neighbour_transfer, transfer_sentences, NEIGHBOUR};
 pub use whetstone_compress::build_optimizer;
 
 /// Attach a path to an I/O error.

@@ -1,9 +1,16 @@
 //! A transfer set for distillation: unlabelled in-domain sentences that the teacher labels
-//! (TinyBERT's data augmentation, Jiao et al. 2020, with real sentences instead of
-//! word-replaced ones).
+//! (TinyBERT's data augmentation, Jiao et al. 2020): real sentences from another dataset
+//! ([`transfer_sentences`]), or the training texts rewritten by embedding-neighbour
+//! replacement ([`neighbour_transfer`], TinyBERT's own recipe).
 
-use whetstone_compress::Result;
+use std::path::Path;
+use std::sync::Arc;
+use whetstone_augment::{augment_all, NeighbourReplace};
+use whetstone_compress::{CompressError, Result};
 use whetstone_data::{load_splits, DataSource};
+
+/// The `distill.transfer` value for TinyBERT's augmented transfer set ([`neighbour_transfer`]).
+pub const NEIGHBOUR: &str = "neighbour";
 
 /// Cut `text` into sentences of 4 to 60 words (HTML line breaks removed).
 fn sentences(text: &str) -> Vec<String> {
@@ -46,7 +53,38 @@ pub fn transfer_sentences(name: &str, max: usize, seed: u64) -> Result<Vec<Strin
             break;
         }
     }
-    // A seeded Fisher–Yates shuffle (splitmix64), so the subset does not favour early reviews.
+    shuffle(&mut all, seed);
+    all.truncate(max);
+    Ok(all)
+}
+
+/// TinyBERT's augmented transfer set: each of `texts` rewritten `copies` times by
+/// [`NeighbourReplace`] (p = 0.4 among the K = 15 nearest whole words of the word embeddings
+/// of the checkpoint `checkpoint`, as [`crate::load_neighbours`] resolves it), deterministic
+/// for a `seed` whatever the thread count; at most `max` of them, a seeded random subset
+/// (as [`transfer_sentences`]).
+///
+/// ```no_run
+/// let texts = vec!["a gorgeous, moving film".to_string()];
+/// let s = whetstone_run::compress::neighbour_transfer(&texts, std::path::Path::new("minilm-l6"), 20, 1000, 42)?;
+/// assert_eq!(s.len(), 20);
+/// # Ok::<(), whetstone_compress::CompressError>(())
+/// ```
+pub fn neighbour_transfer(texts: &[String], checkpoint: &Path, copies: usize, max: usize, seed: u64) -> Result<Vec<String>> {
+    if copies == 0 {
+        return Err(CompressError::Config("distill.transfer_copies must be >= 1".into()));
+    }
+    let neighbours = crate::load_neighbours(checkpoint, NeighbourReplace::DEFAULT_K)?;
+    let augmenter = NeighbourReplace::new(Arc::new(neighbours), NeighbourReplace::DEFAULT_P).map_err(|e| CompressError::Config(e.to_string()))?;
+    let augmented = augment_all(texts, copies, seed, &augmenter).map_err(|e| CompressError::Config(format!("neighbour transfer set: {e}")))?;
+    let mut all: Vec<String> = augmented.into_iter().map(|a| a.text).collect();
+    shuffle(&mut all, seed);
+    all.truncate(max);
+    Ok(all)
+}
+
+/// A seeded Fisher–Yates shuffle (splitmix64), so a capped subset does not favour early texts.
+fn shuffle(all: &mut [String], seed: u64) {
     let mut state = seed ^ 0x9E37_79B9_7F4A_7C15;
     let mut next = || {
         state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -59,8 +97,6 @@ pub fn transfer_sentences(name: &str, max: usize, seed: u64) -> Result<Vec<Strin
         let j = (next() % (i as u64 + 1)) as usize;
         all.swap(i, j);
     }
-    all.truncate(max);
-    Ok(all)
 }
 
 #[cfg(test)]

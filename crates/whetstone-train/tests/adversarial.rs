@@ -11,58 +11,20 @@
 
 use std::sync::{Arc, Mutex};
 use tch::{nn::VarStore, Device, Kind, Tensor};
-use whetstone_data::{make_batch, Batch, BatchSource, BucketedSource, Encoded};
-use whetstone_models::{ModelConfig, TextClassifier, TextCnnConfig, TransformerClassifierConfig, TransformerConfig};
+use whetstone_data::{Batch, BatchSource, BucketedSource};
+use whetstone_models::{ModelConfig, TextClassifier};
 use whetstone_optim::OptimConfig;
 use whetstone_train::adversarial::{evaluate_under_pgd, AdversarialConfig, FreeLb, FreeLbConfig, Fgm, FgmConfig, Pgd, PgdAttack, PgdConfig};
 use whetstone_train::{CrossEntropy, Objective, Outcome, Precision, Result, Silent, StepContext, StepLoss, TrainConfig, Trainer};
 
-/// Tests that draw from torch's global generator run one at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+mod common {
+    pub mod tiny_classifier;
 }
-
-const VOCAB: i64 = 40;
-
-/// 48 sequences of 4 to 9 tokens; the label is whether token 7 occurs.
-fn data(n: usize) -> Encoded {
-    let mut ids = Vec::new();
-    let mut labels = Vec::new();
-    for i in 0..n {
-        let len = 4 + i % 6;
-        let mut seq: Vec<i64> = vec![2];
-        seq.extend((0..len - 2).map(|k| 5 + ((i * 7 + k * 3) % 30) as i64));
-        seq.push(3);
-        labels.push(seq.contains(&7) as i64);
-        ids.push(seq);
-    }
-    Encoded { ids, labels, pad_id: 0 }
-}
+use common::tiny_classifier::{batch, build, data, serial, textcnn, transformer_with_dropout, VOCAB};
 
 /// A 1-layer Transformer without dropout: its forward pass is deterministic.
 fn transformer() -> ModelConfig {
-    ModelConfig::Transformer(TransformerClassifierConfig {
-        encoder: TransformerConfig { layers: 1, hidden: 16, heads: 2, ffn: 32, max_len: 16, dropout: 0.0, attention_dropout: 0.0, ..Default::default() },
-        ..Default::default()
-    })
-}
-
-fn textcnn() -> ModelConfig {
-    ModelConfig::Textcnn(TextCnnConfig { embed_dim: 12, channels: 3, ..Default::default() })
-}
-
-fn build(model: &ModelConfig, seed: i64) -> (VarStore, Box<dyn TextClassifier>) {
-    tch::manual_seed(seed);
-    let vs = VarStore::new(Device::Cpu);
-    let m = model.build(&vs.root(), VOCAB, 2).unwrap();
-    (vs, m)
-}
-
-/// A padded batch of 6 examples of different lengths.
-fn batch() -> Batch {
-    make_batch(&data(6), &[0, 1, 2, 3, 4, 5], Device::Cpu).unwrap()
+    transformer_with_dropout(0.0)
 }
 
 fn grads(vs: &VarStore) -> Vec<(String, Tensor)> {

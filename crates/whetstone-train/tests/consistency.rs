@@ -3,58 +3,17 @@
 //! bit-identical through kill and resume).
 
 use rand::seq::SliceRandom;
-use std::sync::Mutex;
-use tch::{nn::VarStore, Device, Kind, Tensor};
-use whetstone_data::{make_batch, Batch, BucketedSource, Encoded};
-use whetstone_models::{ModelConfig, TextClassifier, TextCnnConfig, TransformerClassifierConfig, TransformerConfig};
+use tch::{Device, Kind, Tensor};
+use whetstone_data::BucketedSource;
 use whetstone_optim::OptimConfig;
 use whetstone_train::adversarial::{AdversarialConfig, FgmConfig};
 use whetstone_train::consistency::{beta_sample, symmetric_kl, Cutoff, CutoffConfig, CutoffKind, Mixup, MixupConfig, MixupOn, RDrop, RDropConfig, RegularizeConfig, Smart, SmartConfig};
 use whetstone_train::{CrossEntropy, Objective, Outcome, Silent, StepContext, TrainConfig, Trainer};
 
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+mod common {
+    pub mod tiny_classifier;
 }
-
-const VOCAB: i64 = 40;
-
-fn data(n: usize) -> Encoded {
-    let mut ids = Vec::new();
-    let mut labels = Vec::new();
-    for i in 0..n {
-        let len = 4 + i % 6;
-        let mut seq: Vec<i64> = vec![2];
-        seq.extend((0..len - 2).map(|k| 5 + ((i * 7 + k * 3) % 30) as i64));
-        seq.push(3);
-        labels.push(seq.contains(&7) as i64);
-        ids.push(seq);
-    }
-    Encoded { ids, labels, pad_id: 0 }
-}
-
-fn transformer(dropout: f64) -> ModelConfig {
-    ModelConfig::Transformer(TransformerClassifierConfig {
-        encoder: TransformerConfig { layers: 1, hidden: 16, heads: 2, ffn: 32, max_len: 16, dropout, attention_dropout: 0.0, ..Default::default() },
-        ..Default::default()
-    })
-}
-
-fn textcnn() -> ModelConfig {
-    ModelConfig::Textcnn(TextCnnConfig { embed_dim: 12, channels: 3, ..Default::default() })
-}
-
-fn build(model: &ModelConfig, seed: i64) -> (VarStore, Box<dyn TextClassifier>) {
-    tch::manual_seed(seed);
-    let vs = VarStore::new(Device::Cpu);
-    let m = model.build(&vs.root(), VOCAB, 2).unwrap();
-    (vs, m)
-}
-
-fn batch() -> Batch {
-    make_batch(&data(6), &[0, 1, 2, 3, 4, 5], Device::Cpu).unwrap()
-}
+use common::tiny_classifier::{batch, build, data, serial, textcnn, transformer_with_dropout as transformer};
 
 fn rows(t: &Tensor) -> Vec<Vec<f64>> {
     let t = t.to_kind(Kind::Double);

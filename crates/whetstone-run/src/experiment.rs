@@ -1,7 +1,8 @@
 //! A whole run from a recipe: data → tokenizer → model → training → test → report.
 
 use crate::folder::{RunDir, RunFolder};
-use crate::identity::{data_identity, labels_identity, recipe_identity, split_fingerprint, Resumed, DATA_IDENTITY, LABELS_IDENTITY, RECIPE_IDENTITY, RESUMABLE_SETTINGS};
+use crate::identity::{data_identity, labels_identity, split_fingerprint, DATA_IDENTITY, LABELS_IDENTITY, RECIPE_IDENTITY, RESUMABLE_SETTINGS};
+use crate::prologue::{prologue, Prologue, Settings};
 use crate::recipe_parse::check_model_size;
 use crate::reporter::Reporter;
 use crate::{display_names, measure_efficiency, resolve_model, Recipe, LABELS_FILE, RECIPE_FILE, TOKENIZER_FILE};
@@ -11,7 +12,7 @@ use std::time::Instant;
 use tch::nn::VarStore;
 use whetstone_data::{encode, load_splits, BatchSource, BucketedSource, TextTokenizer};
 use whetstone_eval::{classification_report, plot_training_curves, read_jsonl, write_report_md, ClassificationReport, Curve, Efficiency, RunReport};
-use whetstone_models::{load_varstore, parse_device, BertCheckpoint, ModelConfig};
+use whetstone_models::{load_varstore, BertCheckpoint, ModelConfig};
 use whetstone_train::{predict_in, steps_per_epoch, FitSummary, Outcome, Result, TrainError, Trainer, BEST_MODEL_FILE, METRICS_LOG_FILE};
 
 /// Options of a run that are not part of the recipe (none of them is written to
@@ -88,21 +89,14 @@ pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
     if !recipe.tasks.is_empty() {
         return crate::multitask::train_multitask(recipe, opts);
     }
-    let started = Instant::now();
-    recipe.validate()?;
-    let say = |s: String| {
-        if !opts.quiet {
-            eprintln!("{s}");
-        }
-    };
-    // A resumed run is locked and its recipe checked before any data is read.
-    let recipe_id = recipe_identity(recipe, RESUMABLE_SETTINGS)?;
-    let resumed = Resumed::open(&opts.folder, &recipe_id, RESUMABLE_SETTINGS)?;
-    if recipe.threads > 0 {
-        tch::set_num_threads(recipe.threads as i32);
-    }
-    let device = parse_device(&recipe.device)?;
-    crate::run::check_precision(recipe.precision, device)?;
+    let Prologue { started, say, recipe_id, resumed, device } = prologue(
+        recipe,
+        || recipe.validate(),
+        Settings { threads: recipe.threads, device: &recipe.device, precision: recipe.precision },
+        RESUMABLE_SETTINGS,
+        &opts.folder,
+        opts.quiet,
+    )?;
     let splits = load_splits(&recipe.data.source(), recipe.data.valid_fraction, recipe.data.test_fraction, recipe.seed)?;
     let names = display_names(recipe, &splits);
     let data_id = data_identity(&[("train", split_fingerprint(&splits.train)), ("valid", split_fingerprint(&splits.valid)), ("test", split_fingerprint(&splits.test))]);

@@ -64,6 +64,7 @@ pub mod identity;
 pub mod multitask;
 mod pretrain;
 mod pretrained;
+mod prologue;
 mod recipe;
 mod recipe_parse;
 mod reporter;

@@ -37,7 +37,8 @@
 
 use crate::experiment::{write_plot, RunOptions, RunResult};
 use crate::folder::RunDir;
-use crate::identity::{data_identity, labels_identity, recipe_identity, split_fingerprint, Resumed, DATA_IDENTITY, LABELS_IDENTITY, RECIPE_IDENTITY, RESUMABLE_SETTINGS};
+use crate::identity::{data_identity, labels_identity, split_fingerprint, DATA_IDENTITY, LABELS_IDENTITY, RECIPE_IDENTITY, RESUMABLE_SETTINGS};
+use crate::prologue::{prologue, Prologue, Settings};
 use crate::reporter::Reporter;
 use crate::{resolve_model, Recipe, LABELS_FILE, RECIPE_FILE, TOKENIZER_FILE};
 use rand::seq::SliceRandom;
@@ -46,7 +47,6 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 use tch::nn::VarStore;
 use whetstone_data::conll::{encode_tagged, read_conll, split_sentences, TaggedSentence, TokenSplits};
 use whetstone_data::{cache_dir, encode, load_splits, obtain, BatchSource, DataSource, Encoded, Format, Manifest, MultiTaskSource, Sampling, Splits, TableSpec, TaskData, TextTokenizer};
@@ -375,20 +375,14 @@ fn tokenizer_for(recipe: &Recipe, raw: &[RawTask]) -> Result<(TextTokenizer, &'s
 /// a single-task run folder under `tasks/<name>/`. The returned report is the main task's
 /// (absent when the main task is a token task).
 pub fn train_multitask(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
-    let started = Instant::now();
-    recipe.validate()?;
-    let say = |s: String| {
-        if !opts.quiet {
-            eprintln!("{s}");
-        }
-    };
-    let recipe_id = recipe_identity(recipe, RESUMABLE_SETTINGS)?;
-    let resumed = Resumed::open(&opts.folder, &recipe_id, RESUMABLE_SETTINGS)?;
-    if recipe.threads > 0 {
-        tch::set_num_threads(recipe.threads as i32);
-    }
-    let device = parse_device(&recipe.device)?;
-    crate::run::check_precision(recipe.precision, device)?;
+    let Prologue { started, say, recipe_id, resumed, device } = prologue(
+        recipe,
+        || recipe.validate(),
+        Settings { threads: recipe.threads, device: &recipe.device, precision: recipe.precision },
+        RESUMABLE_SETTINGS,
+        &opts.folder,
+        opts.quiet,
+    )?;
     let mt = recipe.multitask.clone().unwrap_or_default();
     let raw: Vec<RawTask> = (0..recipe.tasks.len()).map(|i| load_task(recipe, i)).collect::<Result<_>>()?;
     let data_id = data_identity(&recipe.tasks.iter().zip(&raw).map(|(t, r)| (t.name.as_str(), r.fingerprint())).collect::<Vec<_>>());

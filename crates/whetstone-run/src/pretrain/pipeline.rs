@@ -4,7 +4,8 @@
 use super::recipe::{check_pretrain_size, PretrainRecipe};
 use crate::experiment::{write_plot, RunOptions};
 use crate::folder::RunDir;
-use crate::identity::{data_identity, documents_fingerprint, recipe_identity, Resumed, DATA_IDENTITY, PRETRAIN_RESUMABLE_SETTINGS, RECIPE_IDENTITY};
+use crate::identity::{data_identity, documents_fingerprint, DATA_IDENTITY, PRETRAIN_RESUMABLE_SETTINGS, RECIPE_IDENTITY};
+use crate::prologue::{prologue, Prologue, Settings};
 use crate::reporter::Reporter;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -13,7 +14,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 use tch::nn::VarStore;
 use whetstone_data::{chunk_documents, load_corpus, BucketedSource, Masker, TextTokenizer};
-use whetstone_models::{load_varstore, parse_device, MlmHead, TransformerEncoder};
+use whetstone_models::{load_varstore, MlmHead, TransformerEncoder};
 use crate::{ENCODER_DIR, TOKENIZER_FILE};
 use whetstone_train::{EvalContext, FitSummary, MlmObjective, MlmScore, Objective, Outcome, Result, TrainError, Trainer, BEST_MODEL_FILE};
 
@@ -41,20 +42,14 @@ pub struct PretrainResult {
 /// resumed run must match the identity its checkpoint records (the recipe without
 /// [`crate::PRETRAIN_RESUMABLE_SETTINGS`], and the corpus's documents).
 pub fn pretrain_recipe(recipe: &PretrainRecipe, opts: &RunOptions) -> Result<PretrainResult> {
-    let started = Instant::now();
-    recipe.validate()?;
-    let say = |s: String| {
-        if !opts.quiet {
-            eprintln!("{s}");
-        }
-    };
-    let recipe_id = recipe_identity(recipe, PRETRAIN_RESUMABLE_SETTINGS)?;
-    let resumed = Resumed::open(&opts.folder, &recipe_id, PRETRAIN_RESUMABLE_SETTINGS)?;
-    if recipe.threads > 0 {
-        tch::set_num_threads(recipe.threads as i32);
-    }
-    let device = parse_device(&recipe.device)?;
-    crate::run::check_precision(recipe.precision, device)?;
+    let Prologue { started, say, recipe_id, resumed, device } = prologue(
+        recipe,
+        || recipe.validate(),
+        Settings { threads: recipe.threads, device: &recipe.device, precision: recipe.precision },
+        PRETRAIN_RESUMABLE_SETTINGS,
+        &opts.folder,
+        opts.quiet,
+    )?;
 
     let c = &recipe.corpus;
     let mut docs = Vec::new();

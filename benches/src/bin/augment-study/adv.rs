@@ -5,7 +5,7 @@
 //! equally strong, relative to the embeddings, for every model), 10 steps; and the greedy
 //! WordNet synonym attack with a budget of `--attack-budget` words per sentence.
 
-use crate::{fetched, fmt_cell, recipe, train, with, Study};
+use crate::{fetched, fmt_cell, fmt_gain, recipe, train, with, Study};
 use anyhow::Result;
 use serde_json::{json, Value};
 use whetstone_augment::WordNet;
@@ -109,22 +109,18 @@ pub fn report(study: &Study, md: &mut String, cells: &mut Vec<Value>) {
     ));
     let rhos = &study.args.attack_epsilon;
     md.push_str(&format!(
-        "| model | method | test accuracy | gain | clean (attacked set) | {} | under synonym attack |\n|---|---|---:|---:|---:|{}---:|\n",
+        "| model | method | test accuracy | gain (paired seeds) | clean (attacked set) | {} | under synonym attack |\n|---|---|---:|---:|---:|{}---:|\n",
         rhos.iter().map(|r| format!("PGD ρ = {r}")).collect::<Vec<_>>().join(" | "),
         "---:|".repeat(rhos.len())
     ));
     for model in models {
-        let base = study.cell(&["adv", model, "none"], "test_accuracy").map(|c| c.0);
         for arm in &study.args.adv_arms {
             let parts = ["adv", model, arm.as_str()];
             let acc = study.cell(&parts, "test_accuracy");
             if acc.is_none() {
                 continue;
             }
-            let gain = match (base, &acc) {
-                (Some(b), Some(a)) if arm != "none" => format!("{:+.1}", a.0 - b),
-                _ => "–".into(),
-            };
+            let gain = if arm == "none" { "–".into() } else { fmt_gain(study.paired_gain(&["adv", model, "none"], &parts, "test_accuracy")) };
             let pgd: Vec<_> = rhos.iter().map(|r| study.cell(&parts, &format!("pgd_accuracy_{r}"))).collect();
             cells.push(json!({"section": "adv", "model": model, "arm": arm, "test_accuracy": acc.as_ref().map(|c| &c.2),
                 "pgd": rhos.iter().zip(&pgd).map(|(r, c)| json!({"rho": r, "accuracy": c.as_ref().map(|c| &c.2)})).collect::<Vec<_>>(),
@@ -138,10 +134,8 @@ pub fn report(study: &Study, md: &mut String, cells: &mut Vec<Value>) {
             ));
         }
     }
-    if let Some(b) = study.cell(&["adv", "minilm", "none"], "test_accuracy") {
-        let best = study.args.adv_arms.iter().filter(|a| *a != "none").filter_map(|a| study.cell(&["adv", "minilm", a], "test_accuracy").map(|c| (a.clone(), c.0 - b.0))).max_by(|x, y| x.1.total_cmp(&y.1));
-        if let Some((arm, g)) = best {
-            md.push_str(&format!("\n**Goal check (MiniLM fine-tuning): best method {arm}, {g:+.1} points clean** (goal: at least +1). {}\n", if g >= 1.0 { "Met." } else { "Not met." }));
-        }
+    let best = study.args.adv_arms.iter().filter(|a| *a != "none").filter_map(|a| study.paired_gain(&["adv", "minilm", "none"], &["adv", "minilm", a], "test_accuracy").map(|g| (a.clone(), g))).max_by(|x, y| x.1 .0.total_cmp(&y.1 .0));
+    if let Some((arm, (g, n))) = best {
+        md.push_str(&format!("\n**Goal check (MiniLM fine-tuning): best method {arm}, {g:+.1} points clean (paired over {n} seeds)** (goal: at least +1). {}\n", if g >= 1.0 { "Met." } else { "Not met." }));
     }
 }

@@ -164,12 +164,15 @@ impl<O: Objective + ?Sized> Objective for Box<O> {
     }
 }
 
-/// Forward every [`Objective`] method except `loss` (and those listed) to a field, for
-/// decorators: `forward_objective!(inner; backward, before_update, after_update, validate, state, load_state);`
+/// Forward the listed [`Objective`] methods to a field, for decorators:
+/// `forward_objective!(inner; loss, backward, before_update, after_update, validate, state, load_state);`
 #[macro_export]
 macro_rules! forward_objective {
     ($field:ident; $($method:ident),* $(,)?) => {
         $( $crate::forward_objective!(@one $field $method); )*
+    };
+    (@one $f:ident loss) => {
+        fn loss(&mut self, cx: &mut $crate::StepContext<'_>, batch: &whetstone_data::Batch) -> $crate::Result<tch::Tensor> { self.$f.loss(cx, batch) }
     };
     (@one $f:ident backward) => {
         fn backward(&mut self, cx: &mut $crate::StepContext<'_>, batch: &whetstone_data::Batch, weight: f64) -> $crate::Result<$crate::StepLoss> { self.$f.backward(cx, batch, weight) }

@@ -75,11 +75,6 @@ impl<O: Objective> Fgm<O> {
 const NAME: &str = "FGM adversarial training";
 
 impl<O: Objective> Objective for Fgm<O> {
-    /// The inner objective's (clean) loss.
-    fn loss(&mut self, cx: &mut StepContext<'_>, batch: &Batch) -> Result<Tensor> {
-        self.inner.loss(cx, batch)
-    }
-
     fn backward(&mut self, cx: &mut StepContext<'_>, batch: &Batch, weight: f64) -> Result<StepLoss> {
         let inner = &mut self.inner;
         let replay = cx.rng().clone();
@@ -97,5 +92,5 @@ impl<O: Objective> Objective for Fgm<O> {
         Ok(clean.with_term("adversarial", adv.value))
     }
 
-    crate::forward_objective!(inner; before_update, after_update, validate, state, load_state);
+    crate::forward_objective!(inner; loss, before_update, after_update, validate, state, load_state);
 }

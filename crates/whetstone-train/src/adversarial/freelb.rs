@@ -1,7 +1,7 @@
 //! FreeLB: free large-batch adversarial training (Zhu et al. 2020).
 
 use super::perturbed::{grad_of, with_delta};
-use super::{non_negative, positive, project, token_mask, unit_direction, zero_delta};
+use super::{max_norm, non_negative, positive, project, token_mask, unit_direction, zero_delta};
 use crate::context::StepContext;
 use crate::error::Result;
 use crate::objective::{Objective, StepLoss};
@@ -94,11 +94,6 @@ fn random_start(zeros: &Tensor, mask: &Tensor, init_mag: f64) -> Result<Tensor> 
 }
 
 impl<O: Objective> Objective for FreeLb<O> {
-    /// The inner objective's (clean) loss.
-    fn loss(&mut self, cx: &mut StepContext<'_>, batch: &Batch) -> Result<Tensor> {
-        self.inner.loss(cx, batch)
-    }
-
     fn backward(&mut self, cx: &mut StepContext<'_>, batch: &Batch, weight: f64) -> Result<StepLoss> {
         let (inner, c) = (&mut self.inner, &self.config);
         let mask = token_mask(batch)?;
@@ -111,7 +106,7 @@ impl<O: Objective> Objective for FreeLb<O> {
         let k = c.steps as f64;
         let (mut sum, mut first, mut last) = (0.0, None, 0.0);
         for t in 0..c.steps {
-            self.norms.push(super::example_norms(&delta)?.f_max()?.f_double_value(&[])?);
+            self.norms.push(max_norm(&delta)?);
             let d = delta.f_detach()?.f_set_requires_grad(true)?;
             let l = with_delta(cx, &d, &replay, NAME, |cx| inner.backward(cx, batch, weight / k))?;
             if !l.value.is_finite() {
@@ -132,5 +127,5 @@ impl<O: Objective> Objective for FreeLb<O> {
         Ok(StepLoss { value: sum / k, terms: first.terms }.with_term("adversarial", last))
     }
 
-    crate::forward_objective!(inner; before_update, after_update, validate, state, load_state);
+    crate::forward_objective!(inner; loss, before_update, after_update, validate, state, load_state);
 }

@@ -136,6 +136,11 @@ pub(crate) fn example_norms(t: &Tensor) -> Result<Tensor> {
     Ok(t.f_flatten(1, -1)?.f_norm_scalaropt_dim(2, [1i64].as_slice(), false)?.f_view([-1, 1, 1])?)
 }
 
+/// The largest per-example L2 norm of `delta`.
+pub(crate) fn max_norm(delta: &Tensor) -> Result<f64> {
+    Ok(example_norms(delta)?.f_max()?.f_double_value(&[])?)
+}
+
 /// `g` restricted to real tokens and scaled to unit L2 norm per example: `g·m / ‖g·m‖` (a
 /// zero gradient stays zero).
 pub(crate) fn unit_direction(g: &Tensor, mask: &Tensor) -> Result<Tensor> {

@@ -2,7 +2,7 @@
 //! training for text in the manner of the common PyTorch PGD snippet.
 
 use super::perturbed::{grad_of, with_delta};
-use super::{positive, project, token_mask, unit_direction, zero_delta};
+use super::{max_norm, positive, project, token_mask, unit_direction, zero_delta};
 use crate::context::StepContext;
 use crate::error::{Result, TrainError};
 use crate::objective::{Objective, StepLoss};
@@ -86,11 +86,6 @@ impl<O: Objective> Pgd<O> {
 const NAME: &str = "PGD adversarial training";
 
 impl<O: Objective> Objective for Pgd<O> {
-    /// The inner objective's (clean) loss.
-    fn loss(&mut self, cx: &mut StepContext<'_>, batch: &Batch) -> Result<Tensor> {
-        self.inner.loss(cx, batch)
-    }
-
     fn backward(&mut self, cx: &mut StepContext<'_>, batch: &Batch, weight: f64) -> Result<StepLoss> {
         let (inner, c) = (&mut self.inner, &self.config);
         let mask = token_mask(batch)?;
@@ -119,10 +114,5 @@ impl<O: Objective> Objective for Pgd<O> {
         Ok(clean.with_term("adversarial", adv.value))
     }
 
-    crate::forward_objective!(inner; before_update, after_update, validate, state, load_state);
-}
-
-/// The largest per-example L2 norm of `delta`.
-fn max_norm(delta: &Tensor) -> Result<f64> {
-    Ok(super::example_norms(delta)?.f_max()?.f_double_value(&[])?)
+    crate::forward_objective!(inner; loss, before_update, after_update, validate, state, load_state);
 }

@@ -1,8 +1,8 @@
 //! A whole run from a recipe: data → tokenizer → model → training → test → report.
 
 use crate::folder::{RunDir, RunFolder};
-use crate::identity::{data_identity, labels_identity, split_fingerprint, DATA_IDENTITY, LABELS_IDENTITY, RECIPE_IDENTITY, RESUMABLE_SETTINGS};
-use crate::prologue::{prologue, Prologue, Settings};
+use crate::identity::{data_identity, labels_identity, split_fingerprint, DATA_IDENTITY, LABELS_IDENTITY, RECIPE_IDENTITY};
+use crate::prologue::{prologue, Prologue};
 use crate::recipe_parse::check_model_size;
 use crate::reporter::Reporter;
 use crate::{display_names, measure_efficiency, resolve_model, Recipe, LABELS_FILE, RECIPE_FILE, TOKENIZER_FILE};
@@ -83,20 +83,13 @@ fn pretrained_tokenizer(ckpt: &BertCheckpoint) -> Result<TextTokenizer> {
 ///
 /// Everything is checked before the folder is created: the recipe's values, the data, the
 /// tokenizer, the model's size and the optimiser. A resumed run is checked against the
-/// identity its checkpoint records (the recipe without [`RESUMABLE_SETTINGS`], the data's
+/// identity its checkpoint records (the recipe without [`crate::RESUMABLE_SETTINGS`], the data's
 /// fingerprint, the label set) before anything is trained; the error says what changed.
 pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
     if !recipe.tasks.is_empty() {
         return crate::multitask::train_multitask(recipe, opts);
     }
-    let Prologue { started, say, recipe_id, resumed, device } = prologue(
-        recipe,
-        || recipe.validate(),
-        Settings { threads: recipe.threads, device: &recipe.device, precision: recipe.precision },
-        RESUMABLE_SETTINGS,
-        &opts.folder,
-        opts.quiet,
-    )?;
+    let Prologue { started, say, recipe_id, resumed, device } = prologue(recipe, opts)?;
     let splits = load_splits(&recipe.data.source(), recipe.data.valid_fraction, recipe.data.test_fraction, recipe.seed)?;
     let names = display_names(recipe, &splits);
     let data_id = data_identity(&[("train", split_fingerprint(&splits.train)), ("valid", split_fingerprint(&splits.valid)), ("test", split_fingerprint(&splits.test))]);

@@ -37,8 +37,8 @@
 
 use crate::experiment::{write_plot, RunOptions, RunResult};
 use crate::folder::RunDir;
-use crate::identity::{data_identity, labels_identity, split_fingerprint, DATA_IDENTITY, LABELS_IDENTITY, RECIPE_IDENTITY, RESUMABLE_SETTINGS};
-use crate::prologue::{prologue, Prologue, Settings};
+use crate::identity::{data_identity, labels_identity, split_fingerprint, DATA_IDENTITY, LABELS_IDENTITY, RECIPE_IDENTITY};
+use crate::prologue::{prologue, Prologue};
 use crate::reporter::Reporter;
 use crate::{resolve_model, Recipe, LABELS_FILE, RECIPE_FILE, TOKENIZER_FILE};
 use rand::seq::SliceRandom;
@@ -375,14 +375,7 @@ fn tokenizer_for(recipe: &Recipe, raw: &[RawTask]) -> Result<(TextTokenizer, &'s
 /// a single-task run folder under `tasks/<name>/`. The returned report is the main task's
 /// (absent when the main task is a token task).
 pub fn train_multitask(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
-    let Prologue { started, say, recipe_id, resumed, device } = prologue(
-        recipe,
-        || recipe.validate(),
-        Settings { threads: recipe.threads, device: &recipe.device, precision: recipe.precision },
-        RESUMABLE_SETTINGS,
-        &opts.folder,
-        opts.quiet,
-    )?;
+    let Prologue { started, say, recipe_id, resumed, device } = prologue(recipe, opts)?;
     let mt = recipe.multitask.clone().unwrap_or_default();
     let raw: Vec<RawTask> = (0..recipe.tasks.len()).map(|i| load_task(recipe, i)).collect::<Result<_>>()?;
     let data_id = data_identity(&recipe.tasks.iter().zip(&raw).map(|(t, r)| (t.name.as_str(), r.fingerprint())).collect::<Vec<_>>());

@@ -3,7 +3,7 @@
 //! its recipe checked, torch's threads are set, and the device is parsed and checked against
 //! the precision.
 
-use crate::folder::RunFolder;
+use crate::experiment::RunOptions;
 use crate::identity::{recipe_identity, Resumed};
 use serde::Serialize;
 use std::time::Instant;
@@ -24,38 +24,68 @@ pub(crate) struct Prologue<S> {
     pub device: Device,
 }
 
-/// The recipe settings [`prologue`] needs, whatever the recipe's type.
-pub(crate) struct Settings<'a> {
-    pub threads: usize,
-    pub device: &'a str,
-    pub precision: Precision,
+/// A recipe a pipeline starts from: what [`prologue`] needs of it, whatever its type.
+pub(crate) trait PipelineRecipe: Serialize {
+    /// The settings a resumed run may change (left out of the recipe's identity).
+    const RESUMABLE: &'static [&'static str];
+    /// The recipe's own validation.
+    fn check(&self) -> Result<()>;
+    fn threads(&self) -> usize;
+    fn device(&self) -> &str;
+    fn precision(&self) -> Precision;
 }
 
-/// Starts the clock, runs `validate`, then opens a resumed run in `folder` (checking
-/// `recipe`'s identity without the `resumable` settings), sets the threads and parses the
-/// device, in that order.
-pub(crate) fn prologue<R: Serialize>(
-    recipe: &R,
-    validate: impl FnOnce() -> Result<()>,
-    settings: Settings<'_>,
-    resumable: &'static [&'static str],
-    folder: &RunFolder,
-    quiet: bool,
-) -> Result<Prologue<impl Fn(String) + Copy>> {
+impl PipelineRecipe for crate::Recipe {
+    const RESUMABLE: &'static [&'static str] = crate::RESUMABLE_SETTINGS;
+    fn check(&self) -> Result<()> {
+        self.validate()
+    }
+    fn threads(&self) -> usize {
+        self.threads
+    }
+    fn device(&self) -> &str {
+        &self.device
+    }
+    fn precision(&self) -> Precision {
+        self.precision
+    }
+}
+
+impl PipelineRecipe for crate::PretrainRecipe {
+    const RESUMABLE: &'static [&'static str] = crate::PRETRAIN_RESUMABLE_SETTINGS;
+    fn check(&self) -> Result<()> {
+        self.validate()
+    }
+    fn threads(&self) -> usize {
+        self.threads
+    }
+    fn device(&self) -> &str {
+        &self.device
+    }
+    fn precision(&self) -> Precision {
+        self.precision
+    }
+}
+
+/// Starts the clock, validates `recipe`, then opens a resumed run in `opts.folder` (checking
+/// the recipe's identity without its resumable settings), sets the threads and parses and
+/// checks the device, in that order.
+pub(crate) fn prologue<R: PipelineRecipe>(recipe: &R, opts: &RunOptions) -> Result<Prologue<impl Fn(String) + Copy>> {
     let started = Instant::now();
-    validate()?;
+    recipe.check()?;
+    let quiet = opts.quiet;
     let say = move |s: String| {
         if !quiet {
             eprintln!("{s}");
         }
     };
     // A resumed run is locked and its recipe checked before any data is read.
-    let recipe_id = recipe_identity(recipe, resumable)?;
-    let resumed = Resumed::open(folder, &recipe_id, resumable)?;
-    if settings.threads > 0 {
-        tch::set_num_threads(settings.threads as i32);
+    let recipe_id = recipe_identity(recipe, R::RESUMABLE)?;
+    let resumed = Resumed::open(&opts.folder, &recipe_id, R::RESUMABLE)?;
+    if recipe.threads() > 0 {
+        tch::set_num_threads(recipe.threads() as i32);
     }
-    let device = parse_device(settings.device)?;
-    crate::run::check_precision(settings.precision, device)?;
+    let device = parse_device(recipe.device())?;
+    crate::run::check_precision(recipe.precision(), device)?;
     Ok(Prologue { started, say, recipe_id, resumed, device })
 }

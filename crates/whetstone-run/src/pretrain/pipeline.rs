@@ -4,8 +4,8 @@
 use super::recipe::{check_pretrain_size, PretrainRecipe};
 use crate::experiment::{write_plot, RunOptions};
 use crate::folder::RunDir;
-use crate::identity::{data_identity, documents_fingerprint, DATA_IDENTITY, PRETRAIN_RESUMABLE_SETTINGS, RECIPE_IDENTITY};
-use crate::prologue::{prologue, Prologue, Settings};
+use crate::identity::{data_identity, documents_fingerprint, DATA_IDENTITY, RECIPE_IDENTITY};
+use crate::prologue::{prologue, Prologue};
 use crate::reporter::Reporter;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -42,14 +42,7 @@ pub struct PretrainResult {
 /// resumed run must match the identity its checkpoint records (the recipe without
 /// [`crate::PRETRAIN_RESUMABLE_SETTINGS`], and the corpus's documents).
 pub fn pretrain_recipe(recipe: &PretrainRecipe, opts: &RunOptions) -> Result<PretrainResult> {
-    let Prologue { started, say, recipe_id, resumed, device } = prologue(
-        recipe,
-        || recipe.validate(),
-        Settings { threads: recipe.threads, device: &recipe.device, precision: recipe.precision },
-        PRETRAIN_RESUMABLE_SETTINGS,
-        &opts.folder,
-        opts.quiet,
-    )?;
+    let Prologue { started, say, recipe_id, resumed, device } = prologue(recipe, opts)?;
 
     let c = &recipe.corpus;
     let mut docs = Vec::new();

@@ -35,37 +35,30 @@ pub(crate) trait PipelineRecipe: Serialize {
     fn precision(&self) -> Precision;
 }
 
-impl PipelineRecipe for crate::Recipe {
-    const RESUMABLE: &'static [&'static str] = crate::RESUMABLE_SETTINGS;
-    fn check(&self) -> Result<()> {
-        self.validate()
-    }
-    fn threads(&self) -> usize {
-        self.threads
-    }
-    fn device(&self) -> &str {
-        &self.device
-    }
-    fn precision(&self) -> Precision {
-        self.precision
-    }
+/// Implements [`PipelineRecipe`] for a recipe type with `validate`, `threads`, `device` and
+/// `precision`.
+macro_rules! pipeline_recipe {
+    ($ty:ty, $resumable:expr) => {
+        impl PipelineRecipe for $ty {
+            const RESUMABLE: &'static [&'static str] = $resumable;
+            fn check(&self) -> Result<()> {
+                self.validate()
+            }
+            fn threads(&self) -> usize {
+                self.threads
+            }
+            fn device(&self) -> &str {
+                &self.device
+            }
+            fn precision(&self) -> Precision {
+                self.precision
+            }
+        }
+    };
 }
 
-impl PipelineRecipe for crate::PretrainRecipe {
-    const RESUMABLE: &'static [&'static str] = crate::PRETRAIN_RESUMABLE_SETTINGS;
-    fn check(&self) -> Result<()> {
-        self.validate()
-    }
-    fn threads(&self) -> usize {
-        self.threads
-    }
-    fn device(&self) -> &str {
-        &self.device
-    }
-    fn precision(&self) -> Precision {
-        self.precision
-    }
-}
+pipeline_recipe!(crate::Recipe, crate::RESUMABLE_SETTINGS);
+pipeline_recipe!(crate::PretrainRecipe, crate::PRETRAIN_RESUMABLE_SETTINGS);
 
 /// Starts the clock, validates `recipe`, then opens a resumed run in `opts.folder` (checking
 /// the recipe's identity without its resumable settings), sets the threads and parses and

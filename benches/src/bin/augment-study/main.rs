@@ -51,6 +51,9 @@ pub struct Args {
     /// Arms of the adv section: none, fgm, pgd, freelb, rdrop.
     #[arg(long, value_delimiter = ',', default_values_t = vec!["none".to_string(), "fgm".to_string(), "pgd".to_string(), "freelb".to_string(), "rdrop".to_string()])]
     adv_arms: Vec<String>,
+    /// Arms of the mtl section: single, fixed, pcgrad, uncertainty, gradnorm, fixed-no-imdb, fixed-imdb-only.
+    #[arg(long, value_delimiter = ',', default_values_t = ["single", "fixed", "pcgrad", "uncertainty", "gradnorm", "fixed-no-imdb", "fixed-imdb-only"].map(String::from).to_vec())]
+    mtl_arms: Vec<String>,
     /// Seeds per cell.
     #[arg(long, default_value_t = 3)]
     seeds: u64,

@@ -17,6 +17,15 @@ use whetstone_train::adversarial::PgdAttack;
 /// the 2 × 128 Transformer's embeddings start ~5× smaller than MiniLM's (std 0.02 against
 /// trained BERT rows), so its ε is smaller.
 fn arm_sections(arm: &str, model: &str) -> Result<String> {
+    // `fgm:E` / `pgd:E`: the same method with the radius E.
+    if let Some((method, e)) = arm.split_once(':') {
+        let e: f64 = e.parse().map_err(|_| anyhow::anyhow!("`{arm}`: the radius after `:` must be a number"))?;
+        return Ok(match method {
+            "fgm" => format!("[adversarial]\nmethod = \"fgm\"\nepsilon = {e}\n"),
+            "pgd" => format!("[adversarial]\nmethod = \"pgd\"\nepsilon = {e}\nalpha = {}\nsteps = 3\n", e / 3.0),
+            other => anyhow::bail!("`{other}:` takes a radius only for fgm and pgd"),
+        });
+    }
     let eps = if model == "minilm" { 1.0 } else { 0.3 };
     Ok(match arm {
         "none" => String::new(),

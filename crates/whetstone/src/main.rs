@@ -319,7 +319,8 @@ fn eval(a: EvalArgs) -> Result<()> {
         for c in &report.per_class {
             println!("  {:<16} precision {:.4}  recall {:.4}  F1 {:.4}  support {}", c.label, c.precision, c.recall, c.f1, c.support);
         }
-        if !robust.is_empty() {
+        if a.attack.iter().any(|x| x == "pgd") {
+            // The scale against which the PGD radius is small or large.
             println!("mean L2 norm of a sentence's token embeddings: {:.3}", whetstone_run::robustness::mean_embedding_norm(&run, &attacked)?);
         }
         for r in &robust {

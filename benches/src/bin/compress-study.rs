@@ -150,6 +150,17 @@ fn rows(quick: bool) -> Vec<Row> {
             }),
         },
         Row {
+            name: "kd-2x128-aug",
+            family: "distilled",
+            what: "the same 2×128 student, KD (T=2, α=0.1) on the train split + TinyBERT's augmented transfer set (×20 embedding-neighbour rewrites of every training text, p=0.4, K=15), 2 epochs".into(),
+            make: Make::Distill({
+                let mut v = kd("2x128", 0, 2);
+                v.push("distill.transfer=\"neighbour\"".into());
+                v.push(format!("distill.transfer_copies={}", if quick { 2 } else { 20 }));
+                v
+            }),
+        },
+        Row {
             name: "sparse-90-kd",
             family: "unstructured",
             what: "90% unstructured as sparse-90 but learning rates 1e-4 and 1 epoch distillation recovery".into(),

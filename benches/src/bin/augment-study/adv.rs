@@ -13,27 +13,24 @@ use whetstone_run::robustness::{head, mean_embedding_norm, pgd_report, synonym_r
 use whetstone_run::LoadedRun;
 use whetstone_train::adversarial::PgdAttack;
 
-/// The recipe sections of an arm for a model. The embedding-space radii are per sentence:
-/// the 2 × 128 Transformer's embeddings start ~5× smaller than MiniLM's (std 0.02 against
-/// trained BERT rows), so its ε is smaller.
-fn arm_sections(arm: &str, model: &str) -> Result<String> {
-    // `fgm:E` / `pgd:E`: the same method with the radius E.
+/// The recipe sections of an arm. `fgm`, `pgd` and `freelb` run the library defaults (radius
+/// 0.1 per sentence); `fgm:E`, `pgd:E` and `freelb:E` the same method at radius E (PGD and
+/// FreeLB with step size E/3 over 3 steps, FreeLB's random start E/3).
+fn arm_sections(arm: &str, _model: &str) -> Result<String> {
     if let Some((method, e)) = arm.split_once(':') {
         let e: f64 = e.parse().map_err(|_| anyhow::anyhow!("`{arm}`: the radius after `:` must be a number"))?;
         return Ok(match method {
             "fgm" => format!("[adversarial]\nmethod = \"fgm\"\nepsilon = {e}\n"),
             "pgd" => format!("[adversarial]\nmethod = \"pgd\"\nepsilon = {e}\nalpha = {}\nsteps = 3\n", e / 3.0),
-            other => anyhow::bail!("`{other}:` takes a radius only for fgm and pgd"),
+            "freelb" => format!("[adversarial]\nmethod = \"freelb\"\nepsilon = {e}\nalpha = {}\ninit_mag = {}\nsteps = 3\n", e / 3.0, e / 3.0),
+            other => anyhow::bail!("`{other}:` takes a radius only for fgm, pgd and freelb"),
         });
     }
-    let eps = if model == "minilm" { 1.0 } else { 0.3 };
     Ok(match arm {
         "none" => String::new(),
-        "fgm" => format!("[adversarial]\nmethod = \"fgm\"\nepsilon = {eps}\n"),
-        "pgd" => format!("[adversarial]\nmethod = \"pgd\"\nepsilon = {eps}\nalpha = {}\nsteps = 3\n", eps / 3.0),
-        "freelb" => "[adversarial]\nmethod = \"freelb\"\nsteps = 3\nalpha = 0.1\ninit_mag = 0.1\n".to_string(),
+        "fgm" | "pgd" | "freelb" => format!("[adversarial]\nmethod = \"{arm}\"\n"),
         "rdrop" => "[regularize]\nmethod = \"rdrop\"\nalpha = 1.0\n".to_string(),
-        other => anyhow::bail!("unknown adv arm `{other}` (known: none, fgm, pgd, freelb, rdrop)"),
+        other => anyhow::bail!("unknown adv arm `{other}` (known: none, fgm, pgd, freelb, rdrop, and fgm:E, pgd:E, freelb:E)"),
     })
 }
 

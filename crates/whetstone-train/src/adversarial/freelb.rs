@@ -10,26 +10,28 @@ use tch::{Kind, Tensor};
 use whetstone_data::Batch;
 
 /// Settings of [`FreeLb`], named as in the paper (the reference implementation's
-/// `adv-steps`, `adv-lr`, `adv-max-norm`, `adv-init-mag`). The defaults lie in the ranges
-/// of the reference GLUE scripts (K 2–3, α 0.03–0.1, mostly without projection).
+/// `adv-steps`, `adv-lr`, `adv-max-norm`, `adv-init-mag`). The reference scripts (K 2–3,
+/// α 0.03–0.1, mostly unprojected) normalise over a whole batch; our norms are per sentence
+/// (see [`super::FgmConfig::epsilon`]), so the defaults are K = 3, α = 0.03, a ball of
+/// ε = 0.1 and a random start of σ = 0.03.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FreeLbConfig {
     /// Ascent steps K ≥ 1 (`adv-steps`). Default 3.
     pub steps: usize,
-    /// Ascent step size α > 0 (`adv-lr`). Default 0.1.
+    /// Ascent step size α > 0 (`adv-lr`). Default 0.03.
     pub alpha: f64,
     /// Radius ε ≥ 0 of the L2 ball per example (`adv-max-norm`); 0 leaves δ unprojected,
-    /// as most of the reference runs do. Default 0.
+    /// as most of the reference runs do. Default 0.1.
     pub epsilon: f64,
     /// Magnitude σ ≥ 0 of the random start (`adv-init-mag`): δ₀ = U(−1, 1)·m·σ/√(L·dim)
-    /// for an example of L real tokens (m masks padding); 0 starts at δ₀ = 0. Default 0.1.
+    /// for an example of L real tokens (m masks padding); 0 starts at δ₀ = 0. Default 0.03.
     pub init_mag: f64,
 }
 
 impl Default for FreeLbConfig {
     fn default() -> Self {
-        Self { steps: 3, alpha: 0.1, epsilon: 0.0, init_mag: 0.1 }
+        Self { steps: 3, alpha: 0.03, epsilon: 0.1, init_mag: 0.03 }
     }
 }
 

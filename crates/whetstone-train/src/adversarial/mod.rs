@@ -23,7 +23,7 @@
 //! ```
 //! use whetstone_train::adversarial::AdversarialConfig;
 //! let cfg: AdversarialConfig = toml::from_str("method = \"pgd\"\nepsilon = 0.5\nsteps = 2").unwrap();
-//! assert_eq!(cfg, AdversarialConfig::Pgd(whetstone_train::adversarial::PgdConfig { epsilon: 0.5, alpha: 0.3, steps: 2 }));
+//! assert_eq!(cfg, AdversarialConfig::Pgd(whetstone_train::adversarial::PgdConfig { epsilon: 0.5, alpha: 0.03, steps: 2 }));
 //! assert!(toml::from_str::<AdversarialConfig>("method = \"fgm\"\nepsilon = 0.0").unwrap().validate().is_err());
 //! ```
 
@@ -51,7 +51,7 @@ use whetstone_models::{require_embedding_input, TextClassifier};
 /// [adversarial]
 /// method = "freelb"   # or "fgm", "pgd"
 /// steps = 3
-/// alpha = 0.1
+/// alpha = 0.03
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "method", rename_all = "lowercase", deny_unknown_fields)]

@@ -10,14 +10,15 @@ use serde::{Deserialize, Serialize};
 use tch::Tensor;
 use whetstone_data::Batch;
 
-/// Settings of [`Pgd`]. The defaults are those of the widely used PyTorch PGD snippet for
-/// BERT fine-tuning (Madry et al.'s own settings are for images under an L∞ ball).
+/// Settings of [`Pgd`]. The radius is per sentence, like [`super::FgmConfig::epsilon`], whose
+/// note explains why the PyTorch snippet's ε = 1, α = 0.3 are far too strong here; the
+/// defaults are ε = 0.1 with α = ε/3 over K = 3 steps, the snippet's proportions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PgdConfig {
-    /// Radius of the L2 ball per example, ε > 0. Default 1.0.
+    /// Radius of the L2 ball per example, ε > 0. Default 0.1.
     pub epsilon: f64,
-    /// Step size α > 0 of each ascent step. Default 0.3.
+    /// Step size α > 0 of each ascent step. Default 0.03.
     pub alpha: f64,
     /// Ascent steps K ≥ 1. Default 3.
     pub steps: usize,
@@ -25,7 +26,7 @@ pub struct PgdConfig {
 
 impl Default for PgdConfig {
     fn default() -> Self {
-        Self { epsilon: 1.0, alpha: 0.3, steps: 3 }
+        Self { epsilon: 0.1, alpha: 0.03, steps: 3 }
     }
 }
 

@@ -35,6 +35,7 @@ use crate::dataset::LabelSet;
 use crate::error::{DataError, Result};
 use crate::source::Fingerprint;
 use crate::tokenize::TextTokenizer;
+use crate::truncate::{char_bound, truncate_chars};
 
 /// The label of positions the loss and the metric ignore (continuation pieces, special tokens, padding).
 pub const IGNORE_INDEX: i64 = -100;
@@ -173,12 +174,17 @@ impl TokenEncoded {
 /// Tokenises each sentence's words (pre-tokenized input, special tokens added, truncated to
 /// `max_len` ids) and aligns the tags: the first piece of each word gets the word's tag id in
 /// `tags`, every other position [`IGNORE_INDEX`]. Words cut off by truncation are dropped.
+///
+/// Only the words within the first [`char_bound`]`(max_len)` characters of the sentence
+/// (words joined by one space; the word at the bound cut there) are tokenised, as for
+/// sequence texts (see [`crate::truncate`]), so a sentence of any length costs bounded memory.
 /// A tag that `tags` does not know is an error naming the sentence's line.
 pub fn encode_tagged(tok: &TextTokenizer, sentences: &[TaggedSentence], tags: &LabelSet, max_len: usize) -> Result<TokenEncoded> {
     let mut t = tok.inner().clone();
     t.with_truncation(Some(TruncationParams { direction: TruncationDirection::Right, max_length: max_len, strategy: TruncationStrategy::LongestFirst, stride: 0 }))
         .map_err(|e| DataError::tokenizer("setting truncation", e))?;
-    let inputs: Vec<EncodeInput> = sentences.iter().map(|s| EncodeInput::Single(InputSequence::from(s.words.iter().map(String::as_str).collect::<Vec<_>>()))).collect();
+    let bound = char_bound(max_len);
+    let inputs: Vec<EncodeInput> = sentences.iter().map(|s| EncodeInput::Single(InputSequence::from(bounded_words(&s.words, bound)))).collect();
     let encodings = t.encode_batch(inputs, true).map_err(|e| DataError::tokenizer("encoding tagged sentences", e))?;
     let mut out = TokenEncoded { ids: Vec::with_capacity(sentences.len()), labels: Vec::with_capacity(sentences.len()), pad_id: tok.pad_id() };
     for (s, enc) in sentences.iter().zip(&encodings) {
@@ -191,6 +197,33 @@ pub fn encode_tagged(tok: &TextTokenizer, sentences: &[TaggedSentence], tags: &L
         out.labels.push(align_word_labels(enc.get_word_ids(), &tag_ids));
     }
     Ok(out)
+}
+
+/// The leading words of `words` that fit in `max_chars` characters, counting one separator
+/// after each word; the word that crosses the bound is cut at it (at a char boundary).
+///
+/// ```
+/// use whetstone_data::conll::bounded_words;
+/// let w: Vec<String> = ["Empire", "State", "Building"].map(String::from).to_vec();
+/// assert_eq!(bounded_words(&w, 100), ["Empire", "State", "Building"]);
+/// assert_eq!(bounded_words(&w, 9), ["Empire", "St"]);
+/// assert!(bounded_words(&w, 0).is_empty());
+/// ```
+pub fn bounded_words(words: &[String], max_chars: usize) -> Vec<&str> {
+    let mut left = max_chars;
+    let mut out = Vec::new();
+    for w in words {
+        if left == 0 {
+            break;
+        }
+        let kept = truncate_chars(w, left);
+        left -= kept.chars().count();
+        if !kept.is_empty() {
+            out.push(kept);
+        }
+        left = left.saturating_sub(1);
+    }
+    out
 }
 
 /// The per-position labels of one encoding: `word_ids[p]` is the word position `p` belongs

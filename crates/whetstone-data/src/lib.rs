@@ -76,6 +76,7 @@ pub mod source;
 pub mod split;
 pub mod table;
 pub mod tokenize;
+pub mod truncate;
 #[cfg(feature = "train-tokenizer")]
 mod wordpiece;
 

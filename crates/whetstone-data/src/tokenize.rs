@@ -8,6 +8,7 @@ use tokenizers::{
 };
 
 use crate::error::{DataError, Result};
+use crate::truncate::{char_bound, pieces, truncate_chars};
 
 /// The prefix that marks a piece continuing a word, as in BERT vocabularies.
 pub(crate) const CONTINUATION: &str = "##";
@@ -95,6 +96,10 @@ impl TextTokenizer {
 
     /// Encodes texts in parallel (rayon, through `tokenizers`), with special tokens,
     /// each truncated to at most `max_len` ids while keeping the closing special token.
+    ///
+    /// Each text is first cut to its first [`char_bound`]`(max_len)` characters (see
+    /// [`crate::truncate`]), so a text of any length costs memory and time bounded by
+    /// `max_len`.
     pub fn encode_batch(&self, texts: &[String], max_len: usize) -> Result<Vec<Vec<i64>>> {
         let added = self
             .inner
@@ -116,7 +121,8 @@ impl TextTokenizer {
             stride: 0,
         }))
         .map_err(|e| DataError::tokenizer("setting truncation", e))?;
-        let inputs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let bound = char_bound(max_len);
+        let inputs: Vec<&str> = texts.iter().map(|t| truncate_chars(t, bound)).collect();
         let encodings = tok
             .encode_batch_fast(inputs, true)
             .map_err(|e| DataError::tokenizer("encoding", e))?;
@@ -124,5 +130,55 @@ impl TextTokenizer {
             .iter()
             .map(|e| e.get_ids().iter().map(|&id| i64::from(id)).collect())
             .collect())
+    }
+
+    /// Token ids of whole documents, without special tokens, in bounded memory: each document
+    /// is encoded in [`pieces`] of at most `piece_chars` characters cut before whitespace (for
+    /// BERT-style and byte-level tokenizers the ids are those of the whole document), a few
+    /// pieces at a time, and `sink` receives each document's ids in order.
+    ///
+    /// Memory is the ids of one document plus `O(piece_chars)` per piece in flight, instead of
+    /// `tokenizers`' ~100 bytes per token of a whole-document [`Encoding`](tokenizers::Encoding).
+    /// Masked-LM windows ([`crate::chunk_documents`]) are cut from these ids.
+    pub fn encode_documents<F>(&self, docs: &[String], piece_chars: usize, mut sink: F) -> Result<()>
+    where
+        F: FnMut(usize, &[u32]) -> Result<()>,
+    {
+        /// Pieces encoded per `tokenizers` call: enough for its rayon threads.
+        const PIECES_PER_CALL: usize = 64;
+        let mut ids: Vec<u32> = Vec::new();
+        let mut queue: Vec<(usize, &str)> = Vec::with_capacity(PIECES_PER_CALL);
+        let mut current: Option<usize> = None;
+        let mut run = |queue: &mut Vec<(usize, &str)>, ids: &mut Vec<u32>, current: &mut Option<usize>| -> Result<()> {
+            let texts: Vec<&str> = queue.iter().map(|&(_, p)| p).collect();
+            let encodings = self.inner.encode_batch_fast(texts, false).map_err(|e| DataError::tokenizer("encoding a document", e))?;
+            for (&(doc, _), enc) in queue.iter().zip(&encodings) {
+                if *current != Some(doc) {
+                    if let Some(prev) = current.take() {
+                        sink(prev, ids)?;
+                    }
+                    ids.clear();
+                    *current = Some(doc);
+                }
+                ids.extend_from_slice(enc.get_ids());
+            }
+            queue.clear();
+            Ok(())
+        };
+        for (d, doc) in docs.iter().enumerate() {
+            for piece in pieces(doc, piece_chars) {
+                queue.push((d, piece));
+                if queue.len() == PIECES_PER_CALL {
+                    run(&mut queue, &mut ids, &mut current)?;
+                }
+            }
+        }
+        if !queue.is_empty() {
+            run(&mut queue, &mut ids, &mut current)?;
+        }
+        if let Some(last) = current {
+            sink(last, &ids)?;
+        }
+        Ok(())
     }
 }

@@ -21,6 +21,7 @@ use tokenizers::{AddedToken, NormalizedString, Normalizer, OffsetReferential, Of
 
 use crate::error::{DataError, Result};
 use crate::tokenize::{TextTokenizer, CONTINUATION, SPECIAL_TOKENS};
+use crate::truncate::{truncate_chars, VOCAB_TEXT_CHARS};
 
 /// The longest word WordPiece tries to split before giving up with `[UNK]` (BERT's value).
 const MAX_INPUT_CHARS_PER_WORD: usize = 100;
@@ -34,6 +35,10 @@ impl TextTokenizer {
     /// vocabulary: `tokenizers`' own trainer breaks ties between equally frequent merges
     /// in hash-map order, which changes from run to run, so the vocabulary is learned
     /// here with a sorted, deterministic order instead.
+    ///
+    /// Only the first [`VOCAB_TEXT_CHARS`] (64 Ki) characters of each text are read, so one
+    /// huge text costs bounded memory and time; a classifier's encoding reads no more than
+    /// `max_len × 32` characters of a text anyway (see [`crate::truncate`]).
     pub fn train_wordpiece(
         texts: &[String],
         vocab_size: usize,
@@ -43,7 +48,9 @@ impl TextTokenizer {
         let normalizer = BertNormalizer::new(true, true, None, lowercase);
         let pre_tokenizer = BertPreTokenizer;
         let words = count_words(texts, |text| {
-            let mut normalized = NormalizedString::from(text);
+            // Bounded work per text: a vocabulary is learned from at most the first
+            // VOCAB_TEXT_CHARS characters of each (see crate::truncate).
+            let mut normalized = NormalizedString::from(truncate_chars(text, VOCAB_TEXT_CHARS));
             normalizer
                 .normalize(&mut normalized)
                 .map_err(|e| DataError::tokenizer("normalising training text", e))?;

@@ -180,6 +180,73 @@ fn structurally_pruned_model_matches_its_masked_origin_and_round_trips() {
     }
 }
 
+/// The plan removes the units with the lowest importance and keeps the highest, per layer and
+/// globally (where each layer's scores are first L2-normalised).
+#[test]
+fn structured_plans_remove_the_least_important_heads_and_neurons() {
+    let imp = Importance {
+        heads: vec![vec![0.4, 0.1, 0.9, 0.3], vec![5.0, 7.0, 1.0, 2.0]],
+        neurons: vec![vec![0.5, 3.0, 0.2, 1.0, 4.0, 0.1], vec![9.0, 0.3, 8.0, 0.4, 0.7, 6.0]],
+    };
+    let plan = StructuredPlan::from_importance(&imp, 0.5, 0.5, Scope::PerLayer).unwrap();
+    assert_eq!(plan.heads, vec![vec![0, 2], vec![0, 1]]);
+    assert_eq!(plan.neurons, vec![vec![1, 3, 4], vec![0, 2, 5]]);
+    let plan = StructuredPlan::from_importance(&imp, 0.25, 0.0, Scope::PerLayer).unwrap();
+    assert_eq!(plan.heads, vec![vec![0, 2, 3], vec![0, 1, 3]]);
+    assert_eq!(plan.neurons, vec![(0..6).collect::<Vec<_>>(); 2]);
+    // Global: normalised head scores are layer 0 [.40 .10 .90 .30] / 1.04 = [.38 .10 .87 .29],
+    // layer 1 [5 7 1 2] / 8.89 = [.56 .79 .11 .22]; the 3 lowest are (0,1), (1,2), (1,3).
+    let plan = StructuredPlan::from_importance(&imp, 3.0 / 8.0, 0.0, Scope::Global).unwrap();
+    assert_eq!(plan.heads, vec![vec![0, 2, 3], vec![0, 1]]);
+    // Every layer keeps at least one unit, its best: 7 of 8 asked, 6 removed.
+    let skew = Importance { heads: vec![vec![1.0, 2.0, 3.0, 4.0], vec![1.0, 1.0, 1.0, 10.0]], neurons: vec![vec![1.0], vec![1.0]] };
+    let plan = StructuredPlan::from_importance(&skew, 0.875, 0.0, Scope::Global).unwrap();
+    assert_eq!(plan.heads, vec![vec![3], vec![3]]);
+    let plan = StructuredPlan::from_importance(&skew, 0.875, 0.0, Scope::PerLayer).unwrap();
+    assert_eq!(plan.heads, vec![vec![3], vec![3]]);
+}
+
+/// Heads and neurons whose weights are zero contribute nothing: pruning by magnitude removes
+/// exactly those, and the pruned model computes the same logits as the full one.
+#[test]
+fn magnitude_pruning_removes_dead_units_and_keeps_the_function() {
+    let _g = serial();
+    let b = batch(40, 5);
+    for scope in [Scope::PerLayer, Scope::Global] {
+        let (_vs, model, _) = tiny(41);
+        let units = model.layer_units();
+        let named: std::collections::HashMap<String, Tensor> = model.named_parameters().into_iter().collect();
+        // Kill head 1 of layer 0 and head 3 of layer 1, and 8 of the 32 neurons of each layer.
+        let dead_heads = [1usize, 3];
+        let dead_neurons = [vec![0usize, 3, 4, 9, 15, 20, 27, 31], vec![1, 2, 8, 11, 17, 22, 29, 30]];
+        tch::no_grad(|| {
+            for (l, u) in units.iter().enumerate() {
+                let (d, h) = (u.head_dim as i64, dead_heads[l] as i64);
+                for name in &u.qkv {
+                    let _ = named[&format!("{name}.weight")].narrow(0, h * d, d).fill_(0.0);
+                }
+                let _ = named[&format!("{}.weight", u.attention_out)].narrow(1, h * d, d).fill_(0.0);
+                for &n in &dead_neurons[l] {
+                    let _ = named[&format!("{}.weight", u.ffn_in)].narrow(0, n as i64, 1).fill_(0.0);
+                    let _ = named[&format!("{}.weight", u.ffn_out)].narrow(1, n as i64, 1).fill_(0.0);
+                }
+            }
+        });
+        let full = tch::no_grad(|| model.forward_t(&b.input_ids, &b.attention_mask, false).unwrap());
+        let imp = magnitude_importance(&model, &model.named_parameters()).unwrap();
+        let plan = StructuredPlan::from_importance(&imp, 0.25, 0.25, scope).unwrap();
+        for l in 0..2 {
+            assert_eq!(plan.heads[l], (0..4).filter(|&h| h != dead_heads[l]).collect::<Vec<_>>(), "{scope:?} layer {l} heads");
+            assert_eq!(plan.neurons[l], (0..32).filter(|n| !dead_neurons[l].contains(n)).collect::<Vec<_>>(), "{scope:?} layer {l} neurons");
+        }
+        let small_vs = VarStore::new(Device::Cpu);
+        let (_, small) = prune_structured(&model, &plan, &small_vs.root()).unwrap();
+        let pruned = tch::no_grad(|| small.forward_t(&b.input_ids, &b.attention_mask, false).unwrap());
+        let diff = max_abs_diff(&full, &pruned);
+        assert!(diff < 1e-5, "{scope:?}: removing dead units changed the logits by {diff}");
+    }
+}
+
 #[test]
 fn masks_round_trip_through_safetensors() {
     let _g = serial();

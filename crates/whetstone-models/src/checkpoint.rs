@@ -34,6 +34,22 @@ impl View for &Bytes {
     }
 }
 
+fn kind_of(dtype: Dtype) -> Option<Kind> {
+    Some(match dtype {
+        Dtype::F32 => Kind::Float,
+        Dtype::F64 => Kind::Double,
+        Dtype::F16 => Kind::Half,
+        Dtype::BF16 => Kind::BFloat16,
+        Dtype::I64 => Kind::Int64,
+        Dtype::I32 => Kind::Int,
+        Dtype::I16 => Kind::Int16,
+        Dtype::I8 => Kind::Int8,
+        Dtype::U8 => Kind::Uint8,
+        Dtype::BOOL => Kind::Bool,
+        _ => return None,
+    })
+}
+
 fn dtype_of(kind: Kind) -> Option<Dtype> {
     Some(match kind {
         Kind::Float => Dtype::F32,
@@ -80,16 +96,74 @@ pub fn save_varstore(vs: &VarStore, path: &Path) -> Result<()> {
     write_safetensors_atomic(&named, path)
 }
 
+/// The named tensors of a safetensors file held in `bytes` (`path` names it in errors), on the
+/// CPU, in file order. A truncated file, a header whose 8-byte length is out of range (checked
+/// before anything is allocated), a header that is not valid JSON, offsets that do not fit the
+/// data, shapes whose element count overflows or a dtype libtorch has no kind for are each an
+/// error naming the file; nothing here panics on hostile input.
+pub fn read_safetensors_bytes(bytes: &[u8], path: &Path) -> Result<Vec<(String, Tensor)>> {
+    let bad = |details: String| ModelError::Mismatch { path: path.display().to_string(), details: format!("not a readable safetensors file: {details}") };
+    let Some(len) = bytes.get(..8) else {
+        return Err(bad(format!("{} bytes, shorter than the 8-byte header length", bytes.len())));
+    };
+    let mut le = [0u8; 8];
+    le.copy_from_slice(len);
+    let header_len = u64::from_le_bytes(le);
+    if header_len > (bytes.len() - 8) as u64 {
+        return Err(bad(format!("the header length {header_len} exceeds the {} bytes that follow it (truncated or corrupt file)", bytes.len() - 8)));
+    }
+    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| bad(format!("{e:?}")))?;
+    let mut out = Vec::new();
+    for (name, view) in st.tensors() {
+        let kind = kind_of(view.dtype()).ok_or_else(|| bad(format!("tensor `{name}` has dtype {:?}, which libtorch cannot hold", view.dtype())))?;
+        let shape: Vec<i64> = view.shape().iter().map(|&d| i64::try_from(d)).collect::<std::result::Result<_, _>>().map_err(|_| bad(format!("tensor `{name}` has a dimension over 2^63")))?;
+        let numel = view.shape().iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        if numel.and_then(|n| n.checked_mul(kind.elt_size_in_bytes())) != Some(view.data().len()) {
+            return Err(bad(format!("tensor `{name}`: shape {:?} does not fit its {} bytes", view.shape(), view.data().len())));
+        }
+        out.push((name, Tensor::f_from_data_size(view.data(), &shape, kind)?));
+    }
+    Ok(out)
+}
+
+/// [`read_safetensors_bytes`] of the file at `path`.
+pub fn read_safetensors_file(path: &Path) -> Result<Vec<(String, Tensor)>> {
+    let bytes = std::fs::read(path).map_err(|source| ModelError::Io { path: path.display().to_string(), source })?;
+    read_safetensors_bytes(&bytes, path)
+}
+
+/// The name of the first floating-point tensor of `named` that holds a NaN or an infinity
+/// (one `isfinite().all()` per tensor; integer tensors cannot).
+pub fn first_non_finite<'t>(named: impl IntoIterator<Item = (&'t str, &'t Tensor)>) -> Result<Option<String>> {
+    for (name, t) in named {
+        if !t.defined() || !t.is_floating_point() || t.numel() == 0 {
+            continue;
+        }
+        if t.f_isfinite()?.f_all()?.f_int64_value(&[])? == 0 {
+            return Ok(Some(name.to_string()));
+        }
+    }
+    Ok(None)
+}
+
+/// The error for weights holding NaN or infinity: it names the file and the tensor.
+pub fn non_finite_error(path: &Path, tensor: &str) -> ModelError {
+    ModelError::Io {
+        path: path.display().to_string(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, format!("tensor `{tensor}` holds NaN or infinite values; these weights cannot be used (retrain, or resume from an earlier checkpoint)")),
+    }
+}
+
 /// Load `path` into `vs`. Every variable must be present with the same shape; names in the file
-/// that the model lacks are also an error. The message lists each difference.
+/// that the model lacks are also an error. The message lists each difference. Weights holding
+/// NaN or infinity are refused, naming the file and the first such tensor, and `vs` is left
+/// unchanged: every path that loads a model (eval, predict, a distillation teacher, a student
+/// run, a pruned phase) goes through here.
 pub fn load_varstore(vs: &mut VarStore, path: &Path) -> Result<()> {
     if !path.exists() {
         return Err(ModelError::Io { path: path.display().to_string(), source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file") });
     }
-    let file: BTreeMap<String, Tensor> = Tensor::read_safetensors(path)
-        .map_err(|e| ModelError::Mismatch { path: path.display().to_string(), details: format!("not a readable safetensors file: {e}") })?
-        .into_iter()
-        .collect();
+    let file: BTreeMap<String, Tensor> = read_safetensors_file(path)?.into_iter().collect();
     let vars = vs.variables();
     let mut problems = Vec::new();
     for (name, var) in &vars {
@@ -104,6 +178,9 @@ pub fn load_varstore(vs: &mut VarStore, path: &Path) -> Result<()> {
     }
     if !problems.is_empty() {
         return Err(ModelError::Mismatch { path: path.display().to_string(), details: problems.join("\n") });
+    }
+    if let Some(name) = first_non_finite(file.iter().map(|(n, t)| (n.as_str(), t)))? {
+        return Err(non_finite_error(path, &name));
     }
     tch::no_grad(|| -> Result<()> {
         for (name, mut var) in vars {

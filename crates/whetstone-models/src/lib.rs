@@ -54,7 +54,7 @@ pub mod transformer;
 
 pub use bilstm::{BiLstm, BiLstmConfig};
 pub use capability::{EmbeddingInput, LayerOutputs, LayerUnits, Structured};
-pub use checkpoint::{count_parameters, load_varstore, safetensors_bytes, save_varstore, write_safetensors_atomic};
+pub use checkpoint::{count_parameters, first_non_finite, load_varstore, non_finite_error, read_safetensors_bytes, read_safetensors_file, safetensors_bytes, save_varstore, write_safetensors_atomic};
 pub use classifier::{require_embedding_input, require_layer_outputs, require_multi_head, require_structured, require_transformer_encoder, TextClassifier, TransformerClassifier, TransformerClassifierConfig};
 pub use config::{transformer_encoder_parameters, ModelConfig, MAX_DIM};
 pub use device::parse_device;

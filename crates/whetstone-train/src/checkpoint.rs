@@ -4,10 +4,10 @@
 use crate::error::{io, Result, TrainError};
 use crate::progress::Progress;
 use crate::state::StrategyState;
-use safetensors::tensor::{Dtype, SafeTensors};
+use safetensors::tensor::SafeTensors;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use tch::{Kind, Tensor};
+use tch::Tensor;
 use whetstone_optim::OptimState;
 
 /// File name of the resumable checkpoint inside a run folder.
@@ -34,21 +34,6 @@ pub struct Checkpoint {
 /// The format tag of checkpoints this version writes and reads.
 const FORMAT: &str = "whetstone-checkpoint-2";
 
-fn kind_of(dtype: Dtype) -> Option<Kind> {
-    Some(match dtype {
-        Dtype::F32 => Kind::Float,
-        Dtype::F64 => Kind::Double,
-        Dtype::F16 => Kind::Half,
-        Dtype::BF16 => Kind::BFloat16,
-        Dtype::I64 => Kind::Int64,
-        Dtype::I32 => Kind::Int,
-        Dtype::I8 => Kind::Int8,
-        Dtype::U8 => Kind::Uint8,
-        Dtype::BOOL => Kind::Bool,
-        _ => return None,
-    })
-}
-
 /// Write `tensors` and `metadata` to `path` atomically.
 pub fn write_atomic(path: &Path, tensors: &[(String, Tensor)], metadata: HashMap<String, String>) -> Result<()> {
     let buf = whetstone_models::safetensors_bytes(tensors, Some(metadata)).map_err(|e| TrainError::Checkpoint { path: path.to_path_buf(), msg: e.to_string() })?;
@@ -62,14 +47,10 @@ pub type NamedTensors = Vec<(String, Tensor)>;
 pub fn read(path: &Path) -> Result<(NamedTensors, HashMap<String, String>)> {
     let err = |msg: String| TrainError::Checkpoint { path: path.to_path_buf(), msg };
     let buf = std::fs::read(path).map_err(io(path))?;
+    // The robust reader first: it checks the header length before anything is allocated and
+    // every tensor's shape against its bytes.
+    let mut out = whetstone_models::read_safetensors_bytes(&buf, path).map_err(|e| err(e.to_string()))?;
     let (_, meta) = SafeTensors::read_metadata(&buf).map_err(|e| err(format!("not a valid safetensors file ({e:?})")))?;
-    let st = SafeTensors::deserialize(&buf).map_err(|e| err(format!("not a valid safetensors file ({e:?})")))?;
-    let mut out = Vec::new();
-    for (name, view) in st.tensors() {
-        let kind = kind_of(view.dtype()).ok_or_else(|| err(format!("tensor {name} has unsupported dtype {:?}", view.dtype())))?;
-        let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
-        out.push((name, Tensor::f_from_data_size(view.data(), &shape, kind)?));
-    }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     Ok((out, meta.metadata().clone().unwrap_or_default()))
 }
@@ -149,6 +130,11 @@ impl Checkpoint {
             .map_err(|e| err(&format!("metadata `strategy` is invalid: {e}")))?;
         let identity: BTreeMap<String, String> = serde_json::from_str(meta.get("identity").ok_or_else(|| err("metadata `identity` is missing"))?)
             .map_err(|e| err(&format!("metadata `identity` is invalid: {e}")))?;
+        // Resuming from weights or optimiser state that hold NaN or infinity would train on
+        // garbage (or diverge at once): refuse, naming the tensor and the file.
+        if let Some(name) = whetstone_models::first_non_finite(tensors.iter().map(|(n, t)| (n.as_str(), t))).map_err(|e| err(&e.to_string()))? {
+            return Err(err(&format!("tensor `{name}` holds NaN or infinite values; this checkpoint cannot be resumed (start the run again, or restore an earlier checkpoint.safetensors)")));
+        }
         let (mut model, mut optim, mut strategy) = (Vec::new(), Vec::new(), Vec::new());
         for (name, t) in tensors {
             if let Some(n) = name.strip_prefix("model/") {
@@ -162,5 +148,52 @@ impl Checkpoint {
             }
         }
         Ok(Self { progress, model, optim: OptimState { step, tensors: optim }, strategy: StrategyState { tensors: strategy, values }, identity })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checkpoint(model: Tensor, optim: Tensor) -> Checkpoint {
+        Checkpoint {
+            progress: Progress::default(),
+            model: vec![("encoder.w".to_string(), model)],
+            optim: OptimState { step: 3, tensors: vec![("exp_avg.0".to_string(), optim)] },
+            strategy: StrategyState::default(),
+            identity: BTreeMap::new(),
+        }
+    }
+
+    /// `--resume` loads through `Checkpoint::load`: NaN or infinity in the weights or the
+    /// optimiser state is refused, naming the tensor and the file.
+    #[test]
+    fn a_checkpoint_with_non_finite_tensors_cannot_be_resumed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(CHECKPOINT_FILE);
+        let ok = || Tensor::from_slice(&[1.0f32, 2.0]);
+        checkpoint(ok(), ok()).save(&path).unwrap();
+        assert_eq!(Checkpoint::load(&path).unwrap().optim.step, 3);
+        for (model, optim, bad) in [
+            (Tensor::from_slice(&[1.0f32, f32::NAN]), ok(), "model/encoder.w"),
+            (ok(), Tensor::from_slice(&[f32::INFINITY, 0.0]), "optim/exp_avg.0"),
+        ] {
+            checkpoint(model, optim).save(&path).unwrap();
+            let msg = Checkpoint::load(&path).unwrap_err().to_string();
+            assert!(msg.contains(&format!("`{bad}`")) && msg.contains("NaN or infinite") && msg.contains(&path.display().to_string()), "{msg}");
+        }
+    }
+
+    #[test]
+    fn a_corrupt_header_length_is_a_clean_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(CHECKPOINT_FILE);
+        checkpoint(Tensor::from_slice(&[1.0f32]), Tensor::from_slice(&[1.0f32])).save(&path).unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[..8].copy_from_slice(&(1u64 << 60).to_le_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        let msg = Checkpoint::load(&path).unwrap_err().to_string();
+        assert!(msg.contains("header length"), "{msg}");
+        assert!(Checkpoint::read_identity(&path).is_err());
     }
 }

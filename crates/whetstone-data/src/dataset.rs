@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::profile::DataWarning;
+
 /// The classes of a task: sorted, unique raw labels; a label's index is its class id.
 ///
 /// Sorting makes the id assignment independent of file order, so a model trained on a
@@ -107,4 +109,8 @@ pub struct Splits {
     pub test: Split,
     /// The classes.
     pub labels: LabelSet,
+    /// What loading noticed without stopping: rows dropped, label spellings merged, class
+    /// imbalance, texts shared between train and valid/test, very short texts.
+    #[serde(default)]
+    pub warnings: Vec<DataWarning>,
 }

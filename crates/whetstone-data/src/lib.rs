@@ -66,16 +66,19 @@ pub mod conll;
 pub mod corpus;
 pub mod dataset;
 pub mod error;
+pub mod labels;
 #[cfg(feature = "fetch")]
 pub mod fetch;
 pub mod load;
 pub mod manifest;
 pub mod mlm;
 pub mod multitask;
+pub mod profile;
 pub mod source;
 pub mod split;
 pub mod table;
 pub mod tokenize;
+pub mod validate;
 pub mod truncate;
 #[cfg(feature = "train-tokenizer")]
 mod wordpiece;
@@ -90,11 +93,12 @@ pub use error::{DataError, Result};
 pub use cache::{cache_dir, cached, obtain};
 #[cfg(feature = "fetch")]
 pub use fetch::{fetch, verify_sha256};
-pub use load::{load_splits, DataSource};
+pub use load::{load_splits, load_splits_with, DataSource, LoadOptions};
 pub use manifest::{Client, DatasetEntry, Manifest};
 pub use mlm::{MaskedBatch, Masker, MaskingConfig};
 pub use conll::{encode_tagged, read_conll, TaggedSentence, TokenEncoded, TokenSplits};
 pub use multitask::{MultiTaskSource, Sampling, TaskData};
 pub use split::{from_files, from_train_test, from_train_valid, stratified_split};
-pub use table::{read_table, Filter, Format, RawExample, TableSpec};
+pub use profile::{DataProfile, DataWarning};
+pub use table::{read_table, read_table_with, Filter, Format, RawExample, ReadOptions, Table, TableSpec};
 pub use tokenize::{TextTokenizer, SPECIAL_TOKENS};

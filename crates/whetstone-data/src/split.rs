@@ -12,18 +12,35 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::dataset::{LabelSet, Split, Splits};
 use crate::error::{DataError, Result};
+use crate::profile::DataWarning;
 use crate::table::RawExample;
+use crate::validate::check_classes;
 
 /// Splits `examples` into train/valid/test, stratified per label.
 ///
 /// For each label its examples are shuffled, `round(n * test_frac)` go to test,
-/// `round(n * valid_frac)` to valid and the rest to train; each split's order is then
-/// shuffled. The same input and seed always give the same splits.
+/// `round(n * valid_frac)` to valid and the rest to train — but every class keeps at least
+/// one example in each split with a non-zero fraction, and a class too small for that is an
+/// error naming it ([`DataError::ClassTooSmall`]); fewer than two classes is an error too.
+/// Each split's order is then shuffled. The same input and seed always give the same splits.
 pub fn stratified_split(
     examples: Vec<RawExample>,
     valid_frac: f64,
     test_frac: f64,
     seed: u64,
+) -> Result<Splits> {
+    stratified_split_from(examples, valid_frac, test_frac, seed, "the examples", "label")
+}
+
+/// [`stratified_split`] with the examples' origin (a file or dataset) and label column for
+/// the error messages.
+pub(crate) fn stratified_split_from(
+    examples: Vec<RawExample>,
+    valid_frac: f64,
+    test_frac: f64,
+    seed: u64,
+    origin: &str,
+    column: &str,
 ) -> Result<Splits> {
     check_fractions(valid_frac, test_frac)?;
     if examples.is_empty() {
@@ -31,16 +48,18 @@ pub fn stratified_split(
             "there are no examples to split".to_string(),
         ));
     }
+    check_classes(origin, column, &examples)?;
     let labels = LabelSet::from_labels(examples.iter().map(|e| &e.label));
     let ids = class_ids(&examples, &labels);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let [train_idx, valid_idx, test_idx] =
-        stratify(&ids, labels.len(), [valid_frac, test_frac], &mut rng);
+        stratify(&ids, &labels, [valid_frac, test_frac], &mut rng, origin)?;
     Ok(Splits {
         train: gather(&examples, &ids, &train_idx),
         valid: gather(&examples, &ids, &valid_idx),
         test: gather(&examples, &ids, &test_idx),
         labels,
+        warnings: Vec::new(),
     })
 }
 
@@ -58,11 +77,16 @@ pub fn from_files(
     test_path: &Path,
 ) -> Result<Splits> {
     let labels = train_labels(&train, train_path)?;
+    let valid = in_order(&valid, &labels, valid_path, "valid")?;
+    let test = in_order(&test, &labels, test_path, "test")?;
+    let mut warnings = missing_classes(&valid, &labels, valid_path, "valid");
+    warnings.extend(missing_classes(&test, &labels, test_path, "test"));
     Ok(Splits {
         train: in_order(&train, &labels, train_path, "train")?,
-        valid: in_order(&valid, &labels, valid_path, "valid")?,
-        test: in_order(&test, &labels, test_path, "test")?,
+        valid,
+        test,
         labels,
+        warnings,
     })
 }
 
@@ -79,12 +103,14 @@ pub fn from_train_test(
     check_fractions(valid_frac, 0.0)?;
     let labels = train_labels(&train, train_path)?;
     let test = in_order(&test, &labels, test_path, "test")?;
-    let (train, valid) = carve(&train, &labels, valid_frac, seed);
+    let warnings = missing_classes(&test, &labels, test_path, "test");
+    let (train, valid) = carve(&train, &labels, [valid_frac, 0.0], seed, train_path)?;
     Ok(Splits {
         train,
         valid,
         test,
         labels,
+        warnings,
     })
 }
 
@@ -101,12 +127,14 @@ pub fn from_train_valid(
     check_fractions(0.0, test_frac)?;
     let labels = train_labels(&train, train_path)?;
     let valid = in_order(&valid, &labels, valid_path, "valid")?;
-    let (train, test) = carve(&train, &labels, test_frac, seed);
+    let warnings = missing_classes(&valid, &labels, valid_path, "valid");
+    let (train, test) = carve(&train, &labels, [0.0, test_frac], seed, train_path)?;
     Ok(Splits {
         train,
         valid,
         test,
         labels,
+        warnings,
     })
 }
 
@@ -127,7 +155,7 @@ fn check_fractions(valid_frac: f64, test_frac: f64) -> Result<()> {
     Ok(())
 }
 
-/// The label set of a non-empty training file.
+/// The label set of a non-empty training file with at least two classes.
 fn train_labels(train: &[RawExample], train_path: &Path) -> Result<LabelSet> {
     if train.is_empty() {
         return Err(DataError::EmptyFile {
@@ -135,7 +163,23 @@ fn train_labels(train: &[RawExample], train_path: &Path) -> Result<LabelSet> {
             reason: "the training split has no examples".to_string(),
         });
     }
+    check_classes(&train_path.display().to_string(), "label", train)?;
     Ok(LabelSet::from_labels(train.iter().map(|e| &e.label)))
+}
+
+/// A [`DataWarning::ClassMissing`] for each training class without an example in `split`.
+fn missing_classes(split: &Split, labels: &LabelSet, path: &Path, name: &str) -> Vec<DataWarning> {
+    split
+        .class_counts(labels.len())
+        .iter()
+        .zip(&labels.names)
+        .filter(|(&n, _)| n == 0)
+        .map(|(_, class)| DataWarning::ClassMissing {
+            split: name.to_string(),
+            class: class.clone(),
+            file: path.display().to_string(),
+        })
+        .collect()
 }
 
 /// Class ids of examples whose labels are all in `labels` by construction.
@@ -163,38 +207,64 @@ fn in_order(examples: &[RawExample], labels: &LabelSet, path: &Path, split: &str
     Ok(out)
 }
 
-/// Splits `examples` (all labels known) into (rest, carved) with `frac` stratified.
-fn carve(examples: &[RawExample], labels: &LabelSet, frac: f64, seed: u64) -> (Split, Split) {
+/// Splits `examples` (all labels known) into (rest, carved): `fracs` is `[valid, test]` with
+/// one of them zero, and the carved part is the non-zero one.
+fn carve(examples: &[RawExample], labels: &LabelSet, fracs: [f64; 2], seed: u64, origin: &Path) -> Result<(Split, Split)> {
     let ids = class_ids(examples, labels);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let [rest, carved, _] = stratify(&ids, labels.len(), [frac, 0.0], &mut rng);
-    (
-        gather(examples, &ids, &rest),
-        gather(examples, &ids, &carved),
-    )
+    let [rest, valid, test] = stratify(&ids, labels, fracs, &mut rng, &origin.display().to_string())?;
+    let carved = if fracs[0] > 0.0 { valid } else { test };
+    Ok((gather(examples, &ids, &rest), gather(examples, &ids, &carved)))
 }
 
-/// Index sets `[train, valid, test]` for class ids in `0..n_classes`; `fracs` is
+/// How many of a class's `n` examples go to (valid, test): `round(n * frac)`, but at least one
+/// for a non-zero fraction, always leaving one for train; `None` when `n` is too small for that.
+pub(crate) fn class_allocation(n: usize, fracs: [f64; 2]) -> Option<(usize, usize)> {
+    let [valid_frac, test_frac] = fracs;
+    let need_valid = usize::from(valid_frac > 0.0);
+    let need_test = usize::from(test_frac > 0.0);
+    if n < 1 + need_valid + need_test {
+        return None;
+    }
+    let want = |f: f64| (n as f64 * f).round() as usize;
+    let n_test = want(test_frac).max(need_test).min(n - 1 - need_valid);
+    let n_valid = want(valid_frac).max(need_valid).min(n - 1 - n_test);
+    Some((n_valid, n_test))
+}
+
+/// Index sets `[train, valid, test]` for class ids in `0..labels.len()`; `fracs` is
 /// `[valid, test]`. Each returned set is shuffled.
 fn stratify(
     ids: &[i64],
-    n_classes: usize,
+    labels: &LabelSet,
     fracs: [f64; 2],
     rng: &mut ChaCha8Rng,
-) -> [Vec<usize>; 3] {
-    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); n_classes];
+    origin: &str,
+) -> Result<[Vec<usize>; 3]> {
+    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); labels.len()];
     for (i, &c) in ids.iter().enumerate() {
         if let Some(members) = usize::try_from(c).ok().and_then(|c| by_class.get_mut(c)) {
             members.push(i);
         }
     }
-    let [valid_frac, test_frac] = fracs;
     let mut out: [Vec<usize>; 3] = Default::default();
-    for mut members in by_class {
+    for (class, mut members) in by_class.into_iter().enumerate() {
         members.shuffle(rng);
         let n = members.len();
-        let n_test = ((n as f64 * test_frac).round() as usize).min(n);
-        let n_valid = ((n as f64 * valid_frac).round() as usize).min(n - n_test);
+        let Some((n_valid, n_test)) = class_allocation(n, fracs) else {
+            let needed = match (fracs[0] > 0.0, fracs[1] > 0.0) {
+                (true, true) => "train, valid and test (at least one example each, so 3)",
+                (true, false) => "train and valid (at least one example each, so 2)",
+                (false, true) => "train and test (at least one example each, so 2)",
+                (false, false) => "train",
+            };
+            return Err(DataError::ClassTooSmall {
+                source_name: origin.to_string(),
+                class: labels.names.get(class).cloned().unwrap_or_default(),
+                n,
+                needed: needed.to_string(),
+            });
+        };
         out[2].extend_from_slice(&members[..n_test]);
         out[1].extend_from_slice(&members[n_test..n_test + n_valid]);
         out[0].extend_from_slice(&members[n_test + n_valid..]);
@@ -202,7 +272,7 @@ fn stratify(
     for part in &mut out {
         part.shuffle(rng);
     }
-    out
+    Ok(out)
 }
 
 /// The split made of `examples[idx]`, in `idx` order.

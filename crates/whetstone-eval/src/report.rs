@@ -30,6 +30,9 @@ pub struct RunReport<'a> {
     pub train_summary: &'a serde_json::Value,
     /// File name of the training-curve image, relative to the report.
     pub plot_png: Option<&'a str>,
+    /// The "Data" section (Markdown: class counts per split, length percentiles, truncation
+    /// share, duplicates, warnings), if the caller has one.
+    pub data_md: Option<&'a str>,
 }
 
 /// Render `r` as Markdown and write it to `path` atomically ([`crate::write_atomic`]; parent
@@ -67,6 +70,13 @@ fn render(r: &RunReport) -> String {
     md.push_str(&per_class_table(r.test));
     md.push_str("\n### Confusion matrix (test; rows = true, columns = predicted)\n\n");
     md.push_str(&confusion_table(r.test));
+    if let Some(data) = r.data_md {
+        md.push_str("\n## Data\n\n");
+        md.push_str(data);
+        if !data.ends_with('\n') {
+            md.push('\n');
+        }
+    }
     if let Some(eff) = r.efficiency {
         md.push_str("\n## Efficiency\n\n");
         md.push_str(&efficiency_table(eff));
@@ -123,7 +133,21 @@ fn headline_table(test: &ClassificationReport, valid: Option<&ClassificationRepo
         row
     })
     .collect::<Vec<_>>();
+    let mut rows = rows;
+    // What always answering the most frequent class would score: the floor a model must beat.
+    let mut baseline = vec!["majority-class baseline (accuracy)".to_string()];
+    baseline.extend(std::iter::once(test).chain(valid).map(|rep| match majority_baseline(rep) {
+        Some((acc, label)) => format!("{acc:.4} ({})", cell(label)),
+        None => "—".to_string(),
+    }));
+    rows.push(baseline);
     table(&header, &[false, true, true], &rows)
+}
+
+/// Accuracy of always predicting the class with the most support, and that class.
+fn majority_baseline(rep: &ClassificationReport) -> Option<(f64, &str)> {
+    let top = rep.per_class.iter().rev().max_by_key(|m| m.support)?;
+    (rep.n > 0).then(|| (top.support as f64 / rep.n as f64, top.label.as_str()))
 }
 
 /// Four-decimal metric value; `—` for a metric that does not exist.
@@ -277,6 +301,7 @@ mod tests {
             efficiency: Some(&eff),
             train_summary: &summary,
             plot_png: Some("curves.png"),
+            data_md: Some("| class | train |\n|---|---:|\n| negative | 3 |\n"),
         };
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("report/README.md");
@@ -302,6 +327,8 @@ mod tests {
             "| device | cuda:0 |",
             "| test examples | 8 |",
             "![](curves.png)",
+            "| majority-class baseline (accuracy) | 0.3750 (negative) | 0.5000 (negative) |",
+            "## Data\n\n| class | train |\n|---|---:|\n| negative | 3 |\n",
             "```toml\n[model]\nkind = \"bilstm\"\n```\n",
         ] {
             assert!(md.contains(needle), "report lacks {needle:?}:\n{md}");
@@ -319,9 +346,10 @@ mod tests {
             efficiency: None,
             train_summary: &serde_json::Value::Null,
             plot_png: None,
+            data_md: None,
         };
         let md = render(&r);
-        assert!(!md.contains("## Efficiency") && !md.contains("!["));
+        assert!(!md.contains("## Efficiency") && !md.contains("![") && !md.contains("## Data"));
         assert!(md.contains("| accuracy | 0.5000 |"));
         assert!(md.contains("| MCC | 0.0000 |"));
     }
@@ -340,6 +368,7 @@ mod tests {
             efficiency: None,
             train_summary: &json!({}),
             plot_png: None,
+            data_md: None,
         };
         let err = write_report_md(&r, &blocker.join("README.md")).unwrap_err();
         assert!(err.to_string().contains("blocker"), "{err}");

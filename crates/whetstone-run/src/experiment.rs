@@ -10,7 +10,7 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::nn::VarStore;
-use whetstone_data::{encode, load_splits, BatchSource, BucketedSource, TextTokenizer};
+use whetstone_data::{encode, load_splits_with, BatchSource, BucketedSource, DataProfile, LoadOptions, TextTokenizer};
 use whetstone_eval::{classification_report, plot_training_curves, read_jsonl, write_report_md, ClassificationReport, Curve, Efficiency, RunReport};
 use whetstone_models::{load_varstore, BertCheckpoint, ModelConfig};
 use whetstone_train::{predict_in, steps_per_epoch, FitSummary, Outcome, Result, TrainError, Trainer, BEST_MODEL_FILE, METRICS_LOG_FILE};
@@ -27,22 +27,26 @@ pub struct RunOptions {
     /// Stop abruptly after this many optimiser steps, as a kill would (0 = never): a run
     /// option for tests and debugging, so a resumed run does not stop again.
     pub stop_after: u64,
+    /// Drop rows whose label is missing, empty, null or NaN-like instead of refusing the data
+    /// (the count dropped is printed and goes into report.md). Give it again on `--resume`:
+    /// the data must be the same as when the run started.
+    pub drop_bad_labels: bool,
 }
 
 impl RunOptions {
     /// A fresh run in exactly the folder `dir` (which must not exist yet), with progress output.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { folder: RunFolder::At(dir.into()), quiet: false, stop_after: 0 }
+        Self { folder: RunFolder::At(dir.into()), quiet: false, stop_after: 0, drop_bad_labels: false }
     }
 
     /// A fresh run called `name` under `runs_dir` (`<name>`, or `<name>-2`, … when taken).
     pub fn named(runs_dir: impl Into<PathBuf>, name: impl Into<String>) -> Self {
-        Self { folder: RunFolder::named(runs_dir, name), quiet: false, stop_after: 0 }
+        Self { folder: RunFolder::named(runs_dir, name), quiet: false, stop_after: 0, drop_bad_labels: false }
     }
 
     /// Continue the run in `dir` from its checkpoint.
     pub fn resume(dir: impl Into<PathBuf>) -> Self {
-        Self { folder: RunFolder::Resume(dir.into()), quiet: false, stop_after: 0 }
+        Self { folder: RunFolder::Resume(dir.into()), quiet: false, stop_after: 0, drop_bad_labels: false }
     }
 }
 
@@ -90,7 +94,13 @@ pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
         return crate::multitask::train_multitask(recipe, opts);
     }
     let Prologue { started, say, recipe_id, resumed, device } = prologue(recipe, opts)?;
-    let splits = load_splits(&recipe.data.source(), recipe.data.valid_fraction, recipe.data.test_fraction, recipe.seed)?;
+    let d = &recipe.data;
+    let load = LoadOptions { valid_frac: d.valid_fraction, test_frac: d.test_fraction, seed: recipe.seed, drop_bad_labels: opts.drop_bad_labels };
+    let splits = load_splits_with(&d.source(), &load)?;
+    // Warnings do not stop the run, but are shown even when it is quiet (and go into report.md).
+    for w in &splits.warnings {
+        eprintln!("warning: {w}");
+    }
     let names = display_names(recipe, &splits);
     let data_id = data_identity(&[("train", split_fingerprint(&splits.train)), ("valid", split_fingerprint(&splits.valid)), ("test", split_fingerprint(&splits.test))]);
     let labels_id = labels_identity(&splits.labels.names);
@@ -130,6 +140,8 @@ pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
     let valid = encode(&tokenizer, &splits.valid, max_len)?;
     let test = encode(&tokenizer, &splits.test, max_len)?;
     say(format!("tokenizer: vocabulary {} ({tok_source}), encoded in {:.2}s", tokenizer.vocab_size(), t0.elapsed().as_secs_f64()));
+    let profile = DataProfile::new(&splits, Some([&train.lengths(), &valid.lengths(), &test.lengths()]), Some(max_len));
+    let data_md = profile.to_markdown(Some(&names));
 
     tch::manual_seed(recipe.seed as i64);
     let mut vs = VarStore::new(device);
@@ -193,6 +205,10 @@ pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
         load_varstore(&mut vs, &best)?;
         let test_pred = predict_in(recipe.precision, model.as_ref(), &test, recipe.train.eval_batch_size, device)?;
         let test_report = classification_report(&test.labels, &test_pred.preds, &names)?;
+        let baseline = majority_baseline(&test.labels, names.len());
+        if let Some((acc, class)) = baseline {
+            say(format!("test majority-class baseline: accuracy {acc:.4} (always `{}`)", names.get(class).map_or("?", String::as_str)));
+        }
         let valid_report = if valid.ids.is_empty() {
             None
         } else {
@@ -220,6 +236,7 @@ pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
             "padding_fraction": fit.padding_fraction,
             "wall_seconds": wall_s,
             "train_examples": train.ids.len(),
+            "test_majority_baseline": baseline.map(|(acc, _)| acc),
         });
         let metrics = json!({
             "name": recipe.name,
@@ -228,6 +245,7 @@ pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
             "test_loss": test_pred.loss,
             "efficiency": efficiency,
             "train": summary,
+            "data": profile,
         });
         run.write_json("metrics.json", &metrics)?;
         let plot_ok = write_plot(&dir, &recipe.name, &recipe.train.metric).is_ok();
@@ -241,12 +259,26 @@ pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
                 efficiency: efficiency.as_ref(),
                 train_summary: &summary,
                 plot_png: plot_ok.then_some("curves.png"),
+                data_md: Some(&data_md),
             },
             &run.file("report.md"),
         )?;
         Ok(RunResult { dir: dir.clone(), fit, test: Some(test_report), valid: valid_report, efficiency, wall_s })
     })();
     run.end(result)
+}
+
+/// Accuracy of always predicting the most frequent class of `labels` (ids in `0..n_classes`),
+/// and that class; `None` for no examples.
+fn majority_baseline(labels: &[i64], n_classes: usize) -> Option<(f64, usize)> {
+    let mut counts = vec![0usize; n_classes];
+    for &l in labels {
+        if let Some(c) = usize::try_from(l).ok().and_then(|i| counts.get_mut(i)) {
+            *c += 1;
+        }
+    }
+    let (class, &top) = counts.iter().enumerate().rev().max_by_key(|&(_, n)| *n)?;
+    (!labels.is_empty()).then(|| (top as f64 / labels.len() as f64, class))
 }
 
 /// Draw `curves.png` / `curves.svg` from the run's metrics log.

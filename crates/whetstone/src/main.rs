@@ -88,6 +88,10 @@ struct TrainArgs {
 #[derive(Args)]
 pub(crate) struct RunArgs {
     /// cpu, cuda, cuda:N or auto.
+    /// Drop rows whose label is missing, empty, null or NaN-like (NaN, N/A, null, …) instead
+    /// of refusing the file; the number dropped is reported. Give it again with --resume.
+    #[arg(long)]
+    drop_bad_labels: bool,
     #[arg(long)]
     pub device: Option<String>,
     /// fp32, bf16 (mixed precision, CPU or CUDA) or fp16 (CUDA only); same as
@@ -122,7 +126,7 @@ impl RunArgs {
     /// The run options: where the run goes (a fresh folder for the run `name`, or the run
     /// being resumed), quiet, and the hidden stop.
     pub fn options(&self, folder: RunFolder) -> RunOptions {
-        RunOptions { folder, quiet: self.quiet, stop_after: self.stop_after }
+        RunOptions { folder, quiet: self.quiet, stop_after: self.stop_after, drop_bad_labels: false }
     }
 
     /// `--device` and `--name` as recipe overrides.
@@ -263,7 +267,7 @@ fn train(a: TrainArgs) -> Result<()> {
     if !quiet {
         eprintln!("{} run {} ({})", if resume { "resuming" } else { "starting" }, recipe.name, dir.display_path().display());
     }
-    let r = train_recipe(&recipe, &a.run.options(dir))?;
+    let r = train_recipe(&recipe, &whetstone_run::RunOptions { drop_bad_labels: a.drop_bad_labels, ..a.run.options(dir) })?;
     let dir = &r.dir;
     match &r.test {
         None => println!("run interrupted at step {} (resume with --resume {})", r.fit.progress.step, dir.display()),

@@ -5,11 +5,19 @@
 
 use csv::{ByteRecord, ReaderBuilder};
 
-use super::{non_empty, RawExample, TableSpec};
+use super::{non_empty, LabelSink, RawExample, TableSpec};
 use crate::error::{DataError, Result};
+use crate::validate;
 
 /// Reads a delimited table whose BOM has already been stripped.
-pub(super) fn read(spec: &TableSpec, bytes: &[u8], delimiter: u8) -> Result<Vec<RawExample>> {
+pub(super) fn read(spec: &TableSpec, bytes: &[u8], delimiter: u8, labels: &mut LabelSink) -> Result<Vec<RawExample>> {
+    if let Some((line, column)) = unterminated_quote(bytes, delimiter) {
+        return Err(DataError::UnterminatedQuote {
+            file: spec.path.clone(),
+            line,
+            column,
+        });
+    }
     let has_header = spec.columns.is_none();
     let mut reader = ReaderBuilder::new()
         .delimiter(delimiter)
@@ -29,6 +37,7 @@ pub(super) fn read(spec: &TableSpec, bytes: &[u8], delimiter: u8) -> Result<Vec<
                 .collect::<Result<_>>()?
         }
     };
+    validate::check_header(&spec.path, &columns)?;
     let index_of = |name: &str| {
         columns
             .iter()
@@ -74,11 +83,14 @@ pub(super) fn read(spec: &TableSpec, bytes: &[u8], delimiter: u8) -> Result<Vec<
                 continue;
             }
         }
-        let text = decode(spec, &record, text_idx, line, &spec.text_col)?;
         let label = decode(spec, &record, label_idx, line, &spec.label_col)?;
+        let Some(label) = labels.accept(spec, Some(label), line)? else {
+            continue;
+        };
+        let text = decode(spec, &record, text_idx, line, &spec.text_col)?;
         out.push(RawExample {
             text: non_empty(text, spec, line, &spec.text_col)?,
-            label: non_empty(label, spec, line, &spec.label_col)?,
+            label,
             line,
         });
     }
@@ -142,14 +154,59 @@ fn decode<'r>(
     std::str::from_utf8(field).map_err(|e| {
         let before: usize = record.iter().take(idx).map(count_newlines).sum::<usize>()
             + count_newlines(&field[..e.valid_up_to()]);
+        let bad = &field[e.valid_up_to()..];
         DataError::InvalidUtf8 {
             file: spec.path.clone(),
             line: line + before,
             column: column.to_string(),
+            hint: validate::encoding_hint(&spec.path, &bad[..bad.len().min(4)]),
         }
     })
 }
 
 fn count_newlines(bytes: &[u8]) -> usize {
     bytes.iter().filter(|&&b| b == b'\n').count()
+}
+
+/// Where a quoted field that is never closed starts, as (1-based line, 1-based character
+/// column), or `None` when every quote is closed.
+///
+/// Mirrors the `csv` crate's quoting rules: a quote opens a quoted field only as the field's
+/// first byte; inside it `""` is a literal quote and a lone `"` closes it; line ends (`\n`,
+/// `\r`) outside quotes end the record. Without this check the reader would silently put the
+/// rest of the file into that one field and report a confusing field-count mismatch.
+pub(super) fn unterminated_quote(bytes: &[u8], delimiter: u8) -> Option<(usize, usize)> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum State {
+        Start,
+        Unquoted,
+        Quoted,
+        QuoteInQuoted,
+    }
+    let mut state = State::Start;
+    let mut line = 1;
+    let mut line_start = 0;
+    let mut opened = (1, 1);
+    for (i, &b) in bytes.iter().enumerate() {
+        let newline = b == b'\n' || b == b'\r';
+        state = match state {
+            State::Start | State::Unquoted if newline || b == delimiter => State::Start,
+            State::Start if b == b'"' => {
+                let column = bytes[line_start..i].iter().filter(|&&c| c & 0xC0 != 0x80).count() + 1;
+                opened = (line, column);
+                State::Quoted
+            }
+            State::Start | State::Unquoted => State::Unquoted,
+            State::Quoted if b == b'"' => State::QuoteInQuoted,
+            State::Quoted => State::Quoted,
+            State::QuoteInQuoted if b == b'"' => State::Quoted,
+            State::QuoteInQuoted if newline || b == delimiter => State::Start,
+            State::QuoteInQuoted => State::Unquoted,
+        };
+        if b == b'\n' {
+            line += 1;
+            line_start = i + 1;
+        }
+    }
+    (state == State::Quoted).then_some(opened)
 }

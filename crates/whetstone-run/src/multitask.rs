@@ -542,6 +542,8 @@ fn export_head(recipe: &Recipe, run: &RunDir, model: &MultiTaskModel, task: usiz
 
 /// A finished multi-task run loaded back: the shared model, its tokenizer and each task's labels.
 pub struct MultiTaskRun {
+    /// The run folder (named in prediction errors).
+    dir: PathBuf,
     model: MultiTaskModel,
     _vs: VarStore,
     tokenizer: TextTokenizer,
@@ -582,36 +584,53 @@ impl MultiTaskRun {
         let mut vs = VarStore::new(device);
         let (model, max_len) = build_model(&recipe, &vs, tokenizer.vocab_size() as i64, &heads)?;
         crate::load_finite(&mut vs, &dir.join(BEST_MODEL_FILE))?;
-        Ok(Self { model, _vs: vs, tokenizer, labels, max_len, batch_size: recipe.train.eval_batch_size, device })
+        Ok(Self { dir: dir.to_path_buf(), model, _vs: vs, tokenizer, labels, max_len, batch_size: recipe.train.eval_batch_size, device })
     }
 
     /// For each text, task `task`'s prediction as one line: the class and its probability
     /// for a sequence task; `word/TAG` for each whitespace-separated word for a token task.
     pub fn predict(&self, task: &str, texts: &[String]) -> Result<Vec<String>> {
+        Ok(self.predict_rows(task, texts)?.iter().map(TaskPrediction::to_line).collect())
+    }
+
+    /// Whether `task` is a token task (tags per word) rather than a sequence task; an error
+    /// naming the known tasks when the run has no task `task`.
+    pub fn is_token_task(&self, task: &str) -> Result<bool> {
+        let i = self.model.task_index(task)?;
+        Ok(self.model.tasks()[i].kind == HeadKind::Token)
+    }
+
+    /// For each text, task `task`'s prediction: every class's probability (sequence task), or
+    /// the tag of each whitespace-separated word (token task). Texts are cut to `max_len × 32`
+    /// characters before anything else (see `whetstone_data::truncate`), so a token task
+    /// tags the words of that prefix only. Non-finite probabilities are an error naming the
+    /// text, never a silent `NaN`.
+    pub fn predict_rows(&self, task: &str, texts: &[String]) -> Result<Vec<TaskPrediction>> {
         let i = self.model.task_index(task)?;
         let labels = &self.labels[i];
+        let bound = whetstone_data::truncate::char_bound(self.max_len);
         match self.model.tasks()[i].kind {
             HeadKind::Sequence => {
                 let split = whetstone_data::Split { texts: texts.to_vec(), labels: vec![0; texts.len()] };
                 let enc = encode(&self.tokenizer, &split, self.max_len)?;
-                let mut out = Vec::new();
+                let mut probs: Vec<Vec<f32>> = Vec::with_capacity(texts.len());
                 tch::no_grad(|| -> Result<()> {
                     for chunk in (0..enc.len()).collect::<Vec<_>>().chunks(self.batch_size.max(1)) {
                         let b = whetstone_data::make_batch(&enc, chunk, self.device)?;
                         let p = self.model.forward_task(i, &b.input_ids, &b.attention_mask, false)?.f_softmax(-1, tch::Kind::Float)?.f_to_device(tch::Device::Cpu)?;
-                        let (best, idx) = p.f_max_dim(-1, false)?;
-                        let (best, idx) = (Vec::<f32>::try_from(best)?, Vec::<i64>::try_from(idx)?);
-                        out.extend(idx.iter().zip(&best).map(|(&c, p)| format!("{}\t{p:.4}", labels[c as usize])));
+                        let flat = Vec::<f32>::try_from(p.f_flatten(0, -1)?)?;
+                        probs.extend(flat.chunks(labels.len().max(1)).map(<[f32]>::to_vec));
                     }
                     Ok(())
                 })?;
-                Ok(out)
+                crate::run::check_finite_probs(&probs, &self.dir)?;
+                Ok(probs.into_iter().map(|p| TaskPrediction::Sequence { labels: labels.clone(), probs: p }).collect())
             }
             HeadKind::Token => {
                 let sentences: Vec<TaggedSentence> = texts
                     .iter()
                     .map(|t| {
-                        let words: Vec<String> = t.split_whitespace().map(String::from).collect();
+                        let words: Vec<String> = whetstone_data::truncate::truncate_chars(t, bound).split_whitespace().map(String::from).collect();
                         TaggedSentence { tags: vec!["O".into(); words.len()], words, line: 0 }
                     })
                     .collect();
@@ -619,18 +638,58 @@ impl MultiTaskRun {
                 let enc = encode_tagged(&self.tokenizer, &sentences, &tags, self.max_len)?;
                 let mut out = Vec::new();
                 tch::no_grad(|| -> Result<()> {
-                    for (s, (ids, lab)) in sentences.iter().zip(enc.ids.iter().zip(&enc.labels)) {
+                    for (s, (ids, lab)) in sentences.into_iter().zip(enc.ids.iter().zip(&enc.labels)) {
                         let input = tch::Tensor::from_slice(ids).f_view([1, -1])?.f_to_device(self.device)?;
                         let mask = input.f_ones_like()?;
                         let pred = Vec::<i64>::try_from(self.model.forward_task(i, &input, &mask, false)?.f_argmax(-1, false)?.f_flatten(0, -1)?.f_to_device(tch::Device::Cpu)?)?;
                         let first: Vec<usize> = lab.iter().enumerate().filter(|(_, &l)| l != whetstone_data::conll::IGNORE_INDEX).map(|(p, _)| p).collect();
-                        let line: Vec<String> = s.words.iter().enumerate().map(|(w, word)| format!("{word}/{}", first.get(w).map_or("O", |&p| labels[pred[p] as usize].as_str()))).collect();
-                        out.push(line.join(" "));
+                        let tags: Vec<String> = (0..s.words.len()).map(|w| first.get(w).map_or("O", |&p| labels[pred[p] as usize].as_str()).to_string()).collect();
+                        out.push(TaskPrediction::Token { words: s.words, tags });
                     }
                     Ok(())
                 })?;
                 Ok(out)
             }
+        }
+    }
+}
+
+/// One text's prediction by one task of a [`MultiTaskRun`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum TaskPrediction {
+    /// A sequence task: the task's classes and the probability of each, in the same order.
+    Sequence {
+        /// Class names (display names where the run has them).
+        labels: Vec<String>,
+        /// One probability per class.
+        probs: Vec<f32>,
+    },
+    /// A token task: the text's whitespace-separated words and the tag of each.
+    Token {
+        /// The words.
+        words: Vec<String>,
+        /// One tag per word.
+        tags: Vec<String>,
+    },
+}
+
+impl TaskPrediction {
+    /// The most likely class and its probability (sequence tasks), `None` for token tasks.
+    pub fn best(&self) -> Option<(&str, f32)> {
+        match self {
+            TaskPrediction::Sequence { labels, probs } => {
+                let c = probs.iter().enumerate().fold(0, |best, (i, &v)| if v > probs[best] { i } else { best });
+                Some((labels.get(c)?.as_str(), *probs.get(c)?))
+            }
+            TaskPrediction::Token { .. } => None,
+        }
+    }
+
+    /// The plain output line: `class<TAB>probability`, or `word/TAG` per word.
+    pub fn to_line(&self) -> String {
+        match self {
+            TaskPrediction::Sequence { .. } => self.best().map(|(l, p)| format!("{l}\t{p:.4}")).unwrap_or_default(),
+            TaskPrediction::Token { words, tags } => words.iter().zip(tags).map(|(w, t)| format!("{w}/{t}")).collect::<Vec<_>>().join(" "),
         }
     }
 }

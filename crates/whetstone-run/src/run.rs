@@ -166,9 +166,45 @@ impl LoadedRun {
 
     /// The most likely class (display name) and its probability for each text.
     pub fn predict_texts(&self, texts: &[String]) -> Result<Vec<(String, f32)>> {
+        Ok(self
+            .predict_probs(texts)?
+            .into_iter()
+            .map(|pr| {
+                let c = argmax(&pr);
+                (self.label_names[c].clone(), pr[c])
+            })
+            .collect())
+    }
+
+    /// The probability of every class (in [`label_names`](Self::label_names) order) for each
+    /// text. Each text is encoded as training encoded it: cut to `max_len × 32` characters,
+    /// then to `max_len` ids (see `whetstone_data::truncate`). Probabilities that are not
+    /// finite (NaN or infinite: broken weights, or activations that overflow in low precision)
+    /// are an error naming the text's index, never a silent `NaN`.
+    pub fn predict_probs(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
         let split = whetstone_data::Split { texts: texts.to_vec(), labels: vec![0; texts.len()] };
         let enc = whetstone_data::encode(&self.tokenizer, &split, self.max_len())?;
         let p = whetstone_train::predict_in(self.precision, self.model.as_ref(), &enc, self.recipe.train.eval_batch_size, self.device)?;
-        Ok(p.preds.iter().zip(&p.probs).map(|(&c, pr)| (self.label_names[c as usize].clone(), pr[c as usize])).collect())
+        check_finite_probs(&p.probs, &self.dir)?;
+        Ok(p.probs)
+    }
+}
+
+/// The index of the largest probability (the first on ties).
+fn argmax(p: &[f32]) -> usize {
+    p.iter().enumerate().fold(0, |best, (i, &v)| if v > p[best] { i } else { best })
+}
+
+/// An error naming the first text (0-based index) whose class probabilities are not all finite.
+pub(crate) fn check_finite_probs(probs: &[Vec<f32>], run: &Path) -> Result<()> {
+    match probs.iter().position(|p| p.iter().any(|v| !v.is_finite())) {
+        None => Ok(()),
+        Some(i) => Err(TrainError::Run {
+            run: run.to_path_buf(),
+            msg: format!("the model's class probabilities for text {} are not finite (NaN or infinite); its weights or activations overflow, so no prediction is given", i + 1),
+        }),
     }
 }

@@ -7,12 +7,12 @@
 
 mod augment_cmd;
 mod compress_cmd;
+mod predict_cmd;
 mod pretrain_cmd;
 mod recipe_source;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand};
-use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use whetstone_data::{fetch, Manifest, TableSpec};
@@ -34,8 +34,9 @@ enum Command {
     Pretrain(pretrain_cmd::PretrainArgs),
     /// Evaluate a finished run on its test split or on a labelled file.
     Eval(EvalArgs),
-    /// Classify lines read from stdin; prints `label<TAB>probability` per line.
-    Predict(PredictArgs),
+    /// Classify stdin line by line, answering every line in order (flushed per line): prints
+    /// `label<TAB>probability`, or with `--format jsonl` every class's probability.
+    Predict(predict_cmd::PredictArgs),
     /// Distil a teacher run into a smaller student run.
     Distill(compress_cmd::DistillArgs),
     /// Prune (or int8-quantise) a run into a smaller or sparser run.
@@ -187,30 +188,13 @@ struct EvalArgs {
     attack_examples: usize,
 }
 
-#[derive(Args)]
-struct PredictArgs {
-    /// The run folder.
-    #[arg(long)]
-    run: PathBuf,
-    /// cpu, cuda, cuda:N or auto (default: the run's).
-    #[arg(long)]
-    device: Option<String>,
-    /// Precision of inference: fp32, bf16 or fp16 (default: the run's recipe's).
-    #[arg(long, value_parser = precision_arg)]
-    precision: Option<Precision>,
-    /// A multi-task run's task whose head answers (sequence: class and probability; token:
-    /// `word/TAG` per whitespace-separated word).
-    #[arg(long)]
-    task: Option<String>,
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(a) => train(a),
         Command::Pretrain(a) => pretrain_cmd::pretrain(a),
         Command::Eval(a) => eval(a),
-        Command::Predict(a) => predict(a),
+        Command::Predict(a) => predict_cmd::predict(a),
         Command::Distill(a) => compress_cmd::distill(a),
         Command::Prune(a) => compress_cmd::prune(a),
         Command::Augment(a) => augment_cmd::augment(a),
@@ -336,53 +320,6 @@ fn eval(a: EvalArgs) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// `whetstone predict --task NAME`: one head of a multi-task run, one stdin line per text.
-fn predict_task(a: &PredictArgs, task: &str) -> Result<()> {
-    let run = whetstone_run::MultiTaskRun::open(&a.run, a.device.as_deref())?;
-    let texts: Vec<String> = std::io::stdin().lock().lines().collect::<std::io::Result<_>>().context("reading stdin")?;
-    if let Some(i) = texts.iter().position(|t| t.trim().is_empty()) {
-        bail!("stdin line {}: empty text", i + 1);
-    }
-    let mut out = std::io::stdout().lock();
-    for chunk in texts.chunks(64) {
-        for line in run.predict(task, chunk)? {
-            writeln!(out, "{line}")?;
-        }
-    }
-    Ok(())
-}
-
-fn predict(a: PredictArgs) -> Result<()> {
-    if let Some(task) = &a.task {
-        return predict_task(&a, task);
-    }
-    let run = compress_cmd::open_run(&a.run, a.device.as_deref(), a.precision)?;
-    let stdin = std::io::stdin();
-    let mut out = std::io::stdout().lock();
-    let mut chunk = Vec::new();
-    let flush = |chunk: &mut Vec<String>, out: &mut dyn Write| -> Result<()> {
-        if chunk.is_empty() {
-            return Ok(());
-        }
-        for (label, p) in run.predict_texts(chunk)? {
-            writeln!(out, "{label}\t{p:.4}")?;
-        }
-        chunk.clear();
-        Ok(())
-    };
-    for (i, line) in stdin.lock().lines().enumerate() {
-        let line = line.with_context(|| format!("reading stdin line {}", i + 1))?;
-        if line.trim().is_empty() {
-            bail!("stdin line {}: empty text", i + 1);
-        }
-        chunk.push(line);
-        if chunk.len() == 64 {
-            flush(&mut chunk, &mut out)?;
-        }
-    }
-    flush(&mut chunk, &mut out)
 }
 
 fn data(names: Vec<String>) -> Result<()> {

@@ -1,0 +1,176 @@
+//! `whetstone predict`: classify stdin one line at a time, answering each line (empty ones
+//! included) in order and flushing after each, so it can be driven through a pipe. Lines are
+//! read in bounded memory: at most the run's `max_len × 32` characters of a line are kept
+//! (see `whetstone_data::truncate`), the rest is skipped unread into memory.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use serde_json::{json, Map, Value};
+use whetstone_data::truncate::{char_bound, read_line_bounded};
+use whetstone_run::multitask::TaskPrediction;
+use whetstone_run::{LoadedRun, MultiTaskRun, Precision};
+
+/// How each answer is printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PredictFormat {
+    /// `label<TAB>probability` (token tasks: `word/TAG` per word); an empty line for an empty line.
+    Plain,
+    /// One JSON object per line: `{"line": N, "label": L, "prob": P, "probs": {label: p, …}}`
+    /// (token tasks: `{"line": N, "words": […], "tags": […]}`); `label`, `prob` and `probs` are
+    /// null for an empty line. `"truncated": true` marks a line longer than the read bound.
+    Jsonl,
+}
+
+#[derive(Args)]
+#[command(after_long_help = "\
+Input: one text per stdin line (UTF-8; a trailing \\r is dropped). Every line gets exactly one \
+output line, in order, flushed as soon as it is computed, so `predict` can answer a pipe \
+interactively.
+
+Empty lines: a line that is empty or only whitespace has nothing to classify; it is answered \
+with an empty line (plain) or with `\"label\": null, \"probs\": null` (jsonl), so outputs stay \
+aligned with inputs.
+
+Long lines: only the first max_len × 32 characters of a line are read (max_len from the run's \
+recipe; the model sees at most max_len tokens of them anyway); the rest of the line is skipped \
+without being held in memory, and a note goes to stderr. Token tasks tag the words of that \
+prefix only.
+
+Errors: a line that is not UTF-8, or probabilities that are not finite (NaN or infinite, from \
+broken weights), stop predict with an error naming the stdin line and a non-zero exit; \
+the lines before it have already been answered.")]
+pub struct PredictArgs {
+    /// The run folder.
+    #[arg(long)]
+    run: PathBuf,
+    /// cpu, cuda, cuda:N or auto (default: the run's).
+    #[arg(long)]
+    device: Option<String>,
+    /// Precision of inference: fp32, bf16 or fp16 (default: the run's recipe's).
+    #[arg(long, value_parser = crate::precision_arg)]
+    precision: Option<Precision>,
+    /// A multi-task run's task whose head answers (sequence: class and probability; token:
+    /// `word/TAG` per whitespace-separated word).
+    #[arg(long)]
+    task: Option<String>,
+    /// Output: `plain` (`label<TAB>probability`) or `jsonl` (every class's probability and the
+    /// input line number).
+    #[arg(long, value_enum, default_value_t = PredictFormat::Plain)]
+    format: PredictFormat,
+}
+
+/// The model that answers: a single run, or one task of a multi-task run.
+enum Predictor {
+    Single(LoadedRun),
+    /// The run, the task, and whether it is a token task.
+    Task(MultiTaskRun, String, bool),
+}
+
+impl Predictor {
+    /// The prediction for one non-empty text.
+    fn predict(&self, text: String) -> Result<TaskPrediction> {
+        match self {
+            Predictor::Single(run) => {
+                let probs = run.predict_probs(&[text])?.pop().context("the model returned no prediction")?;
+                Ok(TaskPrediction::Sequence { labels: run.label_names.clone(), probs })
+            }
+            Predictor::Task(run, task, _) => Ok(run.predict_rows(task, &[text])?.pop().context("the model returned no prediction")?),
+        }
+    }
+
+    /// What an empty line is answered with.
+    fn empty(&self, line: usize, format: PredictFormat, truncated: bool) -> String {
+        match format {
+            PredictFormat::Plain => String::new(),
+            PredictFormat::Jsonl => {
+                let mut v = json!({ "line": line });
+                match self {
+                    Predictor::Task(_, _, true) => {
+                        v["words"] = json!([]);
+                        v["tags"] = json!([]);
+                    }
+                    _ => {
+                        v["label"] = Value::Null;
+                        v["prob"] = Value::Null;
+                        v["probs"] = Value::Null;
+                    }
+                }
+                if truncated {
+                    v["truncated"] = json!(true);
+                }
+                v.to_string()
+            }
+        }
+    }
+}
+
+/// One answer in `format`.
+fn render(p: &TaskPrediction, line: usize, format: PredictFormat, truncated: bool) -> String {
+    match format {
+        PredictFormat::Plain => p.to_line(),
+        PredictFormat::Jsonl => {
+            let mut v = match p {
+                TaskPrediction::Sequence { labels, probs } => {
+                    let (label, prob) = p.best().map_or((Value::Null, Value::Null), |(l, pr)| (json!(l), json!(pr)));
+                    let all: Map<String, Value> = labels.iter().zip(probs).map(|(l, &pr)| (l.clone(), json!(pr))).collect();
+                    json!({ "line": line, "label": label, "prob": prob, "probs": all })
+                }
+                TaskPrediction::Token { words, tags } => json!({ "line": line, "words": words, "tags": tags }),
+            };
+            if truncated {
+                v["truncated"] = json!(true);
+            }
+            v.to_string()
+        }
+    }
+}
+
+/// `whetstone predict`.
+pub fn predict(a: PredictArgs) -> Result<()> {
+    let recipe = whetstone_run::read_recipe(&a.run)?;
+    let predictor = match &a.task {
+        Some(task) => {
+            if a.precision.is_some() {
+                bail!("--precision applies to single runs; a multi-task run (--task) predicts in float32");
+            }
+            let run = MultiTaskRun::open(&a.run, a.device.as_deref())?;
+            let token = run.is_token_task(task)?;
+            Predictor::Task(run, task.clone(), token)
+        }
+        None => Predictor::Single(crate::compress_cmd::open_run(&a.run, a.device.as_deref(), a.precision)?),
+    };
+    let max_len = match &predictor {
+        Predictor::Single(run) => run.max_len(),
+        Predictor::Task(..) => recipe.data.max_len,
+    };
+    let bound = char_bound(max_len);
+    let stdin = std::io::stdin();
+    let mut input = stdin.lock();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    answer_lines(&predictor, &mut input, &mut out, bound, a.format)
+}
+
+/// Answers each line of `input` on `out`, flushing after each.
+fn answer_lines(predictor: &Predictor, input: &mut dyn BufRead, out: &mut dyn Write, bound: usize, format: PredictFormat) -> Result<()> {
+    let mut n = 0usize;
+    loop {
+        n += 1;
+        let Some(line) = read_line_bounded(input, bound).with_context(|| format!("reading stdin line {n}"))? else {
+            return Ok(());
+        };
+        if line.truncated {
+            eprintln!("whetstone predict: stdin line {n} is longer than {bound} characters; only its first {bound} are used");
+        }
+        let answer = if line.text.trim().is_empty() {
+            predictor.empty(n, format, line.truncated)
+        } else {
+            let p = predictor.predict(line.text).with_context(|| format!("stdin line {n}"))?;
+            render(&p, n, format, line.truncated)
+        };
+        writeln!(out, "{answer}").and_then(|()| out.flush()).context("writing to stdout")?;
+    }
+}

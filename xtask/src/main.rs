@@ -27,6 +27,11 @@ commands:
                      adversarial/consistency training and multi-task learning on rotten-tomatoes
                      (reports/augment.md; --sections, --seeds, --quick); all: train and optim-speed, then
                      the criterion benches)
+  fuzz [--seconds N] [TARGET..]
+                     run the cargo-fuzz targets (fuzz/: data_readers, recipe, checkpoint; default all)
+                     for N seconds each (default 60), installing cargo-fuzz when missing; stable Rust
+                     (RUSTC_BOOTSTRAP=1, --sanitizer none). New inputs go to fuzz/target/corpus, crashes
+                     to fuzz/artifacts; `cargo xtask test` replays fuzz/corpus and fuzz/regressions
   env                print the environment exports for using the installed libtorch from a shell
 
 environment:
@@ -85,6 +90,10 @@ fn run() -> Result<ExitCode> {
             let mut c = cargo(&root, &env);
             c.args(["test", "--release", "--workspace", "--no-fail-fast"]).args(&args);
             status(c)
+        }
+        "fuzz" => {
+            let env = libtorch::ensure()?;
+            fuzz(&root, &env, &args)
         }
         "bench" => {
             let env = libtorch::ensure()?;
@@ -204,4 +213,63 @@ fn bench_optim_speed(root: &Path, env: &libtorch::Env) -> Result<ExitCode> {
     c.arg("--peer").arg(root.join("benches/peers/optim_speed.py"));
     c.arg("--out").arg(root.join("reports"));
     status(c)
+}
+
+/// The cargo-fuzz targets of fuzz/ (see fuzz/src/lib.rs).
+const FUZZ_TARGETS: [&str; 3] = ["data_readers", "recipe", "checkpoint"];
+
+/// `cargo xtask fuzz [--seconds N] [TARGET..]`: each target for N seconds (default 60) with
+/// cargo-fuzz on the stable toolchain (RUSTC_BOOTSTRAP=1 for its -Z flags, no sanitizer),
+/// starting from fuzz/corpus/TARGET and fuzz/regressions/TARGET; new inputs are kept in
+/// fuzz/target/corpus/TARGET, a crash in fuzz/artifacts/TARGET (and the command fails).
+fn fuzz(root: &Path, env: &libtorch::Env, args: &[String]) -> Result<ExitCode> {
+    let mut seconds = 60u64;
+    let mut targets = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--seconds" => seconds = it.next().context("--seconds needs a number")?.parse().context("--seconds needs a whole number of seconds")?,
+            t if FUZZ_TARGETS.contains(&t) => targets.push(t.to_string()),
+            other => bail!("unknown fuzz argument `{other}` (targets: {})", FUZZ_TARGETS.join(", ")),
+        }
+    }
+    if targets.is_empty() {
+        targets = FUZZ_TARGETS.iter().map(|t| t.to_string()).collect();
+    }
+    let installed = Command::new("cargo").args(["fuzz", "--version"]).output().is_ok_and(|o| o.status.success());
+    if !installed {
+        eprintln!("cargo-fuzz is not installed: cargo install cargo-fuzz --locked");
+        let st = Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]).status().context("could not start cargo install")?;
+        if !st.success() {
+            bail!("installing cargo-fuzz failed");
+        }
+    }
+    let fuzz_dir = root.join("fuzz");
+    let fuzz_cmd = |sub: &str| {
+        let mut c = cargo(root, env);
+        // cargo-fuzz passes -Z flags to rustc; stable accepts them with RUSTC_BOOTSTRAP. No
+        // sanitizer: AddressSanitizer needs nightly's std and libtorch is not built with it.
+        c.env("RUSTC_BOOTSTRAP", "1").args(["fuzz", sub, "--fuzz-dir"]).arg(&fuzz_dir).args(["--sanitizer", "none", "--debug-assertions"]);
+        c
+    };
+    let t0 = std::time::Instant::now();
+    let code = status(fuzz_cmd("build"))?;
+    if code != ExitCode::SUCCESS {
+        return Ok(code);
+    }
+    eprintln!("fuzz targets built in {:.0}s", t0.elapsed().as_secs_f64());
+    for t in &targets {
+        let work = fuzz_dir.join("target/corpus").join(t);
+        std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+        let mut c = fuzz_cmd("run");
+        c.arg(t).arg(&work).arg(fuzz_dir.join("corpus").join(t)).arg(fuzz_dir.join("regressions").join(t));
+        c.args(["--", &format!("-max_total_time={seconds}"), "-max_len=65536", "-rss_limit_mb=4096", "-timeout=10", "-print_final_stats=1"]);
+        eprintln!("fuzzing {t} for {seconds}s");
+        let code = status(c)?;
+        if code != ExitCode::SUCCESS {
+            eprintln!("fuzz target {t} found a failure: the input is in fuzz/artifacts/{t}/; save it under fuzz/regressions/{t}/ once understood");
+            return Ok(code);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -12,11 +12,13 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+const SUBJECTS: [&str; 6] = ["the cat", "a dog", "my neighbour", "the old sailor", "every child", "the quiet teacher"];
+const VERBS: [&str; 6] = ["chases", "feeds", "paints", "remembers", "admires", "follows"];
+const OBJECTS: [&str; 6] = ["the red ball", "a small bird", "the harbour lights", "an empty room", "the winter sky", "a paper boat"];
+
 /// A corpus with learnable structure: each line pairs a subject with its own verb and object.
 fn write_corpus(dir: &Path) -> std::path::PathBuf {
-    let subjects = ["the cat", "a dog", "my neighbour", "the old sailor", "every child", "the quiet teacher"];
-    let verbs = ["chases", "feeds", "paints", "remembers", "admires", "follows"];
-    let objects = ["the red ball", "a small bird", "the harbour lights", "an empty room", "the winter sky", "a paper boat"];
+    let (subjects, verbs, objects) = (SUBJECTS, VERBS, OBJECTS);
     let mut lines = Vec::new();
     for i in 0..600 {
         let k = i % 6;
@@ -110,7 +112,14 @@ fn pretraining_learns_resumes_exactly_and_exports_a_checkpoint_for_fine_tuning()
     let ckpt = BertCheckpoint::open(full.join(ENCODER_DIR)).unwrap();
     assert_eq!(ckpt.encoder_config().layers, 1);
     let labelled = tmp.path().join("labelled.csv");
-    let rows: Vec<String> = (0..120).map(|i| if i % 2 == 0 { format!("\"the cat chases the red ball {i}\",pos") } else { format!("\"a dog feeds a small bird {i}\",neg") }).collect();
+    // Every subject × verb × object once; the label is carried by the verb alone (chases,
+    // paints, admires → pos), so neither the first words nor the length give it away.
+    let rows: Vec<String> = (0..216)
+        .map(|i| {
+            let (s, v, o) = (i % 6, (i / 6) % 6, (i / 36 + i) % 6);
+            format!("{} {} {},{}", SUBJECTS[s], VERBS[v], OBJECTS[o], if v % 2 == 0 { "pos" } else { "neg" })
+        })
+        .collect();
     std::fs::write(&labelled, format!("text,label\n{}\n", rows.join("\n"))).unwrap();
     let ft = Recipe::parse(
         "ft",

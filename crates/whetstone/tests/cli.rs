@@ -101,6 +101,69 @@ fn trains_on_a_users_csv_then_evaluates_and_predicts() {
     }
 }
 
+/// A small task a model can learn: neutral filler words around one or two sentiment words,
+/// "good", "great", ... → pos and "bad", "awful", ... → neg. Seeded, `n` rows.
+fn learnable_csv(dir: &Path, n: usize) -> PathBuf {
+    const POS: &[&str] = &["good", "great", "wonderful", "excellent", "lovely"];
+    const NEG: &[&str] = &["bad", "awful", "terrible", "dull", "boring"];
+    const FILLER: &[&str] = &["the", "film", "movie", "plot", "story", "actors", "was", "is", "really", "quite", "very", "and", "a", "with", "its", "music", "ending", "cast", "script", "scenes"];
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = |k: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % k as u64) as usize
+    };
+    let path = dir.join("learnable.csv");
+    let mut w = csv::Writer::from_path(&path).unwrap();
+    w.write_record(["review", "sentiment"]).unwrap();
+    for i in 0..n {
+        let pos = i % 2 == 0;
+        let mut words: Vec<&str> = (0..4 + next(6)).map(|_| FILLER[next(FILLER.len())]).collect();
+        for _ in 0..1 + next(2) {
+            let word = if pos { POS[next(POS.len())] } else { NEG[next(NEG.len())] };
+            let at = next(words.len() + 1);
+            words.insert(at, word);
+        }
+        w.write_record([words.join(" "), if pos { "pos".into() } else { "neg".into() }]).unwrap();
+    }
+    w.flush().unwrap();
+    path
+}
+
+/// On a task with a clear signal, the trained model is far above chance on its test split,
+/// and `predict` labels a plainly positive and a plainly negative sentence correctly.
+#[test]
+fn learns_a_learnable_task_and_predicts_the_right_labels() {
+    let tmp = tempfile::tempdir().unwrap();
+    let csv = learnable_csv(tmp.path(), 600);
+    let runs = tmp.path().join("runs");
+    let o = bin()
+        .args(["train", "--data"])
+        .arg(&csv)
+        .args(["--text-col", "review", "--label-col", "sentiment", "--name", "learnable", "--runs-dir"])
+        .arg(&runs)
+        .args(TINY)
+        .args(["--set", "train.epochs=4", "--set", "optim.lr=5e-3", "--set", "eval.latency_iters=0", "--set", "threads=1"])
+        .output()
+        .unwrap();
+    ok(&o);
+    let run = runs.join("learnable");
+    let metrics: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(metrics["test"]["n"], 60);
+    let acc = metrics["test"]["accuracy"].as_f64().unwrap();
+    assert!(acc >= 0.9, "test accuracy {acc} on a task with a one-word signal (chance 0.5)");
+
+    let mut child = bin().args(["predict", "--run"]).arg(&run).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(b"the film was great and the cast wonderful
+an awful movie with a boring plot
+").unwrap();
+    let o = child.wait_with_output().unwrap();
+    ok(&o);
+    let labels: Vec<String> = String::from_utf8_lossy(&o.stdout).lines().map(|l| l.split('\t').next().unwrap().to_string()).collect();
+    assert_eq!(labels, ["pos", "neg"], "predict output: {}", String::from_utf8_lossy(&o.stdout));
+}
+
 #[test]
 fn a_killed_run_resumes_bit_identical() {
     let tmp = tempfile::tempdir().unwrap();

@@ -138,7 +138,8 @@ fn member_files(dir: &Path, members: &[PathBuf]) -> Result<Vec<String>> {
 /// (atomically). Called right after extraction, and once for a cache extracted before records
 /// existed.
 pub(crate) fn write_record(dir: &Path, files: &[String]) -> Result<()> {
-    let mut record = Record::new();
+    // Entries sharing a package (rotten-tomatoes and imdb) share its record: merge.
+    let mut record: Record = fs::read_to_string(dir.join(RECORD_FILE)).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
     for f in files {
         let path = dir.join(f);
         let (size, mtime_ns) = stat(&path)?;
@@ -174,8 +175,16 @@ fn check_record(entry: &DatasetEntry, dir: &Path, members: &[PathBuf]) -> Result
         let _ = write_record(dir, &files);
         return Ok(());
     };
-    if let Some(extra) = files.iter().find(|f| !record.contains_key(*f)) {
-        return Err(changed(entry, dir, &dir.join(extra), "this file was not extracted from the verified package".into()));
+    let unrecorded: Vec<String> = files.iter().filter(|f| !record.contains_key(*f)).cloned().collect();
+    if !unrecorded.is_empty() {
+        // A named member of another entry of the same package, extracted before records
+        // existed, is recorded now; a file that only a pattern matches was not extracted.
+        let named: Vec<String> = members.iter().filter(|m| !is_pattern(m)).map(|m| m.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect::<Vec<_>>().join("/")).collect();
+        if let Some(extra) = unrecorded.iter().find(|f| !named.contains(f)) {
+            return Err(changed(entry, dir, &dir.join(extra), "this file was not extracted from the verified package".into()));
+        }
+        let _ = write_record(dir, &unrecorded);
+        record = load_record(entry, dir)?.unwrap_or(record);
     }
     let mut touched = false;
     for (name, rec) in record.iter_mut() {

@@ -112,3 +112,21 @@ fn a_cached_corpus_folder_refuses_added_and_removed_files() {
     let msg = fetch(entry, cache.path()).unwrap_err().to_string();
     assert!(msg.contains("b.txt") && msg.contains("missing"), "{msg}");
 }
+
+/// rotten-tomatoes and imdb share one package folder, so one record: using one does not make
+/// the other's files look foreign.
+#[test]
+fn entries_sharing_a_package_share_its_record() {
+    let manifest = Manifest::builtin().unwrap();
+    let (rt, imdb) = (manifest.get("rotten-tomatoes").unwrap(), manifest.get("imdb").unwrap());
+    assert_eq!(package_dir(rt, std::path::Path::new("c")), package_dir(imdb, std::path::Path::new("c")));
+    let cache = tempfile::tempdir().unwrap();
+    let dir = package_dir(rt, cache.path());
+    let target = dir.join(&rt.path);
+    std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+    std::fs::write(&target, "text,label,source\nx,0,imdb\n").unwrap();
+    std::fs::write(dir.join(MARKER_FILE), format!("{}\n", rt.sha256)).unwrap();
+    assert_eq!(fetch(rt, cache.path()).unwrap(), target);
+    assert_eq!(fetch(imdb, cache.path()).unwrap(), dir.join(&imdb.path));
+    assert_eq!(fetch(rt, cache.path()).unwrap(), target);
+}

@@ -45,8 +45,15 @@ enum Command {
     Augment(augment_cmd::AugmentArgs),
     /// Fetch datasets from the manifest into the cache (`all` for every one).
     Data {
-        /// Dataset names (default: rotten-tomatoes).
+        /// Dataset names (default: rotten-tomatoes; with --verify: every cached dataset).
         names: Vec<String>,
+        /// Delete the cached copy and fetch it again (the fix for a cached file that changed).
+        #[arg(long, conflicts_with = "verify")]
+        refetch: bool,
+        /// Re-hash the cached files against the record made when they were extracted; fetches
+        /// nothing. Exits 1 naming the first file that changed.
+        #[arg(long)]
+        verify: bool,
     },
     /// List the embedded recipes and known datasets.
     List,
@@ -81,6 +88,10 @@ struct TrainArgs {
     /// Fixed test file (with --data).
     #[arg(long)]
     test: Option<PathBuf>,
+    /// Drop rows whose label is missing, empty, null or NaN-like (NaN, N/A, null, …) instead
+    /// of refusing the file; the number dropped is reported. Give it again with --resume.
+    #[arg(long)]
+    drop_bad_labels: bool,
     #[command(flatten)]
     run: RunArgs,
 }
@@ -89,10 +100,6 @@ struct TrainArgs {
 #[derive(Args)]
 pub(crate) struct RunArgs {
     /// cpu, cuda, cuda:N or auto.
-    /// Drop rows whose label is missing, empty, null or NaN-like (NaN, N/A, null, …) instead
-    /// of refusing the file; the number dropped is reported. Give it again with --resume.
-    #[arg(long)]
-    drop_bad_labels: bool,
     #[arg(long)]
     pub device: Option<String>,
     /// fp32, bf16 (mixed precision, CPU or CUDA) or fp16 (CUDA only); same as
@@ -198,7 +205,7 @@ fn main() -> ExitCode {
         Command::Distill(a) => compress_cmd::distill(a),
         Command::Prune(a) => compress_cmd::prune(a),
         Command::Augment(a) => augment_cmd::augment(a),
-        Command::Data { names } => data(names),
+        Command::Data { names, refetch, verify } => data(names, refetch, verify),
         Command::List => list(),
     };
     match result {
@@ -322,17 +329,44 @@ fn eval(a: EvalArgs) -> Result<()> {
     Ok(())
 }
 
-fn data(names: Vec<String>) -> Result<()> {
+fn data(names: Vec<String>, refetch: bool, verify: bool) -> Result<()> {
     let manifest = Manifest::builtin()?;
+    let cache = whetstone_data::cache_dir();
+    if verify {
+        let all = names.is_empty() || names.as_slice() == ["all"];
+        let names: Vec<String> = if all { manifest.names() } else { names };
+        let (mut checked, mut failed) = (0, 0);
+        for n in names {
+            let entry = manifest.get(&n)?;
+            match fetch::verify_cached(entry, &cache) {
+                Ok(Some(v)) => {
+                    checked += 1;
+                    println!("{n}: ok ({} file{} re-hashed) {}", v.files, if v.files == 1 { "" } else { "s" }, v.path.display());
+                }
+                Ok(None) if all => {}
+                Ok(None) => bail!("{n} is not in the data cache {}; fetch it with `whetstone data {n}`", cache.display()),
+                Err(e) => {
+                    failed += 1;
+                    eprintln!("{n}: {e}");
+                }
+            }
+        }
+        if failed > 0 {
+            bail!("{failed} cached dataset(s) failed verification (see above)");
+        }
+        if checked == 0 {
+            println!("no dataset is in the data cache {}", cache.display());
+        }
+        return Ok(());
+    }
     let names: Vec<String> = match names.as_slice() {
         [] => vec!["rotten-tomatoes".into()],
         [a] if a == "all" => manifest.datasets.iter().map(|d| d.name.clone()).collect(),
         _ => names,
     };
-    let cache = whetstone_data::cache_dir();
     for n in names {
         let entry = manifest.get(&n)?;
-        let path = fetch(entry, &cache)?;
+        let path = if refetch { fetch::refetch(entry, &cache)? } else { fetch(entry, &cache)? };
         println!("{n}: {}", path.display());
     }
     Ok(())

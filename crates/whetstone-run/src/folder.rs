@@ -13,7 +13,8 @@
 //!   or dropped (also when the process dies: the operating system releases it).
 //! * **One atomic write.** Every file goes through [`RunDir::write`]
 //!   ([`whetstone_eval::write_atomic`]: a temporary file, fsync, rename, fsync of the folder),
-//!   so a reader sees the old file or the new one, never a torn one.
+//!   so a reader sees the old file or the new one, never a torn one. A process killed
+//!   mid-write leaves only its temporary file, which the next `--resume` removes.
 //! * **Finishing.** [`RunDir::finish`] releases the lock; [`RunDir::discard`] removes a fresh
 //!   folder whose run failed before it wrote anything worth keeping.
 
@@ -113,6 +114,38 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
     move |source| TrainError::Io { path: path.to_path_buf(), source }
 }
 
+/// Whether `name` is the temporary file of an atomic write ([`whetstone_eval::write_atomic`]:
+/// `.NAME.PID-N.tmp`).
+fn is_atomic_temporary(name: &str) -> bool {
+    let Some(stem) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) else {
+        return false;
+    };
+    let Some((_, tag)) = stem.rsplit_once('.') else {
+        return false;
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    tag.split_once('-').is_some_and(|(pid, n)| digits(pid) && digits(n))
+}
+
+/// Remove what atomic writes of a process that died mid-write (a SIGKILL, a crash) left in
+/// `dir` and its subfolders: their temporary files. Called with the run's lock held, so no
+/// other process is writing there. Best effort: a file that cannot be removed stays.
+fn remove_stale_temporaries(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let Ok(kind) = e.file_type() else {
+            continue;
+        };
+        if kind.is_dir() {
+            remove_stale_temporaries(&e.path());
+        } else if kind.is_file() && is_atomic_temporary(&e.file_name().to_string_lossy()) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// A run's folder, created or opened for the run and locked for its lifetime. Every file the
 /// run writes goes through it (see the module docs).
 ///
@@ -194,7 +227,9 @@ impl RunDir {
                 msg: format!("there is no {CHECKPOINT_FILE} to continue from (the run stopped before its first checkpoint, or this is not a run folder)"),
             });
         }
-        Self::locked(path.to_path_buf(), false)
+        let run = Self::locked(path.to_path_buf(), false)?;
+        remove_stale_temporaries(path);
+        Ok(run)
     }
 
     /// Lock `path`'s [`LOCK_FILE`]; a fresh folder that cannot be locked is removed again.
@@ -302,5 +337,30 @@ impl RunDir {
                 Err(e)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_temporaries_of_atomic_writes_are_stale() {
+        for name in [".checkpoint.safetensors.4242-0.tmp", ".model.safetensors.1-17.tmp", ".metrics.json.99-3.tmp"] {
+            assert!(is_atomic_temporary(name), "{name}");
+        }
+        for name in ["checkpoint.safetensors", ".checkpoint.safetensors.tmp", "checkpoint.safetensors.1-2.tmp", ".notes.tmp", ".x.1-.tmp", ".x.a-2.tmp", ".x.12.tmp", "run.lock"] {
+            assert!(!is_atomic_temporary(name), "{name}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("encoder")).unwrap();
+        let files = ["checkpoint.safetensors", ".checkpoint.safetensors.7-1.tmp", "encoder/.model.safetensors.7-2.tmp", "encoder/model.safetensors", "user.tmp"];
+        for f in files {
+            std::fs::write(dir.path().join(f), b"x").unwrap();
+        }
+        let run = RunDir::resume(dir.path()).unwrap();
+        let left: Vec<bool> = files.iter().map(|f| dir.path().join(f).exists()).collect();
+        assert_eq!(left, [true, false, false, true, true]);
+        run.finish();
     }
 }

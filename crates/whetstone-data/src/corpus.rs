@@ -153,12 +153,12 @@ pub fn chunk_documents(tok: &TextTokenizer, docs: &[String], max_len: usize, min
     }
     let special = |t: &str| tok.token_to_id(t).ok_or_else(|| DataError::InvalidArgument(format!("the tokenizer has no {t} token, which MLM windows need")));
     let (cls, sep) = (special("[CLS]")?, special("[SEP]")?);
-    let inputs: Vec<&str> = docs.iter().map(String::as_str).collect();
-    let encodings = tok.inner().encode_batch_fast(inputs, false).map_err(|e| DataError::tokenizer("encoding the corpus", e))?;
     let width = max_len - 2;
     let mut ids = Vec::new();
-    for enc in &encodings {
-        for window in enc.get_ids().chunks(width) {
+    // Documents are encoded in bounded pieces (the same ids as whole-document encoding), so
+    // one huge document costs its ids, not `tokenizers`' ~100 bytes per token.
+    tok.encode_documents(docs, crate::truncate::char_bound(max_len), |_, doc| {
+        for window in doc.chunks(width) {
             if window.len() >= min_tokens.max(1) {
                 let mut w = Vec::with_capacity(window.len() + 2);
                 w.push(cls);
@@ -167,7 +167,8 @@ pub fn chunk_documents(tok: &TextTokenizer, docs: &[String], max_len: usize, min
                 ids.push(w);
             }
         }
-    }
+        Ok(())
+    })?;
     let labels = vec![0; ids.len()];
     Ok(Encoded { ids, labels, pad_id: tok.pad_id() })
 }

@@ -139,8 +139,7 @@ impl TextTokenizer {
     ///
     /// Memory is the ids of one document plus `O(piece_chars)` per piece in flight, instead of
     /// `tokenizers`' ~100 bytes per token of a whole-document [`Encoding`](tokenizers::Encoding).
-    /// Meant for masked-LM windows: [`crate::chunk_documents`] still encodes each document
-    /// whole and should cut its windows from these ids instead (`piece_chars` =
+    /// [`crate::chunk_documents`] cuts its masked-LM windows from these ids (`piece_chars` =
     /// [`char_bound`]`(max_len)`); documents with no text are not passed to `sink`.
     pub fn encode_documents<F>(&self, docs: &[String], piece_chars: usize, mut sink: F) -> Result<()>
     where

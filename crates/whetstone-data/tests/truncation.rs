@@ -168,3 +168,23 @@ fn lines_are_read_in_bounded_pieces() {
     let e = read_line_bounded(&mut bad, 10).unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
 }
+
+#[test]
+fn masked_lm_windows_are_cut_from_bounded_pieces_with_the_whole_documents_ids() {
+    let tok = tokenizer();
+    // A document far longer than the piece bound (char_bound(16) = 512 chars), an empty one, a short one.
+    let docs = vec![prose(20_000), String::new(), prose(90)];
+    let (max_len, min_tokens) = (16, 3);
+    let got = whetstone_data::chunk_documents(&tok, &docs, max_len, min_tokens).unwrap();
+    let (cls, sep) = (i64::from(tok.token_to_id("[CLS]").unwrap()), i64::from(tok.token_to_id("[SEP]").unwrap()));
+    let mut want = Vec::new();
+    for d in &docs {
+        let ids = tok.inner().encode(d.as_str(), false).unwrap().get_ids().to_vec();
+        for w in ids.chunks(max_len - 2).filter(|w| w.len() >= min_tokens) {
+            want.push([vec![cls], w.iter().map(|&i| i64::from(i)).collect(), vec![sep]].concat());
+        }
+    }
+    assert!(want.len() > 300, "the long document must span many windows");
+    assert_eq!(got.ids, want);
+    assert!(got.ids.iter().all(|w| w.len() <= max_len));
+}

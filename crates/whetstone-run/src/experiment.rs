@@ -95,7 +95,7 @@ pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
     }
     let Prologue { started, say, recipe_id, resumed, device } = prologue(recipe, opts)?;
     let d = &recipe.data;
-    let load = LoadOptions { valid_frac: d.valid_fraction, test_frac: d.test_fraction, seed: recipe.seed, drop_bad_labels: opts.drop_bad_labels };
+    let load = LoadOptions { drop_bad_labels: opts.drop_bad_labels || d.drop_bad_labels, ..d.load_options(recipe.seed) };
     let splits = load_splits_with(&d.source(), &load)?;
     // Warnings do not stop the run, but are shown even when it is quiet (and go into report.md).
     for w in &splits.warnings {

@@ -49,7 +49,7 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 use tch::nn::VarStore;
 use whetstone_data::conll::{encode_tagged, read_conll, split_sentences, TaggedSentence, TokenSplits};
-use whetstone_data::{cache_dir, encode, load_splits, obtain, BatchSource, DataSource, Encoded, Format, Manifest, MultiTaskSource, Sampling, Splits, TableSpec, TaskData, TextTokenizer};
+use whetstone_data::{cache_dir, encode, load_splits_with, obtain, BatchSource, DataSource, Encoded, Format, Manifest, MultiTaskSource, Sampling, Splits, TableSpec, TaskData, TextTokenizer};
 use whetstone_models::{load_varstore, parse_device, BertCheckpoint, HeadKind, ModelConfig, MultiHead, MultiTaskModel, TaskHead};
 use whetstone_train::multitask::{score_task, MultiTaskObjective, Select, TaskEval, TaskScores, TaskSpec, Weighting};
 use whetstone_train::{Outcome, Result, TrainError, Trainer, BEST_MODEL_FILE};
@@ -238,7 +238,7 @@ fn load_task(recipe: &Recipe, i: usize) -> Result<RawTask> {
                 Some(_) => DataSource::Named { name: t.data.clone() },
                 None => DataSource::Files { train: TableSpec { format: t.format, ..TableSpec::new(&t.data, &t.text_col, &t.label_col) }, valid: None, test: None },
             };
-            let mut s = load_splits(&src, d.valid_fraction, d.test_fraction, recipe.seed)?;
+            let mut s = load_splits_with(&src, &d.load_options(recipe.seed))?;
             let keep = subset(s.train.len(), t.n, recipe.seed, i);
             s.train = whetstone_data::Split { texts: keep.iter().map(|&j| s.train.texts[j].clone()).collect(), labels: keep.iter().map(|&j| s.train.labels[j]).collect() };
             RawTask::Sequence(s)

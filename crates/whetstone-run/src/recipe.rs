@@ -123,6 +123,10 @@ pub struct DataRecipe {
     pub test_fraction: f64,
     /// Tokens per example after tokenisation (longer texts are truncated).
     pub max_len: usize,
+    /// Drop rows whose label is missing, empty, null or NaN-like instead of refusing the file
+    /// (default false); the count dropped is reported. Saved with the run, so `eval` and
+    /// `--resume` read the data the same way. `--drop-bad-labels` sets it.
+    pub drop_bad_labels: bool,
 }
 
 impl Default for DataRecipe {
@@ -138,11 +142,17 @@ impl Default for DataRecipe {
             valid_fraction: 0.1,
             test_fraction: 0.1,
             max_len: 64,
+            drop_bad_labels: false,
         }
     }
 }
 
 impl DataRecipe {
+    /// How the splits are loaded: the fractions, the seed and the label policy of this section.
+    pub fn load_options(&self, seed: u64) -> whetstone_data::LoadOptions {
+        whetstone_data::LoadOptions { drop_bad_labels: self.drop_bad_labels, ..whetstone_data::LoadOptions::new(self.valid_fraction, self.test_fraction, seed) }
+    }
+
     /// The data source this section describes.
     pub fn source(&self) -> DataSource {
         let spec = |p: &PathBuf| TableSpec { format: self.format, ..TableSpec::new(p, &self.text_col, &self.label_col) };

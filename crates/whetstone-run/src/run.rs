@@ -141,7 +141,7 @@ impl LoadedRun {
     /// The run's own test split, rebuilt from its recipe (splits are deterministic in the seed).
     pub fn test_split(&self) -> Result<whetstone_data::Split> {
         let d = &self.recipe.data;
-        let splits = whetstone_data::load_splits(&d.source(), d.valid_fraction, d.test_fraction, self.recipe.seed)?;
+        let splits = whetstone_data::load_splits_with(&d.source(), &d.load_options(self.recipe.seed))?;
         if splits.labels != self.labels {
             return Err(TrainError::Run { run: self.dir.clone(), msg: format!("the data's labels {:?} differ from the run's {:?}", splits.labels.names, self.labels.names) });
         }

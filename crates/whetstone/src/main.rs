@@ -89,7 +89,8 @@ struct TrainArgs {
     #[arg(long)]
     test: Option<PathBuf>,
     /// Drop rows whose label is missing, empty, null or NaN-like (NaN, N/A, null, …) instead
-    /// of refusing the file; the number dropped is reported. Give it again with --resume.
+    /// of refusing the file; the number dropped is reported. The same as `--set
+    /// data.drop_bad_labels=true`; saved with the run, so --resume and eval need it no more.
     #[arg(long)]
     drop_bad_labels: bool,
     #[command(flatten)]
@@ -249,6 +250,9 @@ fn train(a: TrainArgs) -> Result<()> {
         if let Some(p) = &a.test {
             overrides.push(format!("data.test_path={:?}", p.display().to_string()));
         }
+        if a.drop_bad_labels {
+            overrides.push("data.drop_bad_labels=true".into());
+        }
         overrides.extend(a.run.overrides());
         let recipe = Recipe::parse(&origin, &text, &overrides).map_err(anyhow::Error::msg)?;
         let folder = RunFolder::named(&a.run.runs_dir, &recipe.name);
@@ -258,7 +262,7 @@ fn train(a: TrainArgs) -> Result<()> {
     if !quiet {
         eprintln!("{} run {} ({})", if resume { "resuming" } else { "starting" }, recipe.name, dir.display_path().display());
     }
-    let r = train_recipe(&recipe, &whetstone_run::RunOptions { drop_bad_labels: a.drop_bad_labels, ..a.run.options(dir) })?;
+    let r = train_recipe(&recipe, &a.run.options(dir))?;
     let dir = &r.dir;
     match &r.test {
         None => println!("run interrupted at step {} (resume with --resume {})", r.fit.progress.step, dir.display()),

@@ -115,4 +115,10 @@ fn dropped_labels_imbalance_and_the_data_section_reach_the_report() {
     let baseline = metrics["train"]["test_majority_baseline"].as_f64().unwrap();
     assert!((baseline - 20.0 / 21.0).abs() < 1e-9, "{baseline}");
     assert_eq!(metrics["data"]["splits"][0]["n"], 170);
+
+    // The policy is saved with the run: `eval` rebuilds the same test split without the flag.
+    let recipe = std::fs::read_to_string(runs.join("dropped/recipe.toml")).unwrap();
+    assert!(recipe.contains("drop_bad_labels = true"), "{recipe}");
+    let o = bin().args(["eval", "--run"]).arg(runs.join("dropped")).output().unwrap();
+    ok(&o);
 }

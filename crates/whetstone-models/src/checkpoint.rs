@@ -102,7 +102,7 @@ pub fn save_varstore(vs: &VarStore, path: &Path) -> Result<()> {
 /// data, shapes whose element count overflows or a dtype libtorch has no kind for are each an
 /// error naming the file; nothing here panics on hostile input.
 pub fn read_safetensors_bytes(bytes: &[u8], path: &Path) -> Result<Vec<(String, Tensor)>> {
-    let bad = |details: String| ModelError::Mismatch { path: path.display().to_string(), details: format!("not a readable safetensors file: {details}") };
+    let bad = |details: String| ModelError::Corrupt { path: path.display().to_string(), details };
     let Some(len) = bytes.get(..8) else {
         return Err(bad(format!("{} bytes, shorter than the 8-byte header length", bytes.len())));
     };

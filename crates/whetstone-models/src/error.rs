@@ -10,6 +10,9 @@ pub enum ModelError {
     /// A checkpoint does not fit the model.
     #[error("checkpoint {path} does not match the model:\n{details}")]
     Mismatch { path: String, details: String },
+    /// A checkpoint file cannot be read as safetensors (truncated, damaged, or another format).
+    #[error("checkpoint {path} is not a readable safetensors file (truncated or damaged?): {details}")]
+    Corrupt { path: String, details: String },
     /// A pretrained checkpoint folder is incomplete or its `config.json` is unusable.
     #[error("pretrained checkpoint {path}: {message}")]
     Pretrained { path: String, message: String },

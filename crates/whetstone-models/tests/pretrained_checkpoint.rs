@@ -164,3 +164,19 @@ fn pre_norm_encoders_cannot_be_exported_as_bert() {
     let err = encoder.save_pretrained(tmp.path(), Path::new("unused.json")).unwrap_err().to_string();
     assert!(err.contains("pre-LayerNorm"), "{err}");
 }
+
+#[test]
+fn pretrained_weights_holding_nan_are_refused_naming_the_tensor() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ckpt");
+    export_tiny(&dir);
+    rewrite(&dir, |ts| {
+        ts.into_iter()
+            .map(|(n, t)| if n == "encoder.layer.1.output.dense.bias" { let t = t.copy(); let _ = t.get(3).fill_(f64::NAN); (n, t) } else { (n, t) })
+            .collect()
+    });
+    let vs = VarStore::new(Device::Cpu);
+    let err = BertCheckpoint::open(&dir).unwrap().load_encoder(&vs.root()).unwrap_err().to_string();
+    assert!(err.contains("encoder.layer.1.output.dense.bias") && err.contains("NaN"), "{err}");
+    assert!(err.contains("model.safetensors"), "{err}");
+}

@@ -122,3 +122,32 @@ fn dropped_labels_imbalance_and_the_data_section_reach_the_report() {
     let o = bin().args(["eval", "--run"]).arg(runs.join("dropped")).output().unwrap();
     ok(&o);
 }
+
+/// Damaged weights: a truncated file and a directory in place of `model.safetensors` are one
+/// `error:` line each, naming the file, with an OS error printed once.
+#[test]
+fn damaged_weights_are_one_clear_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let runs = d.join("runs");
+    let f = write(d, "ok.csv", rows(&["pos", "neg"], 20).as_bytes());
+    ok(&bin().args(["train", "--runs-dir"]).arg(&runs).arg("--data").arg(&f).args(TINY).args(["--name", "r"]).output().unwrap());
+    let model = runs.join("r/model.safetensors");
+    let eval = || bin().args(["eval", "--run"]).arg(runs.join("r")).output().unwrap();
+    let one_line = |o: Output, needles: &[&str]| {
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        for n in needles {
+            assert!(err.contains(n), "stderr lacks `{n}`: {err}");
+        }
+        err
+    };
+    let bytes = std::fs::read(&model).unwrap();
+    std::fs::write(&model, &bytes[..bytes.len() / 2]).unwrap();
+    one_line(eval(), &["error: checkpoint", "model.safetensors", "not a readable safetensors file"]);
+    std::fs::remove_file(&model).unwrap();
+    std::fs::create_dir(&model).unwrap();
+    let err = one_line(eval(), &["model.safetensors", "os error 21"]);
+    assert_eq!(err.matches("os error").count(), 1, "{err}");
+}

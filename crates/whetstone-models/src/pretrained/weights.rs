@@ -24,8 +24,8 @@ pub(crate) fn read_bert_tensors(path: &Path) -> Result<BTreeMap<String, Tensor>>
     if !path.is_file() {
         return Err(ModelError::Io { path: shown, source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file") });
     }
-    let raw = Tensor::read_safetensors(path)
-        .map_err(|e| ModelError::Mismatch { path: shown.clone(), details: format!("not a readable safetensors file: {e}") })?;
+    // The checked reader (header length bounded before allocating, shapes against bytes).
+    let raw = crate::checkpoint::read_safetensors_file(path)?;
     let mut out = BTreeMap::new();
     let mut duplicates = Vec::new();
     for (name, tensor) in raw {
@@ -70,6 +70,10 @@ pub(crate) fn copy_into_params(
     }
     if !problems.is_empty() {
         return Err(ModelError::Mismatch { path: path.display().to_string(), details: problems.join("\n") });
+    }
+    // Pretrained weights holding NaN or infinity are refused like any checkpoint's.
+    if let Some(bad) = crate::checkpoint::first_non_finite(params.iter().map(|(n, _)| (n.as_str(), &file[n])))? {
+        return Err(crate::checkpoint::non_finite_error(path, &bad));
     }
     tch::no_grad(|| -> Result<()> {
         for (name, var) in params {

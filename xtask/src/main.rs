@@ -5,6 +5,7 @@
 //! never exports anything by hand. It deliberately does not depend on tch itself.
 
 mod libtorch;
+mod mutants;
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -32,6 +33,12 @@ commands:
                      for N seconds each (default 60), installing cargo-fuzz when missing; stable Rust
                      (RUSTC_BOOTSTRAP=1, --sanitizer none). New inputs go to fuzz/target/corpus, crashes
                      to fuzz/artifacts; `cargo xtask test` replays fuzz/corpus and fuzz/regressions
+  mutants [--crate NAME].. [--minutes N] [--seed K]
+                     sampled mutation testing (cargo-mutants, installed when missing) of whetstone-optim,
+                     -train, -compress and -data (or each --crate): about N minutes per crate (default 15,
+                     ~2.5 min a mutant), mutants picked round-robin from shard K (default 7), in
+                     target/mutants; prints the caught rate per crate, lists in
+                     target/mutants-out/CRATE/mutants.out (reports/mutants.md). Too slow for CI
   env                print the environment exports for using the installed libtorch from a shell
 
 environment:
@@ -94,6 +101,10 @@ fn run() -> Result<ExitCode> {
         "fuzz" => {
             let env = libtorch::ensure()?;
             fuzz(&root, &env, &args)
+        }
+        "mutants" => {
+            let env = libtorch::ensure()?;
+            mutants::mutants(&root, &cargo(&root, &env), &args)
         }
         "bench" => {
             let env = libtorch::ensure()?;

@@ -87,6 +87,34 @@ fn clip_by_value_and_norm() {
     assert!((p.grad().norm().double_value(&[]) - 0.75).abs() < 1e-5);
 }
 
+/// The clipping transforms inside a chain, against a hand computation: gradients (3, 4) have
+/// norm 5; clipped to norm 1 they are (0.6, 0.8), clamped to 0.5 they are (0.5, 0.5); under the
+/// limit they pass unchanged. One plain step at lr 0.1 from (1, 1) shows the update.
+#[test]
+fn clipping_transforms_in_a_chain_match_hand_computation() {
+    use whetstone_optim::transform::{chain, clip_by_global_norm, clip_by_value, scale_by_learning_rate, Transform};
+    let cases: [(fn() -> Box<dyn Transform>, [f64; 2]); 4] = [
+        (|| clip_by_global_norm(1.0), [0.6, 0.8]),
+        (|| clip_by_global_norm(10.0), [3.0, 4.0]),
+        (|| clip_by_value(0.5), [0.5, 0.5]),
+        (|| clip_by_value(5.0), [3.0, 4.0]),
+    ];
+    for (i, (clip, want)) in cases.into_iter().enumerate() {
+        for flat in [false, true] {
+            let p = Tensor::from_slice(&[1.0f32, 1.0]).set_requires_grad(true);
+            let params = vec![Param { name: "w".into(), tensor: p.shallow_clone(), weight_decay: 0.0 }];
+            let mut opt = ChainOptimizer::new(params, chain(vec![clip(), scale_by_learning_rate()]), flat).unwrap();
+            opt.zero_grad();
+            (&p * Tensor::from_slice(&[3.0f32, 4.0])).sum(Kind::Float).backward();
+            opt.step(0.1).unwrap();
+            let got = Vec::<f64>::try_from(&opt.params()[0].detach().to_kind(Kind::Double)).unwrap();
+            for (g, w) in got.iter().zip(want) {
+                assert!((g - (1.0 - 0.1 * w)).abs() < 1e-5, "case {i}, flat {flat}: {got:?}, expected 1 − 0.1 × {want:?}");
+            }
+        }
+    }
+}
+
 #[test]
 fn flat_buffers_alias_variables_and_gradients() {
     let vs = nn::VarStore::new(Device::Cpu);

@@ -78,3 +78,20 @@ fn batch_is_padded_to_its_longest() {
     assert_eq!(labels, [0, 1]);
     assert!((padding_fraction(&enc, &[vec![1, 0]]) - 1.0 / 6.0).abs() < 1e-12);
 }
+
+/// Token batches pad every row to the longest sentence: ids with the pad id, mask 1 on the real
+/// tokens only, labels with IGNORE_INDEX; each row starts at its own offset.
+#[test]
+fn token_batches_pad_each_row_in_its_place() {
+    use whetstone_data::conll::{make_token_batch, IGNORE_INDEX};
+    use whetstone_data::TokenEncoded;
+    let enc = TokenEncoded { ids: vec![vec![2, 5, 3], vec![2, 6, 7, 8, 3], vec![2, 3]], labels: vec![vec![-100, 1, -100], vec![-100, 0, 2, 1, -100], vec![-100, -100]], pad_id: 0 };
+    let b = make_token_batch(&enc, &[0, 1, 2], tch::Device::Cpu).unwrap();
+    assert_eq!(b.input_ids.size(), vec![3, 5]);
+    let rows = |t: &tch::Tensor| Vec::<Vec<i64>>::try_from(t).unwrap();
+    assert_eq!(rows(&b.input_ids), vec![vec![2, 5, 3, 0, 0], vec![2, 6, 7, 8, 3], vec![2, 3, 0, 0, 0]]);
+    assert_eq!(rows(&b.attention_mask), vec![vec![1, 1, 1, 0, 0], vec![1, 1, 1, 1, 1], vec![1, 1, 0, 0, 0]]);
+    let i = IGNORE_INDEX;
+    assert_eq!(rows(&b.labels), vec![vec![i, 1, i, i, i], vec![i, 0, 2, 1, i], vec![i, i, i, i, i]]);
+    assert_eq!(b.indices, vec![0, 1, 2]);
+}

@@ -55,6 +55,14 @@ fn need(dir: &Path, file: &str) -> Result<PathBuf> {
 /// Read a run's recipe, with every check [`Recipe::parse`] makes (an edited `recipe.toml` with
 /// an unknown key or a bad value is an error naming the key).
 pub fn read_recipe(dir: &Path) -> Result<Recipe> {
+    let run = |msg: String| TrainError::Run { run: dir.to_path_buf(), msg };
+    if !dir.is_dir() {
+        return Err(run("no such run folder".into()));
+    }
+    if !dir.join(RECIPE_FILE).exists() && !dir.join(whetstone_train::CHECKPOINT_FILE).exists() {
+        // A run killed between making its folder and writing its recipe.
+        return Err(run(format!("no {RECIPE_FILE} and no checkpoint yet: the run stopped before its first checkpoint, so there is nothing to continue or load; start it again without --resume (another --name, or delete this folder)")));
+    }
     let p = need(dir, RECIPE_FILE)?;
     let text = std::fs::read_to_string(&p).map_err(io(&p))?;
     Recipe::parse(RECIPE_FILE, &text, &[]).map_err(|msg| TrainError::Run { run: dir.to_path_buf(), msg })

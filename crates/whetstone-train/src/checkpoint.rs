@@ -49,7 +49,11 @@ pub fn read(path: &Path) -> Result<(NamedTensors, HashMap<String, String>)> {
     let buf = std::fs::read(path).map_err(io(path))?;
     // The robust reader first: it checks the header length before anything is allocated and
     // every tensor's shape against its bytes.
-    let mut out = whetstone_models::read_safetensors_bytes(&buf, path).map_err(|e| err(e.to_string()))?;
+    let mut out = whetstone_models::read_safetensors_bytes(&buf, path).map_err(|e| match e {
+        // The error already names the file; keep only what is wrong with it.
+        whetstone_models::ModelError::Corrupt { details, .. } => err(format!("not a valid safetensors file (truncated or damaged?): {details}")),
+        other => err(other.to_string()),
+    })?;
     let (_, meta) = SafeTensors::read_metadata(&buf).map_err(|e| err(format!("not a valid safetensors file ({e:?})")))?;
     out.sort_by(|a, b| a.0.cmp(&b.0));
     Ok((out, meta.metadata().clone().unwrap_or_default()))

@@ -134,13 +134,13 @@ pub fn read_safetensors_file(path: &Path) -> Result<Vec<(String, Tensor)>> {
 
 /// The name of the first floating-point tensor of `named` that holds a NaN or an infinity
 /// (one `isfinite().all()` per tensor; integer tensors cannot).
-pub fn first_non_finite<'t>(named: impl IntoIterator<Item = (&'t str, &'t Tensor)>) -> Result<Option<String>> {
+pub fn first_non_finite<'t, N: AsRef<str>>(named: impl IntoIterator<Item = (N, &'t Tensor)>) -> Result<Option<String>> {
     for (name, t) in named {
         if !t.defined() || !t.is_floating_point() || t.numel() == 0 {
             continue;
         }
         if t.f_isfinite()?.f_all()?.f_int64_value(&[])? == 0 {
-            return Ok(Some(name.to_string()));
+            return Ok(Some(name.as_ref().to_string()));
         }
     }
     Ok(None)

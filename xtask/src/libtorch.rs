@@ -17,7 +17,10 @@ pub const TORCH_VERSION: &str = "2.11.0";
 /// Python packages next to torch: numpy for the reference scripts, Hugging Face
 /// `transformers` (and its `safetensors` / `tokenizers`) as the oracle for checkpoint loading
 /// and export.
-const EXTRAS: [&str; 2] = ["numpy", "transformers==5.23.0"];
+/// `nvidia-cuda-crt` and `nvidia-cuda-cccl` are the CUDA headers (`crt/`, `nv/target`) that
+/// libtorch's NCCL process-group header needs and the wheel's own CUDA packages leave out: with
+/// them whetstone-torch-ext compiles its NCCL path (versions match torch's CUDA 13.0 runtime).
+const EXTRAS: [&str; 4] = ["numpy", "transformers==5.23.0", "nvidia-cuda-crt==13.0.88", "nvidia-cuda-cccl==13.0.85"];
 /// Free space needed for the install: the CUDA-enabled wheel and its dependencies unpack to ~5 GB.
 const NEEDED_GB: u64 = 7;
 const MARKER: &str = ".whetstone-install-complete";
@@ -29,6 +32,8 @@ pub struct Env {
     python: Option<PathBuf>,
     /// Whether the user selected `LIBTORCH_USE_PYTORCH`.
     use_pytorch: bool,
+    /// Gloo's headers, for whetstone-torch-ext's c10d feature.
+    gloo: Option<PathBuf>,
 }
 
 impl Env {
@@ -58,11 +63,27 @@ impl Env {
             v.push(("LD_LIBRARY_PATH".into(), path));
         }
         v.push(("WHETSTONE_PYTHON".into(), self.python().display().to_string()));
+        if let Some(g) = &self.gloo {
+            v.push(("WHETSTONE_GLOO_INCLUDE".into(), g.display().to_string()));
+        }
         if std::env::var_os("WHETSTONE_DATA").is_none() {
             v.push(("WHETSTONE_DATA".into(), root.join("data/cache").display().to_string()));
         }
         v
     }
+}
+
+/// `~/.cache/whetstone` (or the folder above `$WHETSTONE_HOME`): where fetched build inputs live.
+fn cache_root() -> Result<PathBuf> {
+    let h = home()?;
+    Ok(h.parent().map(Path::to_path_buf).unwrap_or(h))
+}
+
+/// Make sure a libtorch and Gloo's headers are available and return how to use them.
+pub fn ensure() -> Result<Env> {
+    let mut env = ensure_libtorch()?;
+    env.gloo = Some(crate::gloo::ensure(&cache_root()?)?);
+    Ok(env)
 }
 
 fn home() -> Result<PathBuf> {
@@ -93,7 +114,7 @@ fn check_cxx() -> Result<()> {
 }
 
 /// Make sure a libtorch is available and return how to use it. Quick (no subprocess) once installed.
-pub fn ensure() -> Result<Env> {
+fn ensure_libtorch() -> Result<Env> {
     check_cxx()?;
     if let Some(l) = std::env::var_os("LIBTORCH") {
         let l = PathBuf::from(l);
@@ -101,12 +122,12 @@ pub fn ensure() -> Result<Env> {
             bail!("LIBTORCH={} has no lib/ folder; point it at an unpacked libtorch (or a site-packages/torch)", l.display());
         }
         let python = std::env::var_os("WHETSTONE_PYTHON").map(PathBuf::from).or_else(|| venv_python_if_installed().ok().flatten());
-        return Ok(Env { libtorch: Some(l), python, use_pytorch: false });
+        return Ok(Env { libtorch: Some(l), python, use_pytorch: false, gloo: None });
     }
     if std::env::var_os("LIBTORCH_USE_PYTORCH").is_some() {
         let python = std::env::var_os("WHETSTONE_PYTHON").map(PathBuf::from).unwrap_or_else(|| "python3".into());
         let dir = python_torch_dir(&python).ok();
-        return Ok(Env { libtorch: dir, python: Some(python), use_pytorch: true });
+        return Ok(Env { libtorch: dir, python: Some(python), use_pytorch: true, gloo: None });
     }
     let venv = home()?;
     if !venv.join(MARKER).exists() {
@@ -116,7 +137,7 @@ pub fn ensure() -> Result<Env> {
     }
     let python = venv.join("bin/python");
     let torch = site_packages_torch(&venv)?;
-    Ok(Env { libtorch: Some(torch), python: Some(python), use_pytorch: false })
+    Ok(Env { libtorch: Some(torch), python: Some(python), use_pytorch: false, gloo: None })
 }
 
 fn venv_python_if_installed() -> Result<Option<PathBuf>> {

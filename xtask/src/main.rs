@@ -4,6 +4,7 @@
 //! [`libtorch`]) and then runs cargo with the environment that tch needs, so that a user
 //! never exports anything by hand. It deliberately does not depend on tch itself.
 
+mod gloo;
 mod libtorch;
 mod mutants;
 

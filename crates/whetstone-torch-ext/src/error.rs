@@ -9,6 +9,18 @@ pub enum ExtError {
         /// The exception's message.
         message: String,
     },
+    /// A collective or rendezvous of a process group failed or timed out.
+    #[error("rank {rank} of {world}: {op} failed: {message}")]
+    Collective {
+        /// This process's rank.
+        rank: usize,
+        /// The world size.
+        world: usize,
+        /// The operation (e.g. `all_reduce`).
+        op: String,
+        /// What libtorch said.
+        message: String,
+    },
     /// The arguments were refused before calling libtorch.
     #[error("{0}")]
     Invalid(String),

@@ -6,12 +6,16 @@
 //! - [`Precision`]: what a recipe's `precision = "fp32" | "bf16" | "fp16"` means, as an
 //!   autocast region.
 //! - [`fused`]: libtorch's fused Adam / AdamW / SGD kernels over tensor lists (CPU and CUDA).
+//! - `c10d` (feature `c10d`): libtorch's distributed engine: the TCPStore rendezvous and the
+//!   Gloo (CPU) and NCCL (CUDA) process groups PyTorch DDP runs on.
 //!
 //! The C++ side (`csrc/ext.cpp`, one translation unit) exposes a plain C ABI; every call catches
 //! C++ exceptions and returns their message, which becomes an [`ExtError`]. Tensors cross as
-//! tch's own handles. Later libtorch entry points (c10d for data parallelism) go here too.
+//! tch's own handles.
 
 pub mod autocast;
+#[cfg(feature = "c10d")]
+pub mod c10d;
 mod error;
 mod ffi;
 pub mod fused;

@@ -74,6 +74,7 @@ pub mod manifest;
 pub mod mlm;
 pub mod multitask;
 pub mod profile;
+pub mod shard;
 pub mod source;
 pub mod split;
 pub mod table;
@@ -88,6 +89,7 @@ pub use batch::{
 };
 pub use corpus::{chunk_documents, load_corpus};
 pub use dataset::{LabelSet, Split, Splits};
+pub use shard::{shard_range, ShardedSource};
 pub use source::{encoded_fingerprint, entry_key, BatchSource, BucketedSource, Fingerprint, PlanEntry};
 pub use error::{DataError, Result};
 pub use cache::{cache_dir, cached, obtain};

@@ -51,6 +51,14 @@ pub trait BatchSource: Send + Sync {
     /// The micro-batches of epoch `epoch`, a pure function of `(seed, epoch)`.
     fn epoch_plan(&self, seed: u64, epoch: u64) -> Result<Vec<PlanEntry>>;
 
+    /// The plan of epoch `epoch` across all data-parallel replicas: the same on every replica.
+    /// A source that is not sharded is its own global plan (the default); a
+    /// [`crate::ShardedSource`] returns the global batches it takes its share of. The loop
+    /// fingerprints this plan, so a checkpoint resumes only at the same world size.
+    fn global_plan(&self, seed: u64, epoch: u64) -> Result<Vec<PlanEntry>> {
+        self.epoch_plan(seed, epoch)
+    }
+
     /// The batch of one plan entry, on `device`. Its `indices` and `stream` are the entry's.
     fn batch(&self, entry: &PlanEntry, device: Device) -> Result<Batch>;
 

@@ -46,6 +46,18 @@ impl TextTokenizer {
         Ok(TextTokenizer { inner })
     }
 
+    /// The tokenizer as `tokenizer.json` text (what [`save`](Self::save) writes).
+    pub fn to_json(&self) -> Result<String> {
+        self.inner.to_string(false).map_err(|e| DataError::tokenizer("serialising the tokenizer", e))
+    }
+
+    /// A tokenizer from `tokenizer.json` bytes (what [`to_json`](Self::to_json) gives), e.g.
+    /// sent by another process; `what` names where they came from, for errors.
+    pub fn from_json(bytes: &[u8], what: &str) -> Result<Self> {
+        let inner: Tokenizer = Tokenizer::from_bytes(bytes).map_err(|e| DataError::tokenizer(format!("reading the tokenizer from {what}"), e))?;
+        Self::from_tokenizer(inner)
+    }
+
     /// Writes the tokenizer as `tokenizer.json` that [`from_file`](Self::from_file) and
     /// Hugging Face tools can read.
     pub fn save(&self, path: &Path) -> Result<()> {

@@ -74,5 +74,5 @@ impl<O: Optimizer> Optimizer for Accumulate<O> {
         self.calls = read_scalar(state, "accumulate.calls")? as u64;
         Ok(())
     }
-    crate::forward_to_inner!(inner; params, begin_step, skipped_steps, eval_mode, train_mode);
+    crate::forward_to_inner!(inner; params, begin_step, skipped_steps, eval_mode, train_mode, grad_buffers);
 }

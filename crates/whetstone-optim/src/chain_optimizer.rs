@@ -286,6 +286,15 @@ impl ChainOptimizer {
 }
 
 impl Optimizer for ChainOptimizer {
+    fn grad_buffers(&self) -> Result<Vec<Tensor>> {
+        if !self.buckets.is_empty() && flat::still_bound(&self.buckets, &self.params) {
+            return Ok(self.buckets.iter().map(|b| b.grad.shallow_clone()).collect());
+        }
+        let params: Vec<&Tensor> = self.params.iter().map(|p| &p.tensor).collect();
+        flat::define_grads(&params)?;
+        Ok(params.iter().filter(|p| p.requires_grad()).map(|p| p.grad()).collect())
+    }
+
     fn step(&mut self, lr: f64) -> Result<()> {
         if !self.buckets.is_empty() && !flat::still_bound(&self.buckets, &self.params) {
             return Err(OptimError::State("a parameter or its gradient no longer lives in the optimiser's flat buffer (was it replaced, e.g. by set_data or a dtype change?)".into()));

@@ -43,14 +43,20 @@ impl FlatBucket {
 
 /// Give every parameter a defined gradient (zeros where there was none), so it can be rebound.
 fn ensure_grads(params: &[Param]) -> Result<()> {
-    let missing: Vec<&Param> = params.iter().filter(|p| !p.tensor.grad().defined()).collect();
+    define_grads(&params.iter().map(|p| &p.tensor).collect::<Vec<_>>())
+}
+
+/// Give every tensor that requires a gradient and has none a zero gradient (by a backward pass
+/// of `0 · Σ t`), so that `.grad()` is a defined tensor that later backward passes add into.
+pub fn define_grads(tensors: &[&Tensor]) -> Result<()> {
+    let missing: Vec<&Tensor> = tensors.iter().copied().filter(|t| t.requires_grad() && !t.grad().defined()).collect();
     if missing.is_empty() {
         return Ok(());
     }
     tch::with_grad(|| -> Result<()> {
         let mut total: Option<Tensor> = None;
-        for p in missing {
-            let z = p.tensor.f_sum(p.tensor.kind())?.f_mul_scalar(0.0)?.f_to_kind(Kind::Double)?.f_to_device(Device::Cpu)?;
+        for t in missing {
+            let z = t.f_sum(t.kind())?.f_mul_scalar(0.0)?.f_to_kind(Kind::Double)?.f_to_device(Device::Cpu)?;
             total = Some(match total {
                 None => z,
                 Some(t) => t.f_add(&z)?,

@@ -102,5 +102,5 @@ impl<O: Optimizer> Optimizer for Lookahead<O> {
         self.count = read_scalar(state, "lookahead.count")? as u64;
         Ok(())
     }
-    crate::forward_to_inner!(inner; params, begin_step, zero_grad, skipped_steps, eval_mode, train_mode);
+    crate::forward_to_inner!(inner; params, begin_step, zero_grad, skipped_steps, eval_mode, train_mode, grad_buffers);
 }

@@ -28,6 +28,16 @@ pub trait Optimizer: std::fmt::Debug + Send {
             }
         }
     }
+    /// The tensors that hold every trainable parameter's gradient, for code that reduces
+    /// gradients as a whole (data-parallel all-reduce). The default is each parameter's
+    /// `.grad()` (giving a zero gradient to a trainable parameter that has none yet, so every
+    /// replica returns the same list); optimisers with flat buffers return those, a few large
+    /// contiguous tensors. Writing into them changes the gradients the next step reads.
+    fn grad_buffers(&self) -> Result<Vec<Tensor>> {
+        let params = self.params();
+        crate::flat::define_grads(&params)?;
+        Ok(params.iter().filter(|p| p.requires_grad()).map(|p| p.grad()).collect())
+    }
     /// A copy of the state (buffers are deep-copied).
     fn state(&self) -> OptimState;
     /// Restore a state saved by [`Optimizer::state`].
@@ -80,7 +90,7 @@ impl<O: Optimizer + ?Sized> Optimizer for Box<O> {
 }
 
 /// Inside `impl Optimizer for Wrapper`, the methods a wrapper leaves to the optimiser it wraps:
-/// `forward_to_inner!(inner; params, begin_step, zero_grad, skipped_steps, eval_mode, train_mode)` forwards
+/// `forward_to_inner!(inner; params, begin_step, zero_grad, skipped_steps, eval_mode, train_mode, grad_buffers)` forwards
 /// each named method to `self.inner`.
 ///
 /// ```
@@ -102,6 +112,7 @@ macro_rules! forward_to_inner {
     (@one $f:ident begin_step) => { fn begin_step(&mut self) -> $crate::Result<()> { self.$f.begin_step() } };
     (@one $f:ident skipped_steps) => { fn skipped_steps(&self) -> u64 { self.$f.skipped_steps() } };
     (@one $f:ident eval_mode) => { fn eval_mode(&mut self) -> $crate::Result<()> { self.$f.eval_mode() } };
+    (@one $f:ident grad_buffers) => { fn grad_buffers(&self) -> $crate::Result<Vec<::tch::Tensor>> { self.$f.grad_buffers() } };
     (@one $f:ident train_mode) => { fn train_mode(&mut self) -> $crate::Result<()> { self.$f.train_mode() } };
 }
 

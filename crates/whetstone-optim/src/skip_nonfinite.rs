@@ -62,5 +62,5 @@ impl<O: Optimizer> Optimizer for SkipNonFinite<O> {
     fn skipped_steps(&self) -> u64 {
         self.skipped + self.inner.skipped_steps()
     }
-    crate::forward_to_inner!(inner; params, begin_step, zero_grad, eval_mode, train_mode);
+    crate::forward_to_inner!(inner; params, begin_step, zero_grad, eval_mode, train_mode, grad_buffers);
 }

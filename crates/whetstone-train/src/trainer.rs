@@ -8,6 +8,7 @@ use crate::finite::first_non_finite;
 use crate::objective::{CrossEntropy, Objective};
 use crate::observer::{Lines, Observer, StepStatus};
 use crate::progress::Progress;
+use crate::replicas::Replicas;
 use crate::scaler::{LossScaleConfig, LossScaler};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -106,6 +107,7 @@ pub struct Trainer<'a> {
     last_good: Option<PathBuf>,
     precision: Precision,
     scaler: Option<LossScaler>,
+    replicas: Option<&'a mut dyn Replicas>,
 }
 
 /// Optimiser steps in one epoch of `source` under `config`: what [`Trainer::fit`] takes per
@@ -158,7 +160,56 @@ impl<'a> Trainer<'a> {
             last_good: None,
             precision: Precision::Fp32,
             scaler: None,
+            replicas: None,
         }
+    }
+
+    /// Train as one replica of a data-parallel run (see [`crate::replicas`]): the source given
+    /// to [`Trainer::fit`] must be this replica's shard of the global batches (e.g.
+    /// [`whetstone_data::ShardedSource`]). [`Trainer::fit`] starts every replica from rank 0's
+    /// state, every step averages the gradients over the replicas, and only rank 0 writes
+    /// checkpoints, the metrics log and the best model. The world size is part of the
+    /// checkpoint's identity: a run resumes only at the world size it was trained with.
+    pub fn replicas(mut self, replicas: &'a mut dyn Replicas) -> Self {
+        self.identity.insert("data-parallel world size".into(), replicas.world_size().to_string());
+        self.replicas = Some(replicas);
+        self
+    }
+
+    /// Whether this process writes the run's files: always, unless it is a replica other than
+    /// rank 0.
+    pub fn is_primary(&self) -> bool {
+        self.replicas.as_ref().is_none_or(|r| r.rank() == 0)
+    }
+
+    /// Overwrite the parameters, optimiser state and strategy state with rank 0's (a no-op
+    /// without replicas). [`Trainer::fit`] calls it before its first step; a custom driver of
+    /// [`Trainer::train_step`] calls it once before the first step.
+    pub fn sync_replicas(&mut self) -> Result<()> {
+        let Some(r) = self.replicas.as_deref_mut() else { return Ok(()) };
+        let mut vars: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        let vars: Vec<Tensor> = vars.into_iter().map(|(_, t)| t).collect();
+        tch::no_grad(|| r.broadcast(&vars))?;
+        let mut optim = self.optim.state();
+        if !optim.tensors.is_empty() {
+            let ts: Vec<Tensor> = optim.tensors.iter_mut().map(|(_, t)| t.contiguous()).collect();
+            r.broadcast(&ts)?;
+            for ((_, t), b) in optim.tensors.iter_mut().zip(ts) {
+                *t = b;
+            }
+            self.optim.load_state(&optim)?;
+        }
+        let mut strategy = self.objective.state()?;
+        if !strategy.tensors.is_empty() {
+            let ts: Vec<Tensor> = strategy.tensors.iter().map(|(_, t)| t.contiguous()).collect();
+            r.broadcast(&ts)?;
+            for ((_, t), b) in strategy.tensors.iter_mut().zip(ts) {
+                *t = b;
+            }
+            self.objective.load_state(&strategy)?;
+        }
+        Ok(())
     }
 
     /// The precision of the forward passes (default fp32). Reduced precision is mixed: the
@@ -304,6 +355,10 @@ impl<'a> Trainer<'a> {
         // reports it unscaled.
         let scale = self.scaler.as_ref().map_or(1.0, LossScaler::scale);
         let mut overflow = false;
+        // With replicas, a non-finite loss is not returned at once: the others would wait for
+        // this replica's gradients until their timeout. It travels with the reduced loss, so
+        // every replica stops at the same step with the same error.
+        let mut non_finite: Option<f64> = None;
         {
             // Forward passes in the run's precision; backward follows the recorded graph.
             let _amp = self.precision.region(self.device)?;
@@ -317,6 +372,10 @@ impl<'a> Trainer<'a> {
                         overflow = true;
                         continue;
                     }
+                    if self.replicas.is_some() {
+                        non_finite = Some(l.value);
+                        continue;
+                    }
                     return Err(TrainError::NonFiniteLoss { step: step + 1, epoch: epoch + 1, loss: l.value, checkpoint: self.last_good_name() });
                 }
                 loss += l.value * w;
@@ -326,6 +385,16 @@ impl<'a> Trainer<'a> {
                         None => terms.push((name, v * w)),
                     }
                 }
+            }
+        }
+        let mut examples = examples;
+        if let Some(r) = self.replicas.as_deref_mut() {
+            let grads = self.optim.grad_buffers()?;
+            let local_examples: usize = group.iter().map(|e| e.indices.len()).sum();
+            let reduced = r.reduce_gradients(&grads, local_examples, non_finite.unwrap_or(loss), overflow)?;
+            (examples, loss, overflow) = (reduced.examples, reduced.loss, reduced.flag);
+            if self.scaler.is_none() && !loss.is_finite() {
+                return Err(TrainError::NonFiniteLoss { step: step + 1, epoch: epoch + 1, loss, checkpoint: self.last_good_name() });
             }
         }
         // The parameters are needed only to unscale or clip their gradients.
@@ -354,6 +423,7 @@ impl<'a> Trainer<'a> {
     /// folder's checkpoint instead of starting afresh.
     pub fn fit(&mut self, train: &dyn BatchSource, valid: &Encoded, resume: bool) -> Result<FitSummary> {
         let mut s = self.open_session(train, resume)?;
+        self.sync_replicas()?;
         self.observer.start(s.total, s.prog.step);
         let outcome = loop {
             if let Some(done) = s.done(self.config.epochs) {
@@ -379,7 +449,7 @@ impl<'a> Trainer<'a> {
         };
         self.observer.finish();
         s.prog.train_seconds += s.train_time;
-        if !self.keep_checkpoint && outcome != Outcome::Interrupted {
+        if !self.keep_checkpoint && outcome != Outcome::Interrupted && self.is_primary() {
             let path = self.checkpoint_path();
             match std::fs::remove_file(&path) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(crate::error::io(path)(e)),
@@ -406,8 +476,12 @@ impl<'a> Trainer<'a> {
             .checked_mul(self.config.epochs)
             .ok_or_else(|| TrainError::Config(format!("train.epochs = {} × {steps_per_epoch} steps per epoch overflows", self.config.epochs)))?;
         self.identity.insert("training data".into(), format!("{} examples, fingerprint {:016x}", train.len(), train.fingerprint()));
-        self.identity.insert("batch plan".into(), plan_fingerprint(&first, self.config.grad_accum));
-        std::fs::create_dir_all(&self.run_dir).map_err(crate::error::io(&self.run_dir))?;
+        // The global plan: the same on every replica, and different at another world size.
+        self.identity.insert("batch plan".into(), plan_fingerprint(&train.global_plan(self.seed, 0)?, self.config.grad_accum));
+        let primary = self.is_primary();
+        if primary {
+            std::fs::create_dir_all(&self.run_dir).map_err(crate::error::io(&self.run_dir))?;
+        }
         let log_path = self.run_dir.join(METRICS_LOG_FILE);
         let mut scheduler = Scheduler::new(self.schedule.clone())?;
         let (prog, log) = if resume {
@@ -419,12 +493,17 @@ impl<'a> Trainer<'a> {
                 (None, Some(_)) => return Err(TrainError::Resume { run: self.run_dir.clone(), msg: "the checkpoint was trained with loss scaling (fp16) but this run does not scale the loss; resume it in the precision it was trained in".into() }),
                 (None, None) => {}
             }
-            truncate_log(&log_path, prog.step)?;
-            let mut log = MetricsLog::append(&log_path)?;
-            log.write(&json!({"event": "resume", "step": prog.step, "epoch": prog.epoch}))?;
+            let log = if primary {
+                truncate_log(&log_path, prog.step)?;
+                let mut log = MetricsLog::append(&log_path)?;
+                log.write(&json!({"event": "resume", "step": prog.step, "epoch": prog.epoch}))?;
+                Some(log)
+            } else {
+                None
+            };
             (prog, log)
         } else {
-            (Progress::default(), MetricsLog::create(&log_path)?)
+            (Progress::default(), if primary { Some(MetricsLog::create(&log_path)?) } else { None })
         };
         let padding = train.padding_fraction(&first).unwrap_or(0.0);
         Ok(Session::new(prog, scheduler, log, total, first, padding))
@@ -434,7 +513,7 @@ impl<'a> Trainer<'a> {
     /// progress display, and hand the error back.
     fn fail(&mut self, s: &mut Session, e: TrainError) -> TrainError {
         if let TrainError::NonFiniteLoss { loss, .. } = &e {
-            let _ = s.log.write(&json!({"event": "non-finite loss", "step": s.prog.step, "loss": loss.to_string()}));
+            let _ = s.write(&json!({"event": "non-finite loss", "step": s.prog.step, "loss": loss.to_string()}));
         }
         self.observer.finish();
         e
@@ -461,7 +540,7 @@ impl<'a> Trainer<'a> {
                 rec["loss_scale"] = json!(scaler.scale());
                 rec["overflow_skipped_steps"] = json!(scaler.state().skipped_steps);
             }
-            s.log.write(&rec)?;
+            s.write(&rec)?;
             (s.loss_acc, s.loss_n) = (0.0, 0);
         }
         Ok(())
@@ -480,7 +559,7 @@ impl<'a> Trainer<'a> {
             let epoch = if end_of_epoch { s.prog.epoch - 1 } else { s.prog.epoch };
             self.evaluate(valid, s, epoch)?;
         }
-        if save_due {
+        if save_due && self.is_primary() {
             s.prog.train_seconds += s.train_time;
             s.prog.plateau = s.scheduler.state().cloned();
             s.prog.loss_scale = self.scaler.as_ref().map(LossScaler::state);
@@ -578,9 +657,10 @@ impl<'a> Trainer<'a> {
 
     fn evaluate_weights(&mut self, valid: &Encoded, s: &mut Session, epoch: u64) -> Result<()> {
         let best_path = self.run_dir.join(BEST_MODEL_FILE);
+        let primary = self.is_primary();
         if valid.ids.is_empty() {
             // Nothing to select on: the latest weights are the best we know.
-            return Ok(save_varstore(self.vs, &best_path)?);
+            return if primary { Ok(save_varstore(self.vs, &best_path)?) } else { Ok(()) };
         }
         let cx = EvalContext { model: self.model, vs: self.vs, device: self.device, batch_size: self.config.eval_batch_size, metric: &self.config.metric, label_names: &self.label_names };
         let v = {
@@ -591,7 +671,7 @@ impl<'a> Trainer<'a> {
         if let Some(obj) = rec.as_object_mut() {
             obj.extend(v.record);
         }
-        s.log.write(&rec)?;
+        s.write(&rec)?;
         if !v.metric.is_finite() {
             return Err(TrainError::NonFiniteState { what: format!("the validation metric ({})", v.metric), step: s.prog.step, checkpoint: self.last_good_name() });
         }
@@ -603,7 +683,9 @@ impl<'a> Trainer<'a> {
             prog.best_metric = Some(v.metric);
             prog.best_step = prog.step;
             prog.evals_since_best = 0;
-            save_varstore(self.vs, &best_path)?;
+            if primary {
+                save_varstore(self.vs, &best_path)?;
+            }
         } else {
             prog.evals_since_best += 1;
             if self.config.patience > 0 && prog.evals_since_best >= self.config.patience {
@@ -632,7 +714,8 @@ fn truncate_log(path: &Path, step: u64) -> Result<()> {
 struct Session {
     prog: Progress,
     scheduler: Scheduler,
-    log: MetricsLog,
+    /// The metrics log (rank 0 of a data-parallel run only).
+    log: Option<MetricsLog>,
     total: u64,
     start_step: u64,
     plan: Vec<PlanEntry>,
@@ -645,9 +728,17 @@ struct Session {
 }
 
 impl Session {
-    fn new(prog: Progress, scheduler: Scheduler, log: MetricsLog, total: u64, first: Vec<PlanEntry>, padding: f64) -> Self {
+    fn new(prog: Progress, scheduler: Scheduler, log: Option<MetricsLog>, total: u64, first: Vec<PlanEntry>, padding: f64) -> Self {
         let start_step = prog.step;
         Self { prog, scheduler, log, total, start_step, plan: first, plan_epoch: Some(0), padding, train_time: 0.0, examples: 0, loss_acc: 0.0, loss_n: 0 }
+    }
+
+    /// Append `rec` to the metrics log, where this process keeps one.
+    fn write(&mut self, rec: &serde_json::Value) -> Result<()> {
+        if let Some(log) = &mut self.log {
+            log.write(rec)?;
+        }
+        Ok(())
     }
 
     /// Whether the run is over before the next step.

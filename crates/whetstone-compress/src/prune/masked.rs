@@ -227,5 +227,5 @@ impl<O: Optimizer> Optimizer for Masked<O> {
         self.inner.train_mode()?;
         apply_bound(&self.bound).map_err(to_optim)
     }
-    whetstone_optim::forward_to_inner!(inner; params, begin_step, zero_grad, skipped_steps);
+    whetstone_optim::forward_to_inner!(inner; params, begin_step, zero_grad, skipped_steps, grad_buffers);
 }

@@ -204,5 +204,5 @@ impl Optimizer for Freezing {
         self.step = step as u64;
         Ok(())
     }
-    whetstone_optim::forward_to_inner!(inner; params, zero_grad, skipped_steps, eval_mode, train_mode);
+    whetstone_optim::forward_to_inner!(inner; params, zero_grad, skipped_steps, eval_mode, train_mode, grad_buffers);
 }

@@ -10,7 +10,8 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::nn::VarStore;
-use whetstone_data::{encode, load_splits_with, BatchSource, BucketedSource, DataProfile, LoadOptions, TextTokenizer};
+use whetstone_data::{encode, load_splits_with, BatchSource, BucketedSource, DataProfile, LoadOptions, ShardedSource, TextTokenizer};
+use whetstone_dist::DataParallel;
 use whetstone_eval::{classification_report, plot_training_curves, read_jsonl, write_report_md, ClassificationReport, Curve, Efficiency, RunReport};
 use whetstone_models::{load_varstore, BertCheckpoint, ModelConfig};
 use whetstone_train::{predict_in, steps_per_epoch, FitSummary, Outcome, Result, TrainError, Trainer, BEST_MODEL_FILE, METRICS_LOG_FILE};
@@ -60,6 +61,9 @@ pub struct RunResult {
     pub valid: Option<ClassificationReport>,
     pub efficiency: Option<Efficiency>,
     pub wall_s: f64,
+    /// The data-parallel rank of this process (0 for a single process). Only rank 0 writes,
+    /// evaluates and reports; the others return once training is done, with no test report.
+    pub rank: usize,
 }
 
 /// The opened checkpoint of a resolved model config, if it has one.
@@ -93,7 +97,24 @@ pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
     if !recipe.tasks.is_empty() {
         return crate::multitask::train_multitask(recipe, opts);
     }
-    let Prologue { started, say, recipe_id, resumed, device } = prologue(recipe, opts)?;
+    let Prologue { started, say, recipe_id, resumed, device, rendezvous } = prologue(recipe, opts)?;
+    // Data parallelism: join the other processes before any data is read, so a rank that
+    // fails early makes the others fail at the rendezvous, not later.
+    let mut dp = rendezvous.as_ref().map(|r| DataParallel::join(r, device)).transpose()?;
+    let world = rendezvous.as_ref().map_or(1, |r| r.world);
+    let follower = rendezvous.as_ref().is_some_and(|r| r.rank != 0);
+    if let (Some(dp), Some(r)) = (&mut dp, &rendezvous) {
+        dp.agree("recipe", &recipe_id)?;
+        say(format!(
+            "data parallel: {} processes ({}), effective batch {} × {} × {} (grad_accum) = {} examples per step",
+            r.world,
+            dp.backend().as_str(),
+            r.world,
+            recipe.train.batch_size,
+            recipe.train.grad_accum,
+            r.world * recipe.train.batch_size * recipe.train.grad_accum
+        ));
+    }
     let d = &recipe.data;
     let load = LoadOptions { drop_bad_labels: opts.drop_bad_labels || d.drop_bad_labels, ..d.load_options(recipe.seed) };
     let splits = load_splits_with(&d.source(), &load)?;
@@ -107,6 +128,9 @@ pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
     if let Some(r) = &resumed {
         r.check(DATA_IDENTITY, &data_id)?;
         r.check(LABELS_IDENTITY, &labels_id)?;
+    }
+    if let Some(dp) = &mut dp {
+        dp.agree("data", &data_id)?;
     }
     say(format!(
         "data: {} — train {} / valid {} / test {} examples, {} classes ({})",
@@ -133,6 +157,15 @@ pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
             (None, None) => TextTokenizer::train_wordpiece(&splits.train.texts, recipe.tokenizer.vocab_size, recipe.tokenizer.min_frequency, recipe.tokenizer.lowercase)?,
         },
     };
+    // Every replica uses rank 0's tokenizer (WordPiece training need not be deterministic).
+    let tokenizer = match &mut dp {
+        Some(dp) => {
+            let json = if follower { None } else { Some(tokenizer.to_json()?) };
+            let bytes = dp.share("tokenizer", json.as_deref().map(str::as_bytes))?;
+            TextTokenizer::from_json(&bytes, "rank 0")?
+        }
+        None => tokenizer,
+    };
     check_model_size(&model_config, tokenizer.vocab_size(), splits.labels.len(), "the tokenizer's vocabulary")?;
     let max_len = model_config.max_len().map_or(recipe.data.max_len, |m| m.min(recipe.data.max_len));
     let t0 = Instant::now();
@@ -157,21 +190,31 @@ pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
     }
     let objective = recipe.objective(model.as_ref())?;
     let optim = recipe.optim.build(&vs)?;
-    let bucketed = BucketedSource::new(&train, recipe.train.batch_size, recipe.train.bucket_factor);
+    // With data parallelism the sources plan global batches (world × batch_size examples) and
+    // this process trains on its share of each.
+    let global_train = whetstone_train::TrainConfig { batch_size: recipe.train.batch_size * world, ..recipe.train.clone() };
+    let bucketed = BucketedSource::new(&train, global_train.batch_size, global_train.bucket_factor);
     // `[augment]`: the raw training texts, augmented afresh in every batch.
-    let augmented = recipe.augment.as_ref().map(|a| a.source(&splits.train, tokenizer.clone(), max_len, &recipe.train)).transpose()?;
+    let augmented = recipe.augment.as_ref().map(|a| a.source(&splits.train, tokenizer.clone(), max_len, &global_train)).transpose()?;
     if let Some(a) = &augmented {
         say(format!("augment: {} on the fly, probability {}", a.augmenter().config(), recipe.augment.as_ref().map_or(0.0, |r| r.probability)));
     }
-    let source: &dyn BatchSource = match &augmented {
+    let global: &dyn BatchSource = match &augmented {
         Some(a) => a,
         None => &bucketed,
     };
+    let sharded = rendezvous.as_ref().map(|r| ShardedSource::new(global, r.rank, r.world)).transpose()?;
+    let source: &dyn BatchSource = match &sharded {
+        Some(s) => s,
+        None => global,
+    };
     let optim = finetune.wrap_optimizer(optim, &vs, steps_per_epoch(&recipe.train, source, recipe.seed)?)?;
 
-    // Everything is checked: only now does a fresh run get its folder.
+    // Everything is checked: only now does a fresh run get its folder (rank 0's alone).
+    let resuming = resumed.is_some();
     let run = match resumed {
         Some(r) => r.run,
+        None if follower => RunDir::follow(&opts.folder.display_path()),
         None => RunDir::open(&opts.folder)?,
     };
     say(format!("run folder: {}", run.path().display()));
@@ -193,12 +236,21 @@ pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
             .identity(RECIPE_IDENTITY, recipe_id)
             .identity(DATA_IDENTITY, data_id)
             .identity(LABELS_IDENTITY, labels_id)
-            .observer(Reporter::quiet(opts.quiet))
+            .observer(Reporter::quiet(opts.quiet || follower))
             .stop_after(opts.stop_after);
-        let fit = trainer.fit(source, &valid, !run.is_fresh())?;
+        if let Some(dp) = dp.as_mut() {
+            trainer = trainer.replicas(dp);
+        }
+        let fit = trainer.fit(source, &valid, resuming)?;
         drop(trainer);
+        if follower {
+            // Rank 0 evaluates, measures and writes the run; this replica is done.
+            let r = rendezvous.as_ref().map_or(0, |r| r.rank);
+            eprintln!("rank {r} of {world}: {} steps done ({:?}); rank 0 writes the run", fit.progress.step, fit.outcome);
+            return Ok(RunResult { dir: dir.clone(), fit, test: None, valid: None, efficiency: None, wall_s: started.elapsed().as_secs_f64(), rank: r });
+        }
         if fit.outcome == Outcome::Interrupted {
-            return Ok(RunResult { dir: dir.clone(), fit, test: None, valid: None, efficiency: None, wall_s: started.elapsed().as_secs_f64() });
+            return Ok(RunResult { dir: dir.clone(), fit, test: None, valid: None, efficiency: None, wall_s: started.elapsed().as_secs_f64(), rank: 0 });
         }
 
         let best = run.file(BEST_MODEL_FILE);
@@ -236,6 +288,9 @@ pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
             "padding_fraction": fit.padding_fraction,
             "wall_seconds": wall_s,
             "train_examples": train.ids.len(),
+            "world_size": world,
+            "batch_size_per_process": recipe.train.batch_size,
+            "effective_batch": world * recipe.train.batch_size * recipe.train.grad_accum,
             "test_majority_baseline": baseline.map(|(acc, _)| acc),
         });
         let metrics = json!({
@@ -263,7 +318,7 @@ pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
             },
             &run.file("report.md"),
         )?;
-        Ok(RunResult { dir: dir.clone(), fit, test: Some(test_report), valid: valid_report, efficiency, wall_s })
+        Ok(RunResult { dir: dir.clone(), fit, test: Some(test_report), valid: valid_report, efficiency, wall_s, rank: 0 })
     })();
     run.end(result)
 }

@@ -170,7 +170,8 @@ fn remove_stale_temporaries(dir: &Path) {
 #[derive(Debug)]
 pub struct RunDir {
     path: PathBuf,
-    lock: File,
+    /// `None` for a replica that follows rank 0 (which holds the lock and writes).
+    lock: Option<File>,
     fresh: bool,
 }
 
@@ -232,6 +233,18 @@ impl RunDir {
         Ok(run)
     }
 
+    /// The folder `path` as a data-parallel replica other than rank 0 sees it: rank 0 creates,
+    /// locks and writes it; this handle creates, locks and writes nothing (it may not exist on
+    /// this machine), and is never fresh, so nothing is written through it.
+    pub fn follow(path: &Path) -> Self {
+        Self { path: path.to_path_buf(), lock: None, fresh: false }
+    }
+
+    /// Whether this handle follows another process's run ([`RunDir::follow`]).
+    pub fn is_follower(&self) -> bool {
+        self.lock.is_none()
+    }
+
     /// Lock `path`'s [`LOCK_FILE`]; a fresh folder that cannot be locked is removed again.
     fn locked(path: PathBuf, fresh: bool) -> Result<Self> {
         let lock_path = path.join(LOCK_FILE);
@@ -248,7 +261,7 @@ impl RunDir {
             },
         };
         match result {
-            Ok(lock) => Ok(Self { path, lock, fresh }),
+            Ok(lock) => Ok(Self { path, lock: Some(lock), fresh }),
             Err(e) => {
                 if fresh {
                     let _ = std::fs::remove_dir_all(&path);
@@ -300,7 +313,9 @@ impl RunDir {
 
     /// The run is over: release the lock and return the folder.
     pub fn finish(self) -> PathBuf {
-        let _ = self.lock.unlock();
+        if let Some(lock) = &self.lock {
+            let _ = lock.unlock();
+        }
         self.path
     }
 

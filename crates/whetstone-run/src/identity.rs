@@ -159,10 +159,23 @@ impl Resumed {
     /// recipe entry against `recipe_id` (the settings in `resumable` may differ); `None` for a
     /// fresh run. Done before any data is read.
     pub fn open(folder: &RunFolder, recipe_id: &str, resumable: &'static [&'static str]) -> Result<Option<Self>> {
+        Self::open_as(folder, recipe_id, resumable, false)
+    }
+
+    /// [`Resumed::open`]; a `follower` (a data-parallel replica other than rank 0) reads the
+    /// checkpoint's identity without locking the folder, which rank 0 holds.
+    pub fn open_as(folder: &RunFolder, recipe_id: &str, resumable: &'static [&'static str], follower: bool) -> Result<Option<Self>> {
         let RunFolder::Resume(dir) = folder else {
             return Ok(None);
         };
-        let run = RunDir::resume(dir)?;
+        let run = if follower {
+            if !dir.join(whetstone_train::CHECKPOINT_FILE).is_file() {
+                return Err(TrainError::Resume { run: dir.clone(), msg: format!("this replica cannot read {} there: every data-parallel process must see the run folder (a shared file system across machines)", whetstone_train::CHECKPOINT_FILE) });
+            }
+            RunDir::follow(dir)
+        } else {
+            RunDir::resume(dir)?
+        };
         let recorded = recorded_identity(run.path())?;
         let me = Self { run, recorded, resumable };
         me.check(RECIPE_IDENTITY, recipe_id)?;

@@ -375,7 +375,8 @@ fn tokenizer_for(recipe: &Recipe, raw: &[RawTask]) -> Result<(TextTokenizer, &'s
 /// a single-task run folder under `tasks/<name>/`. The returned report is the main task's
 /// (absent when the main task is a token task).
 pub fn train_multitask(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
-    let Prologue { started, say, recipe_id, resumed, device } = prologue(recipe, opts)?;
+    let Prologue { started, say, recipe_id, resumed, device, rendezvous } = prologue(recipe, opts)?;
+    crate::prologue::single_process(&rendezvous, "multi-task training ([[tasks]])")?;
     let mt = recipe.multitask.clone().unwrap_or_default();
     let raw: Vec<RawTask> = (0..recipe.tasks.len()).map(|i| load_task(recipe, i)).collect::<Result<_>>()?;
     let data_id = data_identity(&recipe.tasks.iter().zip(&raw).map(|(t, r)| (t.name.as_str(), r.fingerprint())).collect::<Vec<_>>());
@@ -439,7 +440,7 @@ pub fn train_multitask(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> 
         let fit = trainer.fit(&source, &valid, !run.is_fresh())?;
         drop(trainer);
         if fit.outcome == Outcome::Interrupted {
-            return Ok(RunResult { dir: dir.clone(), fit, test: None, valid: None, efficiency: None, wall_s: started.elapsed().as_secs_f64() });
+            return Ok(RunResult { dir: dir.clone(), fit, test: None, valid: None, efficiency: None, wall_s: started.elapsed().as_secs_f64(), rank: 0 });
         }
         load_varstore(&mut vs, &run.file(BEST_MODEL_FILE))?;
         let mut per_task = serde_json::Map::new();
@@ -502,7 +503,7 @@ pub fn train_multitask(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> 
             recipe_toml
         );
         run.write("report.md", report.as_bytes())?;
-        Ok(RunResult { dir: dir.clone(), fit, test: main_report, valid: None, efficiency: None, wall_s })
+        Ok(RunResult { dir: dir.clone(), fit, test: main_report, valid: None, efficiency: None, wall_s, rank: 0 })
     })();
     run.end(result)
 }

@@ -9,6 +9,7 @@ use serde::Serialize;
 use std::time::Instant;
 use tch::Device;
 use whetstone_models::parse_device;
+use whetstone_dist::Rendezvous;
 use whetstone_train::{Precision, Result};
 
 /// What [`prologue`] hands back; pipelines destructure it.
@@ -22,6 +23,8 @@ pub(crate) struct Prologue<S> {
     /// The checkpoint of a run being resumed in the folder, if any.
     pub resumed: Option<Resumed>,
     pub device: Device,
+    /// This process's place in a data-parallel run (torchrun's environment), if it is one.
+    pub rendezvous: Option<Rendezvous>,
 }
 
 /// A recipe a pipeline starts from: what [`prologue`] needs of it, whatever its type.
@@ -66,7 +69,10 @@ pipeline_recipe!(crate::PretrainRecipe, crate::PRETRAIN_RESUMABLE_SETTINGS);
 pub(crate) fn prologue<R: PipelineRecipe>(recipe: &R, opts: &RunOptions) -> Result<Prologue<impl Fn(String) + Copy>> {
     let started = Instant::now();
     recipe.check()?;
-    let quiet = opts.quiet;
+    let rendezvous = Rendezvous::from_env()?;
+    let follower = rendezvous.as_ref().is_some_and(|r| r.rank != 0);
+    // Only rank 0 talks; the others print one line when they are done.
+    let quiet = opts.quiet || follower;
     let say = move |s: String| {
         if !quiet {
             eprintln!("{s}");
@@ -74,11 +80,26 @@ pub(crate) fn prologue<R: PipelineRecipe>(recipe: &R, opts: &RunOptions) -> Resu
     };
     // A resumed run is locked and its recipe checked before any data is read.
     let recipe_id = recipe_identity(recipe, R::RESUMABLE)?;
-    let resumed = Resumed::open(&opts.folder, &recipe_id, R::RESUMABLE)?;
+    let resumed = Resumed::open_as(&opts.folder, &recipe_id, R::RESUMABLE, follower)?;
     if recipe.threads() > 0 {
         tch::set_num_threads(recipe.threads() as i32);
     }
-    let device = parse_device(recipe.device())?;
+    let mut device = parse_device(recipe.device())?;
+    if let (Some(r), Device::Cuda(_)) = (&rendezvous, device) {
+        // One GPU per process on each machine, as torchrun arranges.
+        device = Device::Cuda(r.local_rank);
+    }
     crate::run::check_precision(recipe.precision(), device)?;
-    Ok(Prologue { started, say, recipe_id, resumed, device })
+    Ok(Prologue { started, say, recipe_id, resumed, device, rendezvous })
+}
+
+/// Refuse data parallelism in a pipeline that does not support it yet, before anything is read.
+pub(crate) fn single_process(rendezvous: &Option<Rendezvous>, pipeline: &str) -> Result<()> {
+    match rendezvous {
+        Some(r) => Err(whetstone_train::TrainError::Config(format!(
+            "{pipeline} does not run data-parallel yet (WORLD_SIZE={} is set); run it as one process, or use `whetstone train` without [[tasks]] for data parallelism",
+            r.world
+        ))),
+        None => Ok(()),
+    }
 }

@@ -11,7 +11,7 @@ mod predict_cmd;
 mod pretrain_cmd;
 mod recipe_source;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -93,6 +93,16 @@ struct TrainArgs {
     /// data.drop_bad_labels=true`; saved with the run, so --resume and eval need it no more.
     #[arg(long)]
     drop_bad_labels: bool,
+    /// Data-parallel training on this machine: start N worker processes (torchrun's standalone
+    /// mode; Gloo on CPU, NCCL on CUDA). Each trains on its share of every global batch of N ×
+    /// train.batch_size examples; rank 0 writes the run. Under torchrun or a scheduler that sets
+    /// RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT, leave it out.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    nproc: usize,
+    /// Seconds a rank waits for the others (rendezvous and every collective) before it fails,
+    /// naming the rank that stopped answering (sets WHETSTONE_DIST_TIMEOUT for the workers).
+    #[arg(long, default_value_t = 60.0, value_name = "SECS")]
+    dist_timeout: f64,
     #[command(flatten)]
     run: RunArgs,
 }
@@ -199,6 +209,7 @@ struct EvalArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Train(a) if a.nproc > 1 && std::env::var_os("WORLD_SIZE").is_none() => return launch(&a),
         Command::Train(a) => train(a),
         Command::Pretrain(a) => pretrain_cmd::pretrain(a),
         Command::Eval(a) => eval(a),
@@ -234,6 +245,36 @@ fn error_text(e: &anyhow::Error) -> String {
         out.push_str(&text);
     }
     out
+}
+
+/// `train --nproc N`: this program's own arguments, without `--nproc`, as N local workers.
+fn launch(a: &TrainArgs) -> ExitCode {
+    let run = || -> Result<i32> {
+        if !(a.dist_timeout.is_finite() && a.dist_timeout > 0.0) {
+            bail!("--dist-timeout must be a positive number of seconds, not {}", a.dist_timeout);
+        }
+        let exe = std::env::current_exe().context("finding this program to start its workers")?;
+        let mut args: Vec<std::ffi::OsString> = Vec::new();
+        let mut it = std::env::args_os().skip(1);
+        while let Some(arg) = it.next() {
+            let text = arg.to_string_lossy();
+            if text == "--nproc" {
+                it.next();
+            } else if !text.starts_with("--nproc=") {
+                args.push(arg);
+            }
+        }
+        eprintln!("launching {} worker processes (rank 0 reports; effective batch {} × train.batch_size)", a.nproc, a.nproc);
+        let launch = whetstone_dist::LocalLaunch { nproc: a.nproc, port: None, timeout: std::time::Duration::from_secs_f64(a.dist_timeout) };
+        Ok(launch.run(&exe, &args)?)
+    };
+    match run() {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            eprintln!("error: {}", error_text(&e));
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn train(a: TrainArgs) -> Result<()> {
@@ -276,11 +317,16 @@ fn train(a: TrainArgs) -> Result<()> {
         let folder = RunFolder::named(&a.run.runs_dir, &recipe.name);
         (recipe, folder, false)
     };
-    let quiet = a.run.quiet;
+    // A data-parallel replica other than rank 0 stays quiet: rank 0 reports.
+    let quiet = a.run.quiet || std::env::var("RANK").is_ok_and(|r| r.trim() != "0") && std::env::var_os("WORLD_SIZE").is_some();
     if !quiet {
         eprintln!("{} run {} ({})", if resume { "resuming" } else { "starting" }, recipe.name, dir.display_path().display());
     }
     let r = train_recipe(&recipe, &a.run.options(dir))?;
+    if r.rank != 0 {
+        // A data-parallel replica: rank 0 reports.
+        return Ok(());
+    }
     let dir = &r.dir;
     match &r.test {
         None => println!("run interrupted at step {} (resume with --resume {})", r.fit.progress.step, dir.display()),

@@ -42,7 +42,8 @@ pub struct PretrainResult {
 /// resumed run must match the identity its checkpoint records (the recipe without
 /// [`crate::PRETRAIN_RESUMABLE_SETTINGS`], and the corpus's documents).
 pub fn pretrain_recipe(recipe: &PretrainRecipe, opts: &RunOptions) -> Result<PretrainResult> {
-    let Prologue { started, say, recipe_id, resumed, device } = prologue(recipe, opts)?;
+    let Prologue { started, say, recipe_id, resumed, device, rendezvous } = prologue(recipe, opts)?;
+    crate::prologue::single_process(&rendezvous, "pretraining")?;
 
     let c = &recipe.corpus;
     let mut docs = Vec::new();

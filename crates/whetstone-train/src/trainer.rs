@@ -610,6 +610,17 @@ impl<'a> Trainer<'a> {
             return Err(TrainError::Resume { run: self.run_dir.clone(), msg: format!("{} does not exist", path.display()) });
         }
         let ckpt = Checkpoint::load(&path)?;
+        // The world size first: with it, the batch plan changes too, and this says why.
+        const WORLD: &str = "data-parallel world size";
+        match (ckpt.identity.get(WORLD), self.identity.get(WORLD)) {
+            (Some(then), now) if Some(then) != now => {
+                return Err(TrainError::Resume { run: self.run_dir.clone(), msg: format!("the {WORLD} changed: the checkpoint was trained by {then} processes, this run has {}; resume it with `--nproc {then}` (or WORLD_SIZE={then})", now.map_or("1", String::as_str)) });
+            }
+            (None, Some(now)) => {
+                return Err(TrainError::Resume { run: self.run_dir.clone(), msg: format!("the {WORLD} changed: the checkpoint was trained by one process, this run has {now}; resume it without --nproc (and without WORLD_SIZE)") });
+            }
+            _ => {}
+        }
         let changed: Vec<String> = self
             .identity
             .iter()

@@ -9,7 +9,7 @@ pub enum DistError {
     #[error("rank {rank} of {world}: {op} failed: {message}{}", missing_text(.missing))]
     Peer { rank: usize, world: usize, op: String, message: String, missing: Missing },
     /// The replicas disagree about something that must be the same on all of them.
-    #[error("rank {rank} of {world}: {what} differs from rank 0's ({detail}); every process must run the same recipe on the same data")]
+    #[error("rank {rank} of {world}: the {what} is not the same on every rank ({detail}); every process must run the same recipe on the same data")]
     Mismatch { rank: usize, world: usize, what: String, detail: String },
     /// Starting or watching local worker processes failed.
     #[error("launch: {0}")]

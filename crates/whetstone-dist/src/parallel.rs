@@ -80,15 +80,27 @@ impl DataParallel {
         }
     }
 
-    /// Check that `value` is the same on every rank (an error on the ranks where it differs
-    /// from rank 0's, naming `what`; rank 0 then fails at its next collective, naming them).
+    /// Check that `value` is the same on every rank. Every rank publishes its value through the
+    /// store, waits for the others, and compares all of them with rank 0's, so every rank fails
+    /// alike, naming `what` and the ranks that differ.
     pub fn agree(&mut self, what: &str, value: &str) -> Result<()> {
-        let theirs = self.share(&format!("agree/{what}"), Some(value.as_bytes()))?;
-        if theirs != value.as_bytes() {
-            let detail = summarise(&String::from_utf8_lossy(&theirs), value);
+        let key = |r: usize| format!("whetstone/agree/{what}/{r}");
+        self.store.set(&key(self.rank), value.as_bytes()).map_err(|e| self.lost(format!("publishing the {what}"), e))?;
+        self.barrier()?;
+        let mut values = Vec::with_capacity(self.world);
+        for r in 0..self.world {
+            values.push(self.store.get(&key(r)).map_err(|e| self.lost(format!("reading rank {r}'s {what}"), e))?);
+        }
+        let differ: Vec<usize> = (1..self.world).filter(|&r| values[r] != values[0]).collect();
+        if let Some(&first) = differ.first() {
+            let detail = format!(
+                "rank(s) {} differ; first difference: {}",
+                differ.iter().map(usize::to_string).collect::<Vec<_>>().join(", "),
+                summarise(&String::from_utf8_lossy(&values[0]), &String::from_utf8_lossy(&values[first]), first)
+            );
             return Err(DistError::Mismatch { rank: self.rank, world: self.world, what: what.into(), detail });
         }
-        self.barrier()
+        Ok(())
     }
 
     /// Wait for every rank.
@@ -200,11 +212,11 @@ fn rendezvous_error(rdv: &Rendezvous, e: ExtError) -> DistError {
     }
 }
 
-/// The first difference between two texts, shortened.
-fn summarise(theirs: &str, ours: &str) -> String {
-    let at = theirs.chars().zip(ours.chars()).take_while(|(a, b)| a == b).count();
+/// The first difference between rank 0's text and rank `other`'s, shortened.
+fn summarise(zero: &str, theirs: &str, other: usize) -> String {
+    let at = zero.chars().zip(theirs.chars()).take_while(|(a, b)| a == b).count();
     let cut = |s: &str| s.chars().skip(at.saturating_sub(20)).take(60).collect::<String>();
-    format!("rank 0: …{}…; here: …{}…", cut(theirs), cut(ours))
+    format!("rank 0 has …{}…, rank {other} has …{}…", cut(zero), cut(theirs))
 }
 
 impl Replicas for DataParallel {

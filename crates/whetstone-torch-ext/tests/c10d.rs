@@ -92,6 +92,12 @@ fn bad_arguments_are_refused_before_libtorch() {
     assert!(out[0].0.contains("not contiguous"), "{}", out[0].0);
     assert!(out[0].1.contains("root 3 is not a rank of 1"), "{}", out[0].1);
     assert!(Store::connect("127.0.0.1", 1, 2, 2, Duration::from_secs(1)).is_err());
+    // The NCCL path is compiled whenever the libtorch built against has CUDA.
+    if let Some(lib) = std::env::var_os("LIBTORCH").map(std::path::PathBuf::from) {
+        if lib.join("lib/libtorch_cuda.so").is_file() {
+            assert!(whetstone_torch_ext::c10d::nccl_compiled(), "libtorch has CUDA but NCCL was not compiled in (see the build warning)");
+        }
+    }
     if !whetstone_torch_ext::c10d::nccl_compiled() {
         let store = Store::connect("127.0.0.1", free_port(), 0, 1, Duration::from_secs(10)).unwrap();
         let e = ProcessGroup::new(&store, 0, 1, Backend::Nccl, None, Duration::from_secs(1)).err().unwrap();

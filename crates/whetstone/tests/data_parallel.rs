@@ -62,6 +62,36 @@ fn nproc_2_trains_reports_the_effective_batch_and_resumes_bit_identically() {
     assert!(a == b, "the resumed 2-process run differs from the uninterrupted one");
 }
 
+#[test]
+fn ranks_with_different_recipes_all_fail_naming_the_difference() {
+    let tmp = tempfile::tempdir().unwrap();
+    let csv = rt_csv(tmp.path(), "rt.csv", 200);
+    let runs = tmp.path().join("runs");
+    let port = free_port().to_string();
+    let children: Vec<_> = (0..2)
+        .map(|rank| {
+            train(&csv, &runs, "mismatch", 1)
+                .args(["--set", &format!("seed={}", 40 + rank)])
+                .env("RANK", rank.to_string())
+                .env("WORLD_SIZE", "2")
+                .env("MASTER_ADDR", "127.0.0.1")
+                .env("MASTER_PORT", &port)
+                .env("WHETSTONE_DIST_TIMEOUT", "30")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (rank, c) in children.into_iter().enumerate() {
+        let o = c.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "rank {rank}: {err}");
+        assert!(err.contains(&format!("rank {rank} of 2: the recipe is not the same on every rank (rank(s) 1 differ")) && err.contains("seed"), "rank {rank}: {err}");
+    }
+    assert!(!runs.exists(), "nothing is written when the ranks disagree");
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

@@ -24,10 +24,13 @@ prepare)
     cargo build --release -p whetstone
     cargo test --release -p whetstone-train --test precision --no-run 2>&1 | tail -1
     test_bin=$(ls -t target/release/deps/precision-* | grep -v '\.d$' | head -1)
+    cargo test --release -p whetstone-torch-ext --features c10d --test c10d --no-run 2>&1 | tail -1
+    c10d_bin=$(ls -t target/release/deps/c10d-* | grep -v '\.d$' | head -1)
     mkdir -p "$dir"
     cp target/release/whetstone "$dir/whetstone"
     cp "$test_bin" "$dir/precision-test"
-    strip "$dir/whetstone" "$dir/precision-test"
+    cp "$c10d_bin" "$dir/c10d-test"
+    strip "$dir/whetstone" "$dir/precision-test" "$dir/c10d-test"
     du -sh "$dir"/*
     echo "carry $dir to the GPU machine and run: scripts/gpu-check.sh run"
     ;;
@@ -99,6 +102,9 @@ TOML
             --set "train.batch_size=$batch" --runs-dir "$out/runs" --name "minilm-$p" --stop-after "$total" --quiet \
             > "$out/train-$p.log" 2>&1 || { echo "error: the $p run failed:"; tail -5 "$out/train-$p.log"; }
     done
+
+    echo "== NCCL smoke test (one-rank NCCL process group on cuda:0, issue 13)"
+    "$dir/c10d-test" nccl_smoke_on_one_gpu --nocapture > "$out/nccl-smoke.log" 2>&1 && grep -h "nccl_smoke" "$out/nccl-smoke.log" || { echo "NCCL smoke test FAILED:"; tail -20 "$out/nccl-smoke.log"; }
 
     echo "== fp16 loss scaling with an injected overflow (precision test on CUDA)"
     scaler_status=passed

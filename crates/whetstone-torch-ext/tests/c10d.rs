@@ -104,3 +104,29 @@ fn bad_arguments_are_refused_before_libtorch() {
         assert!(e.to_string().contains("NCCL is not compiled"), "{e}");
     }
 }
+
+/// The NCCL smoke test of `scripts/gpu-check.sh`: a one-rank NCCL group on cuda:0 reduces,
+/// broadcasts, gathers and meets at a barrier. Without CUDA (or without NCCL compiled in) it
+/// says so and checks nothing: NCCL is then untested.
+#[test]
+fn nccl_smoke_on_one_gpu() {
+    if !(tch::Cuda::is_available() && whetstone_torch_ext::c10d::nccl_compiled()) {
+        eprintln!("nccl_smoke_on_one_gpu: skipped (CUDA available: {}, NCCL compiled: {})", tch::Cuda::is_available(), whetstone_torch_ext::c10d::nccl_compiled());
+        return;
+    }
+    let store = Store::connect("127.0.0.1", free_port(), 0, 1, Duration::from_secs(30)).unwrap();
+    let pg = ProcessGroup::new(&store, 0, 1, Backend::Nccl, None, Duration::from_secs(60)).unwrap();
+    let dev = Device::Cuda(0);
+    let t = Tensor::from_slice(&[1.0f32, 2.0, 3.0]).to_device(dev);
+    pg.all_reduce(std::slice::from_ref(&t), ReduceOp::Sum).unwrap();
+    pg.all_reduce(std::slice::from_ref(&t), ReduceOp::Avg).unwrap();
+    pg.broadcast(std::slice::from_ref(&t), 0).unwrap();
+    let g = pg.all_gather(&t).unwrap();
+    pg.barrier().unwrap();
+    assert_eq!(Vec::<f32>::try_from(&t.to_device(Device::Cpu)).unwrap(), vec![1.0, 2.0, 3.0]);
+    assert_eq!(g.len(), 1);
+    // A CPU tensor is refused before NCCL sees it.
+    let e = pg.all_reduce(&[Tensor::zeros([2], (Kind::Float, Device::Cpu))], ReduceOp::Sum).unwrap_err().to_string();
+    assert!(e.contains("NCCL reduces CUDA tensors"), "{e}");
+    eprintln!("nccl_smoke_on_one_gpu: passed on {:?}", dev);
+}

@@ -278,6 +278,12 @@ fn launch(a: &TrainArgs) -> ExitCode {
 }
 
 fn train(a: TrainArgs) -> Result<()> {
+    if a.nproc == 0 {
+        bail!("--nproc must be at least 1");
+    }
+    if a.nproc > 1 {
+        bail!("--nproc {} with WORLD_SIZE={} already set: this process was started by a launcher (torchrun, a scheduler or --nproc); drop --nproc", a.nproc, std::env::var("WORLD_SIZE").unwrap_or_default());
+    }
     let (recipe, dir, resume) = if let Some(run) = &a.run.resume {
         if !a.overrides.is_empty() || a.file.data.is_some() || a.run.name.is_some() {
             bail!("--resume continues a run with its own recipe; drop --set/--data/--name");

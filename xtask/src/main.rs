@@ -4,6 +4,7 @@
 //! [`libtorch`]) and then runs cargo with the environment that tch needs, so that a user
 //! never exports anything by hand. It deliberately does not depend on tch itself.
 
+mod bundle;
 mod gloo;
 mod libtorch;
 mod mutants;
@@ -40,6 +41,9 @@ commands:
                      ~2.5 min a mutant), mutants picked round-robin from shard K (default 7), in
                      target/mutants; prints the caught rate per crate, lists in
                      target/mutants-out/CRATE/mutants.out (reports/mutants.md). Too slow for CI
+  install [--dest DIR] [--hardlink]
+                     a relocatable bundle (default dist/whetstone): the release binary plus the libtorch and
+                     CUDA libraries it loads, runnable on a Linux x86-64 machine with no Python or libtorch
   env                print the environment exports for using the installed libtorch from a shell
 
 environment:
@@ -98,6 +102,18 @@ fn run() -> Result<ExitCode> {
             let mut c = cargo(&root, &env);
             c.args(["test", "--release", "--workspace", "--no-fail-fast"]).args(&args);
             status(c)
+        }
+        "install" => {
+            let env = libtorch::ensure()?;
+            let opts = bundle::parse(&args, &root)?;
+            let mut c = cargo(&root, &env);
+            c.args(["build", "--release", "-p", "whetstone"]);
+            if status(c)? != ExitCode::SUCCESS {
+                bail!("building whetstone failed");
+            }
+            let libtorch = env.libtorch_dir().context("no libtorch folder is known (LIBTORCH_USE_PYTORCH without a torch import?)")?;
+            bundle::install(&root.join("target/release/whetstone"), &libtorch, &opts)?;
+            Ok(ExitCode::SUCCESS)
         }
         "fuzz" => {
             let env = libtorch::ensure()?;
@@ -180,6 +196,9 @@ fn bench(root: &Path, env: &libtorch::Env, what: &str) -> Result<ExitCode> {
         // Augmentation, adversarial training and multi-task learning: reports/augment.{md,json,png};
         // arguments after `augment` go to it (`--sections`, `--seeds`, `--quick`, …).
         "augment" => study(root, env, "augment-study", &["rotten-tomatoes", "imdb", "sms-spam", "wnut16", "wordnet", "minilm-l6"]),
+        // Data-parallel throughput against PyTorch DDP (Gloo) and the scaling model:
+        // reports/dist.{md,json}; arguments after `dist` go to it (`--quick`, `--reps`, …).
+        "dist" => bench_dist(root, env),
         "all" => {
             for step in [bench_train, bench_optim_speed] {
                 let code = step(root, env)?;
@@ -214,6 +233,19 @@ fn bench_train(root: &Path, env: &libtorch::Env) -> Result<ExitCode> {
     c.arg("--python").arg(env.python());
     c.arg("--peer").arg(root.join("benches/peers/train_throughput.py"));
     c.arg("--out").arg(root.join("reports"));
+    status(c)
+}
+
+/// Data-parallel training throughput against PyTorch DDP: reports/dist.{md,json} (`--quick`:
+/// reports/dist-quick.{md,json}).
+fn bench_dist(root: &Path, env: &libtorch::Env) -> Result<ExitCode> {
+    cargo_run_cli(root, env, &["data".into(), "rotten-tomatoes".into()])?;
+    let mut c = cargo(root, env);
+    c.args(["run", "--release", "--quiet", "-p", "whetstone-benches", "--bin", "dist-throughput", "--"]);
+    c.arg("--python").arg(env.python());
+    c.arg("--peer").arg(root.join("benches/peers/ddp_throughput.py"));
+    c.arg("--out").arg(root.join("reports"));
+    c.args(std::env::args().skip(3));
     status(c)
 }
 

@@ -233,11 +233,11 @@ impl Replicas for DataParallel {
         Ok(())
     }
 
-    fn reduce_gradients(&mut self, grads: &[Tensor], examples: usize, loss: f64, flag: bool) -> whetstone_train::Result<Reduced> {
+    fn reduce_gradients(&mut self, grads: &[Tensor], examples: usize, loss: f64, flag: bool, stop: bool) -> whetstone_train::Result<Reduced> {
         let t0 = Instant::now();
-        // One small call agrees on the global example count, loss and flag.
+        // One small call agrees on the global example count, loss, overflow and stop request.
         let n = examples as f64;
-        let head = Tensor::from_slice(&[n, n * loss, f64::from(u8::from(flag))]).to_device(self.device);
+        let head = Tensor::from_slice(&[n, n * loss, f64::from(u8::from(flag)), f64::from(u8::from(stop))]).to_device(self.device);
         self.stats.calls += 1;
         self.group.all_reduce(std::slice::from_ref(&head), ReduceOp::Sum).map_err(|e| self.lost("all_reduce of the step's examples and loss".into(), e))?;
         let head = Vec::<f64>::try_from(&head.to_device(Device::Cpu)).map_err(DistError::from)?;
@@ -255,6 +255,6 @@ impl Replicas for DataParallel {
         self.reduce_buckets(grads)?;
         self.stats.steps += 1;
         self.stats.seconds += t0.elapsed().as_secs_f64();
-        Ok(Reduced { examples: total.round() as usize, loss: head[1] / total, flag: head[2] > 0.0 })
+        Ok(Reduced { examples: total.round() as usize, loss: head[1] / total, flag: head[2] > 0.0, stop: head[3] > 0.0 })
     }
 }

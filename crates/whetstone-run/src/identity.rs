@@ -30,11 +30,11 @@ pub const LABELS_IDENTITY: &str = "labels";
 /// identity: the run's name, where it runs (`device`, `threads`), and how long the finished
 /// model's latency and throughput are timed. Everything else (data, tokenizer, model,
 /// optimiser, schedule, loop, fine-tuning) must stay as the run started.
-pub const RESUMABLE_SETTINGS: &[&str] = &["name", "device", "threads", "precision", "optim.kernel", "eval.latency_iters", "eval.throughput_iters"];
+pub const RESUMABLE_SETTINGS: &[&str] = &["name", "device", "threads", "precision", "optim.kernel", "eval.latency_iters", "eval.throughput_iters", "train.epochs", "train.checkpoint_minutes"];
 
 /// Pretraining-recipe settings that may change on `--resume`: the name, `device`, `threads`,
 /// `precision`.
-pub const PRETRAIN_RESUMABLE_SETTINGS: &[&str] = &["name", "device", "threads", "precision", "optim.kernel"];
+pub const PRETRAIN_RESUMABLE_SETTINGS: &[&str] = &["name", "device", "threads", "precision", "optim.kernel", "train.epochs", "train.checkpoint_minutes"];
 
 /// `recipe` as canonical JSON (keys sorted) without the dotted `resumable` keys.
 pub fn recipe_identity(recipe: &impl Serialize, resumable: &[&str]) -> Result<String> {
@@ -78,6 +78,12 @@ pub fn documents_fingerprint(docs: &[String]) -> String {
 /// The label-set identity.
 pub fn labels_identity(names: &[String]) -> String {
     Value::from(names.to_vec()).to_string()
+}
+
+/// The settings in which two recipes differ, as `key: a → b`, leaving out the resumable ones
+/// ([`RESUMABLE_SETTINGS`]).
+pub fn recipe_changes(a: &crate::Recipe, b: &crate::Recipe) -> Result<Vec<String>> {
+    Ok(changes(&recipe_identity(a, RESUMABLE_SETTINGS)?, &recipe_identity(b, RESUMABLE_SETTINGS)?))
 }
 
 /// Flatten JSON into dotted keys.
@@ -134,7 +140,13 @@ pub fn check_identity(dir: &Path, recorded: &BTreeMap<String, String>, what: &st
     if then == now {
         return Ok(());
     }
-    let changed = changes(then, now).join("; ");
+    // A checkpoint written before a setting became resumable still records it: leave it out.
+    let resumable_key = |k: &str| resumable.iter().any(|r| k == *r || k.starts_with(&format!("{r}.")));
+    let changed: Vec<String> = changes(then, now).into_iter().filter(|c| what != RECIPE_IDENTITY || !resumable_key(c.split(':').next().unwrap_or(""))).collect();
+    if changed.is_empty() {
+        return Ok(());
+    }
+    let changed = changed.join("; ");
     match what {
         RECIPE_IDENTITY => refuse(format!(
             "the recipe differs from the one the run started with ({changed}); resume with the run's own settings (only {} may change)",
@@ -180,6 +192,13 @@ impl Resumed {
         let me = Self { run, recorded, resumable };
         me.check(RECIPE_IDENTITY, recipe_id)?;
         Ok(Some(me))
+    }
+
+    /// What the checkpoint records for `what`, if anything. A resumed run passes the recorded
+    /// recipe identity on to the loop once [`Resumed::check`] accepted it: it may differ from
+    /// today's in settings that became resumable since the checkpoint was written.
+    pub fn recorded(&self, what: &str) -> Option<&str> {
+        self.recorded.get(what).map(String::as_str)
     }
 
     /// Check the entry `what` (see [`check_identity`]).

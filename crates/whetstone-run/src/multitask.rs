@@ -436,7 +436,8 @@ pub fn train_multitask(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> 
             .identity(DATA_IDENTITY, data_id)
             .identity(LABELS_IDENTITY, labels_id)
             .observer(Reporter::quiet(opts.quiet))
-            .stop_after(opts.stop_after);
+            .stop_after(opts.stop_after)
+            .keep_checkpoint(opts.keep_checkpoint);
         let fit = trainer.fit(&source, &valid, !run.is_fresh())?;
         drop(trainer);
         if fit.outcome == Outcome::Interrupted {
@@ -592,6 +593,12 @@ impl MultiTaskRun {
     /// for a sequence task; `word/TAG` for each whitespace-separated word for a token task.
     pub fn predict(&self, task: &str, texts: &[String]) -> Result<Vec<String>> {
         Ok(self.predict_rows(task, texts)?.iter().map(TaskPrediction::to_line).collect())
+    }
+
+    /// Task `task`'s classes (sequence task) or tags (token task), in class-id order; an error
+    /// naming the known tasks when the run has no task `task`.
+    pub fn task_labels(&self, task: &str) -> Result<&[String]> {
+        Ok(&self.labels[self.model.task_index(task)?])
     }
 
     /// Whether `task` is a token task (tags per word) rather than a sequence task; an error

@@ -81,6 +81,8 @@ pub(crate) fn prologue<R: PipelineRecipe>(recipe: &R, opts: &RunOptions) -> Resu
     // A resumed run is locked and its recipe checked before any data is read.
     let recipe_id = recipe_identity(recipe, R::RESUMABLE)?;
     let resumed = Resumed::open_as(&opts.folder, &recipe_id, R::RESUMABLE, follower)?;
+    // Accepted: the loop checks its checkpoint against what it recorded.
+    let recipe_id = resumed.as_ref().and_then(|r| r.recorded(crate::identity::RECIPE_IDENTITY)).map_or(recipe_id, str::to_string);
     if recipe.threads() > 0 {
         tch::set_num_threads(recipe.threads() as i32);
     }

@@ -21,6 +21,9 @@ pub struct TrainConfig {
     pub metric: String,
     /// Save a resumable checkpoint every N steps, besides every evaluation; `0` = only at evaluations.
     pub checkpoint_every: u64,
+    /// Also save a resumable checkpoint once this many minutes have passed since the last one,
+    /// so a long epoch is never lost whole; `0` disables (default 10).
+    pub checkpoint_minutes: f64,
     /// Length-bucketing: a bucket holds `batch_size × bucket_factor` examples (default 50).
     pub bucket_factor: usize,
     /// Batch size for evaluation (default 128).
@@ -42,6 +45,7 @@ impl Default for TrainConfig {
             patience: 0,
             metric: "accuracy".into(),
             checkpoint_every: 0,
+            checkpoint_minutes: 10.0,
             bucket_factor: 50,
             eval_batch_size: 128,
             log_every: 20,
@@ -56,6 +60,9 @@ impl TrainConfig {
         let bad = |m: &str| Err(TrainError::Config(m.into()));
         if self.epochs == 0 {
             return bad("train.epochs must be >= 1");
+        }
+        if !(self.checkpoint_minutes.is_finite() && self.checkpoint_minutes >= 0.0) {
+            return bad("train.checkpoint_minutes must be a non-negative number of minutes (0 disables)");
         }
         if self.batch_size == 0 || self.eval_batch_size == 0 {
             return bad("train.batch_size and train.eval_batch_size must be >= 1");

@@ -29,6 +29,8 @@ pub struct Reduced {
     pub loss: f64,
     /// Whether any replica raised the flag (an overflow under loss scaling).
     pub flag: bool,
+    /// Whether any replica was asked to stop ([`crate::request_stop`]): all stop after this step.
+    pub stop: bool,
 }
 
 /// The other replicas of a data-parallel run.
@@ -41,6 +43,6 @@ pub trait Replicas {
     fn broadcast(&mut self, tensors: &[Tensor]) -> Result<()>;
     /// Replace the local gradients `grads` (means over this replica's `examples`) with the
     /// example-weighted mean over all replicas, in place; also agree on the global loss (from
-    /// this replica's mean `loss`) and on `flag`.
-    fn reduce_gradients(&mut self, grads: &[Tensor], examples: usize, loss: f64, flag: bool) -> Result<Reduced>;
+    /// this replica's mean `loss`), on `flag` and on `stop`.
+    fn reduce_gradients(&mut self, grads: &[Tensor], examples: usize, loss: f64, flag: bool, stop: bool) -> Result<Reduced>;
 }

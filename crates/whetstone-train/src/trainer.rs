@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::{nn::VarStore, Device, Tensor};
 use whetstone_data::{BatchSource, Encoded, Fingerprint, PlanEntry};
-use whetstone_eval::{read_jsonl, MetricsLog};
+use whetstone_eval::{read_jsonl, MetricsLog, TfEventsWriter};
 use whetstone_models::{save_varstore, TextClassifier};
 use whetstone_optim::{clip_grad_norm, Optimizer, Schedule, Scheduler};
 use whetstone_torch_ext::Precision;
@@ -108,6 +108,8 @@ pub struct Trainer<'a> {
     precision: Precision,
     scaler: Option<LossScaler>,
     replicas: Option<&'a mut dyn Replicas>,
+    /// Set by a step when this process (or, data-parallel, any replica) was asked to stop.
+    stop_agreed: bool,
 }
 
 /// Optimiser steps in one epoch of `source` under `config`: what [`Trainer::fit`] takes per
@@ -161,6 +163,7 @@ impl<'a> Trainer<'a> {
             precision: Precision::Fp32,
             scaler: None,
             replicas: None,
+            stop_agreed: false,
         }
     }
 
@@ -391,8 +394,11 @@ impl<'a> Trainer<'a> {
         if let Some(r) = self.replicas.as_deref_mut() {
             let grads = self.optim.grad_buffers()?;
             let local_examples: usize = group.iter().map(|e| e.indices.len()).sum();
-            let reduced = r.reduce_gradients(&grads, local_examples, non_finite.unwrap_or(loss), overflow)?;
+            let reduced = r.reduce_gradients(&grads, local_examples, non_finite.unwrap_or(loss), overflow, crate::interrupt::stop_requested())?;
             (examples, loss, overflow) = (reduced.examples, reduced.loss, reduced.flag);
+            self.stop_agreed = reduced.stop;
+        } else {
+            self.stop_agreed = crate::interrupt::stop_requested();
             if self.scaler.is_none() && !loss.is_finite() {
                 return Err(TrainError::NonFiniteLoss { step: step + 1, epoch: epoch + 1, loss, checkpoint: self.last_good_name() });
             }
@@ -495,7 +501,8 @@ impl<'a> Trainer<'a> {
             }
             let log = if primary {
                 truncate_log(&log_path, prog.step)?;
-                let mut log = MetricsLog::append(&log_path)?;
+                // TensorBoard's event files are cut back to the checkpoint too, and continued.
+                let mut log = MetricsLog::append(&log_path)?.with_tfevents(TfEventsWriter::resume(&self.run_dir, prog.step)?);
                 log.write(&json!({"event": "resume", "step": prog.step, "epoch": prog.epoch}))?;
                 Some(log)
             } else {
@@ -503,7 +510,9 @@ impl<'a> Trainer<'a> {
             };
             (prog, log)
         } else {
-            (Progress::default(), if primary { Some(MetricsLog::create(&log_path)?) } else { None })
+            // Every record's scalars also go to a TensorBoard event file in the run folder.
+            let log = if primary { Some(MetricsLog::create(&log_path)?.with_tfevents(TfEventsWriter::create(&self.run_dir)?)) } else { None };
+            (Progress::default(), log)
         };
         let padding = train.padding_fraction(&first).unwrap_or(0.0);
         Ok(Session::new(prog, scheduler, log, total, first, padding))
@@ -550,7 +559,9 @@ impl<'a> Trainer<'a> {
     fn after_step(&mut self, s: &mut Session, valid: &Encoded, end_of_epoch: bool) -> Result<Option<Outcome>> {
         let c = &self.config;
         let eval_due = if c.eval_every > 0 { s.prog.step.is_multiple_of(c.eval_every) || s.prog.step == s.total } else { end_of_epoch };
-        let save_due = eval_due || end_of_epoch || (c.checkpoint_every > 0 && s.prog.step.is_multiple_of(c.checkpoint_every));
+        let timed = c.checkpoint_minutes > 0.0 && s.last_save.elapsed().as_secs_f64() >= 60.0 * c.checkpoint_minutes;
+        let stop = self.stop_agreed;
+        let save_due = eval_due || end_of_epoch || stop || timed || (c.checkpoint_every > 0 && s.prog.step.is_multiple_of(c.checkpoint_every));
         if save_due {
             // Nothing non-finite is ever saved: not as the best model, not as a checkpoint.
             self.ensure_finite(s.prog.step)?;
@@ -566,6 +577,11 @@ impl<'a> Trainer<'a> {
             let saved = self.save_checkpoint(&s.prog);
             s.prog.train_seconds -= s.train_time;
             saved?;
+            s.last_save = Instant::now();
+        }
+        if stop {
+            self.observer.message(&format!("stopping at step {} as asked; the checkpoint is saved", s.prog.step));
+            return Ok(Some(Outcome::Interrupted));
         }
         if self.stop_after > 0 && s.prog.step >= self.stop_after {
             return Ok(Some(Outcome::Interrupted));
@@ -733,6 +749,8 @@ struct Session {
     plan_epoch: Option<u64>,
     padding: f64,
     train_time: f64,
+    /// When the last checkpoint was written (or the session began).
+    last_save: Instant,
     examples: u64,
     loss_acc: f64,
     loss_n: u64,
@@ -741,7 +759,7 @@ struct Session {
 impl Session {
     fn new(prog: Progress, scheduler: Scheduler, log: Option<MetricsLog>, total: u64, first: Vec<PlanEntry>, padding: f64) -> Self {
         let start_step = prog.step;
-        Self { prog, scheduler, log, total, start_step, plan: first, plan_epoch: Some(0), padding, train_time: 0.0, examples: 0, loss_acc: 0.0, loss_n: 0 }
+        Self { prog, scheduler, log, total, start_step, plan: first, plan_epoch: Some(0), padding, train_time: 0.0, last_save: Instant::now(), examples: 0, loss_acc: 0.0, loss_n: 0 }
     }
 
     /// Append `rec` to the metrics log, where this process keeps one.

@@ -143,6 +143,7 @@ impl TrainSettings {
             eval_batch_size: self.eval_batch_size,
             log_every: self.log_every,
             label_smoothing: self.label_smoothing,
+            ..TrainConfig::default()
         }
     }
 }

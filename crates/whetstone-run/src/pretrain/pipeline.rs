@@ -126,7 +126,8 @@ pub fn pretrain_recipe(recipe: &PretrainRecipe, opts: &RunOptions) -> Result<Pre
             .identity(RECIPE_IDENTITY, recipe_id)
             .identity(DATA_IDENTITY, data_id)
             .observer(Reporter::quiet(opts.quiet))
-            .stop_after(opts.stop_after);
+            .stop_after(opts.stop_after)
+            .keep_checkpoint(opts.keep_checkpoint);
         let source = BucketedSource::new(&train, recipe.train.batch_size, recipe.train.bucket_factor);
         let fit = trainer.fit(&source, &valid, !run.is_fresh())?;
         // Keep the objective (its head lives in `vs`) and end the trainer's borrows of the store.

@@ -13,7 +13,8 @@
 //!   atomically created, never an earlier run's; a lock so that two processes never share a
 //!   folder; one atomic write for every file), [`RunFolder`] says where a run goes,
 //!   [`resume_dir`], the file names, [`LoadedRun`] (a run folder loaded back for evaluation
-//!   and prediction, refusing non-finite weights), [`read_recipe`].
+//!   and prediction, refusing non-finite weights), [`read_recipe`], [`Predictor`] (what
+//!   `predict` and `serve` answer with: any run, or one task of a multi-task run).
 //! * Everything is checked before anything is written ([`Recipe::validate`]: finite floats,
 //!   ranges, integer bounds, the optimiser's and the model's settings, a model that fits in
 //!   memory), and a resumed run must match the [`identity`] its checkpoint records (the
@@ -63,6 +64,7 @@ mod folder;
 pub mod identity;
 pub mod multitask;
 mod pretrain;
+mod predictor;
 mod pretrained;
 mod prologue;
 mod recipe;
@@ -77,6 +79,7 @@ pub use folder::{resume_dir, run_name, RunDir, RunFolder, LOCK_FILE};
 pub use identity::{PRETRAIN_RESUMABLE_SETTINGS, RESUMABLE_SETTINGS};
 pub use pretrain::{pretrain_recipe, CorpusRecipe, PretrainRecipe, PretrainResult, PRETRAIN_RECIPE_FILE};
 pub use multitask::{train_multitask, MultiTaskRecipe, MultiTaskRun, TaskRecipe};
+pub use predictor::Predictor;
 pub use reporter::Reporter;
 
 pub use efficiency::measure_efficiency;

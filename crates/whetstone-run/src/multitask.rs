@@ -601,6 +601,12 @@ impl MultiTaskRun {
         Ok(&self.labels[self.model.task_index(task)?])
     }
 
+    /// Task `task`'s classes (sequence task) or tags (token task), in class-id order; an error
+    /// naming the known tasks when the run has no task `task`.
+    pub fn task_labels(&self, task: &str) -> Result<&[String]> {
+        Ok(&self.labels[self.model.task_index(task)?])
+    }
+
     /// Whether `task` is a token task (tags per word) rather than a sequence task; an error
     /// naming the known tasks when the run has no task `task`.
     pub fn is_token_task(&self, task: &str) -> Result<bool> {

@@ -10,6 +10,7 @@ mod compress_cmd;
 mod predict_cmd;
 mod pretrain_cmd;
 mod recipe_source;
+mod serve_cmd;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -37,6 +38,9 @@ enum Command {
     /// Classify stdin line by line, answering every line in order (flushed per line): prints
     /// `label<TAB>probability`, or with `--format jsonl` every class's probability.
     Predict(predict_cmd::PredictArgs),
+    /// Serve a run over HTTP: POST /predict (JSON), GET /health, GET /metadata, with dynamic
+    /// batching, bounded queues and graceful shutdown.
+    Serve(serve_cmd::ServeArgs),
     /// Distil a teacher run into a smaller student run.
     Distill(compress_cmd::DistillArgs),
     /// Prune (or int8-quantise) a run into a smaller or sparser run.
@@ -214,6 +218,7 @@ fn main() -> ExitCode {
         Command::Pretrain(a) => pretrain_cmd::pretrain(a),
         Command::Eval(a) => eval(a),
         Command::Predict(a) => predict_cmd::predict(a),
+        Command::Serve(a) => serve_cmd::serve(a),
         Command::Distill(a) => compress_cmd::distill(a),
         Command::Prune(a) => compress_cmd::prune(a),
         Command::Augment(a) => augment_cmd::augment(a),

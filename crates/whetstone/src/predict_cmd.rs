@@ -6,12 +6,12 @@
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use whetstone_data::truncate::{char_bound, read_line_bounded};
 use whetstone_run::multitask::TaskPrediction;
-use whetstone_run::{LoadedRun, MultiTaskRun, Precision};
+use whetstone_run::{Precision, Predictor};
 
 /// How each answer is printed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -62,90 +62,38 @@ pub struct PredictArgs {
     format: PredictFormat,
 }
 
-/// The model that answers: a single run, or one task of a multi-task run.
-enum Predictor {
-    Single(LoadedRun),
-    /// The run, the task, and whether it is a token task.
-    Task(MultiTaskRun, String, bool),
+/// What an empty line is answered with.
+fn empty(predictor: &Predictor, line: usize, format: PredictFormat, truncated: bool) -> String {
+    match format {
+        PredictFormat::Plain => String::new(),
+        PredictFormat::Jsonl => numbered(line, predictor.empty_json(), truncated),
+    }
 }
 
-impl Predictor {
-    /// The prediction for one non-empty text.
-    fn predict(&self, text: String) -> Result<TaskPrediction> {
-        match self {
-            Predictor::Single(run) => {
-                let probs = run.predict_probs(&[text])?.pop().context("the model returned no prediction")?;
-                Ok(TaskPrediction::Sequence { labels: run.label_names.clone(), probs })
-            }
-            Predictor::Task(run, task, _) => Ok(run.predict_rows(task, &[text])?.pop().context("the model returned no prediction")?),
-        }
+/// `{"line": N, …answer…}`, with `"truncated": true` when the line was cut.
+fn numbered(line: usize, answer: Value, truncated: bool) -> String {
+    let mut v = json!({ "line": line });
+    if let (Some(o), Value::Object(a)) = (v.as_object_mut(), answer) {
+        o.extend(a);
     }
-
-    /// What an empty line is answered with.
-    fn empty(&self, line: usize, format: PredictFormat, truncated: bool) -> String {
-        match format {
-            PredictFormat::Plain => String::new(),
-            PredictFormat::Jsonl => {
-                let mut v = json!({ "line": line });
-                match self {
-                    Predictor::Task(_, _, true) => {
-                        v["words"] = json!([]);
-                        v["tags"] = json!([]);
-                    }
-                    _ => {
-                        v["label"] = Value::Null;
-                        v["prob"] = Value::Null;
-                        v["probs"] = Value::Null;
-                    }
-                }
-                if truncated {
-                    v["truncated"] = json!(true);
-                }
-                v.to_string()
-            }
-        }
+    if truncated {
+        v["truncated"] = json!(true);
     }
+    v.to_string()
 }
 
 /// One answer in `format`.
 fn render(p: &TaskPrediction, line: usize, format: PredictFormat, truncated: bool) -> String {
     match format {
         PredictFormat::Plain => p.to_line(),
-        PredictFormat::Jsonl => {
-            let mut v = match p {
-                TaskPrediction::Sequence { labels, probs } => {
-                    let (label, prob) = p.best().map_or((Value::Null, Value::Null), |(l, pr)| (json!(l), json!(pr)));
-                    let all: Map<String, Value> = labels.iter().zip(probs).map(|(l, &pr)| (l.clone(), json!(pr))).collect();
-                    json!({ "line": line, "label": label, "prob": prob, "probs": all })
-                }
-                TaskPrediction::Token { words, tags } => json!({ "line": line, "words": words, "tags": tags }),
-            };
-            if truncated {
-                v["truncated"] = json!(true);
-            }
-            v.to_string()
-        }
+        PredictFormat::Jsonl => numbered(line, p.to_json(), truncated),
     }
 }
 
 /// `whetstone predict`.
 pub fn predict(a: PredictArgs) -> Result<()> {
-    let recipe = whetstone_run::read_recipe(&a.run)?;
-    let predictor = match &a.task {
-        Some(task) => {
-            if a.precision.is_some() {
-                bail!("--precision applies to single runs; a multi-task run (--task) predicts in float32");
-            }
-            let run = MultiTaskRun::open(&a.run, a.device.as_deref())?;
-            let token = run.is_token_task(task)?;
-            Predictor::Task(run, task.clone(), token)
-        }
-        None => Predictor::Single(crate::compress_cmd::open_run(&a.run, a.device.as_deref(), a.precision)?),
-    };
-    let max_len = match &predictor {
-        Predictor::Single(run) => run.max_len(),
-        Predictor::Task(..) => recipe.data.max_len,
-    };
+    let predictor = Predictor::open(&a.run, a.device.as_deref(), a.precision, a.task.as_deref())?;
+    let max_len = predictor.max_len();
     let bound = char_bound(max_len);
     let stdin = std::io::stdin();
     let mut input = stdin.lock();
@@ -166,9 +114,9 @@ fn answer_lines(predictor: &Predictor, input: &mut dyn BufRead, out: &mut dyn Wr
             eprintln!("whetstone predict: stdin line {n} is longer than {bound} characters; only its first {bound} are used");
         }
         let answer = if line.text.trim().is_empty() {
-            predictor.empty(n, format, line.truncated)
+            empty(predictor, n, format, line.truncated)
         } else {
-            let p = predictor.predict(line.text).with_context(|| format!("stdin line {n}"))?;
+            let p = predictor.predict(&[line.text]).with_context(|| format!("stdin line {n}"))?.pop().context("the model returned no prediction")?;
             render(&p, n, format, line.truncated)
         };
         writeln!(out, "{answer}").and_then(|()| out.flush()).context("writing to stdout")?;

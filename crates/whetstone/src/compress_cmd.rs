@@ -41,14 +41,15 @@ pub struct CommonArgs {
 /// `whetstone distill`.
 #[derive(Args)]
 pub struct DistillArgs {
-    /// The teacher's run folder.
-    #[arg(long)]
-    teacher: PathBuf,
+    /// The teacher run: a name under --runs-dir, or a folder.
+    #[arg(long, value_name = "RUN")]
+    teacher: String,
     /// The student: `2x128` (layers x width), `4x256x4x1024` (… x heads x ffn),
-    /// `teacher:0,2,4` (teacher layers, DistilBERT-style) or a run folder with the teacher's tokenizer.
+    /// `teacher:0,2,4` (teacher layers, DistilBERT-style) or a run folder with the teacher's
+    /// tokenizer [default: 2x128].
     #[arg(long)]
     student: Option<String>,
-    /// Training epochs.
+    /// Training epochs of the student [default: 3].
     #[arg(long)]
     epochs: Option<u64>,
     /// A dataset whose sentences the teacher labels as extra training data (e.g. imdb), or
@@ -62,26 +63,28 @@ pub struct DistillArgs {
 /// `whetstone prune`.
 #[derive(Args)]
 pub struct PruneArgs {
-    /// The run folder to prune.
-    #[arg(long)]
-    run: PathBuf,
-    /// magnitude, movement, movement-soft, 2:4 (N:M), structured, structured-taylor, or int8.
+    /// The run to prune: a name under --runs-dir, or a folder.
+    #[arg(long, value_name = "RUN")]
+    run: String,
+    /// magnitude, movement, movement-soft, 2:4 (N:M), structured, structured-taylor, or int8
+    /// [default: magnitude].
     #[arg(long)]
     method: Option<String>,
-    /// Fraction removed, in [0, 1): of the weights, or of heads and neurons (structured).
+    /// Fraction removed, in [0, 1): of the weights, or of heads and neurons (structured)
+    /// [default: 0.5].
     #[arg(long, allow_hyphen_values = true)]
     sparsity: Option<f64>,
-    /// global or per-layer.
+    /// global or per-layer [default: global].
     #[arg(long)]
     scope: Option<String>,
-    /// one-shot or gradual (magnitude).
+    /// one-shot or gradual (magnitude) [default: gradual, over 2 epochs].
     #[arg(long)]
     schedule: Option<String>,
-    /// none, finetune or distill (from the unpruned run).
+    /// none, finetune or distill (from the unpruned run) [default: finetune].
     #[arg(long)]
     recovery: Option<String>,
-    /// Epochs of the recovery phase.
-    #[arg(long)]
+    /// Epochs of the recovery phase [default: 1] (`--recovery-epochs` is the old name).
+    #[arg(long = "epochs", alias = "recovery-epochs", value_name = "N")]
     recovery_epochs: Option<u64>,
     #[command(flatten)]
     common: CommonArgs,
@@ -149,13 +152,14 @@ pub fn distill(a: DistillArgs) -> Result<()> {
         flags.push(quoted("distill.transfer", t));
     }
     let c = config(&a.common, flags)?;
+    let teacher = whetstone_run::resume_dir(&a.common.runs_dir, &a.teacher);
     // A derived name is sanitised by the run folder (`teacher:0,2` becomes `teacher-0-2`).
-    let name = c.name.clone().unwrap_or_else(|| format!("{}-distill-{}", base_name(&a.teacher), c.distill.student.replace([':', ',', '/', '\\'], "-")));
+    let name = c.name.clone().unwrap_or_else(|| format!("{}-distill-{}", base_name(&teacher), c.distill.student.replace([':', ',', '/', '\\'], "-")));
     let out = RunFolder::named(&a.common.runs_dir, name);
     if !a.common.quiet {
-        eprintln!("distilling {} into {} ({})", a.teacher.display(), c.distill.student, out.display_path().display());
+        eprintln!("distilling {} into {} ({})", teacher.display(), c.distill.student, out.display_path().display());
     }
-    print(&pipeline::distill(&a.teacher, &c, &out, a.common.quiet)?);
+    print(&pipeline::distill(&teacher, &c, &out, a.common.quiet)?);
     Ok(())
 }
 
@@ -177,16 +181,17 @@ pub fn prune(a: PruneArgs) -> Result<()> {
         flags.push(format!("recovery.epochs={e}"));
     }
     let c = config(&a.common, flags)?;
+    let run = whetstone_run::resume_dir(&a.common.runs_dir, &a.run);
     let method = c.prune.method.replace(':', "-");
     let name = c.name.clone().unwrap_or_else(|| match method.as_str() {
-        "int8" | "quantize" => format!("{}-int8", base_name(&a.run)),
-        _ => format!("{}-{method}-{:.0}", base_name(&a.run), 100.0 * c.prune.sparsity),
+        "int8" | "quantize" => format!("{}-int8", base_name(&run)),
+        _ => format!("{}-{method}-{:.0}", base_name(&run), 100.0 * c.prune.sparsity),
     });
     let out = RunFolder::named(&a.common.runs_dir, name);
     if !a.common.quiet {
-        eprintln!("pruning {} with {} ({})", a.run.display(), c.prune.method, out.display_path().display());
+        eprintln!("pruning {} with {} ({})", run.display(), c.prune.method, out.display_path().display());
     }
-    print(&pipeline::prune(&a.run, &c, &out, a.common.quiet)?);
+    print(&pipeline::prune(&run, &c, &out, a.common.quiet)?);
     Ok(())
 }
 

@@ -78,9 +78,17 @@ struct DataFileArgs {
 
 #[derive(Args)]
 struct TrainArgs {
-    /// An embedded recipe name (see `whetstone list`) or a TOML file.
-    #[arg(long, default_value = "default")]
-    recipe: String,
+    /// An embedded recipe name (see `whetstone list`) or a TOML file [default: default].
+    #[arg(long)]
+    recipe: Option<String>,
+    /// Training epochs (the same as `--set train.epochs=N`). With --resume, extends a run to N
+    /// epochs in all (recorded in its recipe.toml).
+    #[arg(long, value_name = "N")]
+    epochs: Option<u64>,
+    /// Skip the latency/throughput measurement after training (the same as `--set
+    /// eval.latency_iters=0`), for short runs.
+    #[arg(long)]
+    no_bench: bool,
     /// Override any recipe field, e.g. `--set optim.lr=3e-4` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     overrides: Vec<String>,
@@ -138,6 +146,11 @@ pub(crate) struct RunArgs {
     /// option, never written to the recipe).
     #[arg(long, hide = true, default_value_t = 0)]
     pub stop_after: u64,
+    /// Keep the resumable checkpoint (optimiser state included) once the run has finished, so
+    /// that it can be extended later with `--resume RUN --epochs N`. By default it is deleted at
+    /// the end, leaving the model; an interrupted run always keeps it.
+    #[arg(long)]
+    pub keep_checkpoint: bool,
 }
 
 impl RunArgs {
@@ -149,7 +162,7 @@ impl RunArgs {
     /// The run options: where the run goes (a fresh folder for the run `name`, or the run
     /// being resumed), quiet, and the hidden stop.
     pub fn options(&self, folder: RunFolder) -> RunOptions {
-        RunOptions { folder, quiet: self.quiet, stop_after: self.stop_after, drop_bad_labels: false }
+        RunOptions { folder, quiet: self.quiet, stop_after: self.stop_after, drop_bad_labels: false, keep_checkpoint: self.keep_checkpoint }
     }
 
     /// `--device` and `--name` as recipe overrides.
@@ -175,9 +188,12 @@ pub(crate) fn precision_arg(s: &str) -> std::result::Result<Precision, String> {
 
 #[derive(Args)]
 struct EvalArgs {
-    /// The run folder.
-    #[arg(long)]
-    run: PathBuf,
+    /// The run: a name under --runs-dir, or a folder.
+    #[arg(long, value_name = "RUN")]
+    run: String,
+    /// Folder that holds runs.
+    #[arg(long, default_value = "runs")]
+    runs_dir: PathBuf,
     #[command(flatten)]
     file: DataFileArgs,
     /// cpu, cuda, cuda:N or auto (default: the run's).
@@ -211,7 +227,13 @@ struct EvalArgs {
 }
 
 fn main() -> ExitCode {
+    // Output piped into `head` ends quietly, as for other Unix tools, not with a panic.
+    // SAFETY: restoring the default disposition of SIGPIPE.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Train(_) | Command::Pretrain(_) | Command::Distill(_) | Command::Prune(_)) {
+        stop_on_ctrl_c();
+    }
     let result = match cli.command {
         Command::Train(a) if a.nproc > 1 && std::env::var_os("WORLD_SIZE").is_none() => return launch(&a),
         Command::Train(a) => train(a),
@@ -252,8 +274,26 @@ fn error_text(e: &anyhow::Error) -> String {
     out
 }
 
+extern "C" fn on_ctrl_c(_: libc::c_int) {
+    whetstone_train::request_stop();
+    // A second Ctrl-C ends the process at once.
+    // SAFETY: resetting a signal's disposition is async-signal-safe.
+    unsafe { libc::signal(libc::SIGINT, libc::SIG_DFL) };
+}
+
+/// The first Ctrl-C asks the training loop to stop at the next step boundary: it writes a
+/// checkpoint and the command prints how to resume. The second ends the process.
+fn stop_on_ctrl_c() {
+    // SAFETY: installs a handler that only does an atomic store and a signal() call.
+    unsafe { libc::signal(libc::SIGINT, on_ctrl_c as extern "C" fn(libc::c_int) as libc::sighandler_t) };
+}
+
 /// `train --nproc N`: this program's own arguments, without `--nproc`, as N local workers.
 fn launch(a: &TrainArgs) -> ExitCode {
+    // Ctrl-C reaches the workers (one process group): they stop at a step boundary, save and
+    // exit; the launcher waits for them and forwards their status.
+    // SAFETY: ignoring a signal.
+    unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
     let run = || -> Result<i32> {
         if !(a.dist_timeout.is_finite() && a.dist_timeout > 0.0) {
             bail!("--dist-timeout must be a positive number of seconds, not {}", a.dist_timeout);
@@ -290,11 +330,38 @@ fn train(a: TrainArgs) -> Result<()> {
         bail!("--nproc {} with WORLD_SIZE={} already set: this process was started by a launcher (torchrun, a scheduler or --nproc); drop --nproc", a.nproc, std::env::var("WORLD_SIZE").unwrap_or_default());
     }
     let (recipe, dir, resume) = if let Some(run) = &a.run.resume {
-        if !a.overrides.is_empty() || a.file.data.is_some() || a.run.name.is_some() {
-            bail!("--resume continues a run with its own recipe; drop --set/--data/--name");
+        if !a.overrides.is_empty() || a.file.data.is_some() || a.run.name.is_some() || a.no_bench {
+            bail!("--resume continues a run with its own recipe; drop --set/--data/--name/--no-bench (only --epochs, --device, --precision and --threads-like run options may change)");
         }
         let dir = a.run.resume_dir(run);
         let mut recipe = whetstone_run::read_recipe(&dir)?;
+        if let Some(other) = &a.recipe {
+            let (origin, text) = recipe_source::load_text(other)?;
+            let other = Recipe::parse(&origin, &text, &[]).map_err(anyhow::Error::msg)?;
+            let differs = whetstone_run::recipe_changes(&recipe, &other)?;
+            if !differs.is_empty() {
+                bail!("--resume continues {} with its own recipe, and --recipe {} differs from it ({}); drop --recipe, or start a new run with it", dir.display(), origin, differs.join("; "));
+            }
+        }
+        if dir.join("metrics.json").is_file() {
+            // A finished run: nothing to do unless asked for more epochs.
+            let done = recipe.train.epochs;
+            match a.epochs {
+                None => {
+                    println!("{} already finished its {done} epoch(s); nothing changed. To train it further: whetstone train --resume {} --epochs N (N > {done})", dir.display(), dir.display());
+                    return Ok(());
+                }
+                Some(n) if n <= done => bail!("--epochs {n} does not extend {}: it already trained {done} epoch(s); give more than {done}", dir.display()),
+                Some(_) if !dir.join(whetstone_run::CHECKPOINT_FILE).is_file() => bail!(
+                    "{} finished and its resumable checkpoint was removed, so it cannot be extended; train with --keep-checkpoint to extend runs later, or start a new run",
+                    dir.display()
+                ),
+                Some(_) => {}
+            }
+        }
+        if let Some(n) = a.epochs {
+            recipe.train.epochs = n;
+        }
         // The device and the precision may change on resume (not part of the run's identity).
         if let Some(d) = &a.run.device {
             recipe.device = d.clone();
@@ -305,7 +372,7 @@ fn train(a: TrainArgs) -> Result<()> {
         recipe.validate()?;
         (recipe, RunFolder::Resume(dir), true)
     } else {
-        let (origin, text) = recipe_source::load_text(&a.recipe)?;
+        let (origin, text) = recipe_source::load_text(a.recipe.as_deref().unwrap_or("default"))?;
         let mut overrides = a.overrides.clone();
         if let Some(p) = &a.file.data {
             overrides.push(format!("data.path={:?}", p.display().to_string()));
@@ -323,8 +390,22 @@ fn train(a: TrainArgs) -> Result<()> {
         if a.drop_bad_labels {
             overrides.push("data.drop_bad_labels=true".into());
         }
+        if let Some(n) = a.epochs {
+            overrides.push(format!("train.epochs={n}"));
+        }
+        if a.no_bench {
+            overrides.push("eval.latency_iters=0".into());
+        }
         overrides.extend(a.run.overrides());
-        let recipe = Recipe::parse(&origin, &text, &overrides).map_err(anyhow::Error::msg)?;
+        let mut recipe = Recipe::parse(&origin, &text, &overrides).map_err(anyhow::Error::msg)?;
+        // A run on the user's own file is named after it and the model (`reviews-textcnn`),
+        // unless --name (or the recipe's `name`, through --set) says otherwise.
+        if let (Some(p), None) = (&a.file.data, &a.run.name) {
+            if !a.overrides.iter().any(|o| o.trim_start().starts_with("name=")) {
+                let stem = p.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| "data".into());
+                recipe.name = format!("{stem}-{}", recipe.model.kind());
+            }
+        }
         let folder = RunFolder::named(&a.run.runs_dir, &recipe.name);
         (recipe, folder, false)
     };
@@ -340,7 +421,10 @@ fn train(a: TrainArgs) -> Result<()> {
     }
     let dir = &r.dir;
     match &r.test {
-        None => println!("run interrupted at step {} (resume with --resume {})", r.fit.progress.step, dir.display()),
+        None => {
+            let nproc = std::env::var("WORLD_SIZE").ok().filter(|w| w != "1").map_or(String::new(), |w| format!(" --nproc {w}"));
+            println!("run interrupted at step {}; its checkpoint is saved. Resume with: whetstone train --resume {}{nproc}", r.fit.progress.step, dir.display());
+        }
         Some(t) => {
             println!("test {}", t.summary());
             if let Some(e) = &r.efficiency {
@@ -361,7 +445,7 @@ fn train(a: TrainArgs) -> Result<()> {
 }
 
 fn eval(a: EvalArgs) -> Result<()> {
-    let run = compress_cmd::open_run(&a.run, a.device.as_deref(), a.precision)?;
+    let run = compress_cmd::open_run(&whetstone_run::resume_dir(&a.runs_dir, &a.run), a.device.as_deref(), a.precision)?;
     let (source, split) = match &a.file.data {
         Some(p) => (p.display().to_string(), run.read_labelled(&TableSpec::new(p, &a.file.text_col, &a.file.label_col))?),
         None => ("the run's test split".to_string(), run.test_split()?),

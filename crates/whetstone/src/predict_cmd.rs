@@ -43,9 +43,12 @@ Errors: a line that is not UTF-8, or probabilities that are not finite (NaN or i
 broken weights), stop predict with an error naming the stdin line and a non-zero exit; \
 the lines before it have already been answered.")]
 pub struct PredictArgs {
-    /// The run folder.
-    #[arg(long)]
-    run: PathBuf,
+    /// The run: a name under --runs-dir, or a folder.
+    #[arg(long, value_name = "RUN")]
+    run: String,
+    /// Folder that holds runs.
+    #[arg(long, default_value = "runs")]
+    runs_dir: PathBuf,
     /// cpu, cuda, cuda:N or auto (default: the run's).
     #[arg(long)]
     device: Option<String>,
@@ -92,7 +95,7 @@ fn render(p: &TaskPrediction, line: usize, format: PredictFormat, truncated: boo
 
 /// `whetstone predict`.
 pub fn predict(a: PredictArgs) -> Result<()> {
-    let predictor = Predictor::open(&a.run, a.device.as_deref(), a.precision, a.task.as_deref())?;
+    let predictor = Predictor::open(&whetstone_run::resume_dir(&a.runs_dir, &a.run), a.device.as_deref(), a.precision, a.task.as_deref())?;
     let max_len = predictor.max_len();
     let bound = char_bound(max_len);
     let stdin = std::io::stdin();

@@ -61,9 +61,11 @@ fn trains_on_a_users_csv_then_evaluates_and_predicts() {
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("test accuracy") && stdout.contains("runs/mine"), "{stdout}");
     let run = runs.join("mine");
-    for f in ["recipe.toml", "tokenizer.json", "labels.json", "model.safetensors", "checkpoint.safetensors", "metrics.jsonl", "metrics.json", "report.md", "curves.png", "curves.svg"] {
+    for f in ["recipe.toml", "tokenizer.json", "labels.json", "model.safetensors", "metrics.jsonl", "metrics.json", "report.md", "curves.png", "curves.svg"] {
         assert!(run.join(f).exists(), "{f} missing from the run folder");
     }
+    // A finished run keeps its model, not its resumable checkpoint (unless --keep-checkpoint).
+    assert!(!run.join("checkpoint.safetensors").exists());
     let metrics: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("metrics.json")).unwrap()).unwrap();
     assert_eq!(metrics["test"]["n"], 120);
     assert!(metrics["efficiency"]["latency_b1"]["p95_ms"].as_f64().unwrap() > 0.0);
@@ -172,7 +174,7 @@ fn a_killed_run_resumes_bit_identical() {
     let args = |name: &str| {
         let mut c = bin();
         c.args(["train", "--data"]).arg(&csv).args(["--text-col", "review", "--label-col", "sentiment", "--name", name, "--runs-dir"]).arg(&runs).args(TINY);
-        c.args(["--set", "train.epochs=4", "--set", "train.checkpoint_every=3", "--set", "train.eval_every=25", "--set", "train.batch_size=16", "--set", "name=\"same\""]);
+        c.args(["--set", "train.epochs=4", "--set", "train.checkpoint_every=3", "--set", "train.eval_every=25", "--set", "train.batch_size=16", "--set", "name=\"same\"", "--keep-checkpoint"]);
         c
     };
     // The run name is part of the recipe, so both runs use the same one, in different folders.
@@ -199,7 +201,7 @@ fn a_killed_run_resumes_bit_identical() {
     assert!(!status.success(), "the run should have been killed");
     assert!(!killed.join("metrics.json").exists(), "the killed run must not have finished");
 
-    let o = bin().args(["train", "--quiet", "--resume"]).arg(&killed).output().unwrap();
+    let o = bin().args(["train", "--quiet", "--keep-checkpoint", "--resume"]).arg(&killed).output().unwrap();
     ok(&o);
     let a = whetstone_train::Checkpoint::load(&full.join("checkpoint.safetensors")).unwrap();
     let b = whetstone_train::Checkpoint::load(&killed.join("checkpoint.safetensors")).unwrap();

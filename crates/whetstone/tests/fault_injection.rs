@@ -59,12 +59,13 @@ fn train(csv: &Path, runs: &Path) -> std::process::Command {
     ] {
         c.args(["--set", set]);
     }
-    c.args(["--device", "cpu", "--quiet"]);
+    // The finished runs are compared by their checkpoints too: keep them.
+    c.args(["--device", "cpu", "--quiet", "--keep-checkpoint"]);
     c
 }
 
 fn resume(dir: &Path) -> Output {
-    bin().args(["train", "--quiet", "--resume"]).arg(dir).output().unwrap()
+    bin().args(["train", "--quiet", "--keep-checkpoint", "--resume"]).arg(dir).output().unwrap()
 }
 
 /// The files a finished run is compared by: the best model's bytes and the final checkpoint's

@@ -1,6 +1,6 @@
 //! Evaluation for whetstone: classification metrics, inference-efficiency
-//! measurement, an append-only JSONL metrics log, training-curve plots and a
-//! Markdown run report.
+//! measurement, an append-only JSONL metrics log (mirrored into TensorBoard event files),
+//! training-curve plots and a Markdown run report.
 //!
 //! The plots ([`plot`]: PNG and SVG through `plotters`, with an embedded DejaVu font) are the
 //! default-on `plot` feature; without it the crate has no drawing dependencies.
@@ -41,6 +41,7 @@ pub mod metrics;
 #[cfg(feature = "plot")]
 pub mod plot;
 pub mod report;
+pub mod tfevents;
 
 pub use efficiency::{file_size, measure_latency, measure_throughput, Efficiency, LatencyStats};
 pub use entities::{entity_scores, EntityScores, EntityTypeScores};
@@ -51,3 +52,4 @@ pub use metrics::{classification_report, ClassMetrics, ClassificationReport};
 #[cfg(feature = "plot")]
 pub use plot::{plot_lines, plot_lines_log_x, plot_training_curves, Curve};
 pub use report::{format_count, write_report_md, RunReport};
+pub use tfevents::TfEventsWriter;

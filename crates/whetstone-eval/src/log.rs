@@ -2,13 +2,16 @@
 //!
 //! One self-describing JSON object per line is robust to crashes (every
 //! complete line stays parseable), trivially appendable on resume, and
-//! readable by `pandas.read_json(lines=True)` / `jq`.
+//! readable by `pandas.read_json(lines=True)` / `jq`. With
+//! [`MetricsLog::with_tfevents`] the numeric fields of every record also go to a TensorBoard
+//! event file (see [`crate::tfevents`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use crate::fs::{create_parent_dir, io_err};
+use crate::tfevents::TfEventsWriter;
 use crate::EvalError;
 
 /// Writer for a `metrics.jsonl` file; each [`MetricsLog::write`] is flushed
@@ -17,6 +20,8 @@ use crate::EvalError;
 pub struct MetricsLog {
     path: PathBuf,
     file: File,
+    /// The TensorBoard event file the records' scalars are mirrored into, if any.
+    events: Option<TfEventsWriter>,
 }
 
 impl MetricsLog {
@@ -31,6 +36,7 @@ impl MetricsLog {
         Ok(Self {
             path: path.to_path_buf(),
             file,
+            events: None,
         })
     }
 
@@ -62,12 +68,26 @@ impl MetricsLog {
         Ok(Self {
             path: path.to_path_buf(),
             file,
+            events: None,
         })
+    }
+
+    /// Also write the scalars of every record (its numeric fields, tagged `split/field`, at its
+    /// `step`; see [`crate::tfevents::record_scalars`]) to `events`, so TensorBoard shows the
+    /// curves.
+    pub fn with_tfevents(mut self, events: TfEventsWriter) -> Self {
+        self.events = Some(events);
+        self
     }
 
     /// Path of the underlying file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Path of the TensorBoard event file the records are mirrored into, if any.
+    pub fn tfevents_path(&self) -> Option<&Path> {
+        self.events.as_ref().map(TfEventsWriter::path)
     }
 
     /// Write `record` as one compact JSON line and flush it.
@@ -85,7 +105,11 @@ impl MetricsLog {
         self.file
             .write_all(&line)
             .and_then(|_| self.file.flush())
-            .map_err(|e| io_err(&self.path, e))
+            .map_err(|e| io_err(&self.path, e))?;
+        match &mut self.events {
+            Some(events) => events.add_record(record),
+            None => Ok(()),
+        }
     }
 }
 
@@ -143,6 +167,28 @@ mod tests {
         // create truncates.
         MetricsLog::create(&path).unwrap();
         assert!(read_jsonl(&path).unwrap().is_empty());
+    }
+
+    #[test]
+    fn records_are_mirrored_into_tensorboard_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = MetricsLog::create(dir.path().join("metrics.jsonl"))
+            .unwrap()
+            .with_tfevents(TfEventsWriter::create(dir.path()).unwrap());
+        log.write(&json!({"split": "train", "step": 10, "epoch": 1, "loss": 0.5, "lr": 2e-5, "seq_per_s": 100.0}))
+            .unwrap();
+        log.write(&json!({"event": "resume", "step": 10})).unwrap();
+        log.write(&json!({"split": "valid", "step": 10, "epoch": 1, "accuracy": 0.75, "loss": 0.6}))
+            .unwrap();
+        let events = crate::tfevents::read_events(log.tfevents_path().unwrap()).unwrap();
+        assert_eq!(events.len(), 3, "{events:?}");
+        assert!(events[1..].iter().all(|e| e.step == 10));
+        let tags: Vec<&str> = events[1..]
+            .iter()
+            .flat_map(|e| e.scalars.iter().map(|(t, _)| t.as_str()))
+            .collect();
+        assert_eq!(tags, ["train/loss", "train/lr", "train/seq_per_s", "valid/accuracy", "valid/loss"]);
+        assert_eq!(events[2].scalars[0].1, 0.75);
     }
 
     #[test]

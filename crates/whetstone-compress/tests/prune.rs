@@ -119,6 +119,18 @@ fn soft_movement_keeps_weights_whose_scores_pass_the_threshold() {
     }
     let s = opt.sparsity().unwrap();
     assert!(s > 0.0 && s < 1.0, "soft movement sparsity {s}");
+
+    // A schedule from step 0 (what `whetstone prune` uses): no masks from the all-zero scores
+    // before training (they used to prune every weight, for good).
+    let (vs, model, _) = tiny(4);
+    let opt = AdamW::new(named_params(&vs, 0.0, NO_DECAY), AdamWConfig::default()).unwrap();
+    let selected = ParamSelector::patterns(&["*.intermediate.dense.weight"]).select_vs(&vs).unwrap();
+    let schedule = CubicSchedule { initial: 0.0, target: 0.5, start: 0, every: 2, updates: 1 };
+    let mut opt = Masked::gradual(opt, &selected, GradualPruning { criterion: Criterion::MovementSoft { threshold: 0.0 }, schedule, scope: Scope::Global }).unwrap();
+    assert_eq!(opt.sparsity().unwrap(), 0.0, "masks before any step");
+    train_steps(&model, &mut opt, 3);
+    let s = opt.sparsity().unwrap();
+    assert!(s > 0.0 && s < 1.0, "soft movement sparsity from step 0: {s}");
 }
 
 #[test]

@@ -8,6 +8,12 @@ use whetstone_eval::{file_size, measure_latency, measure_throughput, Efficiency}
 use whetstone_models::{count_parameters, TextClassifier};
 use whetstone_train::Precision;
 
+/// The progress line printed before [`measure_efficiency`] (a silent phase of seconds to
+/// minutes otherwise); `key` is the setting that skips it (`eval.latency_iters` in a recipe).
+pub fn efficiency_line(latency_iters: usize, throughput_iters: usize, key: &str) -> String {
+    format!("measuring latency ({latency_iters} batch-1 calls) and throughput ({throughput_iters} batch-32 calls) on the test split… (`--set {key}=0` skips it)")
+}
+
 /// Measure `model` on examples of `enc` (real sentences, in their order): latency of single
 /// sentences (`latency_iters` timed calls after a warm-up) and throughput at batch 32, with
 /// the forward passes in `precision`.

@@ -5,7 +5,7 @@ use crate::identity::{data_identity, labels_identity, split_fingerprint, DATA_ID
 use crate::prologue::{prologue, Prologue};
 use crate::recipe_parse::check_model_size;
 use crate::reporter::Reporter;
-use crate::{display_names, measure_efficiency, resolve_model, Recipe, LABELS_FILE, RECIPE_FILE, TOKENIZER_FILE};
+use crate::{display_names, efficiency_line, measure_efficiency, resolve_model, Recipe, LABELS_FILE, RECIPE_FILE, TOKENIZER_FILE};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -268,6 +268,7 @@ pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
             Some(classification_report(&valid.labels, &p.preds, &names)?)
         };
         let efficiency = if recipe.eval.latency_iters > 0 && !test.ids.is_empty() {
+            say(efficiency_line(recipe.eval.latency_iters, recipe.eval.throughput_iters, "eval.latency_iters"));
             Some(measure_efficiency(model.as_ref(), &vs, &best, &test, device, recipe.precision, recipe.eval.latency_iters, recipe.eval.throughput_iters)?)
         } else {
             None

@@ -82,7 +82,7 @@ pub use multitask::{train_multitask, MultiTaskRecipe, MultiTaskRun, TaskRecipe};
 pub use predictor::Predictor;
 pub use reporter::Reporter;
 
-pub use efficiency::measure_efficiency;
+pub use efficiency::{efficiency_line, measure_efficiency};
 pub use pretrained::{resolve_model, resolve_pretrained, ENCODER_DIR};
 pub use recipe::{DataRecipe, EvalRecipe, Recipe, TokenizerRecipe};
 pub use recipe_parse::{apply_override, MAX_MODEL_BYTES};

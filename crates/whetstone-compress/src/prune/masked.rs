@@ -106,7 +106,10 @@ impl<O: Optimizer> Masked<O> {
             me.scores = me.bound.iter().map(|(_, p, _)| p.f_zeros_like()).collect::<std::result::Result<_, _>>()?;
         }
         me.gradual = Some(pruning);
-        if pruning.schedule.is_update_step(0) {
+        // Movement scores are all zero before the first step (soft movement would keep none
+        // of the weights, and they could never move again): only magnitude masks are computed
+        // at step 0, movement masks from the first update step after it.
+        if pruning.schedule.is_update_step(0) && pruning.criterion == Criterion::Magnitude {
             me.recompute(0)?;
         }
         Ok(me)

@@ -68,6 +68,9 @@ pub fn distill(teacher_dir: &Path, config: &CompressConfig, out: &RunFolder, qui
                 let splits = load_splits(&r.data.source(), r.data.valid_fraction, r.data.test_fraction, r.seed)?;
                 let originals = &splits.train.texts[..labelled.min(splits.train.texts.len())];
                 let t1 = std::time::Instant::now();
+                if !quiet {
+                    eprintln!("building the transfer set: {} neighbour copies of each of {} training texts…", d.transfer_copies, originals.len());
+                }
                 let texts = neighbour_transfer(originals, checkpoint, d.transfer_copies, d.transfer_max, config.seed)?;
                 augmented = Some((originals.len(), checkpoint.clone(), t1.elapsed().as_secs_f64()));
                 texts
@@ -96,6 +99,9 @@ pub fn distill(teacher_dir: &Path, config: &CompressConfig, out: &RunFolder, qui
     // Keyed by example index in `train`: the transfer sentences' labels, set below, do not
     // change what the teacher saw.
     let cache = if d.cache_teacher && !d.loss.needs_internals() {
+        if !quiet {
+            eprintln!("caching teacher logits for {} examples…", train.len());
+        }
         let cache = {
             let _amp = config.precision.region(device).map_err(whetstone_train::TrainError::from)?;
             TeacherCache::build_split(teacher.as_ref(), &train, 128, device)?
@@ -156,7 +162,7 @@ pub fn distill(teacher_dir: &Path, config: &CompressConfig, out: &RunFolder, qui
             quantize: config.quantize,
             notes,
         };
-        finish_run(&run, &source, &student, &svs, scfg, provenance)
+        finish_run(&run, &source, &student, &svs, scfg, provenance, quiet)
     })();
     run.end(result)
 }

@@ -62,8 +62,8 @@ pub struct Finished {
 /// Write `model` (whose variables are `vs`, shaped `config`) into the run folder `run`, as a
 /// run derived from `source`, evaluate it on the source's test split and measure it. With
 /// `provenance.quantize`, evaluation and timing use the int8 model. Every file is written
-/// atomically through `run`.
-pub fn finish_run(run: &RunDir, source: &Source, model: &TransformerClassifier, vs: &VarStore, config: TransformerClassifierConfig, provenance: Provenance) -> Result<Finished> {
+/// atomically through `run`. Unless `quiet`, the efficiency measurement is announced on stderr.
+pub fn finish_run(run: &RunDir, source: &Source, model: &TransformerClassifier, vs: &VarStore, config: TransformerClassifierConfig, provenance: Provenance, quiet: bool) -> Result<Finished> {
     let dir = run.path();
     let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "compressed".into());
     let recipe = source.derived_recipe(&name, config);
@@ -90,6 +90,9 @@ pub fn finish_run(run: &RunDir, source: &Source, model: &TransformerClassifier, 
     let test = classification_report(&source.test.labels, &p.preds, &source.label_names)?;
     let c = &provenance.config;
     let efficiency = if c.latency_iters > 0 && !source.test.ids.is_empty() {
+        if !quiet {
+            eprintln!("{}", crate::efficiency_line(c.latency_iters, c.throughput_iters, "latency_iters"));
+        }
         Some(measure_efficiency(served, vs, &checkpoint, &source.test, device, precision, c.latency_iters, c.throughput_iters)?)
     } else {
         None

@@ -56,7 +56,7 @@ fn prune_into(out: &RunDir, source: &Source, run_dir: &Path, config: &CompressCo
     let method = match step {
         PruneStep::Int8 => {
             let prov = provenance("int8 dynamic quantisation".into(), None, Vec::new());
-            return finish_run(out, source, source.transformer()?, &source.run.vs, source.model_config()?, prov);
+            return finish_run(out, source, source.transformer()?, &source.run.vs, source.model_config()?, prov, quiet);
         }
         PruneStep::Prune(m) => m,
     };
@@ -78,7 +78,7 @@ fn prune_into(out: &RunDir, source: &Source, run_dir: &Path, config: &CompressCo
             let mut notes = vec![format!("kept per layer: {}", kept.join(", "))];
             notes.extend(recover(source, run_dir, config, &pruned, &mut pvs, None, out.path(), quiet)?);
             let prov = provenance(format!("{method} heads {:.0}% ffn {:.0}%{recovery}", 100.0 * hf, 100.0 * ff), None, notes);
-            finish_run(out, source, &pruned, &pvs, pcfg, prov)
+            finish_run(out, source, &pruned, &pvs, pcfg, prov, quiet)
         }
         PruneMethod::NM { n, m } => {
             let (mut vs, model) = clone_model(source)?;
@@ -87,7 +87,7 @@ fn prune_into(out: &RunDir, source: &Source, run_dir: &Path, config: &CompressCo
             let sparsity = masks.sparsity()?;
             let notes = recover(source, run_dir, config, &model, &mut vs, Some(masks.clone()), out.path(), quiet)?;
             masks.save(&out.file(MASKS_FILE))?;
-            finish_run(out, source, &model, &vs, source.model_config()?, provenance(format!("{n}:{m}{recovery}"), Some(sparsity), notes))
+            finish_run(out, source, &model, &vs, source.model_config()?, provenance(format!("{n}:{m}{recovery}"), Some(sparsity), notes), quiet)
         }
         PruneMethod::Magnitude | PruneMethod::MovementHard | PruneMethod::MovementSoft => {
             let (mut vs, model) = clone_model(source)?;
@@ -96,11 +96,15 @@ fn prune_into(out: &RunDir, source: &Source, run_dir: &Path, config: &CompressCo
             let one_shot = p.schedule == PruneSchedule::OneShot && method == PruneMethod::Magnitude;
             if !one_shot {
                 // Gradual: the cubic schedule over the first 70% of the pruning phase, the last
-                // weights kept (validation would prefer the earlier, denser ones).
+                // weights kept (validation would prefer the earlier, denser ones). A phase
+                // shorter than `prune.every` steps still ends at the target: the updates come
+                // closer together, so the last one is always within the phase.
                 let train = config.train.for_phase(p.epochs.max(1), None);
                 let steps = steps_per_epoch(&train, &BucketedSource::new(&source.train, train.batch_size, train.bucket_factor), config.seed)? * train.epochs;
-                let updates = ((steps as f64 * 0.7) as u64 / p.every).max(1);
-                let schedule = CubicSchedule { initial: 0.0, target: p.sparsity, start: 0, every: p.every, updates };
+                let span = ((steps as f64 * 0.7) as u64).max(1);
+                let every = p.every.clamp(1, span);
+                let updates = (span / every).max(1);
+                let schedule = CubicSchedule { initial: 0.0, target: p.sparsity, start: 0, every, updates };
                 let criterion = match method {
                     PruneMethod::Magnitude => Criterion::Magnitude,
                     PruneMethod::MovementHard => Criterion::MovementHard,
@@ -111,7 +115,7 @@ fn prune_into(out: &RunDir, source: &Source, run_dir: &Path, config: &CompressCo
                 let objective = CrossEntropy { label_smoothing: config.train.label_smoothing };
                 let phase = Phase { optim: Box::new(optim), lr: p.lr, train, ..phase_base(source, &model, &vs, Box::new(objective), config, quiet)? };
                 let fit = phase.run(&source.train, &empty(source), &dir)?;
-                notes.push(format!("gradual {:?} pruning: cubic schedule, {} mask updates every {} steps, {} steps", criterion, updates, p.every, fit.progress.step));
+                notes.push(format!("gradual {} pruning: cubic schedule, {} mask updates every {} steps, {} steps", format!("{criterion:?}").to_lowercase(), updates, every, fit.progress.step));
                 load_varstore(&mut vs, &dir.join(BEST_MODEL_FILE))?;
                 // The phase's scratch folder (its last weights, now loaded, and its log).
                 std::fs::remove_dir_all(&dir).map_err(io(&dir))?;
@@ -122,7 +126,7 @@ fn prune_into(out: &RunDir, source: &Source, run_dir: &Path, config: &CompressCo
             notes.extend(recover(source, run_dir, config, &model, &mut vs, Some(masks.clone()), out.path(), quiet)?);
             masks.save(&out.file(MASKS_FILE))?;
             let how = if one_shot { "one-shot" } else { "gradual" };
-            finish_run(out, source, &model, &vs, source.model_config()?, provenance(format!("{method} {how} {:.0}%{recovery}", 100.0 * p.sparsity), Some(sparsity), notes))
+            finish_run(out, source, &model, &vs, source.model_config()?, provenance(format!("{method} {how} {:.0}%{recovery}", 100.0 * p.sparsity), Some(sparsity), notes), quiet)
         }
     }
 }
@@ -192,5 +196,5 @@ fn recover(source: &Source, run_dir: &Path, config: &CompressConfig, model: &Tra
     let fit = phase.run(&source.train, &source.valid, out)?;
     load_varstore(vs, &out.join(BEST_MODEL_FILE))?;
     let best = fit.progress.best_metric.map_or("none (no validation split)".to_string(), |m| format!("{m:.4}"));
-    Ok(vec![format!("{:?} recovery: {} steps, best validation {metric} {best} at step {}", r.mode, fit.progress.step, fit.progress.best_step)])
+    Ok(vec![format!("{} recovery: {} steps, best validation {metric} {best} at step {}", format!("{:?}", r.mode).to_lowercase(), fit.progress.step, fit.progress.best_step)])
 }

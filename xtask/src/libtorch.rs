@@ -20,7 +20,8 @@ pub const TORCH_VERSION: &str = "2.11.0";
 /// `nvidia-cuda-crt` and `nvidia-cuda-cccl` are the CUDA headers (`crt/`, `nv/target`) that
 /// libtorch's NCCL process-group header needs and the wheel's own CUDA packages leave out: with
 /// them whetstone-torch-ext compiles its NCCL path (versions match torch's CUDA 13.0 runtime).
-const EXTRAS: [&str; 4] = ["numpy", "transformers==5.23.0", "nvidia-cuda-crt==13.0.88", "nvidia-cuda-cccl==13.0.85"];
+/// `tensorboard`: its event reader checks the event files every training run writes.
+const EXTRAS: [&str; 5] = ["numpy", "transformers==5.23.0", "nvidia-cuda-crt==13.0.88", "nvidia-cuda-cccl==13.0.85", "tensorboard==2.20.0"];
 /// Free space needed for the install: the CUDA-enabled wheel and its dependencies unpack to ~5 GB.
 const NEEDED_GB: u64 = 7;
 const MARKER: &str = ".whetstone-install-complete";
@@ -212,9 +213,11 @@ fn marker_text() -> String {
 /// itself is kept).
 fn install_extras(venv: &Path) -> Result<()> {
     eprintln!("xtask: adding {} to {}", EXTRAS.join(", "), venv.display());
+    // pip's report goes to stderr: `eval "$(cargo xtask env)"` must see only the exports.
     let st = Command::new(venv.join("bin/python"))
         .args(["-m", "pip", "install", "--progress-bar", "off"])
         .args(EXTRAS)
+        .stdout(std::io::stderr())
         .status()
         .context("running pip install")?;
     if !st.success() {

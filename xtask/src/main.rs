@@ -28,8 +28,9 @@ commands:
                      study (reports/compress.md; --quick, --measure-only, --teacher RUN); precision: fp32
                      against bf16 on minilm-rt and rt-transformer, 3 seeds (reports/precision.md); augment: EDA,
                      adversarial/consistency training and multi-task learning on rotten-tomatoes
-                     (reports/augment.md; --sections, --seeds, --quick); all: train and optim-speed, then
-                     the criterion benches)
+                     (reports/augment.md; --sections, --seeds, --quick); serve: `whetstone serve` under
+                     load at 1/8/64 clients, batching window on/off, overload, against `whetstone predict`
+                     (reports/serve.md; --quick); all: train and optim-speed, then the criterion benches)
   fuzz [--seconds N] [TARGET..]
                      run the cargo-fuzz targets (fuzz/: data_readers, recipe, checkpoint; default all)
                      for N seconds each (default 60), installing cargo-fuzz when missing; stable Rust
@@ -199,6 +200,10 @@ fn bench(root: &Path, env: &libtorch::Env, what: &str) -> Result<ExitCode> {
         // Data-parallel throughput against PyTorch DDP (Gloo) and the scaling model:
         // reports/dist.{md,json}; arguments after `dist` go to it (`--quick`, `--reps`, …).
         "dist" => bench_dist(root, env),
+        // `whetstone serve` under load over loopback (1, 8, 64 clients; batching window on and
+        // off; overload) against `whetstone predict`: reports/serve.{md,json}; arguments after
+        // `serve` go to it (`--quick`, `--seconds`, `--clients`, …).
+        "serve" => bench_serve(root, env),
         "all" => {
             for step in [bench_train, bench_optim_speed] {
                 let code = step(root, env)?;
@@ -210,7 +215,7 @@ fn bench(root: &Path, env: &libtorch::Env, what: &str) -> Result<ExitCode> {
             c.args(["bench", "-p", "whetstone-benches"]);
             status(c)
         }
-        other => bail!("unknown bench `{other}` (known: train, optim-speed, optim, transfer, compress, precision, augment, all)"),
+        other => bail!("unknown bench `{other}` (known: train, optim-speed, optim, transfer, compress, precision, augment, dist, serve, all)"),
     }
 }
 
@@ -244,6 +249,21 @@ fn bench_dist(root: &Path, env: &libtorch::Env) -> Result<ExitCode> {
     c.args(["run", "--release", "--quiet", "-p", "whetstone-benches", "--bin", "dist-throughput", "--"]);
     c.arg("--python").arg(env.python());
     c.arg("--peer").arg(root.join("benches/peers/ddp_throughput.py"));
+    c.arg("--out").arg(root.join("reports"));
+    c.args(std::env::args().skip(3));
+    status(c)
+}
+
+/// `whetstone serve` under load against `whetstone predict`: reports/serve.{md,json}. The
+/// served run is runs/serve-bench (the default recipe, 1 epoch), trained first when missing.
+fn bench_serve(root: &Path, env: &libtorch::Env) -> Result<ExitCode> {
+    // Builds target/release/whetstone too.
+    cargo_run_cli(root, env, &["data".into(), "rotten-tomatoes".into()])?;
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+    let mut c = cargo(root, env);
+    c.args(["run", "--release", "--quiet", "-p", "whetstone-benches", "--bin", "serve-load", "--"]);
+    c.arg("--whetstone").arg(target.join("release/whetstone"));
+    c.arg("--run").arg(root.join("runs/serve-bench"));
     c.arg("--out").arg(root.join("reports"));
     c.args(std::env::args().skip(3));
     status(c)

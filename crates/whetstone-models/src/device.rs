@@ -29,3 +29,20 @@ pub fn parse_device(name: &str) -> Result<Device> {
     }
     Ok(dev)
 }
+
+/// The device as a user writes it: `cpu`, `cuda:0`, `mps`, … (what [`parse_device`] reads),
+/// never Rust's `Cpu` / `Cuda(0)`.
+///
+/// ```
+/// use whetstone_models::device_name;
+/// assert_eq!(device_name(tch::Device::Cpu), "cpu");
+/// assert_eq!(device_name(tch::Device::Cuda(1)), "cuda:1");
+/// ```
+pub fn device_name(device: Device) -> String {
+    match device {
+        Device::Cpu => "cpu".into(),
+        Device::Cuda(n) => format!("cuda:{n}"),
+        Device::Mps => "mps".into(),
+        Device::Vulkan => "vulkan".into(),
+    }
+}

@@ -57,7 +57,7 @@ pub use capability::{EmbeddingInput, LayerOutputs, LayerUnits, Structured};
 pub use checkpoint::{count_parameters, first_non_finite, load_varstore, non_finite_error, read_safetensors_bytes, read_safetensors_file, safetensors_bytes, save_varstore, write_safetensors_atomic};
 pub use classifier::{require_embedding_input, require_layer_outputs, require_multi_head, require_structured, require_transformer_encoder, TextClassifier, TransformerClassifier, TransformerClassifierConfig};
 pub use config::{transformer_encoder_parameters, ModelConfig, MAX_DIM};
-pub use device::parse_device;
+pub use device::{device_name, parse_device};
 pub use error::{ModelError, Result};
 pub use head::{pool, ClassificationHead, Pooling};
 pub use multitask::{check_task_heads, HeadKind, MultiHead, MultiTaskModel, TaskHead};

@@ -61,6 +61,16 @@ enum Command {
     },
     /// List the embedded recipes and known datasets.
     List,
+    /// Print a recipe fully resolved, every default filled in, as TOML (what a run with it
+    /// records in its recipe.toml).
+    Config {
+        /// An embedded recipe (see `whetstone list`; pretraining ones too) or a TOML file.
+        #[arg(default_value = "default")]
+        recipe: String,
+        /// Override any recipe field, e.g. `--set optim.lr=3e-4` (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+    },
 }
 
 #[derive(Args)]
@@ -246,6 +256,7 @@ fn main() -> ExitCode {
         Command::Augment(a) => augment_cmd::augment(a),
         Command::Data { names, refetch, verify } => data(names, refetch, verify),
         Command::List => list(),
+        Command::Config { recipe, overrides } => config(&recipe, &overrides),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -397,7 +408,7 @@ fn train(a: TrainArgs) -> Result<()> {
             overrides.push("eval.latency_iters=0".into());
         }
         overrides.extend(a.run.overrides());
-        let mut recipe = Recipe::parse(&origin, &text, &overrides).map_err(anyhow::Error::msg)?;
+        let mut recipe = recipe_source::parse_blaming(&origin, &text, &overrides, Recipe::parse)?;
         // A run on the user's own file is named after it and the model (`reviews-textcnn`),
         // unless --name (or the recipe's `name`, through --set) says otherwise.
         if let (Some(p), None) = (&a.file.data, &a.run.name) {
@@ -532,6 +543,20 @@ fn data(names: Vec<String>, refetch: bool, verify: bool) -> Result<()> {
         let path = if refetch { fetch::refetch(entry, &cache)? } else { fetch(entry, &cache)? };
         println!("{n}: {}", path.display());
     }
+    Ok(())
+}
+
+fn config(spec: &str, overrides: &[String]) -> Result<()> {
+    let text = if recipe_source::EMBEDDED_PRETRAIN.iter().any(|(n, _)| *n == spec) {
+        let (origin, text) = recipe_source::load_pretrain_text(spec)?;
+        let r = recipe_source::parse_blaming(&origin, &text, overrides, whetstone_run::PretrainRecipe::parse)?;
+        toml::to_string(&r).context("writing the recipe as TOML")?
+    } else {
+        let (origin, text) = recipe_source::load_text(spec)?;
+        let r = recipe_source::parse_blaming(&origin, &text, overrides, Recipe::parse)?;
+        toml::to_string(&r).context("writing the recipe as TOML")?
+    };
+    print!("{text}");
     Ok(())
 }
 

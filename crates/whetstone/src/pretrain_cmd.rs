@@ -49,7 +49,7 @@ pub fn pretrain(a: PretrainArgs) -> Result<()> {
             overrides.push(format!("corpus.sources={:?}", a.corpus));
         }
         overrides.extend(a.run.overrides());
-        let recipe = PretrainRecipe::parse(&origin, &text, &overrides).map_err(anyhow::Error::msg)?;
+        let recipe = crate::recipe_source::parse_blaming(&origin, &text, &overrides, PretrainRecipe::parse)?;
         let folder = RunFolder::named(&a.run.runs_dir, &recipe.name);
         (recipe, folder, false)
     };

@@ -41,6 +41,43 @@ fn load_from(embedded: &[(&str, &str)], spec: &str) -> Result<(String, String)> 
     Ok((p.display().to_string(), text))
 }
 
+/// How the user wrote the override `key=value`: the flag that made it, or `--set key=value`.
+fn flag_of(o: &str) -> String {
+    let (key, value) = o.split_once('=').unwrap_or((o, ""));
+    let value = value.trim().trim_matches('"');
+    let flag = match key.trim() {
+        "device" => "--device",
+        "precision" => "--precision",
+        "name" => "--name",
+        "data.path" => "--data",
+        "data.text_col" => "--text-col",
+        "data.label_col" => "--label-col",
+        "data.valid_path" => "--valid",
+        "data.test_path" => "--test",
+        _ => return format!("--set {}", o.trim()),
+    };
+    format!("{flag} {value}")
+}
+
+/// `parse(origin, text, overrides)`, with the error blamed on what caused it: the recipe
+/// itself, or the first command-line setting (flag or `--set`) that makes it fail.
+pub fn parse_blaming<R>(origin: &str, text: &str, overrides: &[String], parse: impl Fn(&str, &str, &[String]) -> std::result::Result<R, String>) -> Result<R> {
+    match parse(origin, text, overrides) {
+        Ok(r) => Ok(r),
+        Err(e) => {
+            // The recipe alone: its own fault.
+            parse(origin, text, &[]).map_err(anyhow::Error::msg)?;
+            for i in 0..overrides.len() {
+                if let Err(e) = parse(origin, text, &overrides[..=i]) {
+                    let what = e.strip_prefix(&format!("{origin}: ")).unwrap_or(&e).to_string();
+                    bail!("{}: {what}", flag_of(&overrides[i]));
+                }
+            }
+            bail!("{e}")
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -97,3 +97,23 @@ fn the_binary_runs_from_a_plain_shell() {
     let out = ok(&o);
     assert!(out.contains("embedded recipes"), "{out}");
 }
+
+#[test]
+fn config_prints_the_resolved_recipe_and_errors_blame_the_flag() {
+    let out = ok(&bin().args(["config", "--set", "optim.lr=3e-4", "--set", "train.epochs=2"]).output().unwrap());
+    let v: toml::Value = toml::from_str(&out).unwrap();
+    assert_eq!(v["optim"]["lr"].as_float(), Some(3e-4));
+    assert_eq!(v["train"]["epochs"].as_integer(), Some(2));
+    // Defaults the embedded recipe does not write are filled in.
+    assert_eq!(v["train"]["checkpoint_minutes"].as_float(), Some(10.0), "{out}");
+    for (args, start) in [
+        (vec!["train", "--set", "train.epochs=x"], "error: --set train.epochs=x: "),
+        (vec!["train", "--device", "cuda:7"], "error: --device cuda:7: "),
+        (vec!["config", "--set", "optim.lr=-1"], "error: --set optim.lr=-1: "),
+    ] {
+        let o = bin().args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.starts_with(start) && err.trim_end().lines().count() == 1, "{args:?}: {err}");
+        assert!(!err.contains("embedded recipe"), "{args:?} blames the recipe: {err}");
+    }
+}

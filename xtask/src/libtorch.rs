@@ -47,6 +47,11 @@ impl Env {
         }
     }
 
+    /// The libtorch folder (with include/ and lib/), when known.
+    pub fn libtorch_dir(&self) -> Option<PathBuf> {
+        self.libtorch.clone()
+    }
+
     pub fn python(&self) -> PathBuf {
         self.python.clone().unwrap_or_else(|| PathBuf::from("python3"))
     }

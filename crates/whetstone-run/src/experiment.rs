@@ -32,22 +32,25 @@ pub struct RunOptions {
     /// (the count dropped is printed and goes into report.md). Give it again on `--resume`:
     /// the data must be the same as when the run started.
     pub drop_bad_labels: bool,
+    /// Keep the resumable checkpoint once the run has finished (default `true` here; the CLI
+    /// removes it unless `--keep-checkpoint`). An interrupted run always keeps it.
+    pub keep_checkpoint: bool,
 }
 
 impl RunOptions {
     /// A fresh run in exactly the folder `dir` (which must not exist yet), with progress output.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { folder: RunFolder::At(dir.into()), quiet: false, stop_after: 0, drop_bad_labels: false }
+        Self { folder: RunFolder::At(dir.into()), quiet: false, stop_after: 0, drop_bad_labels: false, keep_checkpoint: true }
     }
 
     /// A fresh run called `name` under `runs_dir` (`<name>`, or `<name>-2`, … when taken).
     pub fn named(runs_dir: impl Into<PathBuf>, name: impl Into<String>) -> Self {
-        Self { folder: RunFolder::named(runs_dir, name), quiet: false, stop_after: 0, drop_bad_labels: false }
+        Self { folder: RunFolder::named(runs_dir, name), quiet: false, stop_after: 0, drop_bad_labels: false, keep_checkpoint: true }
     }
 
     /// Continue the run in `dir` from its checkpoint.
     pub fn resume(dir: impl Into<PathBuf>) -> Self {
-        Self { folder: RunFolder::Resume(dir.into()), quiet: false, stop_after: 0, drop_bad_labels: false }
+        Self { folder: RunFolder::Resume(dir.into()), quiet: false, stop_after: 0, drop_bad_labels: false, keep_checkpoint: true }
     }
 }
 
@@ -179,7 +182,7 @@ pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
     tch::manual_seed(recipe.seed as i64);
     let mut vs = VarStore::new(device);
     let model = model_config.build(&vs.root(), tokenizer.vocab_size() as i64, splits.labels.len() as i64)?;
-    say(format!("model: {} with {} parameters on {:?}", recipe.model.kind(), whetstone_eval::format_count(whetstone_models::count_parameters(&vs)), device));
+    say(format!("model: {} with {} parameters on {}", recipe.model.kind(), whetstone_eval::format_count(whetstone_models::count_parameters(&vs)), whetstone_models::device_name(device)));
     let finetune = &recipe.finetune;
     let init_std = checkpoint.as_ref().map(|c| c.encoder_config().init_std).or(match &model_config {
         whetstone_models::ModelConfig::Transformer(c) => Some(c.encoder.init_std),
@@ -220,6 +223,10 @@ pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
     say(format!("run folder: {}", run.path().display()));
     let dir = run.path().to_path_buf();
     let result = (|| -> Result<RunResult> {
+        if resuming && !follower {
+            // What may change on resume (more epochs, device, precision) is recorded.
+            run.write_toml(RECIPE_FILE, recipe)?;
+        }
         if run.is_fresh() {
             tokenizer.save(&run.file(TOKENIZER_FILE))?;
             run.write_toml(RECIPE_FILE, recipe)?;
@@ -237,7 +244,8 @@ pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
             .identity(DATA_IDENTITY, data_id)
             .identity(LABELS_IDENTITY, labels_id)
             .observer(Reporter::quiet(opts.quiet || follower))
-            .stop_after(opts.stop_after);
+            .stop_after(opts.stop_after)
+            .keep_checkpoint(opts.keep_checkpoint);
         if let Some(dp) = dp.as_mut() {
             trainer = trainer.replicas(dp);
         }
@@ -275,7 +283,7 @@ pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
         };
         let wall_s = started.elapsed().as_secs_f64();
         let summary = json!({
-            "device": format!("{device:?}"),
+            "device": whetstone_models::device_name(device),
             "precision": recipe.precision.as_str(),
             "model": recipe.model.kind(),
             "steps": fit.progress.step,

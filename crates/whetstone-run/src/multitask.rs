@@ -471,7 +471,7 @@ pub fn train_multitask(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> 
         }
         let wall_s = started.elapsed().as_secs_f64();
         let summary = json!({
-            "device": format!("{device:?}"),
+            "device": whetstone_models::device_name(device),
             "precision": recipe.precision.as_str(),
             "model": "multi-task transformer",
             "sampling": mt.sampling,
@@ -593,12 +593,6 @@ impl MultiTaskRun {
     /// for a sequence task; `word/TAG` for each whitespace-separated word for a token task.
     pub fn predict(&self, task: &str, texts: &[String]) -> Result<Vec<String>> {
         Ok(self.predict_rows(task, texts)?.iter().map(TaskPrediction::to_line).collect())
-    }
-
-    /// Task `task`'s classes (sequence task) or tags (token task), in class-id order; an error
-    /// naming the known tasks when the run has no task `task`.
-    pub fn task_labels(&self, task: &str) -> Result<&[String]> {
-        Ok(&self.labels[self.model.task_index(task)?])
     }
 
     /// Task `task`'s classes (sequence task) or tags (token task), in class-id order; an error

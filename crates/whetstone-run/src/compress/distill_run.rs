@@ -51,7 +51,7 @@ pub fn distill(teacher_dir: &Path, config: &CompressConfig, out: &RunFolder, qui
     tch::manual_seed(config.seed as i64);
     let mut svs = VarStore::new(device);
     let (scfg, student) = build_student(&spec, d.init, source.transformer()?, teacher_dir, &mut svs)?;
-    let mut notes = vec![format!("student {} ({:?} init), {} parameters", d.student, d.init, whetstone_eval::format_count(whetstone_models::count_parameters(&svs)))];
+    let mut notes = vec![format!("student {} ({} init), {} parameters", d.student, format!("{:?}", d.init).to_lowercase(), whetstone_eval::format_count(whetstone_models::count_parameters(&svs)))];
 
     // The teacher, loaded a second time: the objective owns it.
     let teacher = LoadedRun::open(teacher_dir, config.device.as_deref())?.model;

@@ -99,7 +99,7 @@ pub fn pretrain_recipe(recipe: &PretrainRecipe, opts: &RunOptions) -> Result<Pre
     // The encoder alone: masked-LM needs no classification head, so none is built or saved.
     let model = TransformerEncoder::new(&vs.root(), tokenizer.vocab_size() as i64, &recipe.model)?;
     let head = MlmHead::new(&(vs.root() / "cls" / "predictions"), &model);
-    say(format!("model: encoder {} layers × {} with {} parameters (MLM head tied to the word embeddings) on {device:?}", recipe.model.layers, recipe.model.hidden, whetstone_eval::format_count(whetstone_models::count_parameters(&vs))));
+    say(format!("model: encoder {} layers × {} with {} parameters (MLM head tied to the word embeddings) on {}", recipe.model.layers, recipe.model.hidden, whetstone_eval::format_count(whetstone_models::count_parameters(&vs)), whetstone_models::device_name(device)));
     let objective = MlmObjective { head, masker: Masker::new(&tokenizer, recipe.mlm.clone(), device)?, eval_seed: recipe.seed as i64 ^ 0x5eed };
     let optim = recipe.optim.build(&vs)?;
 
@@ -150,7 +150,7 @@ pub fn pretrain_recipe(recipe: &PretrainRecipe, opts: &RunOptions) -> Result<Pre
             "name": recipe.name,
             "valid": score.map(|s| json!({"mlm_loss": s.loss, "perplexity": s.perplexity, "mlm_accuracy": s.accuracy, "masked_tokens": s.tokens})),
             "train": {
-                "device": format!("{device:?}"),
+                "device": whetstone_models::device_name(device),
                 "precision": recipe.precision.as_str(),
                 "steps": fit.progress.step,
                 "epochs": fit.progress.epoch,

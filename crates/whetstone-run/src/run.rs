@@ -151,9 +151,10 @@ impl LoadedRun {
         let rows = whetstone_data::read_table(spec)?;
         let mut split = whetstone_data::Split { texts: Vec::with_capacity(rows.len()), labels: Vec::with_capacity(rows.len()) };
         for r in rows {
-            let id = self.labels.id(&r.label).ok_or_else(|| TrainError::Run {
+            // The raw label as trained on, or its display name as `predict` prints it.
+            let id = self.labels.id(&r.label).or_else(|| self.label_names.iter().position(|n| *n == r.label).map(|i| i as i64)).ok_or_else(|| TrainError::Run {
                 run: self.dir.clone(),
-                msg: format!("{}:{}: label `{}` is not one the model was trained on ({})", spec.path.display(), r.line, r.label, self.labels.names.join(", ")),
+                msg: format!("{}:{}: label `{}` is not one the model was trained on ({})", spec.path.display(), r.line, r.label, self.label_names.join(", ")),
             })?;
             split.texts.push(r.text);
             split.labels.push(id);

@@ -204,8 +204,16 @@ struct EvalArgs {
     /// Folder that holds runs.
     #[arg(long, default_value = "runs")]
     runs_dir: PathBuf,
-    #[command(flatten)]
-    file: DataFileArgs,
+    /// A labelled CSV, TSV or JSONL file to evaluate on (default: the run's test split). Its
+    /// labels may be the raw ones the run was trained on or the names `predict` prints.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Column (or JSON field) holding the text [default: the run's, from its recipe].
+    #[arg(long)]
+    text_col: Option<String>,
+    /// Column (or JSON field) holding the label [default: the run's, from its recipe].
+    #[arg(long)]
+    label_col: Option<String>,
     /// cpu, cuda, cuda:N or auto (default: the run's).
     #[arg(long)]
     device: Option<String>,
@@ -457,8 +465,12 @@ fn train(a: TrainArgs) -> Result<()> {
 
 fn eval(a: EvalArgs) -> Result<()> {
     let run = compress_cmd::open_run(&whetstone_run::resume_dir(&a.runs_dir, &a.run), a.device.as_deref(), a.precision)?;
-    let (source, split) = match &a.file.data {
-        Some(p) => (p.display().to_string(), run.read_labelled(&TableSpec::new(p, &a.file.text_col, &a.file.label_col))?),
+    let (source, split) = match &a.data {
+        Some(p) => {
+            let text_col = a.text_col.as_deref().unwrap_or(&run.recipe.data.text_col);
+            let label_col = a.label_col.as_deref().unwrap_or(&run.recipe.data.label_col);
+            (p.display().to_string(), run.read_labelled(&TableSpec::new(p, text_col, label_col))?)
+        }
         None => ("the run's test split".to_string(), run.test_split()?),
     };
     let (_, report) = run.evaluate_split(&split)?;

@@ -117,3 +117,24 @@ fn config_prints_the_resolved_recipe_and_errors_blame_the_flag() {
         assert!(!err.contains("embedded recipe"), "{args:?} blames the recipe: {err}");
     }
 }
+
+#[test]
+fn eval_reads_a_file_with_the_runs_own_columns() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut body = String::from("review,sentiment\n");
+    for i in 0..300 {
+        body.push_str(&format!("the film number {} was {},{}\n", i % 13, if i % 2 == 0 { "great" } else { "dull" }, if i % 2 == 0 { "pos" } else { "neg" }));
+    }
+    std::fs::write(tmp.path().join("mine.csv"), &body).unwrap();
+    let mut c = bin();
+    c.current_dir(tmp.path()).args(["train", "--data", "mine.csv", "--text-col", "review", "--label-col", "sentiment", "--epochs", "2", "--no-bench", "--set", "threads=1", "--set", "model.embed_dim=16", "--set", "model.channels=8"]);
+    ok(&c.output().unwrap());
+    // No --text-col / --label-col: the run's recorded columns.
+    let out = ok(&bin().current_dir(tmp.path()).args(["eval", "--run", "mine-textcnn", "--data", "mine.csv"]).output().unwrap());
+    assert!(out.contains("on mine.csv (300 examples)"), "{out}");
+    // A label the run does not know is named with the ones it does.
+    std::fs::write(tmp.path().join("odd.csv"), "review,sentiment\nfine film,meh\n").unwrap();
+    let o = bin().current_dir(tmp.path()).args(["eval", "--run", "mine-textcnn", "--data", "odd.csv"]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("odd.csv:2: label `meh`") && err.contains("neg, pos"), "{err}");
+}

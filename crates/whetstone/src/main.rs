@@ -139,9 +139,16 @@ pub(crate) struct RunArgs {
     /// `--set precision=…`, and like --device it may change on --resume.
     #[arg(long, value_parser = precision_arg)]
     pub precision: Option<Precision>,
-    /// Run name (default: the recipe's).
+    /// Run name [default: the data file's and the model's (`reviews-textcnn`), else the recipe's].
     #[arg(long)]
     pub name: Option<String>,
+    /// Peak learning rate (the same as `--set optim.lr=…`) [default: the recipe's].
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Intra-op threads of libtorch (the same as `--set threads=…`; may change on --resume)
+    /// [default: the recipe's; 0 = all cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
     /// Folder that holds runs.
     #[arg(long, default_value = "runs")]
     pub runs_dir: PathBuf,
@@ -186,6 +193,12 @@ impl RunArgs {
         }
         if let Some(p) = self.precision {
             out.push(format!("precision=\"{p}\""));
+        }
+        if let Some(lr) = self.lr {
+            out.push(format!("optim.lr={lr:e}"));
+        }
+        if let Some(t) = self.threads {
+            out.push(format!("threads={t}"));
         }
         out
     }
@@ -387,6 +400,12 @@ fn train(a: TrainArgs) -> Result<()> {
         }
         if let Some(p) = a.run.precision {
             recipe.precision = p;
+        }
+        if let Some(t) = a.run.threads {
+            recipe.threads = t;
+        }
+        if a.run.lr.is_some() {
+            bail!("--lr cannot change on --resume: the learning rate is part of the run's recipe");
         }
         recipe.validate()?;
         (recipe, RunFolder::Resume(dir), true)

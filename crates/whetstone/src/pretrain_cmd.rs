@@ -40,6 +40,12 @@ pub fn pretrain(a: PretrainArgs) -> Result<()> {
         if let Some(p) = a.run.precision {
             recipe.precision = p;
         }
+        if let Some(t) = a.run.threads {
+            recipe.threads = t;
+        }
+        if a.run.lr.is_some() {
+            bail!("--lr cannot change on --resume: the learning rate is part of the run's recipe");
+        }
         recipe.validate()?;
         (recipe, RunFolder::Resume(dir), true)
     } else {
@@ -49,7 +55,14 @@ pub fn pretrain(a: PretrainArgs) -> Result<()> {
             overrides.push(format!("corpus.sources={:?}", a.corpus));
         }
         overrides.extend(a.run.overrides());
-        let recipe = crate::recipe_source::parse_blaming(&origin, &text, &overrides, PretrainRecipe::parse)?;
+        let mut recipe = crate::recipe_source::parse_blaming(&origin, &text, &overrides, PretrainRecipe::parse)?;
+        // Pretraining on the user's own text is named after it (`--corpus notes.txt` → `notes-mlm`).
+        if let (Some(first), None) = (a.corpus.first(), &a.run.name) {
+            if !a.overrides.iter().any(|o| o.trim_start().starts_with("name=")) {
+                let stem = std::path::Path::new(first).file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| first.clone());
+                recipe.name = format!("{stem}-mlm");
+            }
+        }
         let folder = RunFolder::named(&a.run.runs_dir, &recipe.name);
         (recipe, folder, false)
     };
@@ -59,7 +72,7 @@ pub fn pretrain(a: PretrainArgs) -> Result<()> {
     let r = pretrain_recipe(&recipe, &a.run.options(dir))?;
     let dir = &r.dir;
     match (&r.fit.outcome, &r.valid) {
-        (Outcome::Interrupted, _) => println!("run interrupted at step {} (resume with --resume {})", r.fit.progress.step, dir.display()),
+        (Outcome::Interrupted, _) => println!("run interrupted at step {}; its checkpoint is saved. Resume with: whetstone pretrain --resume {}", r.fit.progress.step, dir.display()),
         (_, valid) => {
             if let Some(v) = valid {
                 println!("valid MLM loss {:.4}  perplexity {:.2}  masked-token accuracy {:.4} ({} masked tokens)", v.loss, v.perplexity, v.accuracy, v.tokens);

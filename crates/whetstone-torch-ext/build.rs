@@ -25,6 +25,7 @@ fn libtorch_root() -> PathBuf {
 
 fn main() {
     println!("cargo:rerun-if-changed=csrc/ext.cpp");
+    println!("cargo:rerun-if-changed=csrc/shim.h");
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-env-changed=CXX");

@@ -17,6 +17,8 @@
 #endif
 
 #include <chrono>
+#include "shim.h"
+
 #include <cstdlib>
 #include <cstring>
 #include <exception>
@@ -25,25 +27,7 @@
 
 namespace {
 
-char *dup_message(const std::string &msg) {
-  char *out = static_cast<char *>(std::malloc(msg.size() + 1));
-  if (out != nullptr) std::memcpy(out, msg.c_str(), msg.size() + 1);
-  return out;
-}
-
-template <typename F>
-char *guarded(F &&f) {
-  try {
-    f();
-    return nullptr;
-  } catch (const c10::Error &e) {
-    return dup_message(e.what_without_backtrace());
-  } catch (const std::exception &e) {
-    return dup_message(e.what());
-  } catch (...) {
-    return dup_message("unknown C++ exception");
-  }
-}
+using wt::guarded;
 
 struct Store {
   c10::intrusive_ptr<c10d::Store> store;

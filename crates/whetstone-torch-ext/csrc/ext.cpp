@@ -11,6 +11,8 @@
 #include <ATen/ops/_fused_adamw.h>
 #include <ATen/ops/_fused_sgd.h>
 
+#include "shim.h"
+
 #include <cstdlib>
 #include <cstring>
 #include <exception>
@@ -20,26 +22,7 @@
 
 namespace {
 
-char *dup_message(const char *msg) {
-  size_t n = std::strlen(msg);
-  char *out = static_cast<char *>(std::malloc(n + 1));
-  if (out != nullptr) std::memcpy(out, msg, n + 1);
-  return out;
-}
-
-template <typename F>
-char *guarded(F &&f) {
-  try {
-    f();
-    return nullptr;
-  } catch (const c10::Error &e) {
-    return dup_message(e.what_without_backtrace());
-  } catch (const std::exception &e) {
-    return dup_message(e.what());
-  } catch (...) {
-    return dup_message("unknown C++ exception");
-  }
-}
+using wt::guarded;
 
 c10::DeviceType device_type(int code) {
   switch (code) {

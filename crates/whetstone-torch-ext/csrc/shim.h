@@ -1,0 +1,35 @@
+// The C ABI convention of whetstone-torch-ext's shims: every entry point runs its body in
+// `guarded`, which catches every C++ exception and returns its message as a malloc'd string
+// (NULL on success) that Rust frees with wt_free. Nothing unwinds across the boundary.
+#pragma once
+
+#include <c10/util/Exception.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <string>
+
+namespace wt {
+
+inline char *dup_message(const std::string &msg) {
+  char *out = static_cast<char *>(std::malloc(msg.size() + 1));
+  if (out != nullptr) std::memcpy(out, msg.c_str(), msg.size() + 1);
+  return out;
+}
+
+template <typename F>
+char *guarded(F &&f) {
+  try {
+    f();
+    return nullptr;
+  } catch (const c10::Error &e) {
+    return dup_message(e.what_without_backtrace());
+  } catch (const std::exception &e) {
+    return dup_message(e.what());
+  } catch (...) {
+    return dup_message("unknown C++ exception");
+  }
+}
+
+}  // namespace wt

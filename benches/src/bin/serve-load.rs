@@ -297,6 +297,17 @@ clients (each sends one rotten-tomatoes test sentence as `{\"text\": …}`, wait
         clean_exit,
         if over.rejected > 0 && over.failed == 0 && healthy && clean_exit { "Overload gets 503, not a crash: met." } else { "**Not met.**" }
     );
+    let p50 = |w: u64, c: usize| rows.iter().find(|(rw, p)| *rw == w && p.clients == c).map_or(f64::NAN, |(_, p)| p.pct(0.5));
+    let low = *a.clients.iter().min().unwrap_or(&1);
+    md += &format!(
+        "- The window's price: a request that finds no company waits the whole window. At {low} client(s) p50 is {:.2} ms with the {} ms window against {:.2} ms without it; at {top} clients the window's batches cut p50 from {:.2} to {:.2} ms.\n",
+        p50(a.window_ms, low),
+        a.window_ms,
+        p50(0, low),
+        p50(0, top),
+        p50(a.window_ms, top)
+    );
+    md += &format!("- `predict` answers one line per forward pass with no HTTP in between ({predict:.1} lines/s): batch-1 serving over HTTP is bounded by it; batched serving at {top} clients passes it ({:.2}x).\n", batched / predict);
     std::fs::write(a.out.join("serve.md"), &md)?;
     print!("{md}");
     Ok(())

@@ -30,6 +30,8 @@ pub struct Job {
 /// Counters the server reports in `/health` and `/metadata`.
 #[derive(Default)]
 pub struct Stats {
+    /// Requests accepted into the queue so far.
+    pub received: AtomicU64,
     pub requests: AtomicU64,
     pub texts: AtomicU64,
     pub batches: AtomicU64,
@@ -47,6 +49,7 @@ impl Stats {
         let (requests, texts, batches) = (self.requests.load(Ordering::Relaxed), self.texts.load(Ordering::Relaxed), self.batches.load(Ordering::Relaxed));
         let mean = |n: u64| if batches == 0 { 0.0 } else { n as f64 / batches as f64 };
         json!({
+            "requests_received": self.received.load(Ordering::SeqCst),
             "requests_served": requests,
             "texts_served": texts,
             "batches_served": batches,
@@ -79,7 +82,10 @@ impl Queue {
     pub fn submit(&self, job: Job) -> std::result::Result<(), Refused> {
         self.stats.queued.fetch_add(1, Ordering::SeqCst);
         match self.tx.try_send(job) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.stats.received.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            }
             Err(e) => {
                 self.stats.queued.fetch_sub(1, Ordering::SeqCst);
                 Err(match e {

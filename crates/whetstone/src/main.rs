@@ -7,6 +7,7 @@
 
 mod augment_cmd;
 mod compress_cmd;
+mod model_args;
 mod predict_cmd;
 mod pretrain_cmd;
 mod recipe_source;

@@ -4,14 +4,13 @@
 //! (see `whetstone_data::truncate`), the rest is skipped unread into memory.
 
 use std::io::{BufRead, Write};
-use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use serde_json::{json, Value};
 use whetstone_data::truncate::{char_bound, read_line_bounded};
 use whetstone_run::multitask::TaskPrediction;
-use whetstone_run::{Precision, Predictor};
+use whetstone_run::Predictor;
 
 /// How each answer is printed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -43,22 +42,8 @@ Errors: a line that is not UTF-8, or probabilities that are not finite (NaN or i
 broken weights), stop predict with an error naming the stdin line and a non-zero exit; \
 the lines before it have already been answered.")]
 pub struct PredictArgs {
-    /// The run: a name under --runs-dir, or a folder.
-    #[arg(long, value_name = "RUN")]
-    run: String,
-    /// Folder that holds runs.
-    #[arg(long, default_value = "runs")]
-    runs_dir: PathBuf,
-    /// cpu, cuda, cuda:N or auto (default: the run's).
-    #[arg(long)]
-    device: Option<String>,
-    /// Precision of inference: fp32, bf16 or fp16 (default: the run's recipe's).
-    #[arg(long, value_parser = crate::precision_arg)]
-    precision: Option<Precision>,
-    /// A multi-task run's task whose head answers (sequence: class and probability; token:
-    /// `word/TAG` per whitespace-separated word).
-    #[arg(long)]
-    task: Option<String>,
+    #[command(flatten)]
+    model: crate::model_args::ModelArgs,
     /// Output: `plain` (`label<TAB>probability`) or `jsonl` (every class's probability and the
     /// input line number).
     #[arg(long, value_enum, default_value_t = PredictFormat::Plain)]
@@ -95,7 +80,8 @@ fn render(p: &TaskPrediction, line: usize, format: PredictFormat, truncated: boo
 
 /// `whetstone predict`.
 pub fn predict(a: PredictArgs) -> Result<()> {
-    let predictor = Predictor::open(&whetstone_run::resume_dir(&a.runs_dir, &a.run), a.device.as_deref(), a.precision, a.task.as_deref())?;
+    let m = &a.model;
+    let predictor = Predictor::open(&m.dir(), m.device.as_deref(), m.precision, m.task.as_deref())?;
     let max_len = predictor.max_len();
     let bound = char_bound(max_len);
     let stdin = std::io::stdin();

@@ -3,9 +3,7 @@
 use anyhow::Result;
 use clap::Args;
 use std::io::Write;
-use std::path::PathBuf;
 use std::time::Duration;
-use whetstone_run::Precision;
 use whetstone_serve::options::{DEFAULT_BATCH_WINDOW_MS, DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CHARS, DEFAULT_MAX_QUEUE, DEFAULT_MAX_TEXTS};
 use whetstone_serve::{Batching, Limits, ServeOptions};
 
@@ -25,28 +23,14 @@ Once listening, one line `whetstone serve: RUN listening on http://ADDR` goes to
 (with --port 0, ADDR names the port picked). SIGTERM or Ctrl-C stops accepting connections, \
 answers every request already received, and exits 0.")]
 pub struct ServeArgs {
-    /// The run: a run folder, or a run name under --runs-dir.
-    #[arg(long, value_name = "RUN")]
-    run: String,
-    /// Folder that holds runs (for a run name).
-    #[arg(long, default_value = "runs")]
-    runs_dir: PathBuf,
+    #[command(flatten)]
+    model: crate::model_args::ModelArgs,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
     /// Port to listen on (0: any free port, printed when ready).
     #[arg(long, default_value_t = 8080)]
     port: u16,
-    /// cpu, cuda, cuda:N or auto (default: the run's).
-    #[arg(long)]
-    device: Option<String>,
-    /// Precision of inference: fp32, bf16 or fp16 (default: the run's recipe's; an int8 run
-    /// serves its int8 model).
-    #[arg(long, value_parser = crate::precision_arg)]
-    precision: Option<Precision>,
-    /// A multi-task run's task whose head answers.
-    #[arg(long)]
-    task: Option<String>,
     /// Intra-op threads of the model (0: the run's recipe's `threads`, else all cores).
     #[arg(long, default_value_t = 0, value_name = "N")]
     threads: usize,
@@ -76,14 +60,14 @@ pub struct ServeArgs {
 
 /// `whetstone serve`.
 pub fn serve(a: ServeArgs) -> Result<()> {
-    let run = whetstone_run::resume_dir(&a.runs_dir, &a.run);
+    let run = a.model.dir();
     let opts = ServeOptions {
         run: run.clone(),
         host: a.host,
         port: a.port,
-        device: a.device,
-        precision: a.precision,
-        task: a.task,
+        device: a.model.device,
+        precision: a.model.precision,
+        task: a.model.task,
         threads: a.threads,
         batching: Batching { window: Duration::from_millis(a.batch_window_ms), max_batch: a.max_batch, max_queue: a.max_queue },
         limits: Limits { max_body_bytes: a.max_body_bytes, max_texts: a.max_texts, max_chars: a.max_chars },

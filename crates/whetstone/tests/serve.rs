@@ -194,9 +194,9 @@ fn sigterm_answers_the_requests_in_flight_then_exits_0() {
             std::thread::spawn(move || post(&url, &json!({ "text": format!("{} {i}", TEXTS[0]) }).to_string()).0)
         })
         .collect();
-    // Wait until all four are received: one in the model's hands, three queued.
+    // Wait until all four are received (one in the model's hands, three queued).
     let deadline = Instant::now() + Duration::from_secs(30);
-    while get(&s.url, "/health")["stats"]["queue_depth"] != 3 {
+    while get(&s.url, "/health")["stats"]["requests_received"] != 4 {
         assert!(Instant::now() < deadline, "the requests never queued");
         std::thread::sleep(Duration::from_millis(10));
     }

@@ -69,6 +69,10 @@ struct Args {
     /// Per-replica batch of the scaling model.
     #[arg(long, default_value_t = 32)]
     model_batch: usize,
+    /// Measure nothing: rebuild the summary, the scaling model and the report files from an
+    /// earlier run's JSON (its machine, settings and repetitions) into --out.
+    #[arg(long)]
+    report_only: Option<PathBuf>,
     /// Internal: run one whetstone job (a JSON file written by the parent) in this process and
     /// print its results as one line of JSON.
     #[arg(long, hide = true)]
@@ -707,6 +711,14 @@ fn run() -> Result<()> {
     if let Some(job) = &args.child {
         return child(job);
     }
+    if let Some(path) = &args.report_only {
+        let old: Value = serde_json::from_slice(&std::fs::read(path).with_context(|| format!("reading {}", path.display()))?).with_context(|| format!("parsing {}", path.display()))?;
+        let s = &old["settings"];
+        args.torch_adamw = s["torch_adamw"].as_array().context("no settings.torch_adamw")?.iter().filter_map(|v| v.as_str().map(String::from)).collect();
+        args.quick = s["quick"].as_bool().unwrap_or(false);
+        let results = old["workloads"].as_array().cloned().context("no workloads")?;
+        return finish(&args, old["machine"].clone(), old["settings"].clone(), results, old["total_seconds"].as_f64().unwrap_or(f64::NAN));
+    }
     if args.quick {
         (args.reps, args.steps, args.warmup) = (1, 8, 3);
     }
@@ -726,7 +738,6 @@ fn run() -> Result<()> {
     let data = load_data()?;
     let ctx = Ctx { args: &args, python, tmp: tempfile::tempdir()? };
     let n = args.steps.max(args.warmup);
-    let keys = setups(&args.torch_adamw);
     let mut others = Vec::new();
     let mut results = Vec::new();
     for w in &workloads {
@@ -781,6 +792,20 @@ fn run() -> Result<()> {
                             "clip_norm": w.clip_norm(), "lr": w.recipe.optim.lr, "reps": reps}));
     }
 
+    let logical_cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let (other_peak, other_median) = (others.iter().copied().fold(0.0f64, f64::max), median(&others));
+    let machine = json!({"cpu": cpu_model(), "logical_cpus": logical_cpus, "torch": torch_version, "python": peer_info["python"], "numpy": peer_info["numpy"], "tch": "0.24",
+                         "load_average_at_start": load_start, "load_average_at_end": load_avg(), "other_cpus_peak": other_peak, "other_cpus_median": other_median});
+    let settings = json!({"reps": args.reps, "steps": args.steps, "warmup": args.warmup, "world": WORLD, "single_threads": THREADS, "torch_adamw": args.torch_adamw, "seed": SEED, "quick": args.quick,
+                          "vocab_size": data.vocab_size, "max_len": MAX_LEN, "train_examples": data.train.len()});
+    finish(&args, machine, settings, results, t_start.elapsed().as_secs_f64())
+}
+
+/// The summary, the scaling model and the report files, from the measurements (`results`: one
+/// entry per workload with its repetitions).
+fn finish(args: &Args, machine: Value, mut settings: Value, results: Vec<Value>, total_seconds: f64) -> Result<()> {
+    ensure!(!results.is_empty(), "no workload was measured");
+    let keys = setups(&args.torch_adamw);
     // Summary rows per workload.
     let base = args.torch_adamw[0].clone();
     let mut summary = Vec::new();
@@ -833,28 +858,22 @@ fn run() -> Result<()> {
     let scale = scaling(&calib, args.model_batch);
 
     // Report.
-    let logical_cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    let load_end = load_avg();
-    let (other_peak, other_median) = (others.iter().copied().fold(0.0f64, f64::max), median(&others));
-    let machine = json!({"cpu": cpu_model(), "logical_cpus": logical_cpus, "torch": torch_version, "python": peer_info["python"], "numpy": peer_info["numpy"], "tch": "0.24",
-                         "load_average_at_start": load_start, "load_average_at_end": load_end, "other_cpus_peak": other_peak, "other_cpus_median": other_median});
+    settings["gloo_probe_large_s"] = json!(median(&py_large));
     let report = json!({
         "machine": machine,
-        "settings": {"reps": args.reps, "steps": args.steps, "warmup": args.warmup, "world": WORLD, "single_threads": THREADS, "torch_adamw": args.torch_adamw, "seed": SEED, "quick": args.quick,
-                     "vocab_size": data.vocab_size, "max_len": MAX_LEN, "train_examples": data.train.len(),
-                     "gloo_probe_large_s": median(&py_large)},
+        "settings": settings,
         "summary": summary,
         "scaling_model": scale,
         "workloads": results,
-        "total_seconds": t_start.elapsed().as_secs_f64(),
+        "total_seconds": total_seconds,
     });
-    let md = markdown(&args, &report, bench_minilm(&args.out));
+    let md = markdown(args, &report, bench_minilm(&args.out));
     println!("\n{md}");
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let stem = if args.quick { "dist-quick" } else { "dist" };
     std::fs::write(args.out.join(format!("{stem}.json")), serde_json::to_string_pretty(&report)?)?;
     std::fs::write(args.out.join(format!("{stem}.md")), md)?;
-    eprintln!("dist-throughput: wrote {} and {} ({:.0}s)", args.out.join(format!("{stem}.md")).display(), args.out.join(format!("{stem}.json")).display(), t_start.elapsed().as_secs_f64());
+    eprintln!("dist-throughput: wrote {} and {}", args.out.join(format!("{stem}.md")).display(), args.out.join(format!("{stem}.json")).display());
     Ok(())
 }
 
@@ -921,7 +940,7 @@ fn markdown(args: &Args, report: &Value, bench_minilm: Option<f64>) -> String {
         }
         let ratio = f(&sum["ratio_2x1"]);
         md.push_str(&format!(
-            "\n- **whetstone / PyTorch DDP, 2 processes × 1 thread: {:.2}×** (goal ≥ 1.0×: {}); 1 process × 2 threads: {:.2}× (PyTorch with AdamW {base}). Within each repetition: 2 × 1 {}; 1 × 2 {} (other processes' CPU use per repetition: {}).\n- 2 × 1 over 1 × 2 on the same machine: whetstone {:.2}×, PyTorch {:.2}×.\n\n",
+            "\n- **whetstone / PyTorch DDP, 2 processes × 1 thread: {:.2}×** (goal ≥ 1.0×: {}); 1 process × 2 threads: {:.2}× (PyTorch with AdamW {base}). Within each repetition: 2 × 1: {}; 1 × 2: {} (other processes' CPU use per repetition: {}).\n- 2 × 1 over 1 × 2 on the same machine: whetstone {:.2}×, PyTorch {:.2}×.\n\n",
             ratio,
             if ratio >= 1.0 { "met" } else { "**not met**" },
             f(&sum["ratio_1x2"]),

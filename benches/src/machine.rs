@@ -1,5 +1,7 @@
 //! Facts about the machine and small statistics that every benchmark report prints.
 
+use std::time::Instant;
+
 /// The median of `v` (NaN when empty).
 pub fn median(v: &[f64]) -> f64 {
     if v.is_empty() {
@@ -53,4 +55,41 @@ pub fn peer_check(python: &std::path::Path, peer: &std::path::Path) -> anyhow::R
         );
     }
     serde_json::from_slice(&out.stdout).context("parsing the peer's --check output")
+}
+
+/// CPU time of the whole machine (busy, /proc/stat, steal included) and of this process with
+/// its waited-for children (/proc/self/stat), with the wall clock, to tell how much CPU other
+/// processes took meanwhile.
+#[derive(Clone, Copy)]
+pub struct CpuClock {
+    machine_busy: f64,
+    own: f64,
+    wall: Instant,
+}
+
+impl CpuClock {
+    /// Clock ticks per second of /proc's counters (USER_HZ, 100 on Linux).
+    const HZ: f64 = 100.0;
+
+    pub fn now() -> Self {
+        let machine_busy = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|s| s.lines().next().map(|l| l.split_whitespace().skip(1).map(|x| x.parse::<f64>().unwrap_or(0.0)).collect::<Vec<_>>()))
+            // user nice system idle iowait irq softirq steal: all but idle and iowait.
+            .map(|v| v.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, x)| x).sum::<f64>() / Self::HZ)
+            .unwrap_or(0.0);
+        // Fields after the command name: utime, stime, cutime, cstime are fields 14–17.
+        let own = std::fs::read_to_string("/proc/self/stat")
+            .ok()
+            .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().skip(11).take(4).map(|x| x.parse::<f64>().unwrap_or(0.0)).sum::<f64>() / Self::HZ))
+            .unwrap_or(0.0);
+        Self { machine_busy, own, wall: Instant::now() }
+    }
+
+    /// CPUs' worth of time other processes used since `self` (0 when /proc is unreadable).
+    pub fn others_since(&self) -> f64 {
+        let now = Self::now();
+        let wall = (now.wall - self.wall).as_secs_f64().max(1e-9);
+        (((now.machine_busy - self.machine_busy) - (now.own - self.own)) / wall).max(0.0)
+    }
 }

@@ -222,11 +222,12 @@ fn bench(root: &Path, env: &libtorch::Env, what: &str) -> Result<ExitCode> {
 /// Fetches `datasets`, then runs the study binary `bin` of whetstone-benches with the arguments
 /// that follow `cargo xtask bench NAME`.
 fn study(root: &Path, env: &libtorch::Env, bin: &str, datasets: &[&str]) -> Result<ExitCode> {
+    eprintln!("xtask: {bin}: fetching {}, then building whetstone-benches (cargo's progress below; the first build takes a few minutes)", datasets.join(", "));
     let mut fetch = vec!["data".to_string()];
     fetch.extend(datasets.iter().map(|d| d.to_string()));
     cargo_run_cli(root, env, &fetch)?;
     let mut c = cargo(root, env);
-    c.args(["run", "--release", "--quiet", "-p", "whetstone-benches", "--bin", bin, "--"]).args(std::env::args().skip(3));
+    c.args(["run", "--release", "-p", "whetstone-benches", "--bin", bin, "--"]).args(std::env::args().skip(3));
     status(c)
 }
 
@@ -234,7 +235,7 @@ fn study(root: &Path, env: &libtorch::Env, bin: &str, datasets: &[&str]) -> Resu
 fn bench_train(root: &Path, env: &libtorch::Env) -> Result<ExitCode> {
     cargo_run_cli(root, env, &["data".into(), "rotten-tomatoes".into()])?;
     let mut c = cargo(root, env);
-    c.args(["run", "--release", "--quiet", "-p", "whetstone-benches", "--bin", "train-throughput", "--"]);
+    c.args(["run", "--release", "-p", "whetstone-benches", "--bin", "train-throughput", "--"]);
     c.arg("--python").arg(env.python());
     c.arg("--peer").arg(root.join("benches/peers/train_throughput.py"));
     c.arg("--out").arg(root.join("reports"));
@@ -246,7 +247,7 @@ fn bench_train(root: &Path, env: &libtorch::Env) -> Result<ExitCode> {
 fn bench_dist(root: &Path, env: &libtorch::Env) -> Result<ExitCode> {
     cargo_run_cli(root, env, &["data".into(), "rotten-tomatoes".into()])?;
     let mut c = cargo(root, env);
-    c.args(["run", "--release", "--quiet", "-p", "whetstone-benches", "--bin", "dist-throughput", "--"]);
+    c.args(["run", "--release", "-p", "whetstone-benches", "--bin", "dist-throughput", "--"]);
     c.arg("--python").arg(env.python());
     c.arg("--peer").arg(root.join("benches/peers/ddp_throughput.py"));
     c.arg("--out").arg(root.join("reports"));
@@ -261,7 +262,7 @@ fn bench_serve(root: &Path, env: &libtorch::Env) -> Result<ExitCode> {
     cargo_run_cli(root, env, &["data".into(), "rotten-tomatoes".into()])?;
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
     let mut c = cargo(root, env);
-    c.args(["run", "--release", "--quiet", "-p", "whetstone-benches", "--bin", "serve-load", "--"]);
+    c.args(["run", "--release", "-p", "whetstone-benches", "--bin", "serve-load", "--"]);
     c.arg("--whetstone").arg(target.join("release/whetstone"));
     c.arg("--run").arg(root.join("runs/serve-bench"));
     c.arg("--out").arg(root.join("reports"));
@@ -272,7 +273,7 @@ fn bench_serve(root: &Path, env: &libtorch::Env) -> Result<ExitCode> {
 /// One optimiser step of whetstone-optim against torch.optim: reports/optim-speed.{md,json}.
 fn bench_optim_speed(root: &Path, env: &libtorch::Env) -> Result<ExitCode> {
     let mut c = cargo(root, env);
-    c.args(["run", "--release", "--quiet", "-p", "whetstone-benches", "--bin", "optim-speed", "--"]);
+    c.args(["run", "--release", "-p", "whetstone-benches", "--bin", "optim-speed", "--"]);
     c.arg("--python").arg(env.python());
     c.arg("--peer").arg(root.join("benches/peers/optim_speed.py"));
     c.arg("--out").arg(root.join("reports"));

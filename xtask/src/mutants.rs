@@ -98,6 +98,8 @@ pub fn mutants(root: &Path, base: &Command, args: &[String]) -> Result<ExitCode>
         let shards = total.div_ceil(sample).max(1);
         let shard = format!("{}/{shards}", a.seed % shards);
         let out = root.join("target").join("mutants-out").join(krate);
+        // cargo-mutants creates `-o DIR` but not its parent.
+        std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
         eprintln!("xtask: {krate}: {total} mutants, testing shard {shard} (~{sample}) for about {} min", a.minutes);
         let started = std::time::Instant::now();
         let st = cargo_mutants(root, base)
@@ -109,8 +111,10 @@ pub fn mutants(root: &Path, base: &Command, args: &[String]) -> Result<ExitCode>
         let dir = out.join("mutants.out");
         let [caught, missed, timeout, unviable] = ["caught.txt", "missed.txt", "timeout.txt", "unviable.txt"].map(|f| count(&dir.join(f)));
         // Exit 2: some mutants were missed; 3: timeouts; 4: the baseline failed.
-        if st.code() == Some(4) {
-            bail!("{krate}: the tests fail without any mutation; see {}", dir.join("log").display());
+        match st.code() {
+            Some(0 | 2 | 3) => {}
+            Some(4) => bail!("{krate}: the tests fail without any mutation; see {}", dir.join("log").display()),
+            other => bail!("{krate}: cargo mutants failed (exit {}); see its output above", other.map_or("by a signal".to_string(), |c| c.to_string())),
         }
         rows.push((krate.clone(), total, caught, missed, timeout, unviable, started.elapsed().as_secs_f64() / 60.0));
     }

@@ -103,7 +103,9 @@ pub fn run_name(name: &str) -> std::result::Result<String, String> {
 /// The folder of the run `run` names for resuming: `run` itself when it is a folder, else the
 /// run of that name under `runs_dir`.
 pub fn resume_dir(runs_dir: &Path, run: &str) -> PathBuf {
-    if Path::new(run).is_dir() {
+    // A folder that exists, or anything written as a path (`runs/x`, `./x`), is taken as is;
+    // a bare name is a run under `runs_dir`.
+    if Path::new(run).is_dir() || run.contains(std::path::MAIN_SEPARATOR) || run.contains('/') {
         PathBuf::from(run)
     } else {
         runs_dir.join(run)

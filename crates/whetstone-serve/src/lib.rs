@@ -38,34 +38,38 @@ pub fn serve(opts: ServeOptions, ready: impl FnOnce(SocketAddr, &RunInfo)) -> Re
         let addr = format!("{}:{}", opts.host, opts.port);
         let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr} (--host/--port)"))?;
         let local = listener.local_addr().context("reading the bound address")?;
+        // The signal handlers are installed before the ready line, so a SIGTERM sent the
+        // moment it appears is a graceful shutdown, not a kill.
+        let shutdown = shutdown_signal()?;
         ready(local, &info);
         let app = Arc::new(routes::App { queue, info, limits: opts.limits.clone() });
-        axum::serve(listener, routes::router(app)).with_graceful_shutdown(shutdown_signal()).await.context("serving HTTP")
+        axum::serve(listener, routes::router(app)).with_graceful_shutdown(shutdown).await.context("serving HTTP")
     })?;
     // Every handler (and its queue handle) is gone: the model thread answers what is left and stops.
     model_thread.join().map_err(|_| anyhow::anyhow!("the inference thread panicked"))?;
     Ok(())
 }
 
-/// Resolves on SIGTERM or SIGINT (Ctrl-C).
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// A future that resolves on SIGTERM or SIGINT (Ctrl-C). The handlers are installed when this
+/// is called (inside the runtime), not when the future is first polled.
+#[cfg(unix)]
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-    eprintln!("whetstone serve: shutting down; answering the requests in flight");
+        eprintln!("whetstone serve: shutting down; answering the requests in flight");
+    })
+}
+
+#[cfg(not(unix))]
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+        eprintln!("whetstone serve: shutting down; answering the requests in flight");
+    })
 }

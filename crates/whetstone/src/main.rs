@@ -381,7 +381,12 @@ fn train(a: TrainArgs) -> Result<()> {
             let done = recipe.train.epochs;
             match a.epochs {
                 None => {
-                    println!("{} already finished its {done} epoch(s); nothing changed. To train it further: whetstone train --resume {} --epochs N (N > {done})", dir.display(), dir.display());
+                    let more = if dir.join(whetstone_run::CHECKPOINT_FILE).is_file() {
+                        format!("To train it further: whetstone train --resume {} --epochs N (N > {done})", dir.display())
+                    } else {
+                        "Its resumable checkpoint was removed when it finished, so it cannot be extended (train with --keep-checkpoint to keep that option)".to_string()
+                    };
+                    println!("{} already finished its {done} epoch(s); nothing changed. {more}", dir.display());
                     return Ok(());
                 }
                 Some(n) if n <= done => bail!("--epochs {n} does not extend {}: it already trained {done} epoch(s); give more than {done}", dir.display()),

@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{bin, ok, rt_csv};
+use common::{bin, ok};
 
 /// The run's `max_len` (the default recipe's) and the characters of a line predict reads.
 const MAX_LEN: usize = 64;
@@ -20,24 +20,7 @@ const BOUND: usize = MAX_LEN * 32;
 /// One tiny TextCNN run shared by the tests (trained once per test binary).
 fn run_dir() -> &'static Path {
     static RUN: OnceLock<PathBuf> = OnceLock::new();
-    RUN.get_or_init(|| {
-        let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("predict_cli-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(&root).unwrap();
-        let csv = rt_csv(&root, "rt.csv", 400);
-        let runs = root.join("runs");
-        let o = bin()
-            .args(["train", "--data"])
-            .arg(&csv)
-            .args(["--name", "tiny", "--runs-dir"])
-            .arg(&runs)
-            .args(["--set", "model.embed_dim=16", "--set", "model.channels=8", "--set", "tokenizer.vocab_size=1000", "--set", "train.epochs=1"])
-            .args(["--set", &format!("data.max_len={MAX_LEN}"), "--set", "eval.latency_iters=2", "--set", "eval.throughput_iters=1", "--device", "cpu", "--quiet"])
-            .output()
-            .unwrap();
-        ok(&o);
-        runs.join("tiny")
-    })
+    RUN.get_or_init(|| common::tiny_run("predict_cli", &[&format!("data.max_len={MAX_LEN}"), "eval.latency_iters=2", "eval.throughput_iters=1"]))
 }
 
 /// `child`'s output, or a failure if it runs longer than `secs` (a hang).

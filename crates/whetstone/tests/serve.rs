@@ -11,29 +11,12 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{bin, ok, rt_csv};
+use common::{bin, ok};
 
 /// One tiny TextCNN run shared by the tests (trained once per test binary).
 fn run_dir() -> &'static Path {
     static RUN: OnceLock<PathBuf> = OnceLock::new();
-    RUN.get_or_init(|| {
-        let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("serve-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(&root).unwrap();
-        let csv = rt_csv(&root, "rt.csv", 400);
-        let runs = root.join("runs");
-        let o = bin()
-            .args(["train", "--data"])
-            .arg(&csv)
-            .args(["--name", "tiny", "--runs-dir"])
-            .arg(&runs)
-            .args(["--set", "model.embed_dim=16", "--set", "model.channels=8", "--set", "tokenizer.vocab_size=1000", "--set", "train.epochs=1"])
-            .args(["--set", "data.max_len=64", "--set", "eval.latency_iters=0", "--set", "threads=1", "--device", "cpu", "--quiet"])
-            .output()
-            .unwrap();
-        ok(&o);
-        runs.join("tiny")
-    })
+    RUN.get_or_init(|| common::tiny_run("serve", &["data.max_len=64", "eval.latency_iters=0", "threads=1"]))
 }
 
 /// A running server, killed when dropped.

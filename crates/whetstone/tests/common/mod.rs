@@ -31,3 +31,21 @@ pub fn rt_csv(dir: &Path, name: &str, n: usize) -> PathBuf {
     w.flush().unwrap();
     path
 }
+
+/// A tiny TextCNN trained once on 400 rotten-tomatoes sentences into `<tmp>/<tag>-<pid>/runs/tiny`
+/// (the run the predict and serve tests answer with), with `extra` recipe settings.
+pub fn tiny_run(tag: &str, extra: &[&str]) -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    let csv = rt_csv(&root, "rt.csv", 400);
+    let runs = root.join("runs");
+    let mut c = bin();
+    c.args(["train", "--data"]).arg(&csv).args(["--name", "tiny", "--runs-dir"]).arg(&runs);
+    c.args(["--set", "model.embed_dim=16", "--set", "model.channels=8", "--set", "tokenizer.vocab_size=1000", "--set", "train.epochs=1", "--device", "cpu", "--quiet"]);
+    for e in extra {
+        c.args(["--set", e]);
+    }
+    ok(&c.output().unwrap());
+    runs.join("tiny")
+}

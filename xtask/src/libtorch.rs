@@ -131,9 +131,15 @@ fn ensure_libtorch() -> Result<Env> {
         return Ok(Env { libtorch: Some(l), python, use_pytorch: false, gloo: None });
     }
     if std::env::var_os("LIBTORCH_USE_PYTORCH").is_some() {
-        let python = std::env::var_os("WHETSTONE_PYTHON").map(PathBuf::from).unwrap_or_else(|| "python3".into());
-        let dir = python_torch_dir(&python).ok();
-        return Ok(Env { libtorch: dir, python: Some(python), use_pytorch: true, gloo: None });
+        // tch's build script asks the interpreter it finds itself: `python` in an activated
+        // virtualenv, else `python3` on PATH. Check that one, so that a missing torch is an
+        // error here and not a backtrace from torch-sys.
+        let tch_python = PathBuf::from(if std::env::var_os("VIRTUAL_ENV").is_some() { "python" } else { "python3" });
+        let dir = python_torch_dir(&tch_python).with_context(|| {
+            format!("LIBTORCH_USE_PYTORCH is set, and tch's build uses `{}` from PATH: install torch=={TORCH_VERSION} into it (or activate a virtualenv that has it), or unset LIBTORCH_USE_PYTORCH to let setup install its own", tch_python.display())
+        })?;
+        let python = std::env::var_os("WHETSTONE_PYTHON").map(PathBuf::from).unwrap_or(tch_python);
+        return Ok(Env { libtorch: Some(dir), python: Some(python), use_pytorch: true, gloo: None });
     }
     let venv = home()?;
     if !venv.join(MARKER).exists() {

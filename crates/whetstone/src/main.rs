@@ -456,7 +456,13 @@ fn train(a: TrainArgs) -> Result<()> {
     // A data-parallel replica other than rank 0 stays quiet: rank 0 reports.
     let quiet = a.run.quiet || std::env::var("RANK").is_ok_and(|r| r.trim() != "0") && std::env::var_os("WORLD_SIZE").is_some();
     if !quiet {
-        eprintln!("{} run {} ({})", if resume { "resuming" } else { "starting" }, recipe.name, dir.display_path().display());
+        // A fresh run's folder is named once it is made (`<name>-2` when taken): the pipeline
+        // prints it then.
+        if resume {
+            eprintln!("resuming run {} ({})", recipe.name, dir.display_path().display());
+        } else {
+            eprintln!("starting run {}", recipe.name);
+        }
     }
     let r = train_recipe(&recipe, &a.run.options(dir))?;
     if r.rank != 0 {
@@ -601,7 +607,10 @@ fn list() -> Result<()> {
     for (title, recipes) in [("embedded recipes (whetstone train):", recipe_source::EMBEDDED), ("pretraining recipes (whetstone pretrain):", recipe_source::EMBEDDED_PRETRAIN)] {
         println!("{title}");
         for (name, text) in recipes {
-            let first = text.lines().next().unwrap_or("").trim_start_matches('#').trim();
+            // The recipe's opening comment, up to its first full stop.
+            let comment: Vec<&str> = text.lines().take_while(|l| l.starts_with('#')).map(|l| l.trim_start_matches('#').trim()).collect();
+            let comment = comment.join(" ");
+            let first = comment.split_inclusive(". ").next().unwrap_or("").trim();
             println!("  {name:<16} {first}");
         }
     }

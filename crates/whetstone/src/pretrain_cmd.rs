@@ -67,7 +67,11 @@ pub fn pretrain(a: PretrainArgs) -> Result<()> {
         (recipe, folder, false)
     };
     if !a.run.quiet {
-        eprintln!("{} pretraining run {} ({})", if resume { "resuming" } else { "starting" }, recipe.name, dir.display_path().display());
+        if resume {
+            eprintln!("resuming pretraining run {} ({})", recipe.name, dir.display_path().display());
+        } else {
+            eprintln!("starting pretraining run {}", recipe.name);
+        }
     }
     let r = pretrain_recipe(&recipe, &a.run.options(dir))?;
     let dir = &r.dir;

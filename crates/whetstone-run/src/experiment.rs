@@ -32,8 +32,9 @@ pub struct RunOptions {
     /// (the count dropped is printed and goes into report.md). Give it again on `--resume`:
     /// the data must be the same as when the run started.
     pub drop_bad_labels: bool,
-    /// Keep the resumable checkpoint once the run has finished (default `true` here; the CLI
-    /// removes it unless `--keep-checkpoint`). An interrupted run always keeps it.
+    /// Keep the resumable checkpoint once the run has finished and written its reports
+    /// (default `true` here; the CLI removes it unless `--keep-checkpoint`). An interrupted run
+    /// always keeps it. Fine-tuning runs only: pretraining and multi-task runs keep it.
     pub keep_checkpoint: bool,
 }
 
@@ -245,7 +246,9 @@ pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
             .identity(LABELS_IDENTITY, labels_id)
             .observer(Reporter::quiet(opts.quiet || follower))
             .stop_after(opts.stop_after)
-            .keep_checkpoint(opts.keep_checkpoint);
+            // Removed below once the reports are written, not when training ends: a kill during
+            // the test evaluation must still leave something to resume.
+            .keep_checkpoint(true);
         if let Some(dp) = dp.as_mut() {
             trainer = trainer.replicas(dp);
         }
@@ -327,6 +330,13 @@ pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
             },
             &run.file("report.md"),
         )?;
+        if !opts.keep_checkpoint {
+            let ckpt = run.file(whetstone_train::CHECKPOINT_FILE);
+            match std::fs::remove_file(&ckpt) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(TrainError::Io { path: ckpt, source: e }),
+                _ => {}
+            }
+        }
         Ok(RunResult { dir: dir.clone(), fit, test: Some(test_report), valid: valid_report, efficiency, wall_s, rank: 0 })
     })();
     run.end(result)

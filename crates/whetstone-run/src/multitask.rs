@@ -437,7 +437,7 @@ pub fn train_multitask(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> 
             .identity(LABELS_IDENTITY, labels_id)
             .observer(Reporter::quiet(opts.quiet))
             .stop_after(opts.stop_after)
-            .keep_checkpoint(opts.keep_checkpoint);
+            .keep_checkpoint(true);
         let fit = trainer.fit(&source, &valid, !run.is_fresh())?;
         drop(trainer);
         if fit.outcome == Outcome::Interrupted {

@@ -376,8 +376,8 @@ fn train(a: TrainArgs) -> Result<()> {
                 bail!("--resume continues {} with its own recipe, and --recipe {} differs from it ({}); drop --recipe, or start a new run with it", dir.display(), origin, differs.join("; "));
             }
         }
-        if dir.join("metrics.json").is_file() {
-            // A finished run: nothing to do unless asked for more epochs.
+        if dir.join("metrics.json").is_file() && dir.join("report.md").is_file() {
+            // A finished run (report.md is its last file): nothing to do unless asked for more epochs.
             let done = recipe.train.epochs;
             match a.epochs {
                 None => {

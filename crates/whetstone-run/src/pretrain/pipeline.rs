@@ -127,7 +127,7 @@ pub fn pretrain_recipe(recipe: &PretrainRecipe, opts: &RunOptions) -> Result<Pre
             .identity(DATA_IDENTITY, data_id)
             .observer(Reporter::quiet(opts.quiet))
             .stop_after(opts.stop_after)
-            .keep_checkpoint(opts.keep_checkpoint);
+            .keep_checkpoint(true);
         let source = BucketedSource::new(&train, recipe.train.batch_size, recipe.train.bucket_factor);
         let fit = trainer.fit(&source, &valid, !run.is_fresh())?;
         // Keep the objective (its head lives in `vs`) and end the trainer's borrows of the store.

@@ -208,9 +208,12 @@ def run_worker(job, rank, world):
             raise SystemExit(f"peer: unknown AdamW implementation {impl!r}")
         result["train"][impl] = train_run(impl)
 
-    if ddp and job.get("probe", True):
-        result["probe"] = probe(dist, torch, job.get("probe_reps", 200))
-        dist.destroy_process_group()
+    if ddp:
+        if job.get("probe", True):
+            result["probe"] = probe(dist, torch, job.get("probe_reps", 200))
+        # Every rank is done with every collective before any leaves (the caller then exits
+        # without tearing c10d down: see main).
+        dist.barrier()
     return result
 
 
@@ -316,6 +319,12 @@ def main():
         raise SystemExit(f"peer: unknown mode {job['mode']!r}")
     elif a.worker:
         print(json.dumps(run_worker(job, int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]))))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Leave at once: tearing down the Gloo process group and the TCPStore at interpreter exit
+        # occasionally aborts ("terminate called without an active exception") after the
+        # results are out; the ranks met at a final barrier, nothing is in flight.
+        os._exit(0)
     else:
         print(json.dumps(run_ddp(job, a.job)))
 

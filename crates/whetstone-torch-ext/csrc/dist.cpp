@@ -28,6 +28,7 @@
 namespace {
 
 using wt::guarded;
+using wt::list;
 
 struct Store {
   c10::intrusive_ptr<c10d::Store> store;
@@ -38,16 +39,6 @@ struct Group {
   int world;
   std::chrono::milliseconds timeout;
 };
-
-std::vector<at::Tensor> list(at::Tensor **ts, int64_t n) {
-  std::vector<at::Tensor> out;
-  out.reserve(n > 0 ? n : 0);
-  for (int64_t i = 0; i < n; ++i) {
-    if (ts[i] == nullptr) throw std::invalid_argument("null tensor handle");
-    out.push_back(*ts[i]);
-  }
-  return out;
-}
 
 c10d::ReduceOp reduce_op(int op) {
   switch (op) {

@@ -23,6 +23,7 @@
 namespace {
 
 using wt::guarded;
+using wt::list;
 
 c10::DeviceType device_type(int code) {
   switch (code) {
@@ -39,16 +40,6 @@ at::ScalarType scalar_type(int code) {
     case 15: return at::kBFloat16;
     default: throw std::invalid_argument("autocast dtype must be Half, Float or BFloat16 (code " + std::to_string(code) + ")");
   }
-}
-
-std::vector<at::Tensor> list(at::Tensor **ts, int64_t n) {
-  std::vector<at::Tensor> out;
-  out.reserve(n > 0 ? n : 0);
-  for (int64_t i = 0; i < n; ++i) {
-    if (ts[i] == nullptr) throw std::invalid_argument("null tensor handle");
-    out.push_back(*ts[i]);
-  }
-  return out;
 }
 
 std::optional<at::Tensor> optional(at::Tensor *t) {

@@ -3,12 +3,15 @@
 // (NULL on success) that Rust frees with wt_free. Nothing unwinds across the boundary.
 #pragma once
 
+#include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
 
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace wt {
 
@@ -30,6 +33,17 @@ char *guarded(F &&f) {
   } catch (...) {
     return dup_message("unknown C++ exception");
   }
+}
+
+// The tensors behind n tch handles (a C array of `at::Tensor *`); a null handle is an error.
+inline std::vector<at::Tensor> list(at::Tensor **ts, int64_t n) {
+  std::vector<at::Tensor> out;
+  out.reserve(n > 0 ? n : 0);
+  for (int64_t i = 0; i < n; ++i) {
+    if (ts[i] == nullptr) throw std::invalid_argument("null tensor handle");
+    out.push_back(*ts[i]);
+  }
+  return out;
 }
 
 }  // namespace wt

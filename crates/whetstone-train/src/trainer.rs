@@ -393,8 +393,7 @@ impl<'a> Trainer<'a> {
         let mut examples = examples;
         if let Some(r) = self.replicas.as_deref_mut() {
             let grads = self.optim.grad_buffers()?;
-            let local_examples: usize = group.iter().map(|e| e.indices.len()).sum();
-            let reduced = r.reduce_gradients(&grads, local_examples, non_finite.unwrap_or(loss), overflow, crate::interrupt::stop_requested())?;
+            let reduced = r.reduce_gradients(&grads, examples, non_finite.unwrap_or(loss), overflow, crate::interrupt::stop_requested())?;
             (examples, loss, overflow) = (reduced.examples, reduced.loss, reduced.flag);
             self.stop_agreed = reduced.stop;
         } else {

@@ -77,7 +77,7 @@ pub use augment::{build_augmenter, load_neighbours, load_wordnet, AugmentRecipe}
 pub use experiment::{train_recipe, write_plot, RunOptions, RunResult};
 pub use folder::{resume_dir, run_name, RunDir, RunFolder, LOCK_FILE};
 pub use identity::{recipe_changes, PRETRAIN_RESUMABLE_SETTINGS, RESUMABLE_SETTINGS};
-pub use pretrain::{pretrain_recipe, CorpusRecipe, PretrainRecipe, PretrainResult, PRETRAIN_RECIPE_FILE};
+pub use pretrain::{pretrain_recipe, CorpusRecipe, GeneralRecipe, PretrainRecipe, PretrainResult, PRETRAIN_RECIPE_FILE};
 pub use multitask::{train_multitask, MultiTaskRecipe, MultiTaskRun, TaskRecipe};
 pub use predictor::Predictor;
 pub use reporter::Reporter;

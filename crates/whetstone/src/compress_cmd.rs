@@ -1,5 +1,6 @@
 //! `whetstone distill` and `whetstone prune`: argument parsing and printing around
-//! [`whetstone_run::compress`]. Every flag becomes a `key=value` override of the
+//! [`whetstone_run::compress`] (`whetstone distill --general` runs the pretraining pipeline
+//! with a general-distillation recipe instead). Every flag becomes a `key=value` override of the
 //! compression config, so errors name the setting (`prune.sparsity`, …).
 
 use anyhow::{Context, Result};
@@ -41,9 +42,31 @@ pub struct CommonArgs {
 /// `whetstone distill`.
 #[derive(Args)]
 pub struct DistillArgs {
-    /// The teacher run: a name under --runs-dir, or a folder.
+    /// The teacher run: a name under --runs-dir, or a folder. With --general: a pretrained
+    /// encoder (a manifest model such as minilm-l6, a BERT folder, or a pretraining run).
     #[arg(long, value_name = "RUN")]
     teacher: String,
+    /// General (task-agnostic) distillation on unlabelled text (TinyBERT's first stage): the
+    /// student learns the teacher's embeddings, hidden states and attention maps, and the run
+    /// exports a pretrained encoder (`runs/<name>/encoder`) for `[model] pretrained = "runs/<name>"`.
+    /// --config then names a pretraining recipe [default: the embedded gd-imdb].
+    #[arg(long)]
+    general: bool,
+    /// With --general: the unlabelled text, manifest names (imdb, wiki100) or .txt files /
+    /// folders (repeatable) [default: the recipe's, imdb].
+    #[arg(long = "corpus", value_name = "NAME|PATH", requires = "general")]
+    corpus: Vec<String>,
+    /// With --general: which teacher layer each student layer learns from, `uniform`, `last` or
+    /// 0-based pairs `0:1,1:3,…` [default: uniform].
+    #[arg(long, value_name = "MAP", requires = "general")]
+    layers_map: Option<String>,
+    /// With --general: intra-op threads of libtorch [default: the recipe's; 0 = all cores].
+    #[arg(long, requires = "general")]
+    threads: Option<usize>,
+    /// Stop after this many optimiser steps, as a kill would (tests; --general only; resume
+    /// with `whetstone pretrain --resume RUN`).
+    #[arg(long, hide = true, default_value_t = 0)]
+    stop_after: u64,
     /// The student: `2x128` (layers x width), `4x256x4x1024` (… x heads x ffn),
     /// `teacher:0,2,4` (teacher layers, DistilBERT-style) or a run folder with the teacher's
     /// tokenizer [default: 2x128].
@@ -141,6 +164,12 @@ fn print(done: &Finished) {
 
 /// Run `whetstone distill`.
 pub fn distill(a: DistillArgs) -> Result<()> {
+    if a.general {
+        return distill_general(a);
+    }
+    if a.stop_after > 0 {
+        anyhow::bail!("--stop-after applies to --general distillation only");
+    }
     let mut flags = Vec::new();
     if let Some(s) = &a.student {
         flags.push(quoted("distill.student", s));
@@ -202,4 +231,73 @@ pub fn open_run(dir: &Path, device: Option<&str>, precision: Option<whetstone_ru
         Some(p) => run.with_precision(p)?,
         None => run,
     })
+}
+
+/// `--student` for general distillation as `model.*` overrides: `LxH` or `LxHxAxF` (layers ×
+/// hidden × heads × ffn); heads default to hidden / 64 (at least 1), ffn to 4 × hidden.
+fn student_shape(spec: &str) -> Result<Vec<String>> {
+    let parts: Vec<usize> = spec
+        .split('x')
+        .map(|p| p.trim().parse::<usize>())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| anyhow::anyhow!("--student {spec:?}: with --general give the student's shape as LAYERSxHIDDEN or LAYERSxHIDDENxHEADSxFFN, e.g. 4x128"))?;
+    let (layers, hidden, heads, ffn) = match parts.as_slice() {
+        [l, h] => (*l, *h, (*h / 64).max(1), 4 * *h),
+        [l, h, a, f] => (*l, *h, *a, *f),
+        _ => anyhow::bail!("--student {spec:?}: expected LAYERSxHIDDEN or LAYERSxHIDDENxHEADSxFFN, e.g. 4x128"),
+    };
+    Ok(vec![format!("model.layers={layers}"), format!("model.hidden={hidden}"), format!("model.heads={heads}"), format!("model.ffn={ffn}")])
+}
+
+/// `whetstone distill --general`: a pretraining run whose objective is general distillation
+/// (the embedded recipe gd-imdb, or --config), run by the pretraining pipeline.
+fn distill_general(a: DistillArgs) -> Result<()> {
+    let c = &a.common;
+    if a.transfer.is_some() || c.quantize {
+        anyhow::bail!("--transfer and --quantize do not apply to --general distillation, which trains an encoder on unlabelled text");
+    }
+    let (origin, text) = match &c.config {
+        Some(p) => (p.display().to_string(), std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?),
+        None => crate::recipe_source::load_pretrain_text("gd-imdb")?,
+    };
+    // A teacher named as a run under --runs-dir is that folder; anything else goes to the
+    // recipe as given (a manifest model or a folder).
+    let under_runs = c.runs_dir.join(&a.teacher);
+    let teacher = if !Path::new(&a.teacher).is_dir() && under_runs.is_dir() { under_runs.display().to_string() } else { a.teacher.clone() };
+    let mut o = vec![quoted("general.teacher", &teacher)];
+    if !a.corpus.is_empty() {
+        o.push(format!("corpus.sources={:?}", a.corpus));
+    }
+    if let Some(s) = &a.student {
+        o.extend(student_shape(s)?);
+    }
+    if let Some(m) = &a.layers_map {
+        o.push(quoted("general.mapping", m));
+    }
+    if let Some(e) = a.epochs {
+        o.push(format!("train.epochs={e}"));
+    }
+    if let Some(t) = a.threads {
+        o.push(format!("threads={t}"));
+    }
+    if let Some(d) = &c.device {
+        o.push(quoted("device", d));
+    }
+    if let Some(p) = c.precision {
+        o.push(quoted("precision", p.as_str()));
+    }
+    let named = c.name.is_some() || c.overrides.iter().any(|o| o.trim_start().starts_with("name="));
+    if let Some(n) = &c.name {
+        o.push(quoted("name", n));
+    }
+    o.extend(c.overrides.iter().cloned());
+    let mut recipe = crate::recipe_source::parse_blaming(&origin, &text, &o, whetstone_run::PretrainRecipe::parse)?;
+    if !named {
+        recipe.name = format!("gd-{}x{}", recipe.model.layers, recipe.model.hidden);
+    }
+    if !c.quiet {
+        eprintln!("general distillation of {teacher} into a {}x{} student ({})", recipe.model.layers, recipe.model.hidden, c.runs_dir.join(&recipe.name).display());
+    }
+    let options = whetstone_run::RunOptions { quiet: c.quiet, stop_after: a.stop_after, ..whetstone_run::RunOptions::named(&c.runs_dir, &recipe.name) };
+    crate::pretrain_cmd::run(&recipe, &options)
 }

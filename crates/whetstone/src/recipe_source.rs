@@ -12,10 +12,12 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     ("mtl-rt500", include_str!("../recipes/mtl-rt500.toml")),
 ];
 
-/// Masked-LM pretraining recipes compiled into the binary (`whetstone pretrain`).
+/// Pretraining recipes (masked-LM, domain-adaptive, general distillation) compiled into the binary (`whetstone pretrain`).
 pub const EMBEDDED_PRETRAIN: &[(&str, &str)] = &[
     ("mlm-imdb", include_str!("../recipes/mlm-imdb.toml")),
     ("mlm-wiki100", include_str!("../recipes/mlm-wiki100.toml")),
+    ("gd-imdb", include_str!("../recipes/gd-imdb.toml")),
+    ("dapt-imdb", include_str!("../recipes/dapt-imdb.toml")),
 ];
 
 /// The TOML of `spec`: an embedded recipe name, or a path to a TOML file. Returns (origin, text).

@@ -10,8 +10,11 @@
 //!   example index.
 //! * [`student_from_teacher`]: DistilBERT-style students; [`svd_embeddings`]: a narrow
 //!   student's embeddings projected from the teacher's.
+//! * [`GeneralDistillObjective`]: task-agnostic (general) distillation of one encoder into
+//!   another on unlabelled text: embedding, hidden-state and attention transfer.
 
 mod cache;
+mod general;
 mod loss;
 mod mapping;
 mod objective;
@@ -19,8 +22,9 @@ mod schedule;
 mod student;
 
 pub use cache::TeacherCache;
+pub use general::{GeneralDistillConfig, GeneralDistillObjective, GeneralTerms};
 pub use loss::{attention_loss, hidden_mse, kd_loss, logit_distill_loss, AttentionLoss, DistillConfig};
 pub use mapping::LayerMapping;
 pub use objective::{DistillObjective, DistillTerms};
 pub use schedule::ScalarSchedule;
-pub use student::{student_from_teacher, svd_embeddings};
+pub use student::{student_from_teacher, svd_embeddings, svd_encoder_embeddings};

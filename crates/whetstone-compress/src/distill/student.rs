@@ -3,7 +3,7 @@
 use crate::error::{CompressError, Result};
 use std::collections::HashMap;
 use tch::{nn, Kind, Tensor};
-use whetstone_models::{TransformerClassifier, TransformerClassifierConfig};
+use whetstone_models::{TransformerClassifier, TransformerClassifierConfig, TransformerEncoder};
 
 /// Build, under `p`, a student with the teacher's embeddings, the teacher layers listed in
 /// `layers` (0-based, in the given order), its final LayerNorm (pre-LN) and its classification
@@ -65,8 +65,13 @@ pub fn student_from_teacher(teacher: &TransformerClassifier, layers: &[usize], p
 /// student wider than its teacher is left as it is. The embedding LayerNorm rescales whatever
 /// norm the projection leaves.
 pub fn svd_embeddings(teacher: &TransformerClassifier, student: &TransformerClassifier) -> Result<()> {
-    let k = student.encoder().config().hidden as i64;
-    if k > teacher.encoder().config().hidden as i64 {
+    svd_encoder_embeddings(teacher.encoder(), student.encoder())
+}
+
+/// [`svd_embeddings`] between two bare encoders (general distillation's student).
+pub fn svd_encoder_embeddings(teacher: &TransformerEncoder, student: &TransformerEncoder) -> Result<()> {
+    let k = student.config().hidden as i64;
+    if k > teacher.config().hidden as i64 {
         return Ok(());
     }
     let t: HashMap<String, Tensor> = teacher.named_parameters().into_iter().collect();

@@ -13,4 +13,4 @@ mod pipeline;
 mod recipe;
 
 pub use pipeline::{pretrain_recipe, PretrainResult, PRETRAIN_RECIPE_FILE};
-pub use recipe::{CorpusRecipe, PretrainRecipe};
+pub use recipe::{CorpusRecipe, GeneralRecipe, PretrainRecipe};

@@ -1,6 +1,7 @@
 //! `whetstone pretrain` recipes.
 
 use serde::{Deserialize, Serialize};
+use whetstone_compress::{AttentionLoss, GeneralDistillConfig, LayerMapping};
 use whetstone_data::MaskingConfig;
 use whetstone_models::TransformerConfig;
 use whetstone_optim::{OptimConfig, Schedule};
@@ -9,7 +10,9 @@ use crate::folder::run_name;
 use crate::recipe_parse::{check_common, check_finite, check_size, check_threads, parse_toml, MAX_TOKENS};
 use whetstone_train::{TrainConfig, TrainError::Config};
 
-/// A masked-LM pretraining recipe. Unknown keys are rejected.
+/// A pretraining recipe: masked-LM from scratch, masked-LM continued from a pretrained
+/// encoder (`init`, domain-adaptive pretraining), or general distillation from a teacher
+/// (`[general]`). Unknown keys are rejected.
 ///
 /// ```
 /// let r = whetstone_run::PretrainRecipe::parse("r.toml", r#"
@@ -48,6 +51,17 @@ pub struct PretrainRecipe {
     /// dynamic loss scaling). Weights and checkpoints stay float32.
     #[serde(default)]
     pub precision: whetstone_train::Precision,
+    /// Domain-adaptive pretraining: continue masked-LM training of this pretrained encoder (a
+    /// manifest model such as `minilm-l6`, a Hugging Face BERT folder, or a pretraining run)
+    /// instead of a fresh one. Its `tokenizer.json` and `config.json` are used: `[tokenizer]`
+    /// and `[model]` are not (a fresh MLM head, tied to its word embeddings, is trained).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<String>,
+    /// General (task-agnostic) distillation from a teacher encoder instead of masked-LM: the
+    /// `[model]` student learns the teacher's embeddings, hidden states and attention maps,
+    /// with the teacher's tokenizer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub general: Option<GeneralRecipe>,
     #[serde(default)]
     pub corpus: CorpusRecipe,
     /// The WordPiece vocabulary trained on the corpus (or a `tokenizer.json` to load).
@@ -66,6 +80,62 @@ pub struct PretrainRecipe {
     pub schedule: Schedule,
     #[serde(default)]
     pub train: TrainConfig,
+}
+
+/// `[general]`: general distillation from a teacher encoder (TinyBERT's first stage).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GeneralRecipe {
+    /// The teacher: a manifest model (`minilm-l6`), a Hugging Face BERT folder, or a
+    /// pretraining run. The student uses its `tokenizer.json`.
+    pub teacher: String,
+    /// Which teacher layer each student layer learns from: `uniform`, `last`, or explicit
+    /// 0-based pairs `"0:1,1:3"`.
+    pub mapping: String,
+    /// Weight of the embedding-output MSE (through a learned projection when widths differ).
+    pub embedding: f64,
+    /// Weight of the hidden-state MSE, summed over the mapped layers.
+    pub hidden: f64,
+    /// Weight of the attention loss, summed over the mapped layers.
+    pub attention: f64,
+    /// `kl` (KL(teacher ‖ student) per query row) or `mse` of the attention probabilities; with
+    /// different head counts the maps are averaged over heads first.
+    pub attention_loss: AttentionLoss,
+    /// How the student's embeddings start: `svd` (the teacher's projected on their top
+    /// singular directions) or `random`.
+    pub student_init: String,
+}
+
+impl Default for GeneralRecipe {
+    fn default() -> Self {
+        let d = GeneralDistillConfig::default();
+        Self { teacher: "minilm-l6".into(), mapping: "uniform".into(), embedding: d.embedding, hidden: d.hidden, attention: d.attention, attention_loss: d.attention_loss, student_init: "svd".into() }
+    }
+}
+
+impl GeneralRecipe {
+    /// The objective's settings (the mapping parsed).
+    pub fn config(&self) -> whetstone_train::Result<GeneralDistillConfig> {
+        let mapping: LayerMapping = self.mapping.parse().map_err(|e| Config(format!("general.mapping: {e}")))?;
+        let c = GeneralDistillConfig { embedding: self.embedding, hidden: self.hidden, attention: self.attention, attention_loss: self.attention_loss, mapping };
+        c.validate().map_err(|e| Config(format!("general: {e}")))?;
+        Ok(c)
+    }
+
+    fn validate(&self, student_layers: usize) -> whetstone_train::Result<()> {
+        if self.teacher.trim().is_empty() {
+            return Err(Config("general.teacher is empty: name the teacher encoder (e.g. \"minilm-l6\")".into()));
+        }
+        if !matches!(self.student_init.as_str(), "svd" | "random") {
+            return Err(Config(format!("general.student_init must be \"svd\" or \"random\", got {:?}", self.student_init)));
+        }
+        if let LayerMapping::Explicit(pairs) = &self.config()?.mapping {
+            if let Some((s, t)) = pairs.iter().find(|(s, _)| *s >= student_layers) {
+                return Err(Config(format!("general.mapping: pair {s}:{t} names student layer {s}, but model.layers = {student_layers} (layers 0..{student_layers})")));
+            }
+        }
+        Ok(())
+    }
 }
 
 fn default_name() -> String {
@@ -115,7 +185,22 @@ impl PretrainRecipe {
         let as_model = whetstone_models::ModelConfig::Transformer(whetstone_models::TransformerClassifierConfig { encoder: self.model.clone(), ..Default::default() });
         as_model.validate()?;
         self.mlm.validate()?;
-        if self.tokenizer.path.is_none() {
+        if let Some(init) = &self.init {
+            if init.trim().is_empty() {
+                return Err(Config("init is empty: name the encoder to continue from (e.g. \"minilm-l6\") or leave it out".into()));
+            }
+            if self.general.is_some() {
+                return Err(Config("init and [general] cannot be combined: init continues masked-LM training of a checkpoint, [general] distils a teacher into a fresh [model]".into()));
+            }
+        }
+        if let Some(g) = &self.general {
+            g.validate(self.model.layers)?;
+        }
+        if self.tokenizer.path.is_some() && (self.init.is_some() || self.general.is_some()) {
+            let who = if self.init.is_some() { "init's checkpoint" } else { "the teacher" };
+            return Err(Config(format!("tokenizer.path cannot be set with {}: the tokenizer is {who}'s tokenizer.json", if self.init.is_some() { "init" } else { "[general]" })));
+        }
+        if self.tokenizer.path.is_none() && self.init.is_none() && self.general.is_none() {
             check_pretrain_size(&self.model, self.tokenizer.vocab_size)?;
         }
         let c = &self.corpus;
@@ -128,10 +213,10 @@ impl PretrainRecipe {
         if !(3..=MAX_TOKENS).contains(&c.max_len) {
             return Err(Config(format!("corpus.max_len must be in [3, {MAX_TOKENS}], got {}", c.max_len)));
         }
-        if c.max_len > self.model.max_len {
+        if c.max_len > self.model.max_len && self.init.is_none() {
             return Err(Config(format!("corpus.max_len ({}) exceeds model.max_len ({}), the positions the encoder has", c.max_len, self.model.max_len)));
         }
-        if self.model.pre_norm {
+        if self.model.pre_norm && self.init.is_none() {
             return Err(Config("model.pre_norm = true cannot be exported as a BERT checkpoint; pretraining uses post-LayerNorm".into()));
         }
         check_common(&self.tokenizer, &self.optim, &self.device)

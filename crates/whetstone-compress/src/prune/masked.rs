@@ -8,7 +8,8 @@ use crate::error::{CompressError, Result};
 use tch::{Kind, Tensor};
 use whetstone_optim::{OptimError, OptimState, Optimizer};
 
-/// Prefix of movement scores in optimiser state (`movement_score.{param}`).
+/// Prefix of movement scores (and of the Fisher criterion's squared gradients) in optimiser
+/// state (`movement_score.{param}`).
 pub const SCORE_PREFIX: &str = "movement_score.";
 /// Name of the wrapper's step counter in optimiser state.
 const STEP_KEY: &str = "masked.step";
@@ -27,6 +28,18 @@ pub enum Criterion {
         /// Score threshold τ.
         threshold: f64,
     },
+    /// Second-order (oBERT-style, Kurtić et al. 2022) saliency with a diagonal empirical
+    /// Fisher: keep the top of w²·F/2, where F accumulates the squared gradients ∂L/∂W of the
+    /// steps since the previous mask update (squared mini-batch gradients, a cheap stand-in
+    /// for oBERT's per-example ones; the window restarts at every update).
+    Fisher,
+}
+
+impl Criterion {
+    /// Whether the criterion ranks by scores accumulated from gradients.
+    fn accumulates(&self) -> bool {
+        !matches!(self, Criterion::Magnitude)
+    }
 }
 
 /// Gradual pruning inside [`Masked`]: recompute the masks on `schedule`'s update steps.
@@ -102,13 +115,13 @@ impl<O: Optimizer> Masked<O> {
             ones.insert(n.clone(), p.f_ones_like()?)?;
         }
         let mut me = Self::with_params(inner, ones, params)?;
-        if matches!(pruning.criterion, Criterion::MovementHard | Criterion::MovementSoft { .. }) {
+        if pruning.criterion.accumulates() {
             me.scores = me.bound.iter().map(|(_, p, _)| p.f_zeros_like()).collect::<std::result::Result<_, _>>()?;
         }
         me.gradual = Some(pruning);
-        // Movement scores are all zero before the first step (soft movement would keep none
-        // of the weights, and they could never move again): only magnitude masks are computed
-        // at step 0, movement masks from the first update step after it.
+        // Movement and Fisher scores are all zero before the first step (soft movement would
+        // keep none of the weights, and they could never move again): only magnitude masks are
+        // computed at step 0, the others from the first update step after it.
         if pruning.schedule.is_update_step(0) && pruning.criterion == Criterion::Magnitude {
             me.recompute(0)?;
         }
@@ -140,11 +153,12 @@ impl<O: Optimizer> Masked<O> {
     }
 
     fn accumulate_scores(&mut self) -> Result<()> {
+        let fisher = self.gradual.is_some_and(|g| g.criterion == Criterion::Fisher);
         tch::no_grad(|| -> Result<()> {
             for ((_, p, _), s) in self.bound.iter().zip(self.scores.iter_mut()) {
                 let g = p.grad();
                 if g.defined() {
-                    let _ = s.f_sub_(&p.f_mul(&g)?)?;
+                    let _ = if fisher { s.f_add_(&g.f_square()?)? } else { s.f_sub_(&p.f_mul(&g)?)? };
                 }
             }
             Ok(())
@@ -156,6 +170,8 @@ impl<O: Optimizer> Masked<O> {
         let sparsity = pruning.schedule.sparsity_at(step);
         let scores: Vec<(String, Tensor)> = match pruning.criterion {
             Criterion::Magnitude => self.bound.iter().map(|(n, p, _)| Ok((n.clone(), p.f_abs()?))).collect::<Result<_>>()?,
+            // w²·F/2 (the constant does not change the ranking).
+            Criterion::Fisher => self.bound.iter().zip(&self.scores).map(|((n, p, _), f)| Ok((n.clone(), p.f_square()?.f_mul(f)?))).collect::<Result<_>>()?,
             _ => self.bound.iter().zip(&self.scores).map(|((n, _, _), s)| (n.clone(), s.shallow_clone())).collect(),
         };
         let masks = match pruning.criterion {
@@ -171,6 +187,12 @@ impl<O: Optimizer> Masked<O> {
         tch::no_grad(|| -> Result<()> {
             for (n, _, m) in &mut self.bound {
                 m.f_copy_(masks.get(n).ok_or_else(|| CompressError::Masks(format!("no new mask for `{n}`")))?)?;
+            }
+            // The Fisher window restarts at every mask update.
+            if pruning.criterion == Criterion::Fisher {
+                for s in &mut self.scores {
+                    let _ = s.f_zero_()?;
+                }
             }
             Ok(())
         })

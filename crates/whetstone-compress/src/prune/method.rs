@@ -21,6 +21,9 @@ pub enum PruneMethod {
     MovementHard,
     /// Soft movement pruning ([`crate::Criterion::MovementSoft`]).
     MovementSoft,
+    /// Second-order saliency w²·F/2 with a diagonal empirical Fisher
+    /// ([`crate::Criterion::Fisher`], oBERT-style).
+    Fisher,
     /// Semi-structured N:M ([`crate::nm_masks`]).
     NM {
         /// Weights kept per group.
@@ -34,7 +37,7 @@ pub enum PruneMethod {
     StructuredTaylor,
 }
 
-const METHODS: &str = "magnitude, movement-hard, movement-soft, N:M (e.g. 2:4), structured-magnitude, structured-taylor";
+const METHODS: &str = "magnitude, movement-hard, movement-soft, fisher, N:M (e.g. 2:4), structured-magnitude, structured-taylor";
 
 impl FromStr for PruneMethod {
     type Err = CompressError;
@@ -44,6 +47,7 @@ impl FromStr for PruneMethod {
             "magnitude" => PruneMethod::Magnitude,
             "movement-hard" | "movement" => PruneMethod::MovementHard,
             "movement-soft" => PruneMethod::MovementSoft,
+            "fisher" | "obert" => PruneMethod::Fisher,
             "structured-magnitude" | "structured" => PruneMethod::StructuredMagnitude,
             "structured-taylor" => PruneMethod::StructuredTaylor,
             _ => {
@@ -64,6 +68,7 @@ impl std::fmt::Display for PruneMethod {
             PruneMethod::Magnitude => f.write_str("magnitude"),
             PruneMethod::MovementHard => f.write_str("movement-hard"),
             PruneMethod::MovementSoft => f.write_str("movement-soft"),
+            PruneMethod::Fisher => f.write_str("fisher"),
             PruneMethod::NM { n, m } => write!(f, "{n}:{m}"),
             PruneMethod::StructuredMagnitude => f.write_str("structured-magnitude"),
             PruneMethod::StructuredTaylor => f.write_str("structured-taylor"),

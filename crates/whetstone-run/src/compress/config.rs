@@ -283,7 +283,8 @@ pub enum PruneSchedule {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PruneSettings {
-    /// `magnitude`, `movement` (`movement-hard`), `movement-soft`, `N:M` (e.g. `2:4`),
+    /// `magnitude`, `movement` (`movement-hard`), `movement-soft`, `fisher` (oBERT-style
+    /// second-order saliency w²·F/2 with a diagonal empirical Fisher), `N:M` (e.g. `2:4`),
     /// `structured` (`structured-magnitude`), `structured-taylor`, or `int8` (quantise only)
     /// (default `magnitude`).
     pub method: String,
@@ -304,6 +305,19 @@ pub struct PruneSettings {
     pub lr: f64,
     /// Steps between mask updates of the gradual schedule (default 10).
     pub every: u64,
+    /// Fraction of the gradual pruning phase over which the sparsity rises to the target on
+    /// the cubic schedule; the rest trains at the target with the masks fixed, in (0, 1]
+    /// (default 0.7).
+    pub ramp: f64,
+    /// Train the gradual pruning phase with distillation from the unpruned run (its logits
+    /// computed once, [`whetstone_compress::TeacherCache`]) instead of on hard labels alone
+    /// (default true).
+    pub distill: bool,
+    /// Temperature of the pruning phase's distillation (default 2).
+    pub temperature: f64,
+    /// Hard-label weight α of the pruning phase's distillation (default 0.5; 0 follows the
+    /// teacher alone).
+    pub alpha: f64,
     /// Structured Taylor importance: batches of training data it is accumulated over (default 32).
     pub importance_batches: usize,
     /// Soft movement pruning's score threshold τ (default 0).
@@ -322,6 +336,10 @@ impl Default for PruneSettings {
             epochs: 2,
             lr: 3e-5,
             every: 10,
+            ramp: 0.7,
+            distill: true,
+            temperature: 2.0,
+            alpha: 0.5,
             importance_batches: 32,
             soft_threshold: 0.0,
         }
@@ -540,6 +558,12 @@ impl CompressConfig {
         }
         if self.recovery.mode != RecoveryMode::None && self.recovery.epochs == 0 {
             return Err(CompressError::Config("recovery.epochs must be >= 1 (or recovery.mode = \"none\")".into()));
+        }
+        if !(0.0..=1.0).contains(&p.alpha) || p.temperature.is_nan() || p.temperature <= 0.0 {
+            return Err(CompressError::Config(format!("prune.alpha must be in [0, 1] and prune.temperature > 0, got {} and {}", p.alpha, p.temperature)));
+        }
+        if !(p.ramp > 0.0 && p.ramp <= 1.0) {
+            return Err(CompressError::Config(format!("prune.ramp must be in (0, 1], got {}", p.ramp)));
         }
         if !(0.0..=1.0).contains(&self.recovery.alpha) || self.recovery.temperature.is_nan() || self.recovery.temperature <= 0.0 {
             return Err(CompressError::Config(format!("recovery.alpha must be in [0, 1] and recovery.temperature > 0, got {} and {}", self.recovery.alpha, self.recovery.temperature)));

@@ -10,7 +10,7 @@ use super::io;
 use crate::{RunDir, RunFolder};
 use whetstone_compress::{
     magnitude_importance, magnitude_masks, nm_masks, prune_structured, taylor_importance, CubicSchedule, Criterion, DistillConfig, DistillObjective, GradualPruning, MaskSet, Masked, ParamSelector,
-    PruneMethod, Result, StructuredPlan,
+    PruneMethod, Result, StructuredPlan, TeacherCache,
 };
 use std::path::Path;
 use tch::nn::VarStore;
@@ -89,33 +89,47 @@ fn prune_into(out: &RunDir, source: &Source, run_dir: &Path, config: &CompressCo
             masks.save(&out.file(MASKS_FILE))?;
             finish_run(out, source, &model, &vs, source.model_config()?, provenance(format!("{n}:{m}{recovery}"), Some(sparsity), notes), quiet)
         }
-        PruneMethod::Magnitude | PruneMethod::MovementHard | PruneMethod::MovementSoft => {
+        PruneMethod::Magnitude | PruneMethod::MovementHard | PruneMethod::MovementSoft | PruneMethod::Fisher => {
             let (mut vs, model) = clone_model(source)?;
             let selected = ParamSelector::default().select_vs(&vs)?;
             let mut notes = Vec::new();
             let one_shot = p.schedule == PruneSchedule::OneShot && method == PruneMethod::Magnitude;
             if !one_shot {
-                // Gradual: the cubic schedule over the first 70% of the pruning phase, the last
-                // weights kept (validation would prefer the earlier, denser ones). A phase
-                // shorter than `prune.every` steps still ends at the target: the updates come
-                // closer together, so the last one is always within the phase.
+                // Gradual: the cubic schedule over the first `prune.ramp` (70%) of the pruning
+                // phase, the last weights kept (validation would prefer the earlier, denser
+                // ones). A phase shorter than `prune.every` steps still ends at the target: the
+                // updates come closer together, so the last one is always within the phase.
                 let train = config.train.for_phase(p.epochs.max(1), None);
                 let steps = steps_per_epoch(&train, &BucketedSource::new(&source.train, train.batch_size, train.bucket_factor), config.seed)? * train.epochs;
-                let span = ((steps as f64 * 0.7) as u64).max(1);
+                let span = ((steps as f64 * p.ramp) as u64).max(1);
                 let every = p.every.clamp(1, span);
                 let updates = (span / every).max(1);
                 let schedule = CubicSchedule { initial: 0.0, target: p.sparsity, start: 0, every, updates };
                 let criterion = match method {
                     PruneMethod::Magnitude => Criterion::Magnitude,
                     PruneMethod::MovementHard => Criterion::MovementHard,
+                    PruneMethod::Fisher => Criterion::Fisher,
                     _ => Criterion::MovementSoft { threshold: p.soft_threshold },
                 };
                 let optim = Masked::gradual(config.optimizer(p.lr, &[&vs])?, &selected, GradualPruning { criterion, schedule, scope: p.scope })?;
                 let dir = out.file("pruning-phase");
-                let objective = CrossEntropy { label_smoothing: config.train.label_smoothing };
-                let phase = Phase { optim: Box::new(optim), lr: p.lr, train, ..phase_base(source, &model, &vs, Box::new(objective), config, quiet)? };
+                let (objective, how): (Box<dyn Objective>, String) = if p.distill {
+                    let (objective, secs) = cached_distillation(source, run_dir, config, &model, p.temperature, p.alpha)?;
+                    (Box::new(objective), format!("distillation from the unpruned run (T = {}, α = {}; teacher logits cached in {secs:.1}s)", p.temperature, p.alpha))
+                } else {
+                    (Box::new(CrossEntropy { label_smoothing: config.train.label_smoothing }), "hard labels".into())
+                };
+                let phase = Phase { optim: Box::new(optim), lr: p.lr, train, ..phase_base(source, &model, &vs, objective, config, quiet)? };
                 let fit = phase.run(&source.train, &empty(source), &dir)?;
-                notes.push(format!("gradual {} pruning: cubic schedule, {} mask updates every {} steps, {} steps", format!("{criterion:?}").to_lowercase(), updates, every, fit.progress.step));
+                notes.push(format!(
+                    "gradual {} pruning with {how}: cubic schedule over {:.0}% of the phase, {} mask updates every {} steps, {} steps in {:.1}s",
+                    format!("{criterion:?}").to_lowercase(),
+                    100.0 * p.ramp,
+                    updates,
+                    every,
+                    fit.progress.step,
+                    fit.progress.train_seconds
+                ));
                 load_varstore(&mut vs, &dir.join(BEST_MODEL_FILE))?;
                 // The phase's scratch folder (its last weights, now loaded, and its log).
                 std::fs::remove_dir_all(&dir).map_err(io(&dir))?;
@@ -174,6 +188,20 @@ fn phase_base<'a>(source: &Source, model: &'a TransformerClassifier, vs: &'a Var
     })
 }
 
+/// Logit distillation of `model` from the unpruned run in `run_dir` at `temperature` and
+/// hard-label weight `alpha`, the teacher's logits over the training split computed once (in
+/// `config.precision`); returns the objective and the seconds the cache took.
+fn cached_distillation(source: &Source, run_dir: &Path, config: &CompressConfig, model: &TransformerClassifier, temperature: f64, alpha: f64) -> Result<(DistillObjective, f64)> {
+    let teacher = load_teacher(run_dir, config.device.as_deref())?;
+    let cache = {
+        let _amp = config.precision.region(source.device()).map_err(whetstone_train::TrainError::from)?;
+        TeacherCache::build_split(teacher.as_ref(), &source.train, 128, source.device())?
+    };
+    let secs = cache.seconds;
+    let cfg = DistillConfig { temperature: temperature.into(), alpha: alpha.into(), ..Default::default() };
+    Ok((DistillObjective::new(teacher, model, cfg)?.with_cache(cache), secs))
+}
+
 /// The recovery phase: fine-tune (or distil from the unpruned run) with `masks` kept, the best
 /// weights by validation (`train.metric`) loaded back into `vs`. Returns notes for the report.
 #[allow(clippy::too_many_arguments)]
@@ -182,11 +210,7 @@ fn recover(source: &Source, run_dir: &Path, config: &CompressConfig, model: &Tra
     let objective: Box<dyn Objective> = match r.mode {
         RecoveryMode::None => return Ok(vec!["no recovery phase".into()]),
         RecoveryMode::Finetune => Box::new(CrossEntropy { label_smoothing: config.train.label_smoothing }),
-        RecoveryMode::Distill => {
-            let teacher = load_teacher(run_dir, config.device.as_deref())?;
-            let cfg = DistillConfig { temperature: r.temperature.into(), alpha: r.alpha.into(), ..Default::default() };
-            Box::new(DistillObjective::new(teacher, model, cfg)?)
-        }
+        RecoveryMode::Distill => Box::new(cached_distillation(source, run_dir, config, model, r.temperature, r.alpha)?.0),
     };
     let mut phase = phase_base(source, model, vs, objective, config, quiet)?;
     if let Some(m) = masks {

@@ -33,6 +33,11 @@ pub struct RunReport<'a> {
     /// The "Data" section (Markdown: class counts per split, length percentiles, truncation
     /// share, duplicates, warnings), if the caller has one.
     pub data_md: Option<&'a str>,
+    /// The test accuracy against the majority-class baseline (Markdown; with a warning when
+    /// the model did not beat it), shown under the title.
+    pub baseline_md: Option<&'a str>,
+    /// The "Defaults chosen for the data's size" section (Markdown), if the run had one.
+    pub size_md: Option<&'a str>,
 }
 
 /// Render `r` as Markdown and write it to `path` atomically ([`crate::write_atomic`]; parent
@@ -62,6 +67,13 @@ pub fn format_count(n: u64) -> String {
 /// Build the whole document.
 fn render(r: &RunReport) -> String {
     let mut md = format!("# Run report: {}\n\n", r.name);
+    if let Some(b) = r.baseline_md {
+        md.push_str(b);
+        if !b.ends_with('\n') {
+            md.push('\n');
+        }
+        md.push('\n');
+    }
     md.push_str("## Summary\n\n");
     md.push_str(&summary_table(r));
     md.push_str("\n## Test metrics\n\n");
@@ -74,6 +86,13 @@ fn render(r: &RunReport) -> String {
         md.push_str("\n## Data\n\n");
         md.push_str(data);
         if !data.ends_with('\n') {
+            md.push('\n');
+        }
+    }
+    if let Some(size) = r.size_md {
+        md.push_str("\n## Defaults chosen for the data's size\n\n");
+        md.push_str(size);
+        if !size.ends_with('\n') {
             md.push('\n');
         }
     }
@@ -302,6 +321,8 @@ mod tests {
             train_summary: &summary,
             plot_png: Some("curves.png"),
             data_md: Some("| class | train |\n|---|---:|\n| negative | 3 |\n"),
+            baseline_md: Some("**test accuracy 0.8750 vs majority-class baseline 0.3750**"),
+            size_md: Some("| setting | chosen | why |\n"),
         };
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("report/README.md");
@@ -330,6 +351,8 @@ mod tests {
             "| majority-class baseline (accuracy) | 0.3750 (negative) | 0.5000 (negative) |",
             "## Data\n\n| class | train |\n|---|---:|\n| negative | 3 |\n",
             "```toml\n[model]\nkind = \"bilstm\"\n```\n",
+            "# Run report: sst2-bilstm\n\n**test accuracy 0.8750 vs majority-class baseline 0.3750**\n\n## Summary",
+            "## Defaults chosen for the data's size\n\n| setting | chosen | why |\n",
         ] {
             assert!(md.contains(needle), "report lacks {needle:?}:\n{md}");
         }
@@ -347,9 +370,11 @@ mod tests {
             train_summary: &serde_json::Value::Null,
             plot_png: None,
             data_md: None,
+            baseline_md: None,
+            size_md: None,
         };
         let md = render(&r);
-        assert!(!md.contains("## Efficiency") && !md.contains("![") && !md.contains("## Data"));
+        assert!(!md.contains("## Efficiency") && !md.contains("![") && !md.contains("## Data") && !md.contains("## Defaults chosen"));
         assert!(md.contains("| accuracy | 0.5000 |"));
         assert!(md.contains("| MCC | 0.0000 |"));
     }
@@ -369,6 +394,8 @@ mod tests {
             train_summary: &json!({}),
             plot_png: None,
             data_md: None,
+            baseline_md: None,
+            size_md: None,
         };
         let err = write_report_md(&r, &blocker.join("README.md")).unwrap_err();
         assert!(err.to_string().contains("blocker"), "{err}");

@@ -36,22 +36,29 @@ pub struct RunOptions {
     /// (default `true` here; the CLI removes it unless `--keep-checkpoint`). An interrupted run
     /// always keeps it. Fine-tuning runs only: pretraining and multi-task runs keep it.
     pub keep_checkpoint: bool,
+    /// The defaults chosen for the data's size ([`crate::choose_for_size`]), recorded in
+    /// `metrics.json` (`size_defaults`) and `report.md`; kept in the run folder
+    /// ([`SIZE_PLAN_FILE`]) so that a resumed run reports them too.
+    pub size_plan: Option<crate::SizePlan>,
 }
+
+/// Where a run keeps the defaults chosen for its data's size.
+pub const SIZE_PLAN_FILE: &str = "size-defaults.json";
 
 impl RunOptions {
     /// A fresh run in exactly the folder `dir` (which must not exist yet), with progress output.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { folder: RunFolder::At(dir.into()), quiet: false, stop_after: 0, drop_bad_labels: false, keep_checkpoint: true }
+        Self { folder: RunFolder::At(dir.into()), quiet: false, stop_after: 0, drop_bad_labels: false, keep_checkpoint: true, size_plan: None }
     }
 
     /// A fresh run called `name` under `runs_dir` (`<name>`, or `<name>-2`, … when taken).
     pub fn named(runs_dir: impl Into<PathBuf>, name: impl Into<String>) -> Self {
-        Self { folder: RunFolder::named(runs_dir, name), quiet: false, stop_after: 0, drop_bad_labels: false, keep_checkpoint: true }
+        Self { folder: RunFolder::named(runs_dir, name), quiet: false, stop_after: 0, drop_bad_labels: false, keep_checkpoint: true, size_plan: None }
     }
 
     /// Continue the run in `dir` from its checkpoint.
     pub fn resume(dir: impl Into<PathBuf>) -> Self {
-        Self { folder: RunFolder::Resume(dir.into()), quiet: false, stop_after: 0, drop_bad_labels: false, keep_checkpoint: true }
+        Self { folder: RunFolder::Resume(dir.into()), quiet: false, stop_after: 0, drop_bad_labels: false, keep_checkpoint: true, size_plan: None }
     }
 }
 
@@ -232,6 +239,9 @@ pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
             tokenizer.save(&run.file(TOKENIZER_FILE))?;
             run.write_toml(RECIPE_FILE, recipe)?;
             run.write_json(LABELS_FILE, &json!({"labels": splits.labels.names, "display": names}))?;
+            if let Some(plan) = &opts.size_plan {
+                run.write_json(SIZE_PLAN_FILE, plan)?;
+            }
         }
         let mut trainer = Trainer::new(model.as_ref(), &vs, optim, recipe.optim.lr, dir.clone())
             .objective(objective)
@@ -269,9 +279,9 @@ pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
         let test_pred = predict_in(recipe.precision, model.as_ref(), &test, recipe.train.eval_batch_size, device)?;
         let test_report = classification_report(&test.labels, &test_pred.preds, &names)?;
         let baseline = majority_baseline(&test.labels, names.len());
-        if let Some((acc, class)) = baseline {
-            say(format!("test majority-class baseline: accuracy {acc:.4} (always `{}`)", names.get(class).map_or("?", String::as_str)));
-        }
+        let check = crate::baseline_check(&test_report);
+        // The plan this run was started with (a resumed run reads it back from its folder).
+        let size_plan = opts.size_plan.clone().or_else(|| std::fs::read_to_string(run.file(SIZE_PLAN_FILE)).ok().and_then(|t| serde_json::from_str::<crate::SizePlan>(&t).ok()));
         let valid_report = if valid.ids.is_empty() {
             None
         } else {
@@ -304,6 +314,7 @@ pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
             "batch_size_per_process": recipe.train.batch_size,
             "effective_batch": world * recipe.train.batch_size * recipe.train.grad_accum,
             "test_majority_baseline": baseline.map(|(acc, _)| acc),
+            "test_majority_class": baseline.and_then(|(_, c)| names.get(c).cloned()),
         });
         let metrics = json!({
             "name": recipe.name,
@@ -313,6 +324,8 @@ pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
             "efficiency": efficiency,
             "train": summary,
             "data": profile,
+            "baseline": check,
+            "size_defaults": size_plan,
         });
         run.write_json("metrics.json", &metrics)?;
         let plot_ok = write_plot(&dir, &recipe.name, &recipe.train.metric).is_ok();
@@ -327,6 +340,8 @@ pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
                 train_summary: &summary,
                 plot_png: plot_ok.then_some("curves.png"),
                 data_md: Some(&data_md),
+                baseline_md: check.as_ref().map(baseline_markdown).as_deref(),
+                size_md: size_plan.as_ref().map(crate::SizePlan::markdown).as_deref(),
             },
             &run.file("report.md"),
         )?;
@@ -340,6 +355,16 @@ pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
         Ok(RunResult { dir: dir.clone(), fit, test: Some(test_report), valid: valid_report, efficiency, wall_s, rank: 0 })
     })();
     run.end(result)
+}
+
+/// The report.md lines on the majority-class baseline: the comparison, and the warning when
+/// the model did not beat it.
+fn baseline_markdown(c: &crate::BaselineCheck) -> String {
+    let mut md = format!("**{}.**\n", crate::small_data::baseline_line(c));
+    if let Some(w) = &c.warning {
+        md.push_str(&format!("\n> **Warning:** {w}\n"));
+    }
+    md
 }
 
 /// Accuracy of always predicting the most frequent class of `labels` (ids in `0..n_classes`),

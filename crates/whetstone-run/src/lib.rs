@@ -72,6 +72,7 @@ mod recipe_parse;
 mod reporter;
 pub mod robustness;
 mod run;
+pub mod small_data;
 
 pub use augment::{build_augmenter, load_neighbours, load_wordnet, AugmentRecipe};
 pub use experiment::{train_recipe, write_plot, RunOptions, RunResult};
@@ -86,6 +87,7 @@ pub use efficiency::{efficiency_line, measure_efficiency};
 pub use pretrained::{resolve_model, resolve_pretrained, ENCODER_DIR};
 pub use recipe::{DataRecipe, EvalRecipe, Recipe, TokenizerRecipe};
 pub use recipe_parse::{apply_override, MAX_MODEL_BYTES};
+pub use small_data::{baseline_check, choose_for_size, BaselineCheck, SizePlan, SMALL_DATA_THRESHOLD};
 pub use run::{display_names, read_recipe, LoadedRun, LABELS_FILE, RECIPE_FILE, TOKENIZER_FILE};
 pub use whetstone_train::{FitSummary, Outcome, Precision, Result, TrainError, BEST_MODEL_FILE, CHECKPOINT_FILE, METRICS_LOG_FILE};
 

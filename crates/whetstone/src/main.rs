@@ -18,7 +18,7 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use whetstone_data::{fetch, Manifest, TableSpec};
-use whetstone_run::{train_recipe, Precision, Recipe, RunFolder, RunOptions};
+use whetstone_run::{small_data, train_recipe, Precision, Recipe, RunFolder, RunOptions};
 
 #[derive(Parser)]
 #[command(name = "whetstone", version, about = "Train, compress and ship text classifiers on libtorch")]
@@ -30,6 +30,20 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train a model from a recipe (the embedded default when none is given).
+    ///
+    /// Small data: with --data and no --recipe, whetstone counts the labelled examples of the
+    /// file. Below 2,000 it picks defaults for small data and prints one `auto:` line per
+    /// choice (also recorded in the run's metrics.json `size_defaults` and report.md): the
+    /// pretrained encoder minilm-l6 (mean pooling, lr 1e-4, clip 1; another encoder with
+    /// WHETSTONE_SMALL_DATA_ENCODER=NAME|FOLDER), batch 16, EDA augmentation on half the
+    /// examples of each epoch, early stopping off, enough epochs for at least 250 optimiser
+    /// steps (at most 40 epochs), and stratified validation/test splits of at least 20 examples
+    /// per class or 50 in all (at most 20% each). Any setting you give (--recipe, --set,
+    /// --epochs, --lr, …) wins over these; setting anything under model. or tokenizer. keeps
+    /// the recipe's model. At 2,000 examples or more the default recipe runs as it is.
+    ///
+    /// Every run reports its test accuracy against the majority-class baseline, and warns
+    /// (at the end and in report.md) when the model did not beat it.
     Train(TrainArgs),
     /// Pretrain a Transformer encoder with masked-LM on unlabelled text (embedded recipes:
     /// mlm-imdb, mlm-wiki100); the encoder is then fine-tuned with `[model] pretrained = RUN`.
@@ -180,7 +194,7 @@ impl RunArgs {
     /// The run options: where the run goes (a fresh folder for the run `name`, or the run
     /// being resumed), quiet, and the hidden stop.
     pub fn options(&self, folder: RunFolder) -> RunOptions {
-        RunOptions { folder, quiet: self.quiet, stop_after: self.stop_after, drop_bad_labels: false, keep_checkpoint: self.keep_checkpoint }
+        RunOptions { folder, quiet: self.quiet, stop_after: self.stop_after, drop_bad_labels: false, keep_checkpoint: self.keep_checkpoint, size_plan: None }
     }
 
     /// `--device` and `--name` as recipe overrides.
@@ -362,7 +376,7 @@ fn train(a: TrainArgs) -> Result<()> {
     if a.nproc > 1 {
         bail!("--nproc {} with WORLD_SIZE={} already set: this process was started by a launcher (torchrun, a scheduler or --nproc); drop --nproc", a.nproc, std::env::var("WORLD_SIZE").unwrap_or_default());
     }
-    let (recipe, dir, resume) = if let Some(run) = &a.run.resume {
+    let (recipe, dir, resume, size_plan) = if let Some(run) = &a.run.resume {
         if !a.overrides.is_empty() || a.file.data.is_some() || a.run.name.is_some() || a.no_bench {
             bail!("--resume continues a run with its own recipe; drop --set/--data/--name/--no-bench (only --epochs, --device, --precision and --threads-like run options may change)");
         }
@@ -414,7 +428,7 @@ fn train(a: TrainArgs) -> Result<()> {
             bail!("--lr cannot change on --resume: the learning rate is part of the run's recipe");
         }
         recipe.validate()?;
-        (recipe, RunFolder::Resume(dir), true)
+        (recipe, RunFolder::Resume(dir), true, None)
     } else {
         let (origin, text) = recipe_source::load_text(a.recipe.as_deref().unwrap_or("default"))?;
         let mut overrides = a.overrides.clone();
@@ -442,6 +456,16 @@ fn train(a: TrainArgs) -> Result<()> {
         }
         overrides.extend(a.run.overrides());
         let mut recipe = recipe_source::parse_blaming(&origin, &text, &overrides, Recipe::parse)?;
+        // The user's own data and no recipe: defaults for the data's size; every setting the
+        // user gave (any override above) stays as given.
+        let size_plan = match (&a.file.data, &a.recipe) {
+            (Some(_), None) => {
+                let (examples, classes) = small_data::data_size(&recipe, false)?;
+                let encoder = std::env::var(small_data::ENCODER_ENV).ok().filter(|e| !e.trim().is_empty()).unwrap_or_else(|| small_data::DEFAULT_ENCODER.to_string());
+                Some(small_data::choose_for_size(&mut recipe, examples, classes, &small_data::override_keys(&overrides), &encoder)?)
+            }
+            _ => None,
+        };
         // A run on the user's own file is named after it and the model (`reviews-textcnn`),
         // unless --name (or the recipe's `name`, through --set) says otherwise.
         if let (Some(p), None) = (&a.file.data, &a.run.name) {
@@ -451,7 +475,7 @@ fn train(a: TrainArgs) -> Result<()> {
             }
         }
         let folder = RunFolder::named(&a.run.runs_dir, &recipe.name);
-        (recipe, folder, false)
+        (recipe, folder, false, size_plan)
     };
     // A data-parallel replica other than rank 0 stays quiet: rank 0 reports.
     let quiet = a.run.quiet || std::env::var("RANK").is_ok_and(|r| r.trim() != "0") && std::env::var_os("WORLD_SIZE").is_some();
@@ -463,8 +487,11 @@ fn train(a: TrainArgs) -> Result<()> {
         } else {
             eprintln!("starting run {}", recipe.name);
         }
+        for line in size_plan.iter().flat_map(|p| p.lines()) {
+            eprintln!("{line}");
+        }
     }
-    let r = train_recipe(&recipe, &a.run.options(dir))?;
+    let r = train_recipe(&recipe, &RunOptions { size_plan, ..a.run.options(dir) })?;
     if r.rank != 0 {
         // A data-parallel replica: rank 0 reports.
         return Ok(());
@@ -477,6 +504,10 @@ fn train(a: TrainArgs) -> Result<()> {
         }
         Some(t) => {
             println!("test {}", t.summary());
+            let check = whetstone_run::baseline_check(t);
+            if let Some(c) = &check {
+                println!("{}", small_data::baseline_line(c));
+            }
             if let Some(e) = &r.efficiency {
                 println!("{}", e.summary());
             }
@@ -489,6 +520,10 @@ fn train(a: TrainArgs) -> Result<()> {
                 r.wall_s
             );
             println!("run written to {} (report.md, metrics.json, curves.png, model.safetensors)", dir.display());
+            // Last, so that it is what the user sees.
+            if let Some(w) = check.as_ref().and_then(|c| c.warning.as_ref()) {
+                eprintln!("warning: {w}");
+            }
         }
     }
     Ok(())
@@ -524,10 +559,19 @@ fn eval(a: EvalArgs) -> Result<()> {
         if let (false, Some(o)) = (robust.is_empty(), v.as_object_mut()) {
             o.insert("attacks".into(), serde_json::to_value(&robust)?);
         }
+        if let (Some(c), Some(o)) = (whetstone_run::baseline_check(&report), v.as_object_mut()) {
+            o.insert("baseline".into(), serde_json::to_value(&c)?);
+        }
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         println!("{} on {} ({} examples)", run.recipe.name, source, report.n);
         println!("accuracy {:.4}  macro-F1 {:.4}  MCC {:.4}", report.accuracy, report.macro_f1, report.mcc);
+        if let Some(c) = whetstone_run::baseline_check(&report) {
+            println!("{}", small_data::baseline_line(&c).replacen("test accuracy", "accuracy", 1));
+            if let Some(w) = &c.warning {
+                eprintln!("warning: {}", w.replace("test accuracy", "accuracy").replace("test examples", "examples"));
+            }
+        }
         for c in &report.per_class {
             println!("  {:<16} precision {:.4}  recall {:.4}  F1 {:.4}  support {}", c.label, c.precision, c.recall, c.f1, c.support);
         }

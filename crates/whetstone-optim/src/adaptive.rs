@@ -79,13 +79,29 @@
 //!
 //! State per parameter (so a checkpoint resumes bit-exactly): `exp_avg`, `exp_avg_sq`, and
 //! one-element float64 tensors `cos_ema` (c̄), `beta1` (the β₁ of the last step),
-//! `beta1_prod` (Πβ₁), `log_lr_mult` (log α), and `hyper_ema`, `hyper_sq_ema` (h̄, s). The per-tensor cosines make the transform
-//! non-elementwise, so parameters are updated one tensor at a time (no flat buffers).
+//! `beta1_prod` (Πβ₁), `log_lr_mult` (log α), and `hyper_ema`, `hyper_sq_ema` (h̄, s).
+//!
+//! # Two implementations of the same update
+//!
+//! The per-tensor cosines make the update non-elementwise, but only through five sums per tensor
+//! (⟨g,m⟩, ‖g‖², ‖m‖², ⟨g,d⟩, ‖d‖²). When every parameter is a CPU float32 / float64 tensor
+//! ([`Adaptive::new`], or [`Adaptive::with_layout`] with `flat = true`), the parameters live in
+//! flat buffers ([`crate::flat`]) and a step is two passes over each buffer
+//! ([`crate::adaptive_kernel`]): one reads g, m, v and returns every tensor's sums, then the
+//! per-tensor scalars above are advanced on the host by the same float64 code as below
+//! ([`AdaptiveConfig`]'s `advance`), and the second pass updates θ, m and v with them. No tensor op
+//! and no host read per tensor; measured at about AdamW's cost (`reports/optim-notes.md`).
+//! Otherwise (CUDA, half precision, `flat = false`) the transform [`ScaleByAdaptive`] runs one
+//! tensor at a time with tensor ops. The two agree to float rounding (the sums are accumulated
+//! in float64 in a different order; `tests/adaptive.rs` checks them against each other), and
+//! keep the same state under the same names, so a checkpoint of one loads into the other.
 
-use crate::chain_optimizer::{check_betas, check_eps, named_optimizer, ChainOptimizer};
+use crate::adaptive_flat::FusedAdaptive;
+use crate::chain_optimizer::{check_betas, check_eps, ChainOptimizer};
 use crate::error::{OptimError, Result};
 use crate::optimizer::Optimizer;
 use crate::params::Param;
+use crate::state::OptimState;
 use crate::transform::ema_sq_;
 use crate::transform::{add_decayed_weights, chain, scale_by_learning_rate, Chain, StepCtx, Transform, TransformState};
 use serde::{Deserialize, Serialize};
@@ -201,8 +217,9 @@ pub struct ScaleByAdaptive {
     pub config: AdaptiveConfig,
 }
 
-/// State names of the per-tensor scalars.
-const SCALARS: [&str; 6] = ["cos_ema", "beta1", "beta1_prod", "log_lr_mult", "hyper_ema", "hyper_sq_ema"];
+/// State names of the per-tensor scalars, in the order of the arrays [`AdaptiveConfig::advance`]
+/// works on.
+pub(crate) const SCALARS: [&str; 6] = ["cos_ema", "beta1", "beta1_prod", "log_lr_mult", "hyper_ema", "hyper_sq_ema"];
 
 fn scalar_slot(v: f64) -> Tensor {
     Tensor::from_slice(&[v]).to_device(Device::Cpu)
@@ -222,12 +239,22 @@ fn cosine(a: &Tensor, b: &Tensor) -> Result<f64> {
     let dot = a.f_mul(b)?.f_sum(Kind::Double)?.f_double_value(&[])?;
     let na = a.f_mul(a)?.f_sum(Kind::Double)?.f_double_value(&[])?;
     let nb = b.f_mul(b)?.f_sum(Kind::Double)?.f_double_value(&[])?;
+    Ok(cos_from(dot, na, nb))
+}
+
+/// The cosine from ⟨a, b⟩, ‖a‖² and ‖b‖²: 0 when either norm is zero or the result is not
+/// finite, else clamped to [−1, 1].
+pub(crate) fn cos_from(dot: f64, na: f64, nb: f64) -> f64 {
     let c = if na > 0.0 && nb > 0.0 { dot / (na.sqrt() * nb.sqrt()) } else { 0.0 };
-    Ok(if c.is_finite() { c.clamp(-1.0, 1.0) } else { 0.0 })
+    if c.is_finite() {
+        c.clamp(-1.0, 1.0)
+    } else {
+        0.0
+    }
 }
 
 /// RAdam's ρₜ for step `t` (`None` at t = 0).
-fn rho(b2: f64, t: f64) -> Option<(f64, f64)> {
+pub(crate) fn rho(b2: f64, t: f64) -> Option<(f64, f64)> {
     if t < 1.0 {
         return None;
     }
@@ -235,10 +262,79 @@ fn rho(b2: f64, t: f64) -> Option<(f64, f64)> {
     Some((rho_inf, rho_inf - 2.0 * t * b2.powf(t) / (1.0 - b2.powf(t))))
 }
 
+/// The rectifier rₜ (step 3), defined for ρₜ > 4.
+pub(crate) fn rectifier(rho_inf: f64, rho_t: f64) -> f64 {
+    ((rho_t - 4.0) * (rho_t - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t)).sqrt()
+}
+
+impl AdaptiveConfig {
+    /// The per-tensor scalars ([`SCALARS`]) before the first step.
+    pub(crate) fn scalar_init(&self) -> [f64; 6] {
+        [0.0, self.betas.0, 1.0, 0.0, 0.0, 0.0]
+    }
+
+    /// Which cosines step `t` reads: (cos(g, m), cos(g, d_prev)).
+    pub(crate) fn needs(&self, t: f64, prev_rectified: bool) -> (bool, bool) {
+        if t <= 1.0 {
+            return (false, false);
+        }
+        let adapt_lr = self.hyper_lr > 0.0;
+        (self.beta1_min < self.betas.0 || (adapt_lr && !prev_rectified && self.degenerate_to_sgd), adapt_lr && prev_rectified)
+    }
+
+    /// Steps 1 and 4, and the β₁ product of step 2, for one tensor at step `t`: advances its
+    /// scalars `s` (ordered as [`SCALARS`]) and returns (β₁, Πβ₁, log α) for its update.
+    /// `cos_gm` and `cos_gd` give cos(g, m) and cos(g, d_prev) of the state before this step;
+    /// each is called only when [`AdaptiveConfig::needs`] says the step reads it.
+    pub(crate) fn advance(&self, s: &mut [f64; 6], t: f64, prev_rectified: bool, cos_gm: impl FnOnce() -> Result<f64>, cos_gd: impl FnOnce() -> Result<f64>) -> Result<(f64, f64, f64)> {
+        let [cos_ema, beta1, beta1_prod, log_mult, hyper_ema, hyper_sq_ema] = s;
+        let ln_kappa = self.max_lr_mult.ln();
+        let (need_gm, _) = self.needs(t, prev_rectified);
+        let gm = if need_gm { Some(cos_gm()?) } else { None };
+        let mut b1 = *beta1;
+        let mut lm = *log_mult;
+        if t > 1.0 {
+            if self.beta1_min < self.betas.0 {
+                let ce = self.cos_decay * *cos_ema + (1.0 - self.cos_decay) * gm.unwrap_or(0.0);
+                *cos_ema = ce;
+                b1 = self.beta1_for(ce);
+            }
+            if self.hyper_lr > 0.0 {
+                let h = if prev_rectified {
+                    cos_gd()?
+                } else if self.degenerate_to_sgd {
+                    gm.unwrap_or(0.0)
+                } else {
+                    0.0 // no step was taken
+                };
+                let signal = if self.hyper_norm {
+                    let mean = self.cos_decay * *hyper_ema + (1.0 - self.cos_decay) * h;
+                    let sq = self.cos_decay * *hyper_sq_ema + (1.0 - self.cos_decay) * h * h;
+                    *hyper_ema = mean;
+                    *hyper_sq_ema = sq;
+                    if sq > 0.0 {
+                        mean / sq.sqrt()
+                    } else {
+                        0.0
+                    }
+                } else {
+                    h
+                };
+                lm = (lm + self.hyper_lr * signal).clamp(-ln_kappa, ln_kappa);
+                *log_mult = lm;
+            }
+        }
+        *beta1 = b1;
+        let prod = *beta1_prod * b1;
+        *beta1_prod = prod;
+        Ok((b1, prod, lm))
+    }
+}
+
 impl Transform for ScaleByAdaptive {
     fn init(&self, params: &[Tensor]) -> Result<TransformState> {
         let mut s = TransformState::zeros(&["exp_avg", "exp_avg_sq"], params)?;
-        let init = [0.0, self.config.betas.0, 1.0, 0.0, 0.0, 0.0];
+        let init = self.config.scalar_init();
         for (name, v) in SCALARS.iter().zip(init) {
             s.buffers.push((name.to_string(), params.iter().map(|_| scalar_slot(v)).collect()));
         }
@@ -252,51 +348,26 @@ impl Transform for ScaleByAdaptive {
         let bc2 = 1.0 - b2.powf(t);
         let (rho_inf, rho_t) = rho(b2, t).ok_or_else(|| OptimError::State("adaptive: step count must start at 1".into()))?;
         let prev_rectified = rho(b2, t - 1.0).is_some_and(|(_, r)| r > 5.0);
-        let adapt_beta = c.beta1_min < c.betas.0;
-        let adapt_lr = c.hyper_lr > 0.0;
-        let ln_kappa = c.max_lr_mult.ln();
         let scalars: Vec<Vec<Tensor>> = SCALARS.iter().map(|n| Ok(state.buf(n)?.iter().map(Tensor::shallow_clone).collect())).collect::<Result<_>>()?;
         let (ms, vs) = state.buf2("exp_avg", "exp_avg_sq")?;
         for (i, u) in updates.iter_mut().enumerate() {
-            let (cos_ema, beta1, beta1_prod, log_mult) = (&scalars[0][i], &scalars[1][i], &scalars[2][i], &scalars[3][i]);
             let (m, v) = (&mut ms[i], &mut vs[i]);
-            // (1) and (4): read the alignment of g with the state left by the previous step.
-            let mut b1 = get(beta1)?;
-            let mut lm = get(log_mult)?;
-            if t > 1.0 {
-                if adapt_beta {
-                    let ce = c.cos_decay * get(cos_ema)? + (1.0 - c.cos_decay) * cosine(u, m)?;
-                    set(cos_ema, ce)?;
-                    b1 = c.beta1_for(ce);
-                }
-                if adapt_lr {
-                    let h = if prev_rectified {
-                        let mut d = v.f_sqrt()?;
-                        let _ = d.f_add_scalar_(c.eps)?;
-                        cosine(u, &m.f_div(&d)?)?
-                    } else if c.degenerate_to_sgd {
-                        cosine(u, m)?
-                    } else {
-                        0.0 // no step was taken
-                    };
-                    let signal = if c.hyper_norm {
-                        let (he, hs) = (&scalars[4][i], &scalars[5][i]);
-                        let mean = c.cos_decay * get(he)? + (1.0 - c.cos_decay) * h;
-                        let sq = c.cos_decay * get(hs)? + (1.0 - c.cos_decay) * h * h;
-                        set(he, mean)?;
-                        set(hs, sq)?;
-                        if sq > 0.0 { mean / sq.sqrt() } else { 0.0 }
-                    } else {
-                        h
-                    };
-                    lm = (lm + c.hyper_lr * signal).clamp(-ln_kappa, ln_kappa);
-                    set(log_mult, lm)?;
-                }
+            // (1), (4) and the β₁ product of (2): read the alignment of g with the state left by
+            // the previous step, and advance this tensor's scalars.
+            let mut s = [0.0; 6];
+            for (x, slot) in s.iter_mut().zip(&scalars) {
+                *x = get(&slot[i])?;
             }
-            set(beta1, b1)?;
+            let gd = || {
+                let mut d = v.f_sqrt()?;
+                let _ = d.f_add_scalar_(c.eps)?;
+                cosine(u, &m.f_div(&d)?)
+            };
+            let (b1, prod, lm) = c.advance(&mut s, t, prev_rectified, || cosine(u, m), gd)?;
+            for (x, slot) in s.iter().zip(&scalars) {
+                set(&slot[i], *x)?;
+            }
             // (2): moments, bias correction by the product of the β₁ used.
-            let prod = get(beta1_prod)? * b1;
-            set(beta1_prod, prod)?;
             let _ = m.f_lerp_(&*u, 1.0 - b1)?;
             ema_sq_(v, u, b2)?;
             let m_hat = if c.nesterov {
@@ -308,7 +379,7 @@ impl Transform for ScaleByAdaptive {
             };
             // (3): rectified adaptive step; while ρₜ ≤ 5, none or momentum SGD (as RAdam).
             let d = if rho_t > 5.0 {
-                let rect = ((rho_t - 4.0) * (rho_t - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t)).sqrt();
+                let rect = rectifier(rho_inf, rho_t);
                 let mut den = v.f_sqrt()?;
                 let _ = den.f_add_scalar_(c.eps)?;
                 let adaptive = den.f_reciprocal()?.f_mul_scalar(bc2.sqrt())?;
@@ -335,6 +406,7 @@ impl Transform for ScaleByAdaptive {
 /// # let vs = tch::nn::VarStore::new(tch::Device::Cpu);
 /// # let lin = tch::nn::linear(vs.root(), 3, 2, Default::default());
 /// let mut opt = Adaptive::new(named_params(&vs, 0.01, NO_DECAY), AdaptiveConfig::default())?;
+/// assert!(opt.is_fused()); // CPU float32: flat buffers and the two-pass kernel
 /// # lin.ws.sum(tch::Kind::Float).backward();
 /// opt.step(1e-3)?; // no warmup needed: rectification handles the first steps
 /// let (beta1, lr_mult) = opt.adaptation("weight").unwrap();
@@ -344,22 +416,79 @@ impl Transform for ScaleByAdaptive {
 ///
 /// In a recipe: `kind = "adaptive"` with the fields of [`AdaptiveConfig`] next to it.
 #[derive(Debug)]
-pub struct Adaptive(ChainOptimizer);
-named_optimizer!(Adaptive);
+pub struct Adaptive(Layout);
+
+#[derive(Debug)]
+enum Layout {
+    /// [`ScaleByAdaptive`] one tensor at a time.
+    PerTensor(ChainOptimizer),
+    /// Flat buffers and the two-pass CPU kernel.
+    Fused(FusedAdaptive),
+}
 
 impl Adaptive {
-    /// The adaptive optimiser over `params`.
+    /// The adaptive optimiser over `params`: fused on flat buffers when every parameter is a
+    /// CPU float32 / float64 tensor, else one tensor at a time.
     pub fn new(params: Vec<Param>, config: AdaptiveConfig) -> Result<Self> {
-        config.validate()?;
-        Ok(Self(ChainOptimizer::new(params, config.chain(), false)?))
+        Self::with_layout(params, config, true)
     }
 
-    /// The current (β₁, learning-rate multiplier α) of the parameter `name` (reads a copy of the
-    /// state: for diagnostics, not for every step of a large model).
+    /// As [`Adaptive::new`]; `flat = false` forces the per-tensor tensor-op implementation
+    /// (the one CUDA and half precision always use).
+    pub fn with_layout(params: Vec<Param>, config: AdaptiveConfig, flat: bool) -> Result<Self> {
+        config.validate()?;
+        if flat && FusedAdaptive::supports(&params) {
+            return Ok(Self(Layout::Fused(FusedAdaptive::new(params, config)?)));
+        }
+        Ok(Self(Layout::PerTensor(ChainOptimizer::new(params, config.chain(), false)?)))
+    }
+
+    /// Whether the update runs fused on flat buffers.
+    pub fn is_fused(&self) -> bool {
+        matches!(self.0, Layout::Fused(_))
+    }
+
+    /// The current (β₁, learning-rate multiplier α) of the parameter `name` (for diagnostics;
+    /// per tensor it reads a copy of the whole state).
     pub fn adaptation(&self, name: &str) -> Option<(f64, f64)> {
-        let s = self.0.state();
-        let b1 = s.find(&format!("{name}.beta1")).ok()?.f_double_value(&[0]).ok()?;
-        let lm = s.find(&format!("{name}.log_lr_mult")).ok()?.f_double_value(&[0]).ok()?;
-        Some((b1, lm.exp()))
+        match &self.0 {
+            Layout::Fused(f) => f.adaptation(name),
+            Layout::PerTensor(c) => {
+                let s = c.state();
+                let b1 = s.find(&format!("{name}.beta1")).ok()?.f_double_value(&[0]).ok()?;
+                let lm = s.find(&format!("{name}.log_lr_mult")).ok()?.f_double_value(&[0]).ok()?;
+                Some((b1, lm.exp()))
+            }
+        }
+    }
+}
+
+macro_rules! each_layout {
+    ($self:expr, $o:ident => $e:expr) => {
+        match $self {
+            Layout::PerTensor($o) => $e,
+            Layout::Fused($o) => $e,
+        }
+    };
+}
+
+impl Optimizer for Adaptive {
+    fn step(&mut self, lr: f64) -> Result<()> {
+        each_layout!(&mut self.0, o => o.step(lr))
+    }
+    fn params(&self) -> Vec<&Tensor> {
+        each_layout!(&self.0, o => o.params())
+    }
+    fn zero_grad(&mut self) {
+        each_layout!(&mut self.0, o => o.zero_grad())
+    }
+    fn grad_buffers(&self) -> Result<Vec<Tensor>> {
+        each_layout!(&self.0, o => o.grad_buffers())
+    }
+    fn state(&self) -> OptimState {
+        each_layout!(&self.0, o => o.state())
+    }
+    fn load_state(&mut self, state: &OptimState) -> Result<()> {
+        each_layout!(&mut self.0, o => o.load_state(state))
     }
 }

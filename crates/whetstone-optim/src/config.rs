@@ -153,7 +153,7 @@ impl Algorithm {
             Algorithm::Lamb(c) => Box::new(Lamb::new(params, c.clone())?),
             Algorithm::Adafactor(c) => Box::new(Adafactor::new(params, c.clone())?),
             Algorithm::ScheduleFreeAdamw(c) => Box::new(ScheduleFreeAdamW::new(params, c.clone())?),
-            Algorithm::Adaptive(c) => Box::new(Adaptive::new(params, c.clone())?),
+            Algorithm::Adaptive(c) => Box::new(Adaptive::with_layout(params, c.clone(), flat)?),
         })
     }
 }

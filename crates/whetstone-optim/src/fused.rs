@@ -43,9 +43,11 @@ pub enum FusedKind {
     },
 }
 
-trait Real: Copy + Send + Sync + std::ops::Add<Output = Self> + std::ops::Sub<Output = Self> + std::ops::Mul<Output = Self> + std::ops::Div<Output = Self> + PartialOrd {
+pub(crate) trait Real: Copy + Send + Sync + std::ops::Add<Output = Self> + std::ops::Sub<Output = Self> + std::ops::Mul<Output = Self> + std::ops::Div<Output = Self> + PartialOrd {
     fn of(x: f64) -> Self;
     fn sqrt(self) -> Self;
+    /// Exactly as a float64.
+    fn wide(self) -> f64;
 }
 impl Real for f32 {
     fn of(x: f64) -> Self {
@@ -54,6 +56,9 @@ impl Real for f32 {
     fn sqrt(self) -> Self {
         f32::sqrt(self)
     }
+    fn wide(self) -> f64 {
+        f64::from(self)
+    }
 }
 impl Real for f64 {
     fn of(x: f64) -> Self {
@@ -61,6 +66,9 @@ impl Real for f64 {
     }
     fn sqrt(self) -> Self {
         f64::sqrt(self)
+    }
+    fn wide(self) -> f64 {
+        self
     }
 }
 
@@ -79,7 +87,7 @@ pub fn supported(t: &Tensor) -> bool {
 /// (11.1 against 12.0 ms), so large buffers keep them.
 const PARALLEL_MIN: usize = 1 << 23;
 
-fn kernel_threads(n: usize) -> usize {
+pub(crate) fn kernel_threads(n: usize) -> usize {
     if n < PARALLEL_MIN {
         1
     } else {
@@ -95,7 +103,7 @@ fn chunks(n: usize, parts: usize) -> Vec<(usize, usize)> {
 }
 
 /// Run `f` over each range: the first on the calling thread, the others on scoped threads.
-fn par_ranges(ranges: &[(usize, usize)], f: impl Fn(usize, usize) + Sync) {
+pub(crate) fn par_ranges(ranges: &[(usize, usize)], f: impl Fn(usize, usize) + Sync) {
     let Some((&(a0, b0), rest)) = ranges.split_first() else { return };
     if rest.is_empty() {
         return f(a0, b0);
@@ -111,7 +119,7 @@ fn par_ranges(ranges: &[(usize, usize)], f: impl Fn(usize, usize) + Sync) {
 
 /// Raw buffer pointer, sendable across the scoped threads (the chunks are disjoint).
 #[derive(Clone, Copy)]
-struct Ptr<T>(*mut T);
+pub(crate) struct Ptr<T>(pub(crate) *mut T);
 // SAFETY: `Ptr` is only a raw address; every dereference goes through the `unsafe` methods
 // below, whose callers hand each thread its own range.
 unsafe impl<T> Send for Ptr<T> {}
@@ -122,13 +130,13 @@ impl<T> Ptr<T> {
     /// `self` must point to an initialised, aligned buffer of at least `b` elements of `T`,
     /// `a <= b`, and nothing else (no other thread, no other slice, no libtorch op) may read or
     /// write elements `a..b` while the returned slice lives.
-    unsafe fn slice<'a>(self, a: usize, b: usize) -> &'a mut [T] {
+    pub(crate) unsafe fn slice<'a>(self, a: usize, b: usize) -> &'a mut [T] {
         std::slice::from_raw_parts_mut(self.0.add(a), b - a)
     }
 
     /// # Safety
     /// As [`Ptr::slice`], except that others may also read (not write) elements `a..b`.
-    unsafe fn slice_ref<'a>(self, a: usize, b: usize) -> &'a [T] {
+    pub(crate) unsafe fn slice_ref<'a>(self, a: usize, b: usize) -> &'a [T] {
         std::slice::from_raw_parts(self.0.add(a), b - a)
     }
 }
@@ -151,7 +159,7 @@ impl<T> Ptr<T> {
 /// of the returned dtype, so the kernels may build one slice per buffer and chunk. What it cannot
 /// see: another thread running a libtorch op on the same storage during the call (a data race
 /// like that of any two concurrent in-place libtorch ops), and storage that is mapped read-only.
-fn check(bufs: &[(&str, &Tensor)]) -> Result<Kind> {
+pub(crate) fn check(bufs: &[(&str, &Tensor)]) -> Result<Kind> {
     let err = |name: &str, what: String| OptimError::State(format!("fused kernel buffer `{name}` {what}"));
     let mut expected: Option<(Kind, usize)> = None;
     let mut ranges: Vec<(&str, usize, usize)> = Vec::with_capacity(bufs.len());

@@ -60,6 +60,8 @@
 mod accumulate;
 mod adabelief;
 pub mod adaptive;
+mod adaptive_flat;
+mod adaptive_kernel;
 mod adafactor;
 mod adagrad;
 mod adam;

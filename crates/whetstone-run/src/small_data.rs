@@ -43,6 +43,17 @@ pub const DEFAULT_ENCODER: &str = "minilm-l6";
 /// Environment variable naming another encoder for the small-data defaults (a manifest model
 /// or a checkpoint folder).
 pub const ENCODER_ENV: &str = "WHETSTONE_SMALL_DATA_ENCODER";
+/// Environment variable that turns the small-data defaults off when set to `off` (or `0`,
+/// `false`, `no`): a run on the user's file then uses the default recipe as it is, exactly as
+/// with `--recipe default`. The CLI tests of other features set it, so that their small files
+/// keep the default recipe they were written for.
+pub const SWITCH_ENV: &str = "WHETSTONE_SMALL_DATA";
+
+/// Whether [`SWITCH_ENV`] is unset or anything but off.
+pub fn enabled() -> bool {
+    std::env::var(SWITCH_ENV).map_or(true, |v| !matches!(v.trim().to_ascii_lowercase().as_str(), "off" | "0" | "false" | "no"))
+}
+
 /// A held-out split (validation or test) should have at least this many examples per class…
 pub const MIN_HELD_OUT_PER_CLASS: usize = 20;
 /// …and at least this many in all…

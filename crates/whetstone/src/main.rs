@@ -41,6 +41,7 @@ enum Command {
     /// per class or 50 in all (at most 20% each). Any setting you give (--recipe, --set,
     /// --epochs, --lr, …) wins over these; setting anything under model. or tokenizer. keeps
     /// the recipe's model. At 2,000 examples or more the default recipe runs as it is.
+    /// WHETSTONE_SMALL_DATA=off turns the rules off (the same as --recipe default).
     ///
     /// Every run reports its test accuracy against the majority-class baseline, and warns
     /// (at the end and in report.md) when the model did not beat it.
@@ -459,7 +460,7 @@ fn train(a: TrainArgs) -> Result<()> {
         // The user's own data and no recipe: defaults for the data's size; every setting the
         // user gave (any override above) stays as given.
         let size_plan = match (&a.file.data, &a.recipe) {
-            (Some(_), None) => {
+            (Some(_), None) if small_data::enabled() => {
                 let (examples, classes) = small_data::data_size(&recipe, false)?;
                 let encoder = std::env::var(small_data::ENCODER_ENV).ok().filter(|e| !e.trim().is_empty()).unwrap_or_else(|| small_data::DEFAULT_ENCODER.to_string());
                 Some(small_data::choose_for_size(&mut recipe, examples, classes, &small_data::override_keys(&overrides), &encoder)?)

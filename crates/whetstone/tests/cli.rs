@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 use whetstone_data::{load_splits, DataSource};
 
 fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_whetstone"))
+    let mut c = Command::new(env!("CARGO_BIN_EXE_whetstone"));
+    // Written for the default recipe on small files (tests/small_data.rs tests the small-data defaults).
+    c.env("WHETSTONE_SMALL_DATA", "off");
+    c
 }
 
 /// A user-style CSV with unfamiliar column names, from a slice of rotten-tomatoes.

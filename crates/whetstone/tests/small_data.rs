@@ -44,7 +44,7 @@ impl Fixture {
     /// `whetstone train --data data --name name` on the CPU, the tiny encoder for small data.
     fn train(&self, data: &Path, name: &str, extra: &[&str]) -> Output {
         let mut c = bin();
-        c.env("WHETSTONE_SMALL_DATA_ENCODER", &self.encoder);
+        c.env("WHETSTONE_SMALL_DATA_ENCODER", &self.encoder).env_remove("WHETSTONE_SMALL_DATA");
         c.args(["train", "--data"]).arg(data).args(["--name", name, "--runs-dir"]).arg(self.dir.join("runs"));
         c.args(["--device", "cpu", "--no-bench"]).args(extra);
         c.output().unwrap()

@@ -10,6 +10,9 @@ use whetstone_data::{load_splits, DataSource};
 pub fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_whetstone"));
     c.env("OMP_NUM_THREADS", "1");
+    // These tests were written for the default recipe on small files; tests/small_data.rs
+    // tests the small-data defaults (it removes this).
+    c.env("WHETSTONE_SMALL_DATA", "off");
     c
 }
 

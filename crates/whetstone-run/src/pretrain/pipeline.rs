@@ -50,6 +50,10 @@ pub fn pretrain_recipe(recipe: &PretrainRecipe, opts: &RunOptions) -> Result<Pre
     let Prologue { started, say, recipe_id, resumed, device, rendezvous } = prologue(recipe, opts)?;
     crate::prologue::single_process(&rendezvous, "pretraining")?;
 
+    // Domain-adaptive pretraining starts from a checkpoint; general distillation learns from a
+    // teacher. Either brings its tokenizer. Both are resolved before anything is written.
+    let init = recipe.init.as_ref().map(|spec| open_checkpoint(spec, "init")).transpose()?;
+    let teacher = recipe.general.as_ref().map(|g| open_checkpoint(&g.teacher, "general.teacher")).transpose()?;
     let c = &recipe.corpus;
     let mut docs = Vec::new();
     for source in &c.sources {
@@ -74,10 +78,6 @@ pub fn pretrain_recipe(recipe: &PretrainRecipe, opts: &RunOptions) -> Result<Pre
     }
 
     let t0 = Instant::now();
-    // Domain-adaptive pretraining starts from a checkpoint; general distillation learns from a
-    // teacher. Either brings its tokenizer. Both are resolved before anything is written.
-    let init = recipe.init.as_ref().map(|spec| open_checkpoint(spec, "init")).transpose()?;
-    let teacher = recipe.general.as_ref().map(|g| open_checkpoint(&g.teacher, "general.teacher")).transpose()?;
     let source_tokenizer = init.as_ref().or(teacher.as_ref()).map(BertCheckpoint::tokenizer_path);
     let tokenizer = match (&resumed, &source_tokenizer) {
         (Some(r), _) => TextTokenizer::from_file(&r.run.file(TOKENIZER_FILE))?,
@@ -100,6 +100,9 @@ pub fn pretrain_recipe(recipe: &PretrainRecipe, opts: &RunOptions) -> Result<Pre
     };
     if c.max_len > encoder_config.max_len {
         return Err(TrainError::Config(format!("corpus.max_len ({}) exceeds the {} positions of init's encoder", c.max_len, encoder_config.max_len)));
+    }
+    if let Some(t) = teacher.as_ref().filter(|t| c.max_len > t.encoder_config().max_len) {
+        return Err(TrainError::Config(format!("corpus.max_len ({}) exceeds the {} positions of the teacher {}", c.max_len, t.encoder_config().max_len, t.dir().display())));
     }
     check_pretrain_size(&encoder_config, tokenizer.vocab_size())?;
     let train = chunk_documents(&tokenizer, &train_docs, c.max_len, c.min_tokens)?;

@@ -62,7 +62,46 @@ struct Args {
     /// Train and measure nothing: rewrite the report from this compress.json.
     #[arg(long)]
     report_from: Option<PathBuf>,
+    /// Train nothing: time fresh students of these shapes (e.g. 2x128,4x128) against the
+    /// teacher, interleaved, and write `<out>/distill-latency.json`.
+    #[arg(long, value_delimiter = ',')]
+    latency_shapes: Option<Vec<String>>,
+    /// Run the task-distillation ablation instead of the study (`--rows` picks its rows;
+    /// writes `<out>/distill-ablation.{md,json}`).
+    #[arg(long)]
+    ablation: bool,
+    /// Ablation: seeds per row.
+    #[arg(long, default_value_t = 3)]
+    seeds: u64,
+    /// Ablation: the student shape.
+    #[arg(long, default_value = "4x128")]
+    shape: String,
+    /// Ablation: the general-distillation run the `gd-*` rows start from.
+    #[arg(long, default_value = "runs/gd-4x128")]
+    general: PathBuf,
+    /// Ablation: epochs over the train split (rows without the transfer set) / with it.
+    #[arg(long, default_value_t = 3)]
+    epochs: u64,
+    #[arg(long, default_value_t = 2)]
+    aug_epochs: u64,
+    /// Ablation: neighbour copies of each training text, and the transfer set's cap.
+    #[arg(long, default_value_t = 1)]
+    aug_copies: usize,
+    #[arg(long, default_value_t = 6822)]
+    aug_max: usize,
+    /// Ablation: epochs of the intermediate-layer stage.
+    #[arg(long, default_value_t = 1)]
+    inter_epochs: u64,
+    /// Train nothing: write the encoder of `--general` cut to these layers (0-based, e.g. 0,1)
+    /// as a Hugging Face BERT folder at `--cut-out`.
+    #[arg(long, value_delimiter = ',')]
+    cut_layers: Option<Vec<usize>>,
+    #[arg(long)]
+    cut_out: Option<PathBuf>,
 }
+
+#[path = "compress_study/ablation.rs"]
+mod ablation;
 
 /// How a row's model is made.
 #[derive(Debug, Clone)]
@@ -320,6 +359,34 @@ fn main() -> Result<()> {
         return write_report(&args.out, &report);
     }
     tch::set_num_threads(args.threads);
+    if let Some(layers) = &args.cut_layers {
+        let out = args.cut_out.as_ref().context("--cut-layers needs --cut-out DIR")?;
+        return ablation::cut_encoder(&args.general, layers, out);
+    }
+    if let Some(shapes) = &args.latency_shapes {
+        return ablation::latency_shapes(&args.teacher, shapes, &args.out, args.latency_sentences, args.latency_rounds);
+    }
+    if args.ablation {
+        let base = args.cache.clone().unwrap_or_else(|| PathBuf::from(if args.quick { "target/compress-study-quick" } else { "target/compress-study" }));
+        let plan = ablation::Plan {
+            teacher: &args.teacher,
+            cache: base.join(format!("ablation-{}", args.shape)),
+            out: &args.out,
+            shape: &args.shape,
+            general: &args.general,
+            seeds: args.seeds,
+            threads: args.threads,
+            quick: args.quick,
+            epochs: args.epochs,
+            aug_epochs: args.aug_epochs,
+            aug_copies: args.aug_copies,
+            aug_max: args.aug_max,
+            inter_epochs: args.inter_epochs,
+            latency_sentences: args.latency_sentences,
+            latency_rounds: args.latency_rounds,
+        };
+        return ablation::run(&plan, args.rows.as_deref(), args.measure_only);
+    }
     let cache = args.cache.clone().unwrap_or_else(|| PathBuf::from(if args.quick { "target/compress-study-quick" } else { "target/compress-study" }));
     std::fs::create_dir_all(&cache)?;
     anyhow::ensure!(args.teacher.join("model.safetensors").exists(), "the teacher run {} has no model.safetensors (train it: cargo xtask train --recipe minilm-rt)", args.teacher.display());

@@ -6,7 +6,14 @@
 //!   initialisation;
 //! * `mlm-imdb`: the same Transformer pretrained with masked-LM on the imdb review text
 //!   (`whetstone pretrain --recipe mlm-imdb`), then fine-tuned;
-//! * `minilm`: all-MiniLM-L6-v2 (6 × 384, 22.7M parameters) fine-tuned.
+//! * `minilm`: all-MiniLM-L6-v2 (6 × 384, 22.7M parameters) fine-tuned;
+//! * `gd-4x128`: whetstone's own small encoder, a 4 × 128 student general-distilled from
+//!   MiniLM-L6 on imdb text (`--general RUN`), fine-tuned;
+//! * `scratch-4x128`: the same 4 × 128 shape from random initialisation, with MiniLM's
+//!   tokenizer (the general-distilled encoder's), so it differs from `gd-4x128` only in its
+//!   initial weights;
+//! * `dapt-minilm`: MiniLM-L6 after domain-adaptive MLM pretraining on imdb (`--dapt RUN`),
+//!   fine-tuned exactly as `minilm`.
 //!
 //! The scratch arm uses the pretraining run's tokenizer, so the two small arms differ only in
 //! their initial weights. Every run selects its best epoch on the same full validation split
@@ -34,9 +41,18 @@ struct Args {
     /// Training-set sizes (0 = all).
     #[arg(long, value_delimiter = ',', default_values_t = vec![50, 100, 200, 500, 1000, 0])]
     sizes: Vec<usize>,
-    /// Arms to run: scratch, mlm-imdb, minilm.
+    /// Arms to run: scratch, mlm-imdb, minilm, gd-4x128, scratch-4x128, dapt-minilm.
     #[arg(long, value_delimiter = ',', default_values_t = vec!["scratch".to_string(), "mlm-imdb".to_string(), "minilm".to_string()])]
     arms: Vec<String>,
+    /// The general-distilled encoder of the `gd-4x128` arm (a pretrain run folder or HF BERT folder).
+    #[arg(long, default_value = "runs/gd-4x128")]
+    general: PathBuf,
+    /// The domain-adapted MiniLM of the `dapt-minilm` arm.
+    #[arg(long, default_value = "runs/dapt-minilm")]
+    dapt: PathBuf,
+    /// Peak learning rate of the `gd-4x128` arm.
+    #[arg(long, default_value_t = 2e-4)]
+    gd_lr: f64,
     /// Seeds per (arm, N).
     #[arg(long, default_value_t = 3)]
     seeds: u64,
@@ -57,7 +73,12 @@ struct Args {
     threads: usize,
 }
 
-const ARMS: [&str; 3] = ["scratch", "mlm-imdb", "minilm"];
+const ARMS: [&str; 6] = ["scratch", "mlm-imdb", "minilm", "scratch-4x128", "gd-4x128", "dapt-minilm"];
+
+/// The arms fine-tuned like MiniLM (budgets and learning rate).
+fn minilm_like(arm: &str) -> bool {
+    arm == "minilm" || arm == "dapt-minilm"
+}
 
 /// Epochs for `n` training examples: many passes over tiny sets, few over the full one, so
 /// that every run takes a comparable number of steps (early stopping picks the best epoch).
@@ -65,12 +86,13 @@ fn epochs(arm: &str, n: usize, quick: bool) -> u64 {
     if quick {
         return 1;
     }
-    match (arm, n) {
-        ("minilm", 0) => 2,
+    let big = minilm_like(arm);
+    match (big, n) {
+        (true, 0) => 2,
         (_, 0) => 5,
-        ("minilm", n) if n <= 200 => 15,
-        ("minilm", n) if n <= 1000 => 6,
-        ("minilm", _) => 2,
+        (true, n) if n <= 200 => 15,
+        (true, n) if n <= 1000 => 6,
+        (true, _) => 2,
         (_, n) if n <= 200 => 20,
         (_, n) if n <= 1000 => 12,
         _ => 5,
@@ -78,11 +100,17 @@ fn epochs(arm: &str, n: usize, quick: bool) -> u64 {
 }
 
 /// The recipe of one run.
-fn recipe(arm: &str, n: usize, seed: u64, files: &(PathBuf, PathBuf, PathBuf), pretrained: &Path, threads: usize, quick: bool) -> Result<Recipe> {
+fn recipe(arm: &str, n: usize, seed: u64, files: &(PathBuf, PathBuf, PathBuf), args: &Args, minilm_tokenizer: &Path) -> Result<Recipe> {
+    let (pretrained, threads, quick) = (&args.pretrained, args.threads, args.quick);
     let small = "kind = \"transformer\"\nlayers = 2\nhidden = 128\nheads = 2\nffn = 512\nmax_len = 128\ndropout = 0.1\npooling = \"mean\"\n";
+    let small4 = small.replace("layers = 2", "layers = 4");
     let tokenizer = pretrained.join("tokenizer.json");
+    let path = |p: &Path| format!("{:?}", p.display().to_string());
     let (model, tok, lr) = match arm {
         "scratch" => (small.to_string(), format!("[tokenizer]\npath = {:?}\n", tokenizer.display().to_string()), 5e-4),
+        "scratch-4x128" => (small4, format!("[tokenizer]\npath = {}\n", path(minilm_tokenizer)), 5e-4),
+        "gd-4x128" => (format!("kind = \"transformer\"\npretrained = {}\npooling = \"mean\"\n", path(&args.general)), String::new(), args.gd_lr),
+        "dapt-minilm" => (format!("kind = \"transformer\"\npretrained = {}\npooling = \"mean\"\n", path(&args.dapt)), String::new(), 5e-5),
         "mlm-imdb" => (format!("kind = \"transformer\"\npretrained = {:?}\npooling = \"mean\"\n", pretrained.display().to_string()), String::new(), 2e-4),
         "minilm" => ("kind = \"transformer\"\npretrained = \"minilm-l6\"\npooling = \"mean\"\n".to_string(), String::new(), 5e-5),
         other => bail!("unknown arm `{other}` (known: {})", ARMS.join(", ")),
@@ -123,7 +151,11 @@ fn main() -> Result<()> {
     let cache_path = args.work.join("cache.jsonl");
     let mut cache = read_cache(&cache_path);
     if !args.report_only {
-        if args.arms.iter().any(|a| a != "minilm") && !args.pretrained.join("encoder").join("config.json").is_file() {
+        let needs = |arm: &str, dir: &Path| args.arms.iter().any(|a| a == arm) && !dir.join("encoder").join("config.json").is_file() && !dir.join("config.json").is_file();
+        if needs("gd-4x128", &args.general) || needs("dapt-minilm", &args.dapt) {
+            bail!("the gd-4x128 / dapt-minilm arms need finished runs {} / {} (an encoder/config.json)", args.general.display(), args.dapt.display());
+        }
+        if args.arms.iter().any(|a| a == "scratch" || a == "mlm-imdb") && !args.pretrained.join("encoder").join("config.json").is_file() {
             bail!(
                 "{} is not a finished pretraining run (no encoder/config.json): run `cargo xtask train` … or `whetstone pretrain --recipe mlm-imdb` first, or pass --pretrained RUN",
                 args.pretrained.display()
@@ -131,6 +163,7 @@ fn main() -> Result<()> {
         }
         let splits: Splits = load_splits(&DataSource::Named { name: "rotten-tomatoes".into() }, 0.1, 0.1, 42)?;
         let names = splits.labels.names.clone();
+        let minilm_tokenizer = whetstone_run::resolve_pretrained(Path::new("minilm-l6"))?.join("tokenizer.json");
         let data_dir = args.work.join("data");
         std::fs::create_dir_all(&data_dir)?;
         let (valid_csv, test_csv) = (data_dir.join("valid.csv"), data_dir.join("test.csv"));
@@ -149,7 +182,7 @@ fn main() -> Result<()> {
                     let sub = sample(&splits.train, n, seed);
                     let train_csv = data_dir.join(format!("train-n{n}-s{seed}.csv"));
                     write_csv(&train_csv, &sub, &names)?;
-                    let r = recipe(arm, n, seed, &(train_csv, valid_csv.clone(), test_csv.clone()), &args.pretrained, args.threads, args.quick)?;
+                    let r = recipe(arm, n, seed, &(train_csv, valid_csv.clone(), test_csv.clone()), &args, &minilm_tokenizer)?;
                     let dir = args.work.join("runs").join(&r.name);
                     let _ = std::fs::remove_dir_all(&dir);
                     eprintln!("[{done}/{total}] {arm} N={} seed {seed} ({} epochs)", if n == 0 { "all".into() } else { n.to_string() }, r.train.epochs);
@@ -221,18 +254,37 @@ fn report(args: &Args, cache: &std::collections::BTreeMap<String, Value>) -> Res
         }
     }
     md.push_str("\nCells: mean ± std (number of seeds). N=all is the whole training split (6,822 reviews).\n");
-    let gap = |n: usize| -> Option<f64> {
-        let mean = |arm: &str| {
-            let v: Vec<f64> = (0..args.seeds).filter_map(|s| cache.get(&key(arm, n, s, args.quick))).map(|r| field(r, "test_accuracy")).collect();
-            (!v.is_empty()).then(|| mean_std(&v).0)
-        };
-        Some(100.0 * (mean("mlm-imdb")? - mean("scratch")?))
+    // Mean, std and seed count of an arm at N.
+    let stats = |arm: &str, n: usize| {
+        let v: Vec<f64> = (0..args.seeds).filter_map(|s| cache.get(&key(arm, n, s, args.quick))).map(|r| field(r, "test_accuracy")).collect();
+        (!v.is_empty()).then(|| {
+            let (m, sd) = mean_std(&v);
+            (m, sd, v.len())
+        })
     };
-    if let Some(g) = gap(200) {
+    let gap = |a: &str, b: &str, n: usize| Some((stats(a, n)?, stats(b, n)?));
+    if let Some(((a, _, _), (b, _, _))) = gap("mlm-imdb", "scratch", 200) {
+        let g = 100.0 * (a - b);
         md.push_str(&format!(
             "\n**Goal check (N=200): MLM-pretrained minus from-scratch = {g:+.1} points** (goal: at least +10). {}\n",
             if g >= 10.0 { "Met." } else { "Not met." }
         ));
+    }
+    if let Some(((a, sa, ka), (b, sb, kb))) = gap("gd-4x128", "scratch-4x128", 200) {
+        let g = 100.0 * (a - b);
+        md.push_str(&format!(
+            "\n**Goal check (N=200): whetstone's own general-distilled 4×128 encoder minus the same shape from scratch = {g:+.1} points** ({:.1} ± {:.1}, {ka} seeds, against {:.1} ± {:.1}, {kb} seeds; goal: at least +10). {}\n",
+            100.0 * a, 100.0 * sa, 100.0 * b, 100.0 * sb,
+            if g >= 10.0 { "Met.".to_string() } else { format!("Not met (short by {:.1} points).", 10.0 - g) }
+        ));
+    }
+    for n in args.sizes.iter().copied() {
+        if let Some(((a, sa, ka), (b, sb, kb))) = gap("dapt-minilm", "minilm", n) {
+            md.push_str(&format!(
+                "\n**DAPT (N={}): domain-adapted MiniLM minus plain MiniLM = {:+.1} points** ({:.1} ± {:.1}, {ka} seeds, against {:.1} ± {:.1}, {kb} seeds).\n",
+                label(n), 100.0 * (a - b), 100.0 * a, 100.0 * sa, 100.0 * b, 100.0 * sb
+            ));
+        }
     }
     let png = args.out.join("transfer.png");
     if !curves.is_empty() {

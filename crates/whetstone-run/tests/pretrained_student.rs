@@ -1,0 +1,81 @@
+//! `distill.student` may name a pretrained encoder (a Hugging Face BERT folder, or a
+//! `whetstone pretrain` run folder standing for its `encoder/`, e.g. a general-distilled
+//! student): the student starts from its weights with a fresh head, and must share the
+//! teacher's tokenizer.
+
+use std::path::Path;
+use tch::{nn::VarStore, Device};
+use whetstone_run::compress::{build_student, distill, CompressConfig, Source, StudentInit, StudentSpec};
+use whetstone_run::{train_recipe, Recipe, RunFolder, RunOptions};
+
+#[path = "../../whetstone-train/tests/common/tiny_bert.rs"]
+mod tiny_bert;
+
+/// A tiny Transformer teacher trained one epoch on 80 toy reviews: fine-tuned from the
+/// checkpoint `pretrained`, or from scratch with its own tokenizer.
+fn tiny_teacher(dir: &Path, csv: &Path, pretrained: Option<&Path>) -> std::path::PathBuf {
+    let model = match pretrained {
+        Some(p) => format!("[model]\nkind = \"transformer\"\npretrained = {p:?}\npooling = \"cls\""),
+        None => "[tokenizer]\nvocab_size = 90\n[model]\nkind = \"transformer\"\nlayers = 1\nhidden = 16\nheads = 2\nffn = 32\nmax_len = 24".to_string(),
+    };
+    let text = format!(
+        "name = \"t\"\ndevice = \"cpu\"\nthreads = 1\n[data]\npath = {csv:?}\nmax_len = 24\nvalid_fraction = 0.2\ntest_fraction = 0.2\n\
+         {model}\n[train]\nepochs = 1\nbatch_size = 8\n[eval]\nlatency_iters = 2\nthroughput_iters = 1\n"
+    );
+    let recipe = Recipe::parse("teacher", &text, &[]).unwrap();
+    train_recipe(&recipe, &RunOptions { quiet: true, ..RunOptions::new(dir.to_path_buf()) }).unwrap();
+    dir.to_path_buf()
+}
+
+#[test]
+fn a_pretrained_encoder_is_a_student_that_starts_from_its_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ckpt = tmp.path().join("ckpt");
+    tiny_bert::tiny_checkpoint(&ckpt);
+    let csv = tmp.path().join("reviews.csv");
+    let corpus = tiny_bert::corpus(80);
+    let mut body = String::from("text,label\n");
+    for (t, l) in corpus.texts.iter().zip(&corpus.labels) {
+        body.push_str(&format!("\"{t}\",{}\n", if *l == 1 { "pos" } else { "neg" }));
+    }
+    std::fs::write(&csv, body).unwrap();
+    let teacher = tiny_teacher(&tmp.path().join("teacher"), &csv, Some(&ckpt));
+    let source = Source::open(&teacher, Some("cpu")).unwrap();
+    let saved = tiny_bert::checkpoint_tensors(&ckpt);
+
+    // The checkpoint folder itself, and a pretrain-run-like folder holding it as encoder/.
+    let run = tmp.path().join("pretrain-run");
+    std::fs::create_dir_all(run.join("encoder")).unwrap();
+    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+        std::fs::copy(ckpt.join(f), run.join("encoder").join(f)).unwrap();
+    }
+    for dir in [&ckpt, &run] {
+        let mut vs = VarStore::new(Device::Cpu);
+        let (config, student) = build_student(&StudentSpec::Run(dir.clone()), StudentInit::Svd, source.transformer().unwrap(), &teacher, &mut vs).unwrap();
+        assert_eq!((config.encoder.layers, config.encoder.hidden), (2, 16));
+        let params = student.encoder().named_parameters();
+        assert!(!params.is_empty());
+        for (name, t) in &params {
+            assert!(t.equal(tiny_bert::get(&saved, name)), "{name} does not start from the checkpoint ({})", dir.display());
+        }
+        assert_eq!(student.head().num_labels(), 2);
+    }
+
+    // End to end: `whetstone distill` with distill.student naming the checkpoint.
+    let overrides: Vec<String> = ["threads=1", "latency_iters=2", "throughput_iters=1", "distill.epochs=1", "train_limit=16"].iter().map(|s| s.to_string()).chain([format!("distill.student={:?}", run.display().to_string())]).collect();
+    let config = CompressConfig::parse("test", "", &overrides).unwrap();
+    let out = tmp.path().join("student");
+    let done = distill(&teacher, &config, &RunFolder::At(out.clone()), true).unwrap();
+    assert!(out.join("metrics.json").is_file());
+    assert!((0.0..=1.0).contains(&done.test.accuracy));
+
+    // A teacher with another tokenizer cannot teach that student: a clear error, no folder.
+    let scratch = tiny_teacher(&tmp.path().join("scratch"), &csv, None);
+    let other = Source::open(&scratch, Some("cpu")).unwrap();
+    let mut vs = VarStore::new(Device::Cpu);
+    let e = build_student(&StudentSpec::Run(ckpt.clone()), StudentInit::Svd, other.transformer().unwrap(), &scratch, &mut vs).unwrap_err().to_string();
+    assert!(e.contains("tokenizer") && e.contains("ckpt"), "{e}");
+    let out = tmp.path().join("no-student");
+    assert!(distill(&scratch, &config, &RunFolder::At(out.clone()), true).is_err());
+    assert!(!out.exists());
+}

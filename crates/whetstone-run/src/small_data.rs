@@ -51,7 +51,7 @@ pub const SWITCH_ENV: &str = "WHETSTONE_SMALL_DATA";
 
 /// Whether [`SWITCH_ENV`] is unset or anything but off.
 pub fn enabled() -> bool {
-    std::env::var(SWITCH_ENV).map_or(true, |v| !matches!(v.trim().to_ascii_lowercase().as_str(), "off" | "0" | "false" | "no"))
+    !std::env::var(SWITCH_ENV).is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "off" | "0" | "false" | "no"))
 }
 
 /// A held-out split (validation or test) should have at least this many examples per class…

@@ -4,6 +4,7 @@
 //! when the widths differ) and its attention maps. No labels, no logits, no MLM head.
 
 use super::loss::{attention_loss, hidden_mse, AttentionLoss};
+use super::projections;
 use super::mapping::LayerMapping;
 use crate::error::{CompressError, Result};
 use serde::{Deserialize, Serialize};
@@ -11,7 +12,7 @@ use serde_json::json;
 use tch::{nn, Tensor};
 use whetstone_data::{make_batch, Batch, BucketBatcher, Encoded};
 use whetstone_models::{require_transformer_encoder, EncoderOutput, TransformerEncoder};
-use whetstone_train::{backward_weighted, EvalContext, Objective, StepContext, StepLoss, StrategyState, TrainError, Validation};
+use whetstone_train::{backward_weighted, EvalContext, Objective, StepContext, StepLoss, StrategyState, Validation};
 
 /// The weights and settings of general distillation. The loss is
 /// `embedding·MSE(W_e e_s, e_t) + hidden·Σ MSE(W_h h_s, h_t) + attention·Σ A(a_s, a_t)`, the
@@ -214,12 +215,6 @@ impl GeneralDistillObjective {
         let w = weight.max(1.0);
         Ok(GeneralTerms { total: sum.total / w, embedding: sum.embedding / w, hidden: sum.hidden / w, attention: sum.attention / w })
     }
-
-    fn projection_vars(&self) -> Vec<(String, Tensor)> {
-        let mut v: Vec<(String, Tensor)> = self.projections.variables().into_iter().collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
-        v
-    }
 }
 
 const NEEDED_BY: &str = "general distillation";
@@ -260,21 +255,10 @@ impl Objective for GeneralDistillObjective {
 
     /// The learned projections (`projection.hidden.weight`, …).
     fn state(&self) -> whetstone_train::Result<StrategyState> {
-        let mut s = StrategyState::default();
-        for (name, t) in self.projection_vars() {
-            s = s.with_tensor(name, &t);
-        }
-        Ok(s)
+        Ok(projections::save(&self.projections, StrategyState::default()))
     }
 
     fn load_state(&mut self, state: &StrategyState) -> whetstone_train::Result<()> {
-        let vars = self.projection_vars();
-        if let Some((name, _)) = state.tensors.iter().find(|(n, _)| !vars.iter().any(|(v, _)| v == n)) {
-            return Err(TrainError::State(format!("the checkpoint holds `{name}`, which this general distillation does not have: the student's or teacher's width, or the loss weights, changed")));
-        }
-        for (name, t) in &vars {
-            state.copy_into(name, t)?;
-        }
-        Ok(())
+        projections::load(&self.projections, state, "general distillation")
     }
 }

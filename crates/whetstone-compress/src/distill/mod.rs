@@ -18,6 +18,7 @@ mod general;
 mod loss;
 mod mapping;
 mod objective;
+mod projections;
 mod schedule;
 mod student;
 

@@ -1,12 +1,13 @@
 //! Distillation as a training strategy: plugs into whetstone's one training loop.
 
 use super::cache::TeacherCache;
+use super::projections;
 use super::loss::{attention_loss, hidden_mse, logit_distill_loss, DistillConfig};
 use crate::error::{CompressError, Result};
 use tch::{nn, Device, Tensor};
 use whetstone_data::Batch;
 use whetstone_models::{require_layer_outputs, TextClassifier, TransformerClassifier};
-use whetstone_train::{backward_weighted, Objective, StepContext, StepLoss, StrategyState, TrainError};
+use whetstone_train::{backward_weighted, Objective, StepContext, StepLoss, StrategyState};
 
 /// The terms of the last loss, for logging.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -202,13 +203,6 @@ impl DistillObjective {
         terms.total = value(&total)?;
         Ok((total, terms))
     }
-
-    /// The projections by name, sorted.
-    fn projection_vars(&self) -> Vec<(String, Tensor)> {
-        let mut v: Vec<(String, Tensor)> = self.projections.variables().into_iter().collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
-        v
-    }
 }
 
 /// Teacher and student must share the vocabulary and the labels.
@@ -255,23 +249,11 @@ impl Objective for DistillObjective {
 
     /// The step counter and the learned projections (`projection.hidden.weight`, …).
     fn state(&self) -> whetstone_train::Result<StrategyState> {
-        let mut s = StrategyState::default().with_value(STEP_KEY, self.step);
-        for (name, t) in self.projection_vars() {
-            s = s.with_tensor(name, &t);
-        }
-        Ok(s)
+        Ok(projections::save(&self.projections, StrategyState::default().with_value(STEP_KEY, self.step)))
     }
 
     fn load_state(&mut self, state: &StrategyState) -> whetstone_train::Result<()> {
-        let vars = self.projection_vars();
-        if let Some((name, _)) = state.tensors.iter().find(|(n, _)| !vars.iter().any(|(v, _)| v == n)) {
-            return Err(TrainError::State(format!(
-                "the checkpoint holds `{name}`, which this distillation does not have: its projections (the student's or teacher's width, or the loss weights) changed"
-            )));
-        }
-        for (name, t) in &vars {
-            state.copy_into(name, t)?;
-        }
+        projections::load(&self.projections, state, "distillation")?;
         self.step = state.value(STEP_KEY)?;
         Ok(())
     }

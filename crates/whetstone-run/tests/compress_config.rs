@@ -2,10 +2,9 @@
 //! optimiser and schedule is reachable, and bad settings name their key; TinyBERT's
 //! neighbour transfer set distils from a tiny teacher fine-tuned from a pretrained checkpoint.
 
-use std::path::Path;
 use tch::{nn, nn::VarStore, Device, Kind, Tensor};
 use whetstone_run::compress::{build_optimizer, default_optim, distill, CompressConfig, Source};
-use whetstone_run::{train_recipe, Recipe, RunFolder, RunOptions};
+use whetstone_run::RunFolder;
 use whetstone_optim::{AdamWConfig, Algorithm, OptimConfig, Schedule, NO_DECAY};
 use whetstone_train::TrainConfig;
 
@@ -150,21 +149,9 @@ fn distillation_takes_an_adversarial_section_around_logit_distillation_only() {
     assert!(e.contains("distill.adversarial") && e.contains("logit distillation only"), "{e}");
 }
 
-/// A tiny Transformer teacher trained one epoch on 80 toy reviews: fine-tuned from the
-/// checkpoint `pretrained`, or from scratch.
-fn tiny_teacher(dir: &Path, csv: &Path, pretrained: Option<&Path>) -> std::path::PathBuf {
-    let model = match pretrained {
-        Some(p) => format!("[model]\nkind = \"transformer\"\npretrained = {p:?}\npooling = \"cls\""),
-        None => "[tokenizer]\nvocab_size = 120\n[model]\nkind = \"transformer\"\nlayers = 1\nhidden = 16\nheads = 2\nffn = 32\nmax_len = 24".to_string(),
-    };
-    let text = format!(
-        "name = \"t\"\ndevice = \"cpu\"\nthreads = 1\n[data]\npath = {csv:?}\nmax_len = 24\nvalid_fraction = 0.2\ntest_fraction = 0.2\n\
-         {model}\n[train]\nepochs = 1\nbatch_size = 8\n[eval]\nlatency_iters = 2\nthroughput_iters = 1\n"
-    );
-    let recipe = Recipe::parse("teacher", &text, &[]).unwrap();
-    train_recipe(&recipe, &RunOptions { quiet: true, ..RunOptions::new(dir.to_path_buf()) }).unwrap();
-    dir.to_path_buf()
-}
+#[path = "common/teacher.rs"]
+mod teacher;
+use teacher::tiny_teacher;
 
 #[test]
 fn neighbour_transfer_rewrites_the_teachers_training_texts_with_its_checkpoints_neighbours() {
@@ -179,7 +166,7 @@ fn neighbour_transfer_rewrites_the_teachers_training_texts_with_its_checkpoints_
         body.push_str(&format!("\"{t}\",{}\n", if *l == 1 { "pos" } else { "neg" }));
     }
     std::fs::write(&csv, body).unwrap();
-    let teacher = tiny_teacher(&tmp.path().join("teacher"), &csv, Some(&ckpt));
+    let teacher = tiny_teacher(&tmp.path().join("teacher"), &csv, Some(&ckpt), 120);
     let limit = 20;
     assert!(Source::open(&teacher, Some("cpu")).unwrap().train.len() > limit);
     let fast = ["threads=1", "latency_iters=2", "throughput_iters=1", "distill.student=\"1x16x2x32\"", "distill.epochs=1", "distill.transfer=\"neighbour\"", "distill.transfer_copies=2"];
@@ -202,7 +189,7 @@ fn neighbour_transfer_rewrites_the_teachers_training_texts_with_its_checkpoints_
     assert_eq!(whetstone_run::compress::neighbour_transfer(&texts, &ckpt, 3, 12, 7).unwrap().len(), 12);
 
     // A teacher trained from scratch has no embeddings to take neighbours from: no folder.
-    let scratch = tiny_teacher(&tmp.path().join("scratch"), &csv, None);
+    let scratch = tiny_teacher(&tmp.path().join("scratch"), &csv, None, 120);
     let out = tmp.path().join("no-student");
     let e = distill(&scratch, &parse(&fast).unwrap(), &RunFolder::At(out.clone()), true).unwrap_err().to_string();
     assert!(e.contains("neighbour") && e.contains("pretrained"), "{e}");

@@ -3,29 +3,16 @@
 //! student): the student starts from its weights with a fresh head, and must share the
 //! teacher's tokenizer.
 
-use std::path::Path;
 use tch::{nn::VarStore, Device};
 use whetstone_run::compress::{build_student, distill, CompressConfig, Source, StudentInit, StudentSpec};
-use whetstone_run::{train_recipe, Recipe, RunFolder, RunOptions};
+use whetstone_run::RunFolder;
 
 #[path = "../../whetstone-train/tests/common/tiny_bert.rs"]
 mod tiny_bert;
 
-/// A tiny Transformer teacher trained one epoch on 80 toy reviews: fine-tuned from the
-/// checkpoint `pretrained`, or from scratch with its own tokenizer.
-fn tiny_teacher(dir: &Path, csv: &Path, pretrained: Option<&Path>) -> std::path::PathBuf {
-    let model = match pretrained {
-        Some(p) => format!("[model]\nkind = \"transformer\"\npretrained = {p:?}\npooling = \"cls\""),
-        None => "[tokenizer]\nvocab_size = 90\n[model]\nkind = \"transformer\"\nlayers = 1\nhidden = 16\nheads = 2\nffn = 32\nmax_len = 24".to_string(),
-    };
-    let text = format!(
-        "name = \"t\"\ndevice = \"cpu\"\nthreads = 1\n[data]\npath = {csv:?}\nmax_len = 24\nvalid_fraction = 0.2\ntest_fraction = 0.2\n\
-         {model}\n[train]\nepochs = 1\nbatch_size = 8\n[eval]\nlatency_iters = 2\nthroughput_iters = 1\n"
-    );
-    let recipe = Recipe::parse("teacher", &text, &[]).unwrap();
-    train_recipe(&recipe, &RunOptions { quiet: true, ..RunOptions::new(dir.to_path_buf()) }).unwrap();
-    dir.to_path_buf()
-}
+#[path = "common/teacher.rs"]
+mod teacher;
+use teacher::tiny_teacher;
 
 #[test]
 fn a_pretrained_encoder_is_a_student_that_starts_from_its_weights() {
@@ -39,7 +26,7 @@ fn a_pretrained_encoder_is_a_student_that_starts_from_its_weights() {
         body.push_str(&format!("\"{t}\",{}\n", if *l == 1 { "pos" } else { "neg" }));
     }
     std::fs::write(&csv, body).unwrap();
-    let teacher = tiny_teacher(&tmp.path().join("teacher"), &csv, Some(&ckpt));
+    let teacher = tiny_teacher(&tmp.path().join("teacher"), &csv, Some(&ckpt), 90);
     let source = Source::open(&teacher, Some("cpu")).unwrap();
     let saved = tiny_bert::checkpoint_tensors(&ckpt);
 
@@ -70,7 +57,7 @@ fn a_pretrained_encoder_is_a_student_that_starts_from_its_weights() {
     assert!((0.0..=1.0).contains(&done.test.accuracy));
 
     // A teacher with another tokenizer cannot teach that student: a clear error, no folder.
-    let scratch = tiny_teacher(&tmp.path().join("scratch"), &csv, None);
+    let scratch = tiny_teacher(&tmp.path().join("scratch"), &csv, None, 90);
     let other = Source::open(&scratch, Some("cpu")).unwrap();
     let mut vs = VarStore::new(Device::Cpu);
     let e = build_student(&StudentSpec::Run(ckpt.clone()), StudentInit::Svd, other.transformer().unwrap(), &scratch, &mut vs).unwrap_err().to_string();

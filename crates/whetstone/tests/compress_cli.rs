@@ -4,21 +4,12 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 use tch::{Kind, Tensor};
 use whetstone_data::{load_splits, DataSource};
 
 mod common;
-use common::{bin, ok};
-
-fn fails_with(o: Output, needles: &[&str]) {
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "expected exit code 1 (not success, a panic or a signal): {err}");
-    assert!(!err.contains("panicked"), "panicked: {err}");
-    for n in needles {
-        assert!(err.contains(n), "stderr lacks `{n}`: {err}");
-    }
-}
+use common::{bin, ok, fails_with};
 
 /// 900 rotten-tomatoes sentences as a CSV.
 fn csv(dir: &Path) -> PathBuf {

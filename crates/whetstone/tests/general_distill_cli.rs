@@ -4,18 +4,8 @@
 
 mod common;
 
-use common::{bin, ok};
+use common::{bin, ok, fails_with};
 use std::path::{Path, PathBuf};
-use std::process::Output;
-
-fn fails_with(o: Output, needles: &[&str]) {
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "expected exit code 1 (not success, a panic or a signal): {err}");
-    assert!(!err.contains("panicked"), "panicked: {err}");
-    for n in needles {
-        assert!(err.contains(n), "stderr lacks `{n}`: {err}");
-    }
-}
 
 fn corpus(dir: &Path) -> PathBuf {
     let subjects = ["the cat", "a dog", "my neighbour", "the old sailor", "every child", "the quiet teacher"];

@@ -4,18 +4,9 @@
 
 mod common;
 
-use common::{bin, ok};
+use common::{bin, ok, fails_with};
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn fails_with(o: &Output, needles: &[&str]) {
-    let err = String::from_utf8_lossy(&o.stderr).to_string();
-    assert_eq!(o.status.code(), Some(1), "expected exit code 1: {err}");
-    assert!(!err.contains("panicked"), "panicked: {err}");
-    for n in needles {
-        assert!(err.contains(n), "stderr lacks `{n}`: {err}");
-    }
-}
+use std::process::Command;
 
 fn csv(dir: &Path, n: usize) -> std::path::PathBuf {
     common::rt_csv(dir, "rt.csv", n)

@@ -22,6 +22,19 @@ pub fn ok(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).to_string()
 }
 
+/// Assert that `o` failed the way bad input must: exit status 1 (not a panic or a signal), no
+/// panic message, and every one of `needles` in stderr. Returns stderr.
+pub fn fails_with(o: impl std::borrow::Borrow<Output>, needles: &[&str]) -> String {
+    let o = o.borrow();
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(o.status.code(), Some(1), "expected exit code 1 (not success, a panic or a signal): {err}");
+    assert!(!err.contains("panicked"), "panicked: {err}");
+    for n in needles {
+        assert!(err.contains(n), "stderr lacks `{n}`: {err}");
+    }
+    err
+}
+
 /// The first `n` rotten-tomatoes training sentences as `dir/name` (a CSV with text,label).
 pub fn rt_csv(dir: &Path, name: &str, n: usize) -> PathBuf {
     let s = load_splits(&DataSource::Named { name: "rotten-tomatoes".into() }, 0.1, 0.1, 3).expect("rotten-tomatoes (cargo xtask data)");

@@ -89,7 +89,7 @@ pub struct PruneArgs {
     /// The run to prune: a name under --runs-dir, or a folder.
     #[arg(long, value_name = "RUN")]
     run: String,
-    /// magnitude, movement, movement-soft, 2:4 (N:M), structured, structured-taylor, or int8
+    /// magnitude, fisher (oBERT-style w²·F), movement, movement-soft, 2:4 (N:M), structured, structured-taylor, or int8
     /// [default: magnitude].
     #[arg(long)]
     method: Option<String>,

@@ -151,7 +151,7 @@ fn distillation_takes_an_adversarial_section_around_logit_distillation_only() {
 
 #[path = "common/teacher.rs"]
 mod teacher;
-use teacher::tiny_teacher;
+use teacher::{tiny_teacher, write_reviews};
 
 #[test]
 fn neighbour_transfer_rewrites_the_teachers_training_texts_with_its_checkpoints_neighbours() {
@@ -161,11 +161,7 @@ fn neighbour_transfer_rewrites_the_teachers_training_texts_with_its_checkpoints_
     tiny_bert::tiny_checkpoint(&ckpt);
     let csv = tmp.path().join("reviews.csv");
     let corpus = tiny_bert::corpus(80);
-    let mut body = String::from("text,label\n");
-    for (t, l) in corpus.texts.iter().zip(&corpus.labels) {
-        body.push_str(&format!("\"{t}\",{}\n", if *l == 1 { "pos" } else { "neg" }));
-    }
-    std::fs::write(&csv, body).unwrap();
+    write_reviews(&csv, &corpus);
     let teacher = tiny_teacher(&tmp.path().join("teacher"), &csv, Some(&ckpt), 120);
     let limit = 20;
     assert!(Source::open(&teacher, Some("cpu")).unwrap().train.len() > limit);

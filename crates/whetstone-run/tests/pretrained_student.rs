@@ -12,7 +12,7 @@ mod tiny_bert;
 
 #[path = "common/teacher.rs"]
 mod teacher;
-use teacher::tiny_teacher;
+use teacher::{tiny_teacher, write_reviews};
 
 #[test]
 fn a_pretrained_encoder_is_a_student_that_starts_from_its_weights() {
@@ -20,12 +20,7 @@ fn a_pretrained_encoder_is_a_student_that_starts_from_its_weights() {
     let ckpt = tmp.path().join("ckpt");
     tiny_bert::tiny_checkpoint(&ckpt);
     let csv = tmp.path().join("reviews.csv");
-    let corpus = tiny_bert::corpus(80);
-    let mut body = String::from("text,label\n");
-    for (t, l) in corpus.texts.iter().zip(&corpus.labels) {
-        body.push_str(&format!("\"{t}\",{}\n", if *l == 1 { "pos" } else { "neg" }));
-    }
-    std::fs::write(&csv, body).unwrap();
+    write_reviews(&csv, &tiny_bert::corpus(80));
     let teacher = tiny_teacher(&tmp.path().join("teacher"), &csv, Some(&ckpt), 90);
     let source = Source::open(&teacher, Some("cpu")).unwrap();
     let saved = tiny_bert::checkpoint_tensors(&ckpt);

@@ -20,3 +20,12 @@ pub fn tiny_teacher(dir: &Path, csv: &Path, pretrained: Option<&Path>, vocab: us
     train_recipe(&recipe, &RunOptions { quiet: true, ..RunOptions::new(dir.to_path_buf()) }).unwrap();
     dir.to_path_buf()
 }
+
+/// `split`'s texts and binary labels as a `text,label` CSV at `csv` (labels `pos` / `neg`).
+pub fn write_reviews(csv: &Path, split: &whetstone_data::Split) {
+    let mut body = String::from("text,label\n");
+    for (t, l) in split.texts.iter().zip(&split.labels) {
+        body.push_str(&format!("\"{t}\",{}\n", if *l == 1 { "pos" } else { "neg" }));
+    }
+    std::fs::write(csv, body).unwrap();
+}

@@ -15,20 +15,12 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-const SUBJECTS: [&str; 6] = ["the cat", "a dog", "my neighbour", "the old sailor", "every child", "the quiet teacher"];
-const VERBS: [&str; 6] = ["chases", "feeds", "paints", "remembers", "admires", "follows"];
-const OBJECTS: [&str; 6] = ["the red ball", "a small bird", "the harbour lights", "an empty room", "the winter sky", "a paper boat"];
+#[path = "common/corpus.rs"]
+mod corpus;
+use corpus::{OBJECTS, SUBJECTS, VERBS};
 
-fn write_corpus(dir: &Path) -> PathBuf {
-    let lines: Vec<String> = (0..480)
-        .map(|i| {
-            let (k, m) = (i % 6, (i / 6) % 6);
-            format!("{} {} {} and then {} {} {}.", SUBJECTS[k], VERBS[k], OBJECTS[k], SUBJECTS[m], VERBS[m], OBJECTS[m])
-        })
-        .collect();
-    let path = dir.join("corpus.txt");
-    std::fs::write(&path, lines.join("\n")).unwrap();
-    path
+fn write_corpus(dir: &Path) -> std::path::PathBuf {
+    corpus::write_corpus(dir, 480)
 }
 
 const TAIL: &str = r#"

@@ -12,22 +12,12 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-const SUBJECTS: [&str; 6] = ["the cat", "a dog", "my neighbour", "the old sailor", "every child", "the quiet teacher"];
-const VERBS: [&str; 6] = ["chases", "feeds", "paints", "remembers", "admires", "follows"];
-const OBJECTS: [&str; 6] = ["the red ball", "a small bird", "the harbour lights", "an empty room", "the winter sky", "a paper boat"];
+#[path = "common/corpus.rs"]
+mod corpus;
+use corpus::{OBJECTS, SUBJECTS, VERBS};
 
-/// A corpus with learnable structure: each line pairs a subject with its own verb and object.
 fn write_corpus(dir: &Path) -> std::path::PathBuf {
-    let (subjects, verbs, objects) = (SUBJECTS, VERBS, OBJECTS);
-    let mut lines = Vec::new();
-    for i in 0..600 {
-        let k = i % 6;
-        let m = (i / 6) % 6;
-        lines.push(format!("{} {} {} and then {} {} {}.", subjects[k], verbs[k], objects[k], subjects[m], verbs[m], objects[m]));
-    }
-    let path = dir.join("corpus.txt");
-    std::fs::write(&path, lines.join("\n")).unwrap();
-    path
+    corpus::write_corpus(dir, 600)
 }
 
 fn recipe(corpus: &Path) -> PretrainRecipe {

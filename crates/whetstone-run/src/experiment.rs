@@ -340,7 +340,7 @@ pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
                 train_summary: &summary,
                 plot_png: plot_ok.then_some("curves.png"),
                 data_md: Some(&data_md),
-                baseline_md: check.as_ref().map(baseline_markdown).as_deref(),
+                baseline_md: check.as_ref().map(crate::small_data::baseline_markdown).as_deref(),
                 size_md: size_plan.as_ref().map(crate::SizePlan::markdown).as_deref(),
             },
             &run.file("report.md"),
@@ -355,16 +355,6 @@ pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
         Ok(RunResult { dir: dir.clone(), fit, test: Some(test_report), valid: valid_report, efficiency, wall_s, rank: 0 })
     })();
     run.end(result)
-}
-
-/// The report.md lines on the majority-class baseline: the comparison, and the warning when
-/// the model did not beat it.
-fn baseline_markdown(c: &crate::BaselineCheck) -> String {
-    let mut md = format!("**{}.**\n", crate::small_data::baseline_line(c));
-    if let Some(w) = &c.warning {
-        md.push_str(&format!("\n> **Warning:** {w}\n"));
-    }
-    md
 }
 
 /// Accuracy of always predicting the most frequent class of `labels` (ids in `0..n_classes`),

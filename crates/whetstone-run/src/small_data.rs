@@ -337,6 +337,16 @@ pub fn baseline_line(c: &BaselineCheck) -> String {
     format!("test accuracy {:.4} vs majority-class baseline {:.4} (always `{}`): {:+.1} points", c.accuracy, c.baseline, c.class, 100.0 * (c.accuracy - c.baseline))
 }
 
+/// The report.md lines on the majority-class baseline: the comparison, and the warning when
+/// the model did not beat it.
+pub fn baseline_markdown(c: &BaselineCheck) -> String {
+    let mut md = format!("**{}.**\n", baseline_line(c));
+    if let Some(w) = &c.warning {
+        md.push_str(&format!("\n> **Warning:** {w}\n"));
+    }
+    md
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

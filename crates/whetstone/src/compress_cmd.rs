@@ -153,6 +153,9 @@ fn print(done: &Finished) {
     let t = &done.test;
     println!("{}: {}", done.provenance.command, done.provenance.method);
     println!("test {}", t.summary());
+    if let Some(c) = &done.baseline {
+        println!("{}", whetstone_run::small_data::baseline_line(c));
+    }
     if let Some(e) = &done.efficiency {
         println!("{}", e.summary());
     }
@@ -160,6 +163,10 @@ fn print(done: &Finished) {
         println!("sparsity of the pruned weights {:.1}%", 100.0 * s);
     }
     println!("run written to {} (report.md, metrics.json, model.safetensors)", done.dir.display());
+    // Last, so that it is what the user sees.
+    if let Some(w) = done.baseline.as_ref().and_then(|c| c.warning.as_ref()) {
+        eprintln!("warning: {w}");
+    }
 }
 
 /// Run `whetstone distill`.

@@ -77,6 +77,10 @@ fn distilled_and_pruned_runs_load_with_eval_and_predict() {
     assert!(recipe.contains("layers = 1") && recipe.contains("hidden = 16"), "{recipe}");
     let m = metrics(&s);
     assert!(m["compression"]["notes"].to_string().contains("teacher logits computed once"), "{m}");
+    // The distilled run is compared with the majority-class baseline like any trained run.
+    assert!(out.contains("vs majority-class baseline"), "{out}");
+    assert_eq!(m["baseline"]["accuracy"], m["test"]["accuracy"], "{m}");
+    assert!(std::fs::read_to_string(s.join("report.md")).unwrap().contains("vs majority-class baseline"));
     loads_like_any_run(&s);
 
     // A DistilBERT-style student keeps the teacher's second layer.

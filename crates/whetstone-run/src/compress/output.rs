@@ -57,6 +57,8 @@ pub struct Finished {
     pub efficiency: Option<Efficiency>,
     /// How it was made.
     pub provenance: Provenance,
+    /// The test accuracy against the majority-class baseline (`None` for an empty test split).
+    pub baseline: Option<crate::BaselineCheck>,
 }
 
 /// Write `model` (whose variables are `vs`, shaped `config`) into the run folder `run`, as a
@@ -97,15 +99,20 @@ pub fn finish_run(run: &RunDir, source: &Source, model: &TransformerClassifier, 
     } else {
         None
     };
-    let metrics = json!({"name": name, "test": test, "test_loss": p.loss, "efficiency": efficiency, "compression": provenance});
+    let baseline = crate::baseline_check(&test);
+    let metrics = json!({"name": name, "test": test, "test_loss": p.loss, "baseline": baseline, "efficiency": efficiency, "compression": provenance});
     run.write_json("metrics.json", &metrics)?;
-    run.write("report.md", report_md(&name, &test, efficiency.as_ref(), &provenance).as_bytes())?;
-    Ok(Finished { dir: dir.to_path_buf(), test, efficiency, provenance })
+    run.write("report.md", report_md(&name, &test, baseline.as_ref(), efficiency.as_ref(), &provenance).as_bytes())?;
+    Ok(Finished { dir: dir.to_path_buf(), test, efficiency, provenance, baseline })
 }
 
-fn report_md(name: &str, test: &ClassificationReport, e: Option<&Efficiency>, p: &Provenance) -> String {
+fn report_md(name: &str, test: &ClassificationReport, baseline: Option<&crate::BaselineCheck>, e: Option<&Efficiency>, p: &Provenance) -> String {
     let mut s = format!("# {name}\n\n`whetstone {}` from `{}`: {}\n\n", p.command, p.source.display(), p.method);
     s.push_str(&format!("Test accuracy **{:.4}**, macro-F1 {:.4}, MCC {:.4} ({} examples).\n\n", test.accuracy, test.macro_f1, test.mcc, test.n));
+    if let Some(b) = baseline {
+        s.push_str(&crate::small_data::baseline_markdown(b));
+        s.push('\n');
+    }
     if let Some(e) = e {
         s.push_str(&format!(
             "| parameters | checkpoint | latency b1 p50 | p95 | throughput b32 |\n|---:|---:|---:|---:|---:|\n| {} | {:.1} MB | {:.2} ms | {:.2} ms | {:.0} seq/s |\n\n",

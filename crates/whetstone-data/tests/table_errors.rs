@@ -241,3 +241,38 @@ fn checksum_mismatch_names_file_and_digests() {
     assert!(msg.contains("pkg.whl"), "{msg}");
     assert!(msg.contains(good) && msg.contains(&wrong), "{msg}");
 }
+
+#[test]
+fn a_json_list_reads_like_json_lines_and_errors_name_the_object_line() {
+    let dir = tempfile::tempdir().unwrap();
+    // The layout of weaviate's jeopardy_10k.json: a list of objects, fields of other types,
+    // a string holding `,`, `]`, an escaped quote and a `\\`.
+    let list = "[\n  {\"Question\": \"a, b] \\\"c\\\" \\\\\", \"Category\": \"SCIENCE\", \"Value\": 200},\n  {\"Question\": \"second\",\n   \"Category\": \"HISTORY\"}, {\"Question\": \"third\", \"Category\": \"SCIENCE\"}\n]\n";
+    let lines = "{\"Question\": \"a, b] \\\"c\\\" \\\\\", \"Category\": \"SCIENCE\", \"Value\": 200}\n{\"Question\": \"second\", \"Category\": \"HISTORY\"}\n{\"Question\": \"third\", \"Category\": \"SCIENCE\"}\n";
+    let read = |name: &str, body: &str| {
+        let path = write(dir.path(), name, body.as_bytes());
+        read_table(&TableSpec::new(&path, "Question", "Category"))
+    };
+    let from_list = read("q.json", list).unwrap();
+    let from_lines = read("q.jsonl", lines).unwrap();
+    let pairs = |rows: &[RawExample]| rows.iter().map(|r| (r.text.clone(), r.label.clone())).collect::<Vec<_>>();
+    assert_eq!(pairs(&from_list), pairs(&from_lines));
+    assert_eq!(from_list[0].text, "a, b] \"c\" \\");
+    // Each record's line is where its object starts.
+    assert_eq!(from_list.iter().map(|r| r.line).collect::<Vec<_>>(), [2, 3, 4]);
+
+    // A missing field names the line of its object; so does a non-object element.
+    let err = read("missing.json", "[{\"Question\": \"a\", \"Category\": \"X\"},\n {\"Q\": \"b\", \"Category\": \"Y\"}]").unwrap_err();
+    assert!(matches!(err, DataError::MissingField { line: 2, .. }), "{err:?}");
+    assert!(err.to_string().contains("missing.json:2"), "{err}");
+    let err = read("scalar.json", "[\n{\"Question\": \"a\", \"Category\": \"X\"},\n\n 7]").unwrap_err();
+    assert!(matches!(err, DataError::Malformed { line: 4, .. }), "{err:?}");
+    // Broken JSON is reported at serde's line.
+    let err = read("broken.json", "[\n{\"Question\": \"a\", \"Category\": \"X\"},\n{\"Question\": }\n]").unwrap_err();
+    assert!(matches!(err, DataError::Malformed { line: 3, .. }), "{err:?}");
+    assert!(err.to_string().contains("invalid JSON list"), "{err}");
+    // Filters apply to list records too.
+    let path = write(dir.path(), "f.json", list.as_bytes());
+    let spec = TableSpec { filter: Some(Filter { column: "Category".into(), equals: "SCIENCE".into() }), ..TableSpec::new(&path, "Question", "Category") };
+    assert_eq!(read_table(&spec).unwrap().len(), 2);
+}

@@ -37,13 +37,14 @@ pub struct Abl {
 }
 
 /// The rows, most important first.
-pub const ROWS: [Abl; 8] = [
+pub const ROWS: [Abl; 9] = [
     Abl { name: "svd-ce", general: false, kd: false, aug: false, inter: false },
     Abl { name: "svd-kd-aug", general: false, kd: true, aug: true, inter: false },
     Abl { name: "gd-ce", general: true, kd: false, aug: false, inter: false },
     Abl { name: "gd-kd-aug", general: true, kd: true, aug: true, inter: false },
     Abl { name: "svd-kd", general: false, kd: true, aug: false, inter: false },
     Abl { name: "gd-kd", general: true, kd: true, aug: false, inter: false },
+    Abl { name: "gd-kd-inter", general: true, kd: true, aug: false, inter: true },
     Abl { name: "gd-kd-aug-inter", general: true, kd: true, aug: true, inter: true },
     Abl { name: "svd-kd-aug-inter", general: false, kd: true, aug: true, inter: true },
 ];
@@ -339,7 +340,7 @@ fn write(plan: &Plan, r: &Value) -> Result<()> {
             }
         ));
     }
-    for (kd, ce) in [("gd-kd-aug", "gd-ce"), ("gd-kd", "gd-ce"), ("gd-kd-aug-inter", "gd-ce"), ("svd-kd-aug", "svd-ce"), ("svd-kd", "svd-ce"), ("svd-kd-aug-inter", "svd-ce")] {
+    for (kd, ce) in [("gd-kd-aug", "gd-ce"), ("gd-kd", "gd-ce"), ("gd-kd-inter", "gd-ce"), ("gd-kd-aug-inter", "gd-ce"), ("svd-kd-aug", "svd-ce"), ("svd-kd", "svd-ce"), ("svd-kd-aug-inter", "svd-ce")] {
         if let (Some(a), Some(b)) = (get(kd), get(ce)) {
             let d = 100.0 * (f(a, "mean") - f(b, "mean"));
             let spread = 100.0 * f(a, "std").max(f(b, "std"));

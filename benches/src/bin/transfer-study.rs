@@ -53,6 +53,10 @@ struct Args {
     /// Peak learning rate of the `gd-4x128` arm.
     #[arg(long, default_value_t = 2e-4)]
     gd_lr: f64,
+    /// Peak learning rate of the `scratch-4x128` arm (to tune both arms alike; the cache key
+    /// does not include it, so give each rate its own --work folder).
+    #[arg(long, default_value_t = 5e-4)]
+    scratch4_lr: f64,
     /// Seeds per (arm, N).
     #[arg(long, default_value_t = 3)]
     seeds: u64,
@@ -108,7 +112,7 @@ fn recipe(arm: &str, n: usize, seed: u64, files: &(PathBuf, PathBuf, PathBuf), a
     let path = |p: &Path| format!("{:?}", p.display().to_string());
     let (model, tok, lr) = match arm {
         "scratch" => (small.to_string(), format!("[tokenizer]\npath = {:?}\n", tokenizer.display().to_string()), 5e-4),
-        "scratch-4x128" => (small4, format!("[tokenizer]\npath = {}\n", path(minilm_tokenizer)), 5e-4),
+        "scratch-4x128" => (small4, format!("[tokenizer]\npath = {}\n", path(minilm_tokenizer)), args.scratch4_lr),
         "gd-4x128" => (format!("kind = \"transformer\"\npretrained = {}\npooling = \"mean\"\n", path(&args.general)), String::new(), args.gd_lr),
         "dapt-minilm" => (format!("kind = \"transformer\"\npretrained = {}\npooling = \"mean\"\n", path(&args.dapt)), String::new(), 5e-5),
         "mlm-imdb" => (format!("kind = \"transformer\"\npretrained = {:?}\npooling = \"mean\"\n", pretrained.display().to_string()), String::new(), 2e-4),

@@ -278,7 +278,6 @@ pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
         load_varstore(&mut vs, &best)?;
         let test_pred = predict_in(recipe.precision, model.as_ref(), &test, recipe.train.eval_batch_size, device)?;
         let test_report = classification_report(&test.labels, &test_pred.preds, &names)?;
-        let baseline = majority_baseline(&test.labels, names.len());
         let check = crate::baseline_check(&test_report);
         // The plan this run was started with (a resumed run reads it back from its folder).
         let size_plan = opts.size_plan.clone().or_else(|| std::fs::read_to_string(run.file(SIZE_PLAN_FILE)).ok().and_then(|t| serde_json::from_str::<crate::SizePlan>(&t).ok()));
@@ -313,8 +312,8 @@ pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
             "world_size": world,
             "batch_size_per_process": recipe.train.batch_size,
             "effective_batch": world * recipe.train.batch_size * recipe.train.grad_accum,
-            "test_majority_baseline": baseline.map(|(acc, _)| acc),
-            "test_majority_class": baseline.and_then(|(_, c)| names.get(c).cloned()),
+            "test_majority_baseline": check.as_ref().map(|c| c.baseline),
+            "test_majority_class": check.as_ref().map(|c| c.class.clone()),
         });
         let metrics = json!({
             "name": recipe.name,
@@ -355,19 +354,6 @@ pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
         Ok(RunResult { dir: dir.clone(), fit, test: Some(test_report), valid: valid_report, efficiency, wall_s, rank: 0 })
     })();
     run.end(result)
-}
-
-/// Accuracy of always predicting the most frequent class of `labels` (ids in `0..n_classes`),
-/// and that class; `None` for no examples.
-fn majority_baseline(labels: &[i64], n_classes: usize) -> Option<(f64, usize)> {
-    let mut counts = vec![0usize; n_classes];
-    for &l in labels {
-        if let Some(c) = usize::try_from(l).ok().and_then(|i| counts.get_mut(i)) {
-            *c += 1;
-        }
-    }
-    let (class, &top) = counts.iter().enumerate().rev().max_by_key(|&(_, n)| *n)?;
-    (!labels.is_empty()).then(|| (top as f64 / labels.len() as f64, class))
 }
 
 /// Draw `curves.png` / `curves.svg` from the run's metrics log.

@@ -12,6 +12,9 @@
 //! * `scratch-4x128`: the same 4 × 128 shape from random initialisation, with MiniLM's
 //!   tokenizer (the general-distilled encoder's), so it differs from `gd-4x128` only in its
 //!   initial weights;
+//! * `gd-2x128` / `scratch-2x128`: the same pair at 2 × 128 (4 heads, ffn 512): a student
+//!   general-distilled directly into two layers (`--general2 RUN`, e.g. `runs/gd-2x128-long`)
+//!   against that shape from random initialisation with MiniLM's tokenizer;
 //! * `dapt-minilm`: MiniLM-L6 after domain-adaptive MLM pretraining on imdb (`--dapt RUN`),
 //!   fine-tuned exactly as `minilm`.
 //!
@@ -41,21 +44,24 @@ struct Args {
     /// Training-set sizes (0 = all).
     #[arg(long, value_delimiter = ',', default_values_t = vec![50, 100, 200, 500, 1000, 0])]
     sizes: Vec<usize>,
-    /// Arms to run: scratch, mlm-imdb, minilm, gd-4x128, scratch-4x128, dapt-minilm.
+    /// Arms to run: scratch, mlm-imdb, minilm, gd-4x128, scratch-4x128, gd-2x128, scratch-2x128, dapt-minilm.
     #[arg(long, value_delimiter = ',', default_values_t = vec!["scratch".to_string(), "mlm-imdb".to_string(), "minilm".to_string()])]
     arms: Vec<String>,
     /// The general-distilled encoder of the `gd-4x128` arm (a pretrain run folder or HF BERT folder).
     #[arg(long, default_value = "runs/gd-4x128")]
     general: PathBuf,
+    /// The general-distilled 2-layer encoder of the `gd-2x128` arm.
+    #[arg(long, default_value = "runs/gd-2x128-long")]
+    general2: PathBuf,
     /// The domain-adapted MiniLM of the `dapt-minilm` arm.
     #[arg(long, default_value = "runs/dapt-minilm")]
     dapt: PathBuf,
-    /// Peak learning rate of the `gd-4x128` arm.
+    /// Peak learning rate of the `gd-4x128` and `gd-2x128` arms.
     #[arg(long, default_value_t = 2e-4)]
     gd_lr: f64,
-    /// Peak learning rate of the `scratch-4x128` arm (to tune both arms alike; the cache key
-    /// does not include it, so give each rate its own --work folder).
-    #[arg(long, default_value_t = 5e-4)]
+    /// Peak learning rate of the `scratch-4x128` and `scratch-2x128` arms (to tune both arms
+    /// alike; the cache key does not include it, so give each rate its own --work folder).
+    #[arg(long, alias = "scratch-lr", default_value_t = 5e-4)]
     scratch4_lr: f64,
     /// Seeds per (arm, N).
     #[arg(long, default_value_t = 3)]
@@ -77,7 +83,7 @@ struct Args {
     threads: usize,
 }
 
-const ARMS: [&str; 6] = ["scratch", "mlm-imdb", "minilm", "scratch-4x128", "gd-4x128", "dapt-minilm"];
+const ARMS: [&str; 8] = ["scratch", "mlm-imdb", "minilm", "scratch-4x128", "gd-4x128", "scratch-2x128", "gd-2x128", "dapt-minilm"];
 
 /// The arms fine-tuned like MiniLM (budgets and learning rate).
 fn minilm_like(arm: &str) -> bool {
@@ -108,12 +114,16 @@ fn recipe(arm: &str, n: usize, seed: u64, files: &(PathBuf, PathBuf, PathBuf), a
     let (pretrained, threads, quick) = (&args.pretrained, args.threads, args.quick);
     let small = "kind = \"transformer\"\nlayers = 2\nhidden = 128\nheads = 2\nffn = 512\nmax_len = 128\ndropout = 0.1\npooling = \"mean\"\n";
     let small4 = small.replace("layers = 2", "layers = 4");
+    // The shape of a 2 × 128 student general-distilled with `--student 2x128x4x512`.
+    let small2 = small.replace("heads = 2", "heads = 4");
     let tokenizer = pretrained.join("tokenizer.json");
     let path = |p: &Path| format!("{:?}", p.display().to_string());
     let (model, tok, lr) = match arm {
         "scratch" => (small.to_string(), format!("[tokenizer]\npath = {:?}\n", tokenizer.display().to_string()), 5e-4),
         "scratch-4x128" => (small4, format!("[tokenizer]\npath = {}\n", path(minilm_tokenizer)), args.scratch4_lr),
         "gd-4x128" => (format!("kind = \"transformer\"\npretrained = {}\npooling = \"mean\"\n", path(&args.general)), String::new(), args.gd_lr),
+        "scratch-2x128" => (small2, format!("[tokenizer]\npath = {}\n", path(minilm_tokenizer)), args.scratch4_lr),
+        "gd-2x128" => (format!("kind = \"transformer\"\npretrained = {}\npooling = \"mean\"\n", path(&args.general2)), String::new(), args.gd_lr),
         "dapt-minilm" => (format!("kind = \"transformer\"\npretrained = {}\npooling = \"mean\"\n", path(&args.dapt)), String::new(), 5e-5),
         "mlm-imdb" => (format!("kind = \"transformer\"\npretrained = {:?}\npooling = \"mean\"\n", pretrained.display().to_string()), String::new(), 2e-4),
         "minilm" => ("kind = \"transformer\"\npretrained = \"minilm-l6\"\npooling = \"mean\"\n".to_string(), String::new(), 5e-5),
@@ -156,8 +166,10 @@ fn main() -> Result<()> {
     let mut cache = read_cache(&cache_path);
     if !args.report_only {
         let needs = |arm: &str, dir: &Path| args.arms.iter().any(|a| a == arm) && !dir.join("encoder").join("config.json").is_file() && !dir.join("config.json").is_file();
-        if needs("gd-4x128", &args.general) || needs("dapt-minilm", &args.dapt) {
-            bail!("the gd-4x128 / dapt-minilm arms need finished runs {} / {} (an encoder/config.json)", args.general.display(), args.dapt.display());
+        for (arm, dir) in [("gd-4x128", &args.general), ("gd-2x128", &args.general2), ("dapt-minilm", &args.dapt)] {
+            if needs(arm, dir) {
+                bail!("the {arm} arm needs a finished run or HF BERT folder at {} (no encoder/config.json or config.json there)", dir.display());
+            }
         }
         if args.arms.iter().any(|a| a == "scratch" || a == "mlm-imdb") && !args.pretrained.join("encoder").join("config.json").is_file() {
             bail!(

@@ -53,6 +53,14 @@ impl ClassificationReport {
         format!("accuracy {:.4}  macro-F1 {:.4}  MCC {:.4}  ({} examples)", self.accuracy, self.macro_f1, self.mcc, self.n)
     }
 
+    /// The majority-class baseline: the accuracy of always answering the most frequent true
+    /// class, and that class's label. Ties go to the class listed first. `None` for an empty
+    /// report.
+    pub fn majority_baseline(&self) -> Option<(f64, &str)> {
+        let top = self.per_class.iter().rev().max_by_key(|m| m.support)?;
+        (self.n > 0).then(|| (top.support as f64 / self.n as f64, top.label.as_str()))
+    }
+
     /// Look up a headline metric by name: `"accuracy"`, `"macro_f1"` or
     /// `"mcc"`. Used by trainers to select the checkpoint metric from a recipe
     /// string; unknown names give `None` so the caller can report them.
@@ -203,6 +211,17 @@ mod tests {
 
     fn close(a: f64, b: f64) -> bool {
         (a - b).abs() < 1e-12
+    }
+
+    #[test]
+    fn majority_baseline_counts_true_labels_and_breaks_ties_to_the_first_class() {
+        // True labels: 2 × neg, 3 × pos, 1 × neutral; the predictions must not matter.
+        let rep = classification_report(&[0, 1, 1, 0, 1, 2], &[2, 2, 2, 2, 2, 2], &names(3)).unwrap();
+        let (acc, label) = rep.majority_baseline().unwrap();
+        assert!(close(acc, 0.5) && label == "pos", "{acc} {label}");
+        // A tie between neg and pos goes to neg, listed first.
+        let tie = classification_report(&[1, 0, 1, 0], &[1, 1, 1, 1], &names(2)).unwrap();
+        assert_eq!(tie.majority_baseline(), Some((0.5, "neg")));
     }
 
     /// Build label/pred vectors realising a given confusion matrix.

@@ -155,18 +155,12 @@ fn headline_table(test: &ClassificationReport, valid: Option<&ClassificationRepo
     let mut rows = rows;
     // What always answering the most frequent class would score: the floor a model must beat.
     let mut baseline = vec!["majority-class baseline (accuracy)".to_string()];
-    baseline.extend(std::iter::once(test).chain(valid).map(|rep| match majority_baseline(rep) {
+    baseline.extend(std::iter::once(test).chain(valid).map(|rep| match rep.majority_baseline() {
         Some((acc, label)) => format!("{acc:.4} ({})", cell(label)),
         None => "—".to_string(),
     }));
     rows.push(baseline);
     table(&header, &[false, true, true], &rows)
-}
-
-/// Accuracy of always predicting the class with the most support, and that class.
-fn majority_baseline(rep: &ClassificationReport) -> Option<(f64, &str)> {
-    let top = rep.per_class.iter().rev().max_by_key(|m| m.support)?;
-    (rep.n > 0).then(|| (top.support as f64 / rep.n as f64, top.label.as_str()))
 }
 
 /// Four-decimal metric value; `—` for a metric that does not exist.

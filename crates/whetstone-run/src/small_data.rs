@@ -308,12 +308,8 @@ pub struct BaselineCheck {
 
 /// Compare `test`'s accuracy with its majority-class baseline; `None` for an empty test split.
 pub fn baseline_check(test: &ClassificationReport) -> Option<BaselineCheck> {
-    if test.n == 0 || test.per_class.is_empty() {
-        return None;
-    }
+    let (baseline, class) = test.majority_baseline()?;
     let n = test.n as f64;
-    let top = test.per_class.iter().rev().max_by_key(|m| m.support)?;
-    let baseline = top.support as f64 / n;
     let margin = (2.0 * (baseline * (1.0 - baseline) / n).sqrt()).max(0.01);
     let predicted: Vec<u64> = (0..test.per_class.len()).map(|j| test.confusion.iter().map(|row| row.get(j).copied().unwrap_or(0)).sum()).collect();
     let (pj, &pn) = predicted.iter().enumerate().rev().max_by_key(|&(_, c)| *c)?;
@@ -326,10 +322,10 @@ pub fn baseline_check(test: &ClassificationReport) -> Option<BaselineCheck> {
             "the model did not beat the majority-class baseline: test accuracy {:.4} against {:.4} for always answering `{}` (noise margin ±{:.3} at {} test examples).{one_class} \
              What to try: more labelled data, or more optimiser steps (--epochs N); a pretrained encoder (leave out --recipe for the small-data defaults, or --set model.pretrained=\"minilm-l6\" on a transformer); \
              check that the labels match the texts (label column, shuffled rows); for imbalanced classes select and compare on macro-F1 (--set train.metric=\"macro_f1\").",
-            test.accuracy, baseline, top.label, margin, test.n
+            test.accuracy, baseline, class, margin, test.n
         )
     });
-    Some(BaselineCheck { accuracy: test.accuracy, baseline, class: top.label.clone(), margin, near_baseline: near, top_prediction, top_prediction_share: share, warning })
+    Some(BaselineCheck { accuracy: test.accuracy, baseline, class: class.to_string(), margin, near_baseline: near, top_prediction, top_prediction_share: share, warning })
 }
 
 /// The one line comparing test accuracy with the baseline.

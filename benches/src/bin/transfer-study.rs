@@ -9,7 +9,7 @@
 //! * `minilm`: all-MiniLM-L6-v2 (6 × 384, 22.7M parameters) fine-tuned;
 //! * `gd-4x128`: whetstone's own small encoder, a 4 × 128 student general-distilled from
 //!   MiniLM-L6 on imdb text (`--general RUN`), fine-tuned;
-//! * `scratch-4x128`: the same 4 × 128 shape from random initialisation, with MiniLM's
+//! * `scratch-4x128`: the same 4 × 128 shape (4 heads, ffn 512) from random initialisation, with MiniLM's
 //!   tokenizer (the general-distilled encoder's), so it differs from `gd-4x128` only in its
 //!   initial weights;
 //! * `gd-2x128` / `scratch-2x128`: the same pair at 2 × 128 (4 heads, ffn 512): a student
@@ -113,9 +113,11 @@ fn epochs(arm: &str, n: usize, quick: bool) -> u64 {
 fn recipe(arm: &str, n: usize, seed: u64, files: &(PathBuf, PathBuf, PathBuf), args: &Args, minilm_tokenizer: &Path) -> Result<Recipe> {
     let (pretrained, threads, quick) = (&args.pretrained, args.threads, args.quick);
     let small = "kind = \"transformer\"\nlayers = 2\nhidden = 128\nheads = 2\nffn = 512\nmax_len = 128\ndropout = 0.1\npooling = \"mean\"\n";
-    let small4 = small.replace("layers = 2", "layers = 4");
-    // The shape of a 2 × 128 student general-distilled with `--student 2x128x4x512`.
+    // The shapes of the students general-distilled with `--student 2x128x4x512` and
+    // `4x128x4x512`: 4 heads, so that a scratch arm differs from its gd arm only in its
+    // initial weights. (Before 2026-11-30 `scratch-4x128` had 2 heads.)
     let small2 = small.replace("heads = 2", "heads = 4");
+    let small4 = small2.replace("layers = 2", "layers = 4");
     let tokenizer = pretrained.join("tokenizer.json");
     let path = |p: &Path| format!("{:?}", p.display().to_string());
     let (model, tok, lr) = match arm {

@@ -79,6 +79,11 @@ fn fetch_into(work: &Path, root: &Path) -> Result<()> {
     }
     // Appear complete or not at all.
     let _ = std::fs::remove_dir_all(root);
-    std::fs::rename(&staging, root).with_context(|| format!("moving {} to {}", staging.display(), root.display()))?;
+    if let Err(e) = std::fs::rename(&staging, root) {
+        // Another xtask fetching at the same time may have put its complete copy there first.
+        if !has_headers(&root.join("usr/include")) {
+            return Err(e).with_context(|| format!("moving {} to {}", staging.display(), root.display()));
+        }
+    }
     Ok(())
 }

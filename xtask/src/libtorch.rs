@@ -142,14 +142,51 @@ fn ensure_libtorch() -> Result<Env> {
         return Ok(Env { libtorch: Some(dir), python: Some(python), use_pytorch: true, gloo: None });
     }
     let venv = home()?;
-    if !venv.join(MARKER).exists() {
-        install(&venv)?;
-    } else if std::fs::read_to_string(venv.join(MARKER)).unwrap_or_default().trim() != marker_text() {
-        install_extras(&venv)?;
+    if !installed_current(&venv) {
+        // Two xtask commands started together (say `cargo xtask env` while CI's `cargo xtask
+        // test` runs) must not both install: the second would delete the first's half-built
+        // virtualenv. Hold a lock beside the venv and look again once we have it.
+        let _lock = install_lock(&venv)?;
+        if !venv.join(MARKER).exists() {
+            install(&venv)?;
+        } else if !installed_current(&venv) {
+            install_extras(&venv)?;
+        }
     }
     let python = venv.join("bin/python");
     let torch = site_packages_torch(&venv)?;
     Ok(Env { libtorch: Some(torch), python: Some(python), use_pytorch: false, gloo: None })
+}
+
+/// Whether `venv` holds a finished install with the current extras.
+fn installed_current(venv: &Path) -> bool {
+    std::fs::read_to_string(venv.join(MARKER)).is_ok_and(|m| m.trim() == marker_text())
+}
+
+/// An exclusive lock on `<venv>.lock`, held until the returned file is dropped. Blocks (saying
+/// so) while another xtask installs.
+fn install_lock(venv: &Path) -> Result<std::fs::File> {
+    let parent = venv.parent().unwrap_or(venv);
+    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    // Not `with_extension`: "torch-2.11.0" would become "torch-2.11.lock".
+    let mut name = venv.file_name().unwrap_or_default().to_os_string();
+    name.push(".lock");
+    let path = parent.join(name);
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening lock file {}", path.display()))?;
+    match f.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            eprintln!("xtask: another xtask is installing torch into {}; waiting for it ({})", venv.display(), path.display());
+            f.lock().with_context(|| format!("locking {}", path.display()))?;
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(e).with_context(|| format!("locking {}", path.display())),
+    }
+    Ok(f)
 }
 
 fn venv_python_if_installed() -> Result<Option<PathBuf>> {
@@ -193,18 +230,20 @@ fn install(venv: &Path) -> Result<()> {
         // A previous install was interrupted: start over.
         std::fs::remove_dir_all(venv).with_context(|| format!("removing incomplete {}", venv.display()))?;
     }
-    let st = Command::new(&py).args(["-m", "venv"]).arg(venv).status().context("running python3 -m venv")?;
+    let st = Command::new(&py).args(["-m", "venv"]).arg(venv).stdout(std::io::stderr()).status().context("running python3 -m venv")?;
     if !st.success() {
         bail!("`python3 -m venv {}` failed: install the venv module (Debian/Ubuntu: `apt-get install python3-venv`)", venv.display());
     }
     let vpy = venv.join("bin/python");
-    let st = Command::new(&vpy).args(["-m", "pip", "--version"]).status().context("running pip")?;
+    let st = Command::new(&vpy).args(["-m", "pip", "--version"]).stdout(std::io::stderr()).status().context("running pip")?;
     if !st.success() {
         bail!("pip is not available in the new virtualenv: install pip (Debian/Ubuntu: `apt-get install python3-pip`)");
     }
     let st = Command::new(&vpy)
         .args(["-m", "pip", "install", "--progress-bar", "off", &format!("torch=={TORCH_VERSION}")])
         .args(EXTRAS)
+        // pip's report goes to stderr: `eval "$(cargo xtask env)"` must see only the exports.
+        .stdout(std::io::stderr())
         .status()
         .context("running pip install")?;
     if !st.success() {

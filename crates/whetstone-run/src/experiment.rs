@@ -267,7 +267,7 @@ pub fn train_recipe(recipe: &Recipe, opts: &RunOptions) -> Result<RunResult> {
         if follower {
             // Rank 0 evaluates, measures and writes the run; this replica is done.
             let r = rendezvous.as_ref().map_or(0, |r| r.rank);
-            eprintln!("rank {r} of {world}: {} steps done ({:?}); rank 0 writes the run", fit.progress.step, fit.outcome);
+            whetstone_train::eprint_line(&format!("rank {r} of {world}: {} steps done ({:?}); rank 0 writes the run", fit.progress.step, fit.outcome));
             return Ok(RunResult { dir: dir.clone(), fit, test: None, valid: None, efficiency: None, wall_s: started.elapsed().as_secs_f64(), rank: r });
         }
         if fit.outcome == Outcome::Interrupted {

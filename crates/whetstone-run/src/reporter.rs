@@ -1,7 +1,7 @@
 //! Progress output: an indicatif bar on a terminal, plain lines otherwise (CI logs, pipes).
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use whetstone_train::{Observer, StepStatus};
+use whetstone_train::{eprint_line, Observer, StepStatus};
 use std::io::IsTerminal;
 
 /// Shows training progress with loss, throughput and ETA: an [`Observer`] of the loop.
@@ -55,7 +55,7 @@ impl Reporter {
                 b.set_position(step);
                 b.set_message(msg);
             }
-            None if log && !self.quiet => eprintln!("step {step}/{} {msg} ETA {:.0}s", self.total, eta_s),
+            None if log && !self.quiet => eprint_line(&format!("step {step}/{} {msg} ETA {:.0}s", self.total, eta_s)),
             None => {}
         }
     }
@@ -64,7 +64,7 @@ impl Reporter {
     pub fn println(&self, line: &str) {
         match &self.bar {
             Some(b) => b.println(line),
-            None if !self.quiet => eprintln!("{line}"),
+            None if !self.quiet => eprint_line(line),
             None => {}
         }
     }

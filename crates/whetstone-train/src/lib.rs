@@ -127,7 +127,7 @@ pub use interrupt::{clear_stop, request_stop, stop_requested};
 pub use finetune::{block_depth, freeze, reinit_top_layers, FinetuneConfig, FreezeSchedule, Freezing};
 pub use mlm::{MlmObjective, MlmScore};
 pub use objective::{backward_weighted, CrossEntropy, Objective, StepLoss, Validation};
-pub use observer::{Lines, Observer, Silent, StepStatus};
+pub use observer::{eprint_line, Lines, Observer, Silent, StepStatus};
 pub use progress::Progress;
 pub use replicas::{Reduced, Replicas};
 pub use scaler::{LossScaleConfig, LossScaleState, LossScaler};

@@ -45,10 +45,22 @@ pub struct Lines;
 impl Observer for Lines {
     fn step(&mut self, s: &StepStatus) {
         if s.logged {
-            eprintln!("step {}/{} epoch {} loss {:.4} {:.0} seq/s ETA {:.0}s", s.step, s.total, s.epoch + 1, s.loss, s.seq_per_s, s.eta_s);
+            eprint_line(&format!("step {}/{} epoch {} loss {:.4} {:.0} seq/s ETA {:.0}s", s.step, s.total, s.epoch + 1, s.loss, s.seq_per_s, s.eta_s));
         }
     }
     fn message(&mut self, line: &str) {
-        eprintln!("{line}");
+        eprint_line(line);
     }
+}
+
+/// Writes `line` and its newline to stderr in one `write`, so that lines from processes that
+/// share a stderr (the ranks of a data-parallel run) do not interleave mid-line, as
+/// `eprintln!` (one write per piece) lets them. A failed write to stderr is ignored, as
+/// `eprintln!` would panic on it.
+pub fn eprint_line(line: &str) {
+    use std::io::Write;
+    let mut buf = String::with_capacity(line.len() + 1);
+    buf.push_str(line);
+    buf.push('\n');
+    let _ = std::io::stderr().lock().write_all(buf.as_bytes());
 }

@@ -53,10 +53,11 @@ impl Observer for Lines {
     }
 }
 
-/// Writes `line` and its newline to stderr in one `write`, so that lines from processes that
-/// share a stderr (the ranks of a data-parallel run) do not interleave mid-line, as
-/// `eprintln!` (one write per piece) lets them. A failed write to stderr is ignored, as
-/// `eprintln!` would panic on it.
+/// Writes `line` and its newline to stderr with one `write_all` of one buffer, so that lines
+/// from processes that share a stderr pipe (the ranks of a data-parallel run) do not
+/// interleave mid-line: `eprintln!` writes each piece separately. A pipe write of up to
+/// PIPE_BUF bytes (4 KiB on Linux) is atomic. A failed write to stderr is ignored (where
+/// `eprintln!` would panic).
 pub fn eprint_line(line: &str) {
     use std::io::Write;
     let mut buf = String::with_capacity(line.len() + 1);

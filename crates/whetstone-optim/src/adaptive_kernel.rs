@@ -112,10 +112,10 @@ unsafe fn dots_t<T: Real>(g: &Tensor, m: &Tensor, v: &Tensor, segments: &[(usize
     sums
 }
 
-/// One lane group of the sums: adds element `l` of each array to lane `l` of each sum. Written
-/// over fixed-size arrays, products first and adds after, so that the compiler turns it into
-/// vector instructions (dtype products, widening to float64, float64 adds) without reordering
-/// any sum.
+/// One lane group of the sums: adds element `l` of each array to lane `l` of each sum, products
+/// first and adds after. The portable form, run for float64 buffers and on CPUs without AVX2;
+/// float32 on AVX2 runs [`dots_f32_avx2`], which the compiler does not derive from this by
+/// itself (it emitted scalar loads and shuffles).
 #[inline(always)]
 fn dots_group<T: Real, const D: bool>(acc: &mut [[f64; LANES]; 5], g: &[T; LANES], m: &[T; LANES], v: &[T; LANES], eps: T) {
     let mut prod = [[0.0f64; LANES]; 5];

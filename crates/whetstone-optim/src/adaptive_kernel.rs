@@ -138,6 +138,33 @@ fn dots_group<T: Real, const D: bool>(acc: &mut [[f64; LANES]; 5], g: &[T; LANES
     }
 }
 
+/// The tail of a block (fewer than [`LANES`] elements): its element `l` goes to lane `l`,
+/// padded with zeros, which add exact zeros.
+#[inline(always)]
+fn dots_tail<T: Real, const D: bool>(acc: &mut [[f64; LANES]; 5], g: &[T], m: &[T], v: &[T], eps: T) {
+    if g.is_empty() {
+        return;
+    }
+    let pad = |t: &[T], fill: T| {
+        let mut a = [fill; LANES];
+        a[..t.len()].copy_from_slice(t);
+        a
+    };
+    // v is padded with ones: √1 + ε > 0, so the padding's d is 0/(1 + ε) = 0, never 0/0.
+    dots_group::<T, D>(acc, &pad(g, T::of(0.0)), &pad(m, T::of(0.0)), &pad(v, T::of(1.0)), eps);
+}
+
+/// Each sum's lanes added in lane order.
+fn sum_lanes(acc: &[[f64; LANES]; 5]) -> Dots {
+    let mut out = [0.0f64; 5];
+    for (o, lanes) in out.iter_mut().zip(acc) {
+        for x in lanes {
+            *o += x;
+        }
+    }
+    out
+}
+
 #[inline(always)]
 fn dots_loop<T: Real, const D: bool>(gs: &[T], ms: &[T], vs: &[T], eps: T) -> Dots {
     let n = gs.len();
@@ -149,27 +176,8 @@ fn dots_loop<T: Real, const D: bool>(gs: &[T], ms: &[T], vs: &[T], eps: T) -> Do
     for ((g, m), v) in g8.iter().zip(m8).zip(v8) {
         dots_group::<T, D>(&mut acc, g, m, v, eps);
     }
-    // The tail: its element `l` goes to lane `l`, padded with zeros (which add exact zeros).
-    if !g_tail.is_empty() {
-        let pad = |t: &[T]| {
-            let mut a = [T::of(0.0); LANES];
-            a[..t.len()].copy_from_slice(t);
-            a
-        };
-        let mut v = pad(v_tail);
-        // √1 + ε > 0: the padding's d is 0/(1 + ε) = 0, never 0/0.
-        for x in v.iter_mut().skip(v_tail.len()) {
-            *x = T::of(1.0);
-        }
-        dots_group::<T, D>(&mut acc, &pad(g_tail), &pad(m_tail), &v, eps);
-    }
-    let mut out = [0.0f64; 5];
-    for q in 0..5 {
-        for l in 0..LANES {
-            out[q] += acc[q][l];
-        }
-    }
-    out
+    dots_tail::<T, D>(&mut acc, g_tail, m_tail, v_tail, eps);
+    sum_lanes(&acc)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -249,24 +257,9 @@ fn dots_f32_avx2<const D: bool>(gs: &[f32], ms: &[f32], vs: &[f32], eps: f32) ->
             _mm256_storeu_pd(hi.as_mut_ptr(), acc[q][1]);
         }
     }
-    // The tail: its element `l` goes to lane `l`, as in `dots_loop`.
-    for (l, ((&g, &m), &v)) in g_tail.iter().zip(m_tail).zip(v_tail).enumerate() {
-        lanes[0][l] += f64::from(g * m);
-        lanes[1][l] += f64::from(g * g);
-        lanes[2][l] += f64::from(m * m);
-        if D {
-            let d = m / (v.sqrt() + eps);
-            lanes[3][l] += f64::from(g * d);
-            lanes[4][l] += f64::from(d * d);
-        }
-    }
-    let mut out = [0.0f64; 5];
-    for q in 0..5 {
-        for l in 0..LANES {
-            out[q] += lanes[q][l];
-        }
-    }
-    out
+    // The tail and the final sum as in `dots_loop`.
+    dots_tail::<f32, D>(&mut lanes, g_tail, m_tail, v_tail, eps);
+    sum_lanes(&lanes)
 }
 
 /// What a step does once the moments have moved (step 3 of [`crate::adaptive`]).

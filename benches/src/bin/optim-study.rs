@@ -210,6 +210,12 @@ fn optimisers() -> Vec<Opt> {
         // Ablations, run on request with --optimizers. "v1" is the first design (raw hypergradient
         // cosine, μ = 0.02, no Nesterov); the others change one or two things from it, or from
         // the default.
+        // One adaptation at a time turned off (thirteenth session): which of the two couplings
+        // the gain comes from. "no-hyper": no learning-rate multiplier (μ = 0); "fixed-beta1":
+        // β₁ stays 0.9 (β₁min = β₁max); both off is RAdam with Nesterov momentum.
+        Opt { name: "adaptive-no-hyper", optim: "kind = \"adaptive\"\nhyper_lr = 0.0\nweight_decay = 0.01", grid: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], schedule: Linear },
+        Opt { name: "adaptive-fixed-beta1", optim: "kind = \"adaptive\"\nbeta1_min = 0.9\nweight_decay = 0.01", grid: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], schedule: Linear },
+        Opt { name: "adaptive-neither", optim: "kind = \"adaptive\"\nhyper_lr = 0.0\nbeta1_min = 0.9\nweight_decay = 0.01", grid: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], schedule: Linear },
         Opt { name: "adaptive-no-nesterov", optim: "kind = \"adaptive\"\nnesterov = false\nweight_decay = 0.01", grid: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], schedule: Linear },
         Opt { name: "adaptive-agree", optim: "kind = \"adaptive\"\nmomentum_rule = \"agreement\"\nweight_decay = 0.01", grid: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], schedule: Linear },
         Opt { name: "adaptive-no-nesterov-agree", optim: "kind = \"adaptive\"\nnesterov = false\nmomentum_rule = \"agreement\"\nweight_decay = 0.01", grid: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], schedule: Linear },

@@ -175,7 +175,7 @@ fn bench(root: &Path, env: &libtorch::Env, what: &str) -> Result<ExitCode> {
         "train" => bench_train(root, env),
         "optim-speed" => bench_optim_speed(root, env),
         // Convergence study: reports/optim.{md,json}; arguments after `optim` go to it (`--quick`, `--tasks`, …).
-        "optim" => study(root, env, "optim-study", &["rotten-tomatoes", "sms-spam", "imdb", "jeopardy", "wiki100"]),
+        "optim" => study(root, env, "optim-study", &["rotten-tomatoes", "sms-spam", "imdb", "jeopardy", "wiki100", "wnut16"]),
         "transfer" => {
             // Small-sample transfer study: reports/transfer.{md,json,png}; arguments after `transfer` go to it.
             let pretrained = root.join("runs/mlm-imdb");

@@ -2,6 +2,15 @@
 //! learning rate adapt per tensor, online (the charter's "adaptive optimisation strategy that
 //! couples the momentum term with dynamic learning-rate adjustment").
 //!
+//! **Defaults.** Since the fourteenth session (2026-11-30) the momentum adaptation of step 1 is
+//! **off by default** (`beta1_min = betas.0`): one coupling off at a time, on two held-out tasks,
+//! the learning-rate multiplier (step 4) carried the whole gain and the β₁ adaptation added
+//! nothing measurable; the multiplier-only design then passed its own pre-registered held-out
+//! task (WNUT-16 NER, `reports/optim-notes.md`). The momentum still couples to the learning rate
+//! through the multiplier, whose signal is the alignment of each gradient with the previous
+//! momentum step. [`AdaptiveConfig::momentum_adaptive`] gives the earlier defaults, with β₁
+//! adapting as below.
+//!
 //! # Update rule
 //!
 //! For each parameter tensor θ with gradient g at step t (cos(a, b) = ⟨a, b⟩ / (‖a‖‖b‖), 0 when
@@ -117,8 +126,9 @@ pub struct AdaptiveConfig {
     /// "warmup" than short fine-tuning runs can afford; 0.99 reaches 0.63 at step 100 and 0.82 at
     /// step 200, and measured better, `reports/optim.md`).
     pub betas: (f64, f64),
-    /// β₁min: the momentum coefficient under persistent oscillation (default 0.5). Equal to
-    /// `betas.0` turns the momentum adaptation off.
+    /// β₁min: the momentum coefficient under persistent oscillation (default 0.9 = `betas.0`:
+    /// the momentum adaptation is off; 0.5 in [`AdaptiveConfig::momentum_adaptive`]). Below
+    /// `betas.0` it turns the adaptation on.
     pub beta1_min: f64,
     /// ρ: decay of the moving average of cos(g, m) (default 0.9, about ten steps of memory).
     pub cos_decay: f64,
@@ -162,11 +172,23 @@ pub enum MomentumRule {
 
 impl Default for AdaptiveConfig {
     fn default() -> Self {
-        Self { betas: (0.9, 0.99), beta1_min: 0.5, cos_decay: 0.9, cos_ref: 0.3, hyper_lr: 0.05, max_lr_mult: 10.0, eps: 1e-8, degenerate_to_sgd: false, nesterov: true, hyper_norm: true, momentum_rule: MomentumRule::Oscillation }
+        Self { betas: (0.9, 0.99), beta1_min: 0.9, cos_decay: 0.9, cos_ref: 0.3, hyper_lr: 0.05, max_lr_mult: 10.0, eps: 1e-8, degenerate_to_sgd: false, nesterov: true, hyper_norm: true, momentum_rule: MomentumRule::Oscillation }
     }
 }
 
 impl AdaptiveConfig {
+    /// The defaults up to the fourteenth session: the same, with β₁ adapting between 0.9 and
+    /// β₁min = 0.5 (step 1 of the module docs). `reports/optim.md` and the earlier sections of
+    /// `reports/optim-notes.md` measured this configuration.
+    pub fn momentum_adaptive() -> Self {
+        Self { beta1_min: 0.5, ..Default::default() }
+    }
+
+    /// Whether β₁ adapts (step 1): β₁min below β₁max.
+    pub fn adapts_momentum(&self) -> bool {
+        self.beta1_min < self.betas.0
+    }
+
     /// Both adaptations off and torch's early momentum-SGD steps: exactly RAdam with decoupled
     /// weight decay.
     pub fn fixed(betas: (f64, f64), eps: f64) -> Self {
@@ -279,7 +301,7 @@ impl AdaptiveConfig {
             return (false, false);
         }
         let adapt_lr = self.hyper_lr > 0.0;
-        (self.beta1_min < self.betas.0 || (adapt_lr && !prev_rectified && self.degenerate_to_sgd), adapt_lr && prev_rectified)
+        (self.adapts_momentum() || (adapt_lr && !prev_rectified && self.degenerate_to_sgd), adapt_lr && prev_rectified)
     }
 
     /// Steps 1 and 4, and the β₁ product of step 2, for one tensor at step `t`: advances its
@@ -294,7 +316,7 @@ impl AdaptiveConfig {
         let mut b1 = *beta1;
         let mut lm = *log_mult;
         if t > 1.0 {
-            if self.beta1_min < self.betas.0 {
+            if self.adapts_momentum() {
                 let ce = self.cos_decay * *cos_ema + (1.0 - self.cos_decay) * gm.unwrap_or(0.0);
                 *cos_ema = ce;
                 b1 = self.beta1_for(ce);

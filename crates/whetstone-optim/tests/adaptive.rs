@@ -1,6 +1,7 @@
 //! The adaptive optimiser: exact resume, reduction to RAdam with decoupled weight decay,
-//! convergence on small ill-conditioned problems with its adaptations inside their bounds, and
-//! the direction in which β₁ moves under oscillating and consistent gradients.
+//! convergence on small ill-conditioned problems with its adaptations inside their bounds (with
+//! the default multiplier-only configuration and with β₁ adapting too), and the direction in
+//! which β₁ and the multiplier move under oscillating and consistent gradients.
 
 mod optim_common;
 
@@ -12,11 +13,22 @@ fn adaptive(p: Vec<Param>, c: AdaptiveConfig) -> Box<dyn Optimizer> {
     Box::new(Adaptive::new(p, c).unwrap())
 }
 
+/// The shipped defaults (multiplier only) and the earlier ones (β₁ adapting too).
+fn configs() -> [(&'static str, AdaptiveConfig); 2] {
+    [("default", AdaptiveConfig::default()), ("momentum-adaptive", AdaptiveConfig::momentum_adaptive())]
+}
+
 #[test]
 fn resumes_bit_exactly() {
+    for (_, config) in configs() {
+        resumes_bit_exactly_with(config);
+    }
+}
+
+fn resumes_bit_exactly_with(config: AdaptiveConfig) {
     let (lr, wd) = (0.01, 0.01);
     let grads = grad_values();
-    let build = || adaptive(make_params(&init_values(), wd), AdaptiveConfig::default());
+    let build = || adaptive(make_params(&init_values(), wd), config.clone());
     let mut a = build();
     let straight = run(a.as_mut(), lr, &grads, 0, STEPS);
 
@@ -26,7 +38,7 @@ fn resumes_bit_exactly() {
     let saved = OptimState { step: saved.step, tensors: saved.tensors.iter().map(|(n, t)| (n.clone(), t.copy())).collect() };
     drop(b);
     let mid: Vec<f64> = first[first.len() - total()..].to_vec();
-    let mut c = adaptive(make_params(&mid, wd), AdaptiveConfig::default());
+    let mut c = adaptive(make_params(&mid, wd), config.clone());
     c.load_state(&saved).unwrap();
     let rest = run(c.as_mut(), lr, &grads, 40, STEPS);
     let resumed: Vec<f64> = first.into_iter().chain(rest).collect();
@@ -35,6 +47,9 @@ fn resumes_bit_exactly() {
     let s = c.state();
     let lm = s.find("encoder.layer.0.dense.weight.log_lr_mult").unwrap().double_value(&[0]);
     assert!(lm != 0.0);
+    // The smoothed cosine that drives β₁ is tracked only when β₁ adapts.
+    let ce = s.find("encoder.layer.0.dense.weight.cos_ema").unwrap().double_value(&[0]);
+    assert_eq!(ce != 0.0, config.adapts_momentum(), "cos_ema {ce}");
 }
 
 #[test]
@@ -51,9 +66,8 @@ fn without_adaptation_it_is_radam_with_decoupled_decay() {
 }
 
 /// Loss and (β₁, α) bounds check over `steps` full-batch steps of `loss_fn`.
-fn minimise(params: Vec<Param>, lr: f64, steps: usize, loss_fn: &dyn Fn(&[Tensor]) -> Tensor) -> (f64, f64) {
+fn minimise(c: AdaptiveConfig, params: Vec<Param>, lr: f64, steps: usize, loss_fn: &dyn Fn(&[Tensor]) -> Tensor) -> (f64, f64) {
     let names: Vec<String> = params.iter().map(|p| p.name.clone()).collect();
-    let c = AdaptiveConfig::default();
     let mut opt = Adaptive::new(params, c.clone()).unwrap();
     let ps = |o: &Adaptive| o.params().into_iter().map(Tensor::shallow_clone).collect::<Vec<_>>();
     let first = loss_fn(&ps(&opt)).double_value(&[]);
@@ -79,10 +93,12 @@ fn converges_on_an_ill_conditioned_quadratic() {
     // f = ½ Σ hᵢ xᵢ² with curvatures from 1 to 1000 (condition number 1e3), over two tensors.
     let h1 = Tensor::logspace(0.0, 3.0, 10, 10.0, (Kind::Double, tch::Device::Cpu));
     let h2 = Tensor::logspace(3.0, 0.0, 6, 10.0, (Kind::Double, tch::Device::Cpu)).reshape([2, 3]);
-    let params = vec![leaf("a", Tensor::ones([10], (Kind::Double, tch::Device::Cpu))), leaf("b", Tensor::ones([2, 3], (Kind::Double, tch::Device::Cpu)) * -1.0)];
     let f = |p: &[Tensor]| ((&p[0] * &p[0] * &h1).sum(Kind::Double) + (&p[1] * &p[1] * &h2).sum(Kind::Double)) * 0.5;
-    let (first, last) = minimise(params, 0.05, 300, &f);
-    assert!(last < first / 100.0, "quadratic: {first} -> {last}");
+    for (name, c) in configs() {
+        let params = vec![leaf("a", Tensor::ones([10], (Kind::Double, tch::Device::Cpu))), leaf("b", Tensor::ones([2, 3], (Kind::Double, tch::Device::Cpu)) * -1.0)];
+        let (first, last) = minimise(c, params, 0.05, 300, &f);
+        assert!(last < first / 100.0, "{name}: quadratic: {first} -> {last}");
+    }
 }
 
 #[test]
@@ -92,10 +108,12 @@ fn converges_on_logistic_regression() {
     let x = Tensor::randn([256, 8], opts) * Tensor::logspace(-1.0, 1.0, 8, 10.0, opts);
     let w_true = Tensor::randn([8], opts);
     let y = x.matmul(&w_true).gt(0.0).to_kind(Kind::Double);
-    let params = vec![leaf("w", Tensor::zeros([8], opts)), leaf("b", Tensor::zeros([1], opts))];
     let f = |p: &[Tensor]| (x.matmul(&p[0]) + &p[1]).binary_cross_entropy_with_logits::<Tensor>(&y, None, None, tch::Reduction::Mean);
-    let (first, last) = minimise(params, 0.05, 200, &f);
-    assert!(last < first / 4.0, "logistic regression: {first} -> {last}");
+    for (name, c) in configs() {
+        let params = vec![leaf("w", Tensor::zeros([8], opts)), leaf("b", Tensor::zeros([1], opts))];
+        let (first, last) = minimise(c, params, 0.05, 200, &f);
+        assert!(last < first / 4.0, "{name}: logistic regression: {first} -> {last}");
+    }
 }
 
 /// Feed the gradient sequence `g(t)` for `steps` steps; return β₁ and α after each step.
@@ -115,8 +133,8 @@ fn trace(opt: &mut Adaptive, steps: std::ops::Range<usize>, g: &dyn Fn(usize) ->
 fn momentum_falls_under_oscillation_and_recovers_under_agreement() {
     let opts = (Kind::Double, tch::Device::Cpu);
     let dir = Tensor::from_slice(&[1.0, -2.0, 0.5, 3.0, -1.0]);
-    let mut opt = Adaptive::new(vec![leaf("w", Tensor::zeros([5], opts))], AdaptiveConfig::default()).unwrap();
-    let c = AdaptiveConfig::default();
+    let c = AdaptiveConfig::momentum_adaptive();
+    let mut opt = Adaptive::new(vec![leaf("w", Tensor::zeros([5], opts))], c.clone()).unwrap();
     let flip = trace(&mut opt, 0..30, &|t| &dir * if t % 2 == 0 { 1.0 } else { -1.0 });
     let (b_osc, a_osc) = *flip.last().unwrap();
     assert!(b_osc < c.betas.0 - 0.2, "beta1 under oscillation stayed at {b_osc}");
@@ -129,6 +147,39 @@ fn momentum_falls_under_oscillation_and_recovers_under_agreement() {
     // β₁ moves monotonically in each phase once the smoothed cosine has turned.
     assert!(flip.windows(2).skip(2).all(|w| w[1].0 <= w[0].0 + 1e-12));
     assert!(agree.windows(2).skip(3).all(|w| w[1].0 >= w[0].0 - 1e-12));
+}
+
+#[test]
+fn by_default_only_the_learning_rate_adapts() {
+    // The same oscillating then agreeing gradients as above: β₁ stays at β₁max throughout,
+    // while the multiplier still falls under oscillation and rises under agreement.
+    let opts = (Kind::Double, tch::Device::Cpu);
+    let dir = Tensor::from_slice(&[1.0, -2.0, 0.5, 3.0, -1.0]);
+    let c = AdaptiveConfig::default();
+    assert!(!c.adapts_momentum());
+    let mut opt = Adaptive::new(vec![leaf("w", Tensor::zeros([5], opts))], c.clone()).unwrap();
+    let flip = trace(&mut opt, 0..30, &|t| &dir * if t % 2 == 0 { 1.0 } else { -1.0 });
+    let agree = trace(&mut opt, 30..60, &|_| dir.shallow_clone());
+    assert!(flip.iter().chain(&agree).all(|(b1, _)| *b1 == c.betas.0), "beta1 moved: {flip:?}");
+    let (a_osc, a_agree) = (flip.last().unwrap().1, agree.last().unwrap().1);
+    assert!(a_osc < 1.0 && a_agree > a_osc, "lr multiplier {a_osc} -> {a_agree}");
+}
+
+#[test]
+fn per_group_betas_keep_the_momentum_adaptation_as_it_was() {
+    // A group that sets its own β₁max: the adaptation that was off stays off, one that was on
+    // stays on within the new bound.
+    let off = Algorithm::Adaptive(AdaptiveConfig::default()).with_betas((0.95, 0.999)).unwrap();
+    let on = Algorithm::Adaptive(AdaptiveConfig::momentum_adaptive()).with_betas((0.4, 0.999)).unwrap();
+    match (off, on) {
+        (Algorithm::Adaptive(off), Algorithm::Adaptive(on)) => {
+            assert_eq!((off.beta1_min, off.adapts_momentum()), (0.95, false));
+            assert_eq!((on.beta1_min, on.betas.0), (0.4, 0.4));
+            let kept = Algorithm::Adaptive(AdaptiveConfig::momentum_adaptive()).with_betas((0.95, 0.999)).unwrap();
+            assert!(matches!(kept, Algorithm::Adaptive(k) if k.beta1_min == 0.5 && k.adapts_momentum()));
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
@@ -175,14 +226,14 @@ fn normalised_hypergradient_corrects_the_lr_where_the_raw_cosine_cannot() {
 fn agreement_rule_keeps_low_momentum_until_directions_agree() {
     let opts = (Kind::Double, tch::Device::Cpu);
     let dir = Tensor::from_slice(&[1.0, -2.0, 0.5, 3.0, -1.0]);
-    let c = AdaptiveConfig { momentum_rule: MomentumRule::Agreement, ..Default::default() };
+    let c = AdaptiveConfig { momentum_rule: MomentumRule::Agreement, ..AdaptiveConfig::momentum_adaptive() };
     let mut opt = Adaptive::new(vec![leaf("w", Tensor::zeros([5], opts))], c.clone()).unwrap();
     let flip = trace(&mut opt, 0..20, &|t| &dir * if t % 2 == 0 { 1.0 } else { -1.0 });
     assert!((flip.last().unwrap().0 - c.beta1_min).abs() < 1e-12, "beta1 under oscillation {:?}", flip.last());
     let agree = trace(&mut opt, 20..60, &|_| dir.shallow_clone());
     assert!((agree.last().unwrap().0 - c.betas.0).abs() < 1e-12, "beta1 after agreement {:?}", agree.last());
     // The oscillation rule instead keeps the full β₁ for uncorrelated (zero-cosine) gradients.
-    let d = AdaptiveConfig::default();
+    let d = AdaptiveConfig::momentum_adaptive();
     assert_eq!((d.beta1_for(0.0), c.beta1_for(0.0)), (d.betas.0, c.beta1_min));
 }
 

@@ -52,7 +52,8 @@ struct Args {
     /// held-out jeopardy-textcnn, wiki100-mlm and wnut16-ner.
     #[arg(long, value_delimiter = ',')]
     tasks: Option<Vec<String>>,
-    /// Optimisers to run (comma-separated names as in the report).
+    /// Optimisers to run (comma-separated names as in the report; default: every optimiser
+    /// except the adaptive optimiser's variants, `adaptive-*`, which run only when named).
     #[arg(long, value_delimiter = ',')]
     optimizers: Option<Vec<String>>,
     /// Seeds per chosen learning rate.
@@ -505,7 +506,14 @@ fn main() -> Result<()> {
     let all_tasks = tasks(args.quick);
     let sel_tasks: Vec<&Task> = all_tasks.iter().filter(|t| args.tasks.as_ref().is_none_or(|v| v.iter().any(|n| n == t.name))).collect();
     let all_opts = optimisers();
-    let sel_opts: Vec<&Opt> = all_opts.iter().filter(|o| args.optimizers.as_ref().is_none_or(|v| v.iter().any(|n| n == o.name))).collect();
+    // By default the study's optimisers; the adaptive optimiser's variants only when named.
+    let sel_opts: Vec<&Opt> = all_opts.iter().filter(|o| args.optimizers.as_ref().map_or(!is_ablation(o.name), |v| v.iter().any(|n| n == o.name))).collect();
+    // Every name asked for must exist: a typo would otherwise drop a task or optimiser silently.
+    for (asked, known, what) in [(&args.tasks, all_tasks.iter().map(|t| t.name).collect::<Vec<_>>(), "task"), (&args.optimizers, all_opts.iter().map(|o| o.name).collect(), "optimiser")] {
+        if let Some(bad) = asked.iter().flatten().find(|n| !known.contains(&n.as_str())) {
+            anyhow::bail!("unknown {what} `{bad}`; known: {}", known.join(", "));
+        }
+    }
     anyhow::ensure!(!sel_tasks.is_empty() && !sel_opts.is_empty(), "no task or no optimiser selected");
     let seeds = if args.quick { 1 } else { args.seeds.max(1) };
     let mut cache = read_cache(&args.cache);

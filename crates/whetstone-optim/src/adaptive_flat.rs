@@ -2,7 +2,7 @@
 //! per-tensor scalars on the host, one pass for the update ([`crate::adaptive_kernel`]).
 
 use crate::adaptive::{cos_from, rectifier, rho, AdaptiveConfig, SCALARS};
-use crate::adaptive_kernel::{self as kernel, Direction, SegmentStep, StepArgs};
+use crate::adaptive_kernel::{self as kernel, Direction, SegmentStep, StepArgs, Wanted};
 use crate::error::{OptimError, Result};
 use crate::flat::{self, FlatBucket};
 use crate::optimizer::Optimizer;
@@ -81,7 +81,7 @@ impl FusedAdaptive {
         for (k, b) in self.buckets.iter().enumerate() {
             let segs = segments(b);
             let (m, v) = (&self.exp_avg[k], &self.exp_avg_sq[k]);
-            let sums = if need_gm || need_gd { kernel::dots(&b.grad, m, v, &segs, c.eps, need_gd)? } else { vec![[0.0; 5]; segs.len()] };
+            let sums = if need_gm || need_gd { kernel::dots(&b.grad, m, v, &segs, c.eps, Wanted { gm: need_gm, d: need_gd })? } else { vec![[0.0; 5]; segs.len()] };
             let mut steps = Vec::with_capacity(segs.len());
             for (j, (i, _, _)) in b.members.iter().enumerate() {
                 let [gm, gg, mm, gd, dd] = sums[j];

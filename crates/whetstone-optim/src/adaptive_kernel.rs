@@ -6,7 +6,9 @@
 //! So a step is two passes over the buffer instead of ~25 tensor ops and ~10 host reads per
 //! tensor:
 //!
-//! 1. [`dots`] reads g, m, v once and returns the five sums of every member tensor (segment);
+//! 1. [`dots`] reads g, m, v once and returns the sums of every member tensor (segment), only
+//!    those the step reads ([`Wanted`]): with the momentum adaptation off (the default) that is
+//!    ‖g‖², ⟨g,d⟩ and ‖d‖²;
 //! 2. the caller turns them into each tensor's β₁, bias correction and learning-rate multiplier
 //!    (the same float64 scalar code as the per-tensor path, [`crate::AdaptiveConfig`]);
 //! 3. [`update`] reads θ, g, m, v once and writes θ, m, v, with those scalars per segment.
@@ -30,7 +32,8 @@ const BLOCK: usize = 1 << 15;
 /// reassociating it).
 const LANES: usize = 8;
 
-/// The sums of one segment: `[⟨g,m⟩, ‖g‖², ‖m‖², ⟨g,d⟩, ‖d‖²]` (the last two 0 unless asked for).
+/// The sums of one segment: `[⟨g,m⟩, ‖g‖², ‖m‖², ⟨g,d⟩, ‖d‖²]` (⟨g,m⟩ and ‖m‖² are 0 unless
+/// asked for, and so are the last two).
 pub(crate) type Dots = [f64; 5];
 
 /// The blocks `(segment, start, end)` of `segments` (`(offset, len)` in the buffer).
@@ -69,17 +72,26 @@ fn check_segments(segments: &[(usize, usize)], n: usize) -> Result<()> {
     Ok(())
 }
 
-/// Pass 1: the sums of every segment of the flat buffers `g`, `m`, `v` (only read). With
-/// `with_d`, also ⟨g, d⟩ and ‖d‖² for d = m/(√v + ε).
-pub(crate) fn dots(g: &Tensor, m: &Tensor, v: &Tensor, segments: &[(usize, usize)], eps: f64, with_d: bool) -> Result<Vec<Dots>> {
+/// Which sums pass 1 forms besides ‖g‖².
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Wanted {
+    /// ⟨g, m⟩ and ‖m‖² (the momentum adaptation, and the hypergradient before rectification).
+    pub gm: bool,
+    /// ⟨g, d⟩ and ‖d‖² for d = m/(√v + ε) (the hypergradient once rectified).
+    pub d: bool,
+}
+
+/// Pass 1: the sums of every segment of the flat buffers `g`, `m`, `v` (only read): ‖g‖², and
+/// the others `wanted` asks for. Sums not asked for are 0 and cost nothing.
+pub(crate) fn dots(g: &Tensor, m: &Tensor, v: &Tensor, segments: &[(usize, usize)], eps: f64, wanted: Wanted) -> Result<Vec<Dots>> {
     let dtype = check(&[("grad", g), ("exp_avg", m), ("exp_avg_sq", v)])?;
     check_segments(segments, g.numel())?;
     match dtype {
         // SAFETY: `check` accepted the three buffers just above, with dtype Float (= f32), and
         // the segments lie within their `numel` elements.
-        Kind::Float => Ok(unsafe { dots_t::<f32>(g, m, v, segments, eps, with_d, dots_block_f32) }),
+        Kind::Float => Ok(unsafe { dots_t::<f32>(g, m, v, segments, eps, wanted, dots_block_f32) }),
         // SAFETY: as above, with dtype Double (= f64).
-        Kind::Double => Ok(unsafe { dots_t::<f64>(g, m, v, segments, eps, with_d, dots_block::<f64>) }),
+        Kind::Double => Ok(unsafe { dots_t::<f64>(g, m, v, segments, eps, wanted, dots_block::<f64>) }),
         k => Err(OptimError::Config(format!("adaptive kernel does not support {k:?}"))),
     }
 }
@@ -87,7 +99,7 @@ pub(crate) fn dots(g: &Tensor, m: &Tensor, v: &Tensor, segments: &[(usize, usize
 /// # Safety
 /// [`check`] must have accepted `g`, `m`, `v` with element type `T`, and `segments` must tile
 /// `0..g.numel()`; nothing may write these buffers until this returns.
-unsafe fn dots_t<T: Real>(g: &Tensor, m: &Tensor, v: &Tensor, segments: &[(usize, usize)], eps: f64, with_d: bool, block: fn(&[T], &[T], &[T], T, bool) -> Dots) -> Vec<Dots> {
+unsafe fn dots_t<T: Real>(g: &Tensor, m: &Tensor, v: &Tensor, segments: &[(usize, usize)], eps: f64, wanted: Wanted, block: fn(&[T], &[T], &[T], T, Wanted) -> Dots) -> Vec<Dots> {
     let (gp, mp, vp) = (Ptr(g.data_ptr() as *mut T), Ptr(m.data_ptr() as *mut T), Ptr(v.data_ptr() as *mut T));
     let blocks = blocks(segments);
     let mut partial = vec![[0.0f64; 5]; blocks.len()];
@@ -100,7 +112,7 @@ unsafe fn dots_t<T: Real>(g: &Tensor, m: &Tensor, v: &Tensor, segments: &[(usize
             // segments tile `0..numel`); they are only read here. Each block index `i` belongs
             // to exactly one thread's range, so the writes to `partial[i]` do not overlap.
             let (gs, ms, vs, slot) = unsafe { (gp.slice_ref(a, b), mp.slice_ref(a, b), vp.slice_ref(a, b), out.slice(i, i + 1)) };
-            slot[0] = block(gs, ms, vs, eps, with_d);
+            slot[0] = block(gs, ms, vs, eps, wanted);
         }
     });
     let mut sums = vec![[0.0f64; 5]; segments.len()];
@@ -117,12 +129,14 @@ unsafe fn dots_t<T: Real>(g: &Tensor, m: &Tensor, v: &Tensor, segments: &[(usize
 /// float32 on AVX2 runs [`dots_f32_avx2`], which the compiler does not derive from this by
 /// itself (it emitted scalar loads and shuffles).
 #[inline(always)]
-fn dots_group<T: Real, const D: bool>(acc: &mut [[f64; LANES]; 5], g: &[T; LANES], m: &[T; LANES], v: &[T; LANES], eps: T) {
+fn dots_group<T: Real, const GM: bool, const D: bool>(acc: &mut [[f64; LANES]; 5], g: &[T; LANES], m: &[T; LANES], v: &[T; LANES], eps: T) {
     let mut prod = [[0.0f64; LANES]; 5];
     for l in 0..LANES {
-        prod[0][l] = (g[l] * m[l]).wide();
         prod[1][l] = (g[l] * g[l]).wide();
-        prod[2][l] = (m[l] * m[l]).wide();
+        if GM {
+            prod[0][l] = (g[l] * m[l]).wide();
+            prod[2][l] = (m[l] * m[l]).wide();
+        }
         if D {
             // d = m / (√v + ε), as `m.div(v.sqrt() + eps)`.
             let d = m[l] / (v[l].sqrt() + eps);
@@ -130,10 +144,12 @@ fn dots_group<T: Real, const D: bool>(acc: &mut [[f64; LANES]; 5], g: &[T; LANES
             prod[4][l] = (d * d).wide();
         }
     }
-    let used = if D { 5 } else { 3 };
-    for q in 0..used {
+    for (q, (a, p)) in acc.iter_mut().zip(&prod).enumerate() {
+        if (q == 0 || q == 2) && !GM || q >= 3 && !D {
+            continue;
+        }
         for l in 0..LANES {
-            acc[q][l] += prod[q][l];
+            a[l] += p[l];
         }
     }
 }
@@ -141,7 +157,7 @@ fn dots_group<T: Real, const D: bool>(acc: &mut [[f64; LANES]; 5], g: &[T; LANES
 /// The tail of a block (fewer than [`LANES`] elements): its element `l` goes to lane `l`,
 /// padded with zeros, which add exact zeros.
 #[inline(always)]
-fn dots_tail<T: Real, const D: bool>(acc: &mut [[f64; LANES]; 5], g: &[T], m: &[T], v: &[T], eps: T) {
+fn dots_tail<T: Real, const GM: bool, const D: bool>(acc: &mut [[f64; LANES]; 5], g: &[T], m: &[T], v: &[T], eps: T) {
     if g.is_empty() {
         return;
     }
@@ -151,7 +167,7 @@ fn dots_tail<T: Real, const D: bool>(acc: &mut [[f64; LANES]; 5], g: &[T], m: &[
         a
     };
     // v is padded with ones: √1 + ε > 0, so the padding's d is 0/(1 + ε) = 0, never 0/0.
-    dots_group::<T, D>(acc, &pad(g, T::of(0.0)), &pad(m, T::of(0.0)), &pad(v, T::of(1.0)), eps);
+    dots_group::<T, GM, D>(acc, &pad(g, T::of(0.0)), &pad(m, T::of(0.0)), &pad(v, T::of(1.0)), eps);
 }
 
 /// Each sum's lanes added in lane order.
@@ -166,7 +182,7 @@ fn sum_lanes(acc: &[[f64; LANES]; 5]) -> Dots {
 }
 
 #[inline(always)]
-fn dots_loop<T: Real, const D: bool>(gs: &[T], ms: &[T], vs: &[T], eps: T) -> Dots {
+fn dots_loop<T: Real, const GM: bool, const D: bool>(gs: &[T], ms: &[T], vs: &[T], eps: T) -> Dots {
     let n = gs.len();
     let (ms, vs) = (&ms[..n], &vs[..n]);
     let mut acc = [[0.0f64; LANES]; 5];
@@ -174,48 +190,56 @@ fn dots_loop<T: Real, const D: bool>(gs: &[T], ms: &[T], vs: &[T], eps: T) -> Do
     let (m8, m_tail) = ms.as_chunks::<LANES>();
     let (v8, v_tail) = vs.as_chunks::<LANES>();
     for ((g, m), v) in g8.iter().zip(m8).zip(v8) {
-        dots_group::<T, D>(&mut acc, g, m, v, eps);
+        dots_group::<T, GM, D>(&mut acc, g, m, v, eps);
     }
-    dots_tail::<T, D>(&mut acc, g_tail, m_tail, v_tail, eps);
+    dots_tail::<T, GM, D>(&mut acc, g_tail, m_tail, v_tail, eps);
     sum_lanes(&acc)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn dots_loop_avx2<T: Real, const D: bool>(gs: &[T], ms: &[T], vs: &[T], eps: T) -> Dots {
-    dots_loop::<T, D>(gs, ms, vs, eps)
+unsafe fn dots_loop_avx2<T: Real, const GM: bool, const D: bool>(gs: &[T], ms: &[T], vs: &[T], eps: T) -> Dots {
+    dots_loop::<T, GM, D>(gs, ms, vs, eps)
+}
+
+/// Call `$f::<…, GM, D>($args)` with the const flags of `$w` (a [`Wanted`]).
+macro_rules! by_wanted {
+    ($w:expr, $f:ident :: < $($t:ty),* >, ($($a:expr),*)) => {
+        match ($w.gm, $w.d) {
+            (true, true) => $f::<$($t,)* true, true>($($a),*),
+            (true, false) => $f::<$($t,)* true, false>($($a),*),
+            (false, true) => $f::<$($t,)* false, true>($($a),*),
+            (false, false) => $f::<$($t,)* false, false>($($a),*),
+        }
+    };
 }
 
 /// The sums of one block, any dtype: the portable loop (compiled for AVX2 where the CPU has it).
-fn dots_block<T: Real>(gs: &[T], ms: &[T], vs: &[T], eps: T, with_d: bool) -> Dots {
+fn dots_block<T: Real>(gs: &[T], ms: &[T], vs: &[T], eps: T, wanted: Wanted) -> Dots {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2 (checked just above).
-        return unsafe { if with_d { dots_loop_avx2::<T, true>(gs, ms, vs, eps) } else { dots_loop_avx2::<T, false>(gs, ms, vs, eps) } };
+        return unsafe { by_wanted!(wanted, dots_loop_avx2::<T>, (gs, ms, vs, eps)) };
     }
-    if with_d {
-        dots_loop::<T, true>(gs, ms, vs, eps)
-    } else {
-        dots_loop::<T, false>(gs, ms, vs, eps)
-    }
+    by_wanted!(wanted, dots_loop::<T>, (gs, ms, vs, eps))
 }
 
 /// The sums of one float32 block: AVX2 intrinsics where the CPU has them (the compiler does not
 /// vectorise the widening sums of [`dots_loop`] well), else [`dots_block`]. Same lanes, same
 /// order, same rounding (IEEE `sqrt` and `div` are correctly rounded in both), so the results
 /// are bit-identical.
-fn dots_block_f32(gs: &[f32], ms: &[f32], vs: &[f32], eps: f32, with_d: bool) -> Dots {
+fn dots_block_f32(gs: &[f32], ms: &[f32], vs: &[f32], eps: f32, wanted: Wanted) -> Dots {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2 (checked just above).
-        return unsafe { if with_d { dots_f32_avx2::<true>(gs, ms, vs, eps) } else { dots_f32_avx2::<false>(gs, ms, vs, eps) } };
+        return unsafe { by_wanted!(wanted, dots_f32_avx2::<>, (gs, ms, vs, eps)) };
     }
-    dots_block::<f32>(gs, ms, vs, eps, with_d)
+    dots_block::<f32>(gs, ms, vs, eps, wanted)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn dots_f32_avx2<const D: bool>(gs: &[f32], ms: &[f32], vs: &[f32], eps: f32) -> Dots {
+fn dots_f32_avx2<const GM: bool, const D: bool>(gs: &[f32], ms: &[f32], vs: &[f32], eps: f32) -> Dots {
     use std::arch::x86_64::{__m256, __m256d, _mm256_add_pd, _mm256_add_ps, _mm256_castps256_ps128, _mm256_cvtps_pd, _mm256_div_ps, _mm256_extractf128_ps, _mm256_loadu_ps, _mm256_mul_ps, _mm256_set1_ps, _mm256_setzero_pd, _mm256_sqrt_ps, _mm256_storeu_pd};
     const _: () = assert!(LANES == 8, "dots_f32_avx2 keeps lanes 0-3 and 4-7 of each sum in two registers");
     let n = gs.len();
@@ -238,9 +262,11 @@ fn dots_f32_avx2<const D: bool>(gs: &[f32], ms: &[f32], vs: &[f32], eps: f32) ->
         // SAFETY: each chunk is 8 contiguous, initialised f32 (`as_chunks`); loadu has no
         // alignment requirement.
         let (g, m, v) = unsafe { (_mm256_loadu_ps(g.as_ptr()), _mm256_loadu_ps(m.as_ptr()), _mm256_loadu_ps(v.as_ptr())) };
-        add!(0, _mm256_mul_ps(g, m));
         add!(1, _mm256_mul_ps(g, g));
-        add!(2, _mm256_mul_ps(m, m));
+        if GM {
+            add!(0, _mm256_mul_ps(g, m));
+            add!(2, _mm256_mul_ps(m, m));
+        }
         if D {
             // d = m / (√v + ε), as `m.div(v.sqrt() + eps)`.
             let d = _mm256_div_ps(m, _mm256_add_ps(_mm256_sqrt_ps(v), epsv));
@@ -258,7 +284,7 @@ fn dots_f32_avx2<const D: bool>(gs: &[f32], ms: &[f32], vs: &[f32], eps: f32) ->
         }
     }
     // The tail and the final sum as in `dots_loop`.
-    dots_tail::<f32, D>(&mut lanes, g_tail, m_tail, v_tail, eps);
+    dots_tail::<f32, GM, D>(&mut lanes, g_tail, m_tail, v_tail, eps);
     sum_lanes(&lanes)
 }
 
@@ -494,25 +520,29 @@ mod tests {
     }
 
     /// The float32 block sums (AVX2 intrinsics on a CPU that has them) are bit-identical to the
-    /// portable loop, with and without d, for lengths with and without a tail.
+    /// portable loop, for every choice of sums, for lengths with and without a tail; a sum
+    /// asked for does not depend on which others are, and one not asked for is 0.
     #[test]
     fn float32_block_sums_match_the_portable_loop_bit_for_bit() {
         for (k, &n) in [0usize, 1, 7, 8, 9, 15, 16, 17, 63, 1000, BLOCK - 3, BLOCK].iter().enumerate() {
             let (g, m, v) = data(n, k as u64 + 1);
-            for with_d in [false, true] {
-                let fast = dots_block_f32(&g, &m, &v, 1e-8, with_d);
-                let portable = if with_d { dots_loop::<f32, true>(&g, &m, &v, 1e-8) } else { dots_loop::<f32, false>(&g, &m, &v, 1e-8) };
+            let all = dots_block_f32(&g, &m, &v, 1e-8, Wanted { gm: true, d: true });
+            for (gm, d) in [(false, false), (false, true), (true, false), (true, true)] {
+                let wanted = Wanted { gm, d };
+                let fast = dots_block_f32(&g, &m, &v, 1e-8, wanted);
+                let portable = by_wanted!(wanted, dots_loop::<f32>, (&g, &m, &v, 1e-8));
                 for q in 0..5 {
-                    assert_eq!(fast[q].to_bits(), portable[q].to_bits(), "n = {n}, with_d = {with_d}, sum {q}: {} against {}", fast[q], portable[q]);
-                }
-                // And the sums are the sums: against a plain float64 accumulation.
-                let plain: f64 = g.iter().zip(&m).map(|(a, b)| f64::from(a * b)).sum();
-                assert!((fast[0] - plain).abs() <= 1e-9 * (1.0 + plain.abs()), "n = {n}: ⟨g,m⟩ {} against {plain}", fast[0]);
-                if !with_d {
-                    assert_eq!(fast[3], 0.0);
-                    assert_eq!(fast[4], 0.0);
+                    assert_eq!(fast[q].to_bits(), portable[q].to_bits(), "n = {n}, {wanted:?}, sum {q}: {} against {}", fast[q], portable[q]);
+                    let asked = q == 1 || (gm && (q == 0 || q == 2)) || (d && q >= 3);
+                    let expected = if asked { all[q] } else { 0.0 };
+                    assert_eq!(fast[q].to_bits(), expected.to_bits(), "n = {n}, {wanted:?}, sum {q}: {} against {expected}", fast[q]);
                 }
             }
+            // And the sums are the sums: against a plain float64 accumulation.
+            let plain: f64 = g.iter().zip(&m).map(|(a, b)| f64::from(a * b)).sum();
+            assert!((all[0] - plain).abs() <= 1e-9 * (1.0 + plain.abs()), "n = {n}: ⟨g,m⟩ {} against {plain}", all[0]);
+            let plain: f64 = g.iter().map(|a| f64::from(a * a)).sum();
+            assert!((all[1] - plain).abs() <= 1e-9 * (1.0 + plain.abs()), "n = {n}: ‖g‖² {} against {plain}", all[1]);
         }
     }
 }

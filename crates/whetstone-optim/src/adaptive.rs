@@ -3,7 +3,7 @@
 //! couples the momentum term with dynamic learning-rate adjustment").
 //!
 //! **Defaults.** Since the fourteenth session (2026-11-30) the momentum adaptation of step 1 is
-//! **off by default** (`beta1_min = betas.0`): one coupling off at a time, on two held-out tasks,
+//! **off by default** (`beta1_min` unset: β₁ stays at `betas.0`): one coupling off at a time, on two held-out tasks,
 //! the learning-rate multiplier (step 4) carried the whole gain and the β₁ adaptation added
 //! nothing measurable; the multiplier-only design then passed its own pre-registered held-out
 //! task (WNUT-16 NER, `reports/optim-notes.md`). The momentum still couples to the learning rate
@@ -126,10 +126,10 @@ pub struct AdaptiveConfig {
     /// "warmup" than short fine-tuning runs can afford; 0.99 reaches 0.63 at step 100 and 0.82 at
     /// step 200, and measured better, `reports/optim.md`).
     pub betas: (f64, f64),
-    /// β₁min: the momentum coefficient under persistent oscillation (default 0.9 = `betas.0`:
-    /// the momentum adaptation is off; 0.5 in [`AdaptiveConfig::momentum_adaptive`]). Below
-    /// `betas.0` it turns the adaptation on.
-    pub beta1_min: f64,
+    /// β₁min: the momentum coefficient under persistent oscillation. Unset (the default), β₁
+    /// stays at `betas.0` whatever `betas` is: the momentum adaptation is off. A value below
+    /// `betas.0` turns it on (0.5 in [`AdaptiveConfig::momentum_adaptive`]); equal to it, off.
+    pub beta1_min: Option<f64>,
     /// ρ: decay of the moving average of cos(g, m) (default 0.9, about ten steps of memory).
     pub cos_decay: f64,
     /// c_ref: smoothed cosine at which β₁ reaches β₁min (default 0.3).
@@ -172,7 +172,7 @@ pub enum MomentumRule {
 
 impl Default for AdaptiveConfig {
     fn default() -> Self {
-        Self { betas: (0.9, 0.99), beta1_min: 0.9, cos_decay: 0.9, cos_ref: 0.3, hyper_lr: 0.05, max_lr_mult: 10.0, eps: 1e-8, degenerate_to_sgd: false, nesterov: true, hyper_norm: true, momentum_rule: MomentumRule::Oscillation }
+        Self { betas: (0.9, 0.99), beta1_min: None, cos_decay: 0.9, cos_ref: 0.3, hyper_lr: 0.05, max_lr_mult: 10.0, eps: 1e-8, degenerate_to_sgd: false, nesterov: true, hyper_norm: true, momentum_rule: MomentumRule::Oscillation }
     }
 }
 
@@ -181,18 +181,23 @@ impl AdaptiveConfig {
     /// β₁min = 0.5 (step 1 of the module docs). `reports/optim.md` and the earlier sections of
     /// `reports/optim-notes.md` measured this configuration.
     pub fn momentum_adaptive() -> Self {
-        Self { beta1_min: 0.5, ..Default::default() }
+        Self { beta1_min: Some(0.5), ..Default::default() }
     }
 
-    /// Whether β₁ adapts (step 1): β₁min below β₁max.
+    /// Whether β₁ adapts (step 1): β₁min set, and below β₁max.
     pub fn adapts_momentum(&self) -> bool {
-        self.beta1_min < self.betas.0
+        self.beta1_min.is_some_and(|b| b < self.betas.0)
+    }
+
+    /// β₁min in force: the one set, else β₁max (no adaptation).
+    pub fn beta1_floor(&self) -> f64 {
+        self.beta1_min.unwrap_or(self.betas.0)
     }
 
     /// Both adaptations off and torch's early momentum-SGD steps: exactly RAdam with decoupled
     /// weight decay.
     pub fn fixed(betas: (f64, f64), eps: f64) -> Self {
-        Self { betas, beta1_min: betas.0, hyper_lr: 0.0, eps, degenerate_to_sgd: true, nesterov: false, ..Default::default() }
+        Self { betas, beta1_min: None, hyper_lr: 0.0, eps, degenerate_to_sgd: true, nesterov: false, ..Default::default() }
     }
 
     /// The chain: `scale_by_adaptive → add_decayed_weights → scale_by_learning_rate`.
@@ -204,8 +209,8 @@ impl AdaptiveConfig {
         check_betas("adaptive", self.betas)?;
         check_eps("adaptive", self.eps)?;
         let bad = |m: String| Err(OptimError::Config(m));
-        if !(0.0..=self.betas.0).contains(&self.beta1_min) {
-            return bad(format!("adaptive beta1_min must be in [0, betas.0 = {}], got {}", self.betas.0, self.beta1_min));
+        if let Some(b) = self.beta1_min.filter(|b| !(0.0..=self.betas.0).contains(b)) {
+            return bad(format!("adaptive beta1_min must be in [0, betas.0 = {}], got {b}", self.betas.0));
         }
         if !(0.0..1.0).contains(&self.cos_decay) {
             return bad(format!("adaptive cos_decay must be in [0, 1), got {}", self.cos_decay));
@@ -228,7 +233,7 @@ impl AdaptiveConfig {
             MomentumRule::Oscillation => (1.0 + cos_ema / self.cos_ref).clamp(0.0, 1.0),
             MomentumRule::Agreement => (cos_ema / self.cos_ref).clamp(0.0, 1.0),
         };
-        self.betas.0 - (self.betas.0 - self.beta1_min) * (1.0 - keep)
+        self.betas.0 - (self.betas.0 - self.beta1_floor()) * (1.0 - keep)
     }
 }
 

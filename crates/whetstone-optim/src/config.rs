@@ -74,9 +74,9 @@ impl Algorithm {
             Algorithm::Lamb(c) => c.betas = betas,
             Algorithm::ScheduleFreeAdamw(c) => c.betas = betas,
             Algorithm::Adaptive(c) => {
-                // An adaptation that was off stays off (β₁min follows β₁max); one that was on
-                // keeps its β₁min, within the new β₁max.
-                c.beta1_min = if c.adapts_momentum() { c.beta1_min.min(betas.0) } else { betas.0 };
+                // An unset β₁min stays unset (no adaptation, whatever β₁max); a set one stays
+                // within the new β₁max.
+                c.beta1_min = c.beta1_min.map(|b| b.min(betas.0));
                 c.betas = betas;
             }
             _ => return Err(OptimError::Config("this algorithm has no betas to set per group".into())),

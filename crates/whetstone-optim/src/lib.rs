@@ -54,8 +54,8 @@
 //! Nesterov momentum plus a per-tensor learning-rate multiplier α ∈ [1/κ, κ] that follows a
 //! normalised hypergradient, `log α ← log α + μ·cos(gₜ, dₜ₋₁)` (Baydin et al. 2018): the
 //! alignment of each gradient with the previous momentum step. Variance rectification replaces
-//! warmup. A second adaptation, off by default since it measured no gain (`beta1_min < betas.0`
-//! turns it on, [`AdaptiveConfig::momentum_adaptive`]), lowers β₁ from β₁max towards β₁min when
+//! warmup. A second adaptation, off by default since it measured no gain (setting `beta1_min`
+//! below `betas.0` turns it on, [`AdaptiveConfig::momentum_adaptive`]), lowers β₁ from β₁max towards β₁min when
 //! the gradient keeps pointing against its momentum (a smoothed cos(g, m) < 0: oscillation). The update, with equations and the reason
 //! for each part, is in the [`adaptive`] module docs; `reports/optim.md` measures it.
 

@@ -77,7 +77,7 @@ fn minimise(c: AdaptiveConfig, params: Vec<Param>, lr: f64, steps: usize, loss_f
         opt.step(lr).unwrap();
         for n in &names {
             let (b1, mult) = opt.adaptation(n).unwrap();
-            assert!((c.beta1_min..=c.betas.0).contains(&b1), "{n}: beta1 {b1} out of bounds");
+            assert!((c.beta1_floor()..=c.betas.0).contains(&b1), "{n}: beta1 {b1} out of bounds");
             assert!(mult >= 1.0 / c.max_lr_mult - 1e-12 && mult <= c.max_lr_mult + 1e-12, "{n}: lr multiplier {mult} out of bounds");
         }
     }
@@ -167,26 +167,50 @@ fn by_default_only_the_learning_rate_adapts() {
 
 #[test]
 fn per_group_betas_keep_the_momentum_adaptation_as_it_was() {
-    // A group that sets its own β₁max: the adaptation that was off stays off, one that was on
-    // stays on within the new bound.
+    // A group that sets its own β₁max: the adaptation that was off stays off (β₁min unset
+    // follows it), one that was on stays on within the new bound.
     let off = Algorithm::Adaptive(AdaptiveConfig::default()).with_betas((0.95, 0.999)).unwrap();
     let on = Algorithm::Adaptive(AdaptiveConfig::momentum_adaptive()).with_betas((0.4, 0.999)).unwrap();
     match (off, on) {
         (Algorithm::Adaptive(off), Algorithm::Adaptive(on)) => {
-            assert_eq!((off.beta1_min, off.adapts_momentum()), (0.95, false));
-            assert_eq!((on.beta1_min, on.betas.0), (0.4, 0.4));
+            assert_eq!((off.beta1_min, off.beta1_floor(), off.adapts_momentum()), (None, 0.95, false));
+            assert_eq!((on.beta1_min, on.betas.0, on.adapts_momentum()), (Some(0.4), 0.4, false));
             let kept = Algorithm::Adaptive(AdaptiveConfig::momentum_adaptive()).with_betas((0.95, 0.999)).unwrap();
-            assert!(matches!(kept, Algorithm::Adaptive(k) if k.beta1_min == 0.5 && k.adapts_momentum()));
+            assert!(matches!(kept, Algorithm::Adaptive(k) if k.beta1_min == Some(0.5) && k.adapts_momentum()));
         }
         other => panic!("{other:?}"),
     }
 }
 
 #[test]
+fn a_recipe_that_sets_betas_does_not_turn_the_momentum_adaptation_on() {
+    let parse = |t: &str| match toml::from_str::<OptimConfig>(t).unwrap().algorithm {
+        Algorithm::Adaptive(a) => a,
+        other => panic!("parsed as {other:?}"),
+    };
+    let a = parse("kind = \"adaptive\"\nbetas = [0.95, 0.999]");
+    assert!(!a.adapts_momentum() && a.beta1_floor() == 0.95, "{a:?}");
+    let b = parse("kind = \"adaptive\"\nbetas = [0.95, 0.999]\nbeta1_min = 0.5");
+    assert!(b.adapts_momentum() && b.beta1_floor() == 0.5, "{b:?}");
+    // Unset stays unset through a recipe written back (a run folder's copy), set stays set.
+    for text in ["kind = \"adaptive\"\nbetas = [0.95, 0.999]", "kind = \"adaptive\"\nbeta1_min = 0.5"] {
+        let c: OptimConfig = toml::from_str(text).unwrap();
+        let back: OptimConfig = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
+        assert_eq!(format!("{back:?}"), format!("{c:?}"));
+    }
+    // Out of range is refused when the optimiser is built.
+    let bad: OptimConfig = toml::from_str("kind = \"adaptive\"\nbeta1_min = 0.95").unwrap();
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let _l = tch::nn::linear(vs.root() / "fc", 3, 2, Default::default());
+    let err = bad.build(&vs).err().expect("beta1_min above betas.0 must be refused").to_string();
+    assert!(err.contains("beta1_min"), "{err}");
+}
+
+#[test]
 fn recipe_kind_adaptive_builds() {
     let c: OptimConfig = toml::from_str("kind = \"adaptive\"\nlr = 1e-3\nhyper_lr = 0.05\nbeta1_min = 0.6").unwrap();
     match &c.algorithm {
-        Algorithm::Adaptive(a) => assert_eq!((a.hyper_lr, a.beta1_min), (0.05, 0.6)),
+        Algorithm::Adaptive(a) => assert_eq!((a.hyper_lr, a.beta1_min), (0.05, Some(0.6))),
         other => panic!("parsed as {other:?}"),
     }
     let vs = tch::nn::VarStore::new(tch::Device::Cpu);
@@ -229,12 +253,12 @@ fn agreement_rule_keeps_low_momentum_until_directions_agree() {
     let c = AdaptiveConfig { momentum_rule: MomentumRule::Agreement, ..AdaptiveConfig::momentum_adaptive() };
     let mut opt = Adaptive::new(vec![leaf("w", Tensor::zeros([5], opts))], c.clone()).unwrap();
     let flip = trace(&mut opt, 0..20, &|t| &dir * if t % 2 == 0 { 1.0 } else { -1.0 });
-    assert!((flip.last().unwrap().0 - c.beta1_min).abs() < 1e-12, "beta1 under oscillation {:?}", flip.last());
+    assert!((flip.last().unwrap().0 - c.beta1_floor()).abs() < 1e-12, "beta1 under oscillation {:?}", flip.last());
     let agree = trace(&mut opt, 20..60, &|_| dir.shallow_clone());
     assert!((agree.last().unwrap().0 - c.betas.0).abs() < 1e-12, "beta1 after agreement {:?}", agree.last());
     // The oscillation rule instead keeps the full β₁ for uncorrelated (zero-cosine) gradients.
     let d = AdaptiveConfig::momentum_adaptive();
-    assert_eq!((d.beta1_for(0.0), c.beta1_for(0.0)), (d.betas.0, c.beta1_min));
+    assert_eq!((d.beta1_for(0.0), c.beta1_for(0.0)), (d.betas.0, c.beta1_floor()));
 }
 
 #[test]

@@ -24,7 +24,7 @@ use std::process::Command;
 use std::time::Instant;
 use whetstone_benches::machine::{cpu_model, load_avg, median, peer_check, peer_python};
 use whetstone_benches::optim_shapes::{self, Shape};
-use whetstone_optim::{named_params, Adam, AdamConfig, AdamW, AdamWConfig, Adaptive, AdaptiveConfig, Kernel, Optimizer, Sgd, SgdConfig, NO_DECAY};
+use whetstone_optim::{named_params, Adam, AdamConfig, AdamW, AdamWConfig, Adaptive, AdaptiveConfig, Kernel, Optimizer, Param, Sgd, SgdConfig, NO_DECAY};
 
 #[derive(Parser, Debug)]
 #[command(about = "Time of one optimiser step: whetstone-optim (flat+fused, per-tensor; whetstone or torch-fused kernel) vs torch.optim (for-loop, foreach, fused)")]
@@ -493,16 +493,19 @@ fn markdown(args: &Args, report: &Value, table: &str, sets: &[(String, Vec<Shape
 /// fourteenth session, `AdaptiveConfig::momentum_adaptive`).
 const ADAPTIVE_IMPLS: [&str; 4] = ["adamw flat+fused", "adaptive fused", "adaptive-momentum fused", "adaptive per-tensor"];
 
+/// The adaptive optimiser on flat buffers, checked to have taken the fused path.
+fn fused_adaptive(params: Vec<Param>, config: AdaptiveConfig) -> Result<Box<dyn Optimizer>> {
+    let o = Adaptive::with_layout(params, config, true)?;
+    ensure!(o.is_fused(), "the adaptive optimiser did not take the fused path");
+    Ok(Box::new(o))
+}
+
 fn build_adaptive_cmp(label: &str, vs: &tch::nn::VarStore) -> Result<Box<dyn Optimizer>> {
     let params = named_params(vs, WEIGHT_DECAY, NO_DECAY);
     Ok(match label {
         "adamw flat+fused" => build("adamw", vs, true, Kernel::Whetstone)?,
-        "adaptive fused" | "adaptive-momentum fused" => {
-            let config = if label == "adaptive fused" { AdaptiveConfig::default() } else { AdaptiveConfig::momentum_adaptive() };
-            let o = Adaptive::with_layout(params, config, true)?;
-            ensure!(o.is_fused(), "the adaptive optimiser did not take the fused path");
-            Box::new(o)
-        }
+        "adaptive fused" => fused_adaptive(params, AdaptiveConfig::default())?,
+        "adaptive-momentum fused" => fused_adaptive(params, AdaptiveConfig::momentum_adaptive())?,
         "adaptive per-tensor" => Box::new(Adaptive::with_layout(params, AdaptiveConfig::default(), false)?),
         other => bail!("unknown implementation `{other}`"),
     })

@@ -360,10 +360,7 @@ fn load_mlm(task: &Task) -> Result<Data> {
 /// piece of every word tagged.
 fn load_ner(task: &Task) -> Result<Data> {
     let manifest = whetstone_data::Manifest::builtin()?;
-    let entry = manifest.datasets.iter().find(|e| e.name == task.dataset).with_context(|| format!("`{}` is not in the data manifest", task.dataset))?;
-    anyhow::ensure!(entry.is_token_data(), "`{}` is not token-classification data", task.dataset);
-    let dir = whetstone_data::obtain(entry, &whetstone_data::cache_dir())?;
-    let file = dir.join(entry.files.as_ref().and_then(|f| f.first()).context("the manifest entry names no file")?);
+    let file = whetstone_data::conll::obtain_token_file(manifest.get(task.dataset)?, &whetstone_data::cache_dir())?;
     let splits = whetstone_data::conll::split_sentences(read_conll(&file)?, 0.1, 0.1, 0)?;
     let cut = |v: &[TaggedSentence], n: Option<usize>| v[..n.unwrap_or(v.len()).min(v.len())].to_vec();
     let (train, valid, test) = (cut(&splits.train, task.train_n), cut(&splits.valid, task.valid_n), cut(&splits.test, task.test_n));
@@ -373,8 +370,7 @@ fn load_ner(task: &Task) -> Result<Data> {
     let enc = |part: &[TaggedSentence]| encode_tagged(&tok, part, &splits.tags, task.max_len);
     let (train, valid, test) = (enc(&train)?, enc(&valid)?, enc(&test)?);
     // The loop's own splits: the ids, with placeholder labels (the objective scores the tags).
-    let ids = |e: &TokenEncoded| Encoded { ids: e.ids.clone(), labels: vec![0; e.len()], pad_id: e.pad_id };
-    let (train_ids, valid_ids, test_ids) = (ids(&train), ids(&valid), ids(&test));
+    let (train_ids, valid_ids, test_ids) = (train.ids_only(), valid.ids_only(), test.ids_only());
     let ev = |data: TokenEncoded| TaskEval::Token { data, tags: tags.clone() };
     // Chance: the score of a uniform prediction over the tags, −ln K.
     let chance = -(tags.len() as f64).ln();

@@ -22,7 +22,7 @@
 //! # Ok::<(), whetstone_data::DataError>(())
 //! ```
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -30,7 +30,8 @@ use rand_chacha::ChaCha8Rng;
 use tch::{Device, Tensor};
 use tokenizers::{EncodeInput, InputSequence, TruncationDirection, TruncationParams, TruncationStrategy};
 
-use crate::batch::Batch;
+use crate::batch::{Batch, Encoded};
+use crate::manifest::DatasetEntry;
 use crate::dataset::LabelSet;
 use crate::error::{DataError, Result};
 use crate::source::Fingerprint;
@@ -130,6 +131,16 @@ pub fn split_sentences(mut sentences: Vec<TaggedSentence>, valid_frac: f64, test
     Ok(TokenSplits { train: sentences, valid, test, tags })
 }
 
+/// The file of a manifest token-classification entry (`kind = "tokens"`, its one file in
+/// `files`), fetched into `cache` on first use ([`crate::obtain`]).
+pub fn obtain_token_file(entry: &DatasetEntry, cache: &Path) -> Result<PathBuf> {
+    if !entry.is_token_data() {
+        return Err(DataError::InvalidArgument(format!("`{}` is not token-classification data (kind = \"tokens\" in the manifest)", entry.name)));
+    }
+    let file = entry.files.as_ref().and_then(|f| f.first()).ok_or_else(|| DataError::InvalidArgument(format!("manifest entry `{}` names no file", entry.name)))?;
+    Ok(crate::obtain(entry, cache)?.join(file))
+}
+
 /// Tokenised token-classification data: id sequences and one label per position
 /// ([`IGNORE_INDEX`] where nothing is predicted).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -156,6 +167,12 @@ impl TokenEncoded {
     /// The length of each sequence.
     pub fn lengths(&self) -> Vec<usize> {
         self.ids.iter().map(Vec::len).collect()
+    }
+
+    /// The ids with placeholder sequence labels (0): the split a training loop that only needs
+    /// the inputs is given, while an objective scores the per-position labels itself.
+    pub fn ids_only(&self) -> Encoded {
+        Encoded { ids: self.ids.clone(), labels: vec![0; self.len()], pad_id: self.pad_id }
     }
 
     /// A stable hash of the ids, the labels and the pad id.

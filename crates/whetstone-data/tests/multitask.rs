@@ -134,3 +134,14 @@ fn wnut16_reads_as_the_data_page_counts_it_when_cached() {
     let types = LabelSet::from_labels(s.iter().flat_map(|s| s.tags.iter().filter_map(|t| t.get(2..))));
     assert_eq!(types.len(), 10, "{:?}", types.names);
 }
+
+#[test]
+fn token_files_come_only_from_token_entries_and_ids_only_keeps_the_inputs() {
+    let manifest = whetstone_data::Manifest::builtin().unwrap();
+    // A text-classification entry is refused before anything is fetched.
+    let err = whetstone_data::conll::obtain_token_file(manifest.get("rotten-tomatoes").unwrap(), std::path::Path::new("/nonexistent")).unwrap_err().to_string();
+    assert!(err.contains("rotten-tomatoes") && err.contains("not token-classification"), "{err}");
+    let e = whetstone_data::TokenEncoded { ids: vec![vec![2, 7, 3], vec![2, 3]], labels: vec![vec![-100, 1, -100], vec![-100, -100]], pad_id: 0 };
+    let plain = e.ids_only();
+    assert_eq!((plain.ids, plain.labels, plain.pad_id), (e.ids.clone(), vec![0, 0], 0));
+}

@@ -3,9 +3,9 @@
 //! couples the momentum term with dynamic learning-rate adjustment").
 //!
 //! **Defaults.** Since the fourteenth session (2026-11-30) the momentum adaptation of step 1 is
-//! **off by default** (`beta1_min` unset: β₁ stays at `betas.0`): one coupling off at a time, on two held-out tasks,
-//! the learning-rate multiplier (step 4) carried the whole gain and the β₁ adaptation added
-//! nothing measurable; the multiplier-only design then passed its own pre-registered held-out
+//! **off by default** (`beta1_min` unset: β₁ stays at `betas.0`): one coupling off at a time,
+//! on two held-out tasks, the learning-rate multiplier (step 4) carried the whole gain and the
+//! β₁ adaptation added nothing measurable; the multiplier-only design then passed its own pre-registered held-out
 //! task (WNUT-16 NER, `reports/optim-notes.md`). The momentum still couples to the learning rate
 //! through the multiplier, whose signal is the alignment of each gradient with the previous
 //! momentum step. [`AdaptiveConfig::momentum_adaptive`] gives the earlier defaults, with β₁

@@ -49,7 +49,7 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 use tch::nn::VarStore;
 use whetstone_data::conll::{encode_tagged, read_conll, split_sentences, TaggedSentence, TokenSplits};
-use whetstone_data::{cache_dir, encode, load_splits_with, obtain, BatchSource, DataSource, Encoded, Format, Manifest, MultiTaskSource, Sampling, Splits, TableSpec, TaskData, TextTokenizer};
+use whetstone_data::{cache_dir, encode, load_splits_with, BatchSource, DataSource, Encoded, Format, Manifest, MultiTaskSource, Sampling, Splits, TableSpec, TaskData, TextTokenizer};
 use whetstone_models::{load_varstore, parse_device, BertCheckpoint, HeadKind, ModelConfig, MultiHead, MultiTaskModel, TaskHead};
 use whetstone_train::multitask::{score_task, MultiTaskObjective, Select, TaskEval, TaskScores, TaskSpec, Weighting};
 use whetstone_train::{Outcome, Result, TrainError, Trainer, BEST_MODEL_FILE};
@@ -218,10 +218,7 @@ fn load_task(recipe: &Recipe, i: usize) -> Result<RawTask> {
     let raw = match t.kind {
         HeadKind::Token => {
             let file: PathBuf = match named {
-                Some(e) if e.is_token_data() => {
-                    let dir = obtain(e, &cache_dir())?;
-                    dir.join(e.files.as_ref().and_then(|f| f.first()).cloned().unwrap_or_default())
-                }
+                Some(e) if e.is_token_data() => whetstone_data::conll::obtain_token_file(e, &cache_dir())?,
                 Some(_) => return Err(err(format!("`{}` is not token-classification data (kind = \"token\" needs e.g. wnut16)", t.data))),
                 None => PathBuf::from(&t.data),
             };
@@ -331,7 +328,7 @@ fn eval_len(e: &TaskEval) -> usize {
 fn main_valid(e: &TaskEval) -> Encoded {
     match e {
         TaskEval::Sequence { data, .. } => data.clone(),
-        TaskEval::Token { data, .. } => Encoded { ids: data.ids.clone(), labels: vec![0; data.len()], pad_id: data.pad_id },
+        TaskEval::Token { data, .. } => data.ids_only(),
     }
 }
 
